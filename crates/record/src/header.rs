@@ -199,7 +199,10 @@ impl BatchHeader {
 /// # Panics
 /// If `buf` is shorter than the batch header: callers stamp only batches they have parsed.
 pub fn stamp_base_offset(buf: &mut [u8], base_offset: i64) {
-    assert!(buf.len() >= BATCH_HEADER_LEN, "stamping a buffer shorter than a batch header");
+    assert!(
+        buf.len() >= BATCH_HEADER_LEN,
+        "stamping a buffer shorter than a batch header"
+    );
     buf[BASE_OFFSET_POS..BASE_OFFSET_POS + 8].copy_from_slice(&base_offset.to_be_bytes());
 }
 
@@ -208,6 +211,9 @@ pub fn stamp_base_offset(buf: &mut [u8], base_offset: i64) {
 /// # Panics
 /// If `buf` is shorter than the batch header.
 pub fn stamp_leader_epoch(buf: &mut [u8], epoch: i32) {
-    assert!(buf.len() >= BATCH_HEADER_LEN, "stamping a buffer shorter than a batch header");
+    assert!(
+        buf.len() >= BATCH_HEADER_LEN,
+        "stamping a buffer shorter than a batch header"
+    );
     buf[LEADER_EPOCH_POS..LEADER_EPOCH_POS + 4].copy_from_slice(&epoch.to_be_bytes());
 }

@@ -2,12 +2,30 @@
 //!
 //! - [`header`]: the fixed 61-byte batch header, field positions, stamping of base offset and
 //!   leader epoch (the only fields outside the CRC the broker rewrites).
-//! - [`error`]: [`RecordError`], every way a batch can be malformed.
+//! - [`batch`]: [`Batch`], the checked zero-copy reader: parse verifies every byte, then
+//!   iteration yields [`Record`]s whose bytes are slices of the input.
+//! - [`builder`]: [`BatchBuilder`], which writes uncompressed batches byte-identical to Kafka
+//!   clients'.
+//! - [`record`]: the record value types ([`Record`], [`NewRecord`], [`Header`]) and the varint
+//!   layout of one record.
+//! - [`attributes`]: [`Compression`] and [`TimestampType`], and which attribute bits are refused.
+//! - [`varint`]: checked zigzag varint / varlong decoding and encoding.
+//! - [`error`]: [`RecordError`] (and [`RecordFault`] for one record), every way a batch can be
+//!   malformed or unbuildable.
 //!
-//! This crate does no IO.
+//! This crate does no IO. The byte layout is documented in `docs/record-format.md`.
 
+pub mod attributes;
+pub mod batch;
+pub mod builder;
 pub mod error;
 pub mod header;
+pub mod record;
+pub mod varint;
 
-pub use error::RecordError;
+pub use attributes::{Compression, TimestampType};
+pub use batch::{Batch, Records};
+pub use builder::BatchBuilder;
+pub use error::{RecordError, RecordFault};
 pub use header::{BatchHeader, stamp_base_offset, stamp_leader_epoch};
+pub use record::{Header, NewRecord, Record};
