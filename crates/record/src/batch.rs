@@ -325,3 +325,7 @@ impl<'a> IntoIterator for &'a Batch {
         self.records()
     }
 }
+
+#[cfg(test)]
+#[path = "batch_tests.rs"]
+mod tests;

@@ -1,0 +1,785 @@
+//! Tests of [`Batch`]: hand-made malformed batches, then property tests (round trip, every
+//! truncation, every bit flip, garbage).
+
+#![allow(clippy::unwrap_used)]
+
+use bytes::Bytes;
+use proptest::prelude::*;
+
+use super::*;
+use crate::header::{
+    ATTR_CONTROL, ATTR_DELETE_HORIZON, ATTR_TIMESTAMP_TYPE, ATTR_TRANSACTIONAL, ATTRIBUTES_POS,
+    BASE_OFFSET_POS, BASE_TIMESTAMP_POS, BATCH_LENGTH_POS, CRC_POS, LAST_OFFSET_DELTA_POS,
+    LEADER_EPOCH_POS, LOG_OVERHEAD, MAGIC_POS, MAX_TIMESTAMP_POS, RECORD_COUNT_POS,
+};
+use crate::varint::encode_varint;
+use crate::{BatchBuilder, Header, NewRecord, RecordFault, stamp_base_offset, stamp_leader_epoch};
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+fn value(text: &str) -> Option<Bytes> {
+    Some(Bytes::copy_from_slice(text.as_bytes()))
+}
+
+/// A valid batch of records with timestamps `timestamps` and values "r0", "r1", ...
+fn build(timestamps: &[i64]) -> Vec<u8> {
+    let mut builder = BatchBuilder::new();
+    for (index, &timestamp) in timestamps.iter().enumerate() {
+        let record = NewRecord::new(timestamp, value("key"), value(&format!("r{index}")));
+        builder.append(&record).unwrap();
+    }
+    builder.build().to_vec()
+}
+
+fn put_i16(buf: &mut [u8], pos: usize, value: i16) {
+    buf[pos..pos + 2].copy_from_slice(&value.to_be_bytes());
+}
+
+fn put_i32(buf: &mut [u8], pos: usize, value: i32) {
+    buf[pos..pos + 4].copy_from_slice(&value.to_be_bytes());
+}
+
+fn put_i64(buf: &mut [u8], pos: usize, value: i64) {
+    buf[pos..pos + 8].copy_from_slice(&value.to_be_bytes());
+}
+
+/// Sets `batchLength` to the buffer's length and recomputes the CRC, as a forger would.
+fn reseal(buf: &mut [u8]) {
+    put_i32(buf, BATCH_LENGTH_POS, (buf.len() - LOG_OVERHEAD) as i32);
+    let crc = crc32c::crc32c(&buf[ATTRIBUTES_POS..]);
+    buf[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Sets both the record count and the last offset delta (the header check ties them).
+fn set_count(buf: &mut [u8], count: i32) {
+    put_i32(buf, RECORD_COUNT_POS, count);
+    put_i32(buf, LAST_OFFSET_DELTA_POS, count - 1);
+}
+
+/// A batch header (from a one-record batch at timestamp 0) followed by `records` as raw bytes.
+fn forge(count: i32, records: &[u8]) -> Vec<u8> {
+    let mut buf = build(&[0]);
+    buf.truncate(BATCH_HEADER_LEN);
+    buf.extend_from_slice(records);
+    set_count(&mut buf, count);
+    reseal(&mut buf);
+    buf
+}
+
+/// A record with a correct length prefix around `body`.
+fn framed(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_varint(body.len() as i32, &mut out);
+    out.extend_from_slice(body);
+    out
+}
+
+/// The body of a minimal record: attributes 0, timestamp delta 0, `offset_delta`, null key,
+/// null value, no headers.
+fn minimal_body(offset_delta: i32) -> Vec<u8> {
+    let mut body = vec![0, 0];
+    encode_varint(offset_delta, &mut body);
+    body.extend_from_slice(&[0x01, 0x01, 0x00]);
+    body
+}
+
+fn parse(buf: &[u8]) -> Result<Batch, RecordError> {
+    Batch::parse(Bytes::copy_from_slice(buf))
+}
+
+fn record_fault(buf: &[u8]) -> (i32, RecordFault) {
+    match parse(buf) {
+        Err(RecordError::BadRecord { index, fault, .. }) => (index, fault),
+        other => panic!("expected a bad record, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accepted batches
+
+#[test]
+fn reads_back_what_the_builder_wrote() {
+    let mut builder = BatchBuilder::new().with_producer(42, 1, 7);
+    let first = NewRecord::new(1_000, None, Some(Bytes::new()))
+        .with_header("trace", value("abc"))
+        .with_header("trace", None)
+        .with_header("", Some(Bytes::new()));
+    let second = NewRecord::new(900, Some(Bytes::new()), None);
+    builder.append(&first).unwrap();
+    builder.append(&second).unwrap();
+    let bytes = builder.build();
+    let batch = Batch::parse(bytes.clone()).unwrap();
+    assert_eq!(batch.len(), bytes.len());
+    assert_eq!(batch.bytes(), &bytes);
+    assert_eq!(
+        (
+            batch.base_offset(),
+            batch.last_offset(),
+            batch.next_offset()
+        ),
+        (0, 1, 2)
+    );
+    assert_eq!(
+        (batch.base_timestamp(), batch.max_timestamp()),
+        (1_000, 1_000)
+    );
+    assert_eq!(
+        (
+            batch.producer_id(),
+            batch.producer_epoch(),
+            batch.base_sequence()
+        ),
+        (42, 1, 7)
+    );
+    assert_eq!(batch.timestamp_type(), TimestampType::CreateTime);
+    assert_eq!(batch.partition_leader_epoch(), 0);
+    let records: Vec<Record> = batch.records().collect();
+    assert_eq!(
+        records,
+        [
+            Record {
+                offset: 0,
+                timestamp: 1_000,
+                key: None,
+                value: Some(Bytes::new()),
+                headers: vec![
+                    Header::new("trace", value("abc")),
+                    Header::new("trace", None),
+                    Header::new("", Some(Bytes::new())),
+                ],
+            },
+            Record {
+                offset: 1,
+                timestamp: 900,
+                key: Some(Bytes::new()),
+                value: None,
+                headers: vec![],
+            },
+        ]
+    );
+    assert_eq!(batch.records().len(), 2);
+    assert_eq!((&batch).into_iter().count(), 2);
+}
+
+#[test]
+fn record_bytes_are_slices_of_the_input() {
+    let bytes = Bytes::from(build(&[1, 2]));
+    let range = bytes.as_ptr_range();
+    let batch = Batch::parse(bytes.clone()).unwrap();
+    for record in batch.records() {
+        for part in [record.key.unwrap(), record.value.unwrap()] {
+            assert!(range.contains(&part.as_ptr()), "not a slice of the input");
+        }
+    }
+}
+
+#[test]
+fn stamped_offsets_and_epoch_are_read() {
+    let mut buf = build(&[5, 6, 7]);
+    stamp_base_offset(&mut buf, 1_000);
+    stamp_leader_epoch(&mut buf, 9);
+    let batch = parse(&buf).unwrap();
+    assert_eq!((batch.base_offset(), batch.last_offset()), (1_000, 1_002));
+    assert_eq!(batch.partition_leader_epoch(), 9);
+    let offsets: Vec<i64> = batch.records().map(|record| record.offset).collect();
+    assert_eq!(offsets, [1_000, 1_001, 1_002]);
+}
+
+#[test]
+fn log_append_time_gives_every_record_the_max_timestamp() {
+    let mut builder = BatchBuilder::new().with_log_append_time(50_000);
+    builder.append(&NewRecord::new(10, None, None)).unwrap();
+    builder.append(&NewRecord::new(20, None, None)).unwrap();
+    let batch = Batch::parse(builder.build()).unwrap();
+    assert_eq!(batch.timestamp_type(), TimestampType::LogAppendTime);
+    assert!(batch.records().all(|record| record.timestamp == 50_000));
+    assert_eq!(batch.first_offset_at_or_after_timestamp(50_000), Some(0));
+    assert_eq!(batch.first_offset_at_or_after_timestamp(50_001), None);
+    assert_eq!(batch.first_offset_at_or_after_timestamp(i64::MIN), Some(0));
+}
+
+#[test]
+fn first_offset_at_or_after_timestamp_follows_offset_order() {
+    let mut buf = build(&[100, 50, 300, 200]);
+    stamp_base_offset(&mut buf, 10);
+    let batch = parse(&buf).unwrap();
+    assert_eq!(batch.first_offset_at_or_after_timestamp(i64::MIN), Some(10));
+    assert_eq!(batch.first_offset_at_or_after_timestamp(100), Some(10));
+    assert_eq!(batch.first_offset_at_or_after_timestamp(101), Some(12));
+    assert_eq!(batch.first_offset_at_or_after_timestamp(250), Some(12));
+    assert_eq!(batch.first_offset_at_or_after_timestamp(300), Some(12));
+    assert_eq!(batch.first_offset_at_or_after_timestamp(301), None);
+}
+
+#[test]
+fn parse_prefix_returns_the_rest_and_parse_rejects_it() {
+    let first = build(&[1]);
+    let second = build(&[2, 3]);
+    let both = Bytes::from([first.clone(), second.clone()].concat());
+    let (batch, rest) = Batch::parse_prefix(both.clone()).unwrap();
+    assert_eq!(batch.bytes().as_ref(), first.as_slice());
+    assert_eq!(rest.as_ref(), second.as_slice());
+    let (batch, rest) = Batch::parse_prefix(rest).unwrap();
+    assert_eq!(batch.record_count(), 2);
+    assert!(rest.is_empty());
+    assert_eq!(
+        Batch::parse(both),
+        Err(RecordError::TrailingBytes {
+            batch_len: first.len(),
+            trailing: second.len()
+        })
+    );
+    let mut one_more = first.clone();
+    one_more.push(0);
+    assert!(matches!(
+        parse(&one_more),
+        Err(RecordError::TrailingBytes { trailing: 1, .. })
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Header-level rejections
+
+#[test]
+fn rejects_bad_crc_magic_and_truncation() {
+    let good = build(&[1, 2]);
+    let mut buf = good.clone();
+    let last = buf.len() - 1;
+    buf[last] ^= 0x01;
+    assert!(matches!(parse(&buf), Err(RecordError::CrcMismatch { .. })));
+    let mut buf = good.clone();
+    buf[MAGIC_POS] = 1;
+    assert_eq!(parse(&buf), Err(RecordError::UnsupportedMagic(1)));
+    assert!(matches!(
+        parse(&good[..good.len() - 1]),
+        Err(RecordError::Truncated { .. })
+    ));
+    assert!(matches!(
+        parse(&[]),
+        Err(RecordError::Truncated { needed: 61, .. })
+    ));
+}
+
+#[test]
+fn rejects_transactional_and_control_bits() {
+    for (bit, expected) in [
+        (ATTR_TRANSACTIONAL, RecordError::Transactional),
+        (ATTR_CONTROL, RecordError::ControlBatch),
+        (
+            ATTR_DELETE_HORIZON,
+            RecordError::UnsupportedAttributes {
+                attributes: ATTR_DELETE_HORIZON,
+            },
+        ),
+    ] {
+        let mut buf = build(&[1]);
+        put_i16(&mut buf, ATTRIBUTES_POS, bit);
+        reseal(&mut buf);
+        assert_eq!(parse(&buf), Err(expected));
+    }
+}
+
+#[test]
+fn rejects_every_compression_codec_by_name() {
+    let names = [
+        "gzip", "snappy", "lz4", "zstd", "unknown", "unknown", "unknown",
+    ];
+    for (code, name) in (1..=7).zip(names) {
+        let mut buf = build(&[1]);
+        put_i16(&mut buf, ATTRIBUTES_POS, code | ATTR_TIMESTAMP_TYPE);
+        reseal(&mut buf);
+        let error = parse(&buf).unwrap_err();
+        assert_eq!(error, RecordError::UnsupportedCompression { code, name });
+        assert!(error.to_string().contains(name));
+    }
+}
+
+#[test]
+fn rejects_a_count_that_lies() {
+    let timestamps = [1, 2, 3];
+    // Bigger: the cheap bound on the number of records catches a wild count...
+    let mut buf = build(&timestamps);
+    set_count(&mut buf, 1_000_000);
+    reseal(&mut buf);
+    assert!(matches!(
+        parse(&buf),
+        Err(RecordError::BadRecordCount {
+            count: 1_000_000,
+            ..
+        })
+    ));
+    // ...and the walk catches a count just one too big.
+    let mut builder = BatchBuilder::new();
+    for _ in 0..3 {
+        builder
+            .append(&NewRecord::new(0, None, Some(Bytes::from(vec![1; 100]))))
+            .unwrap();
+    }
+    let mut buf = builder.build().to_vec();
+    set_count(&mut buf, 4);
+    reseal(&mut buf);
+    assert_eq!(
+        parse(&buf),
+        Err(RecordError::BadRecordCount {
+            count: 4,
+            reason: "the batch ends before the last record"
+        })
+    );
+    // Smaller: a record is left over.
+    let mut buf = build(&timestamps);
+    set_count(&mut buf, 2);
+    reseal(&mut buf);
+    assert_eq!(
+        parse(&buf),
+        Err(RecordError::BadRecordCount {
+            count: 2,
+            reason: "bytes remain after the last record"
+        })
+    );
+    // Zero and negative counts fail the header check.
+    for count in [0, -1, i32::MIN + 1] {
+        let mut buf = build(&timestamps);
+        set_count(&mut buf, count);
+        reseal(&mut buf);
+        assert!(matches!(
+            parse(&buf),
+            Err(RecordError::BadRecordCount { .. })
+        ));
+    }
+    // A last offset delta that disagrees with the count.
+    let mut buf = build(&timestamps);
+    put_i32(&mut buf, LAST_OFFSET_DELTA_POS, 1);
+    reseal(&mut buf);
+    assert!(matches!(
+        parse(&buf),
+        Err(RecordError::BadLastOffsetDelta { .. })
+    ));
+}
+
+#[test]
+fn rejects_offset_overflow_and_bad_max_timestamp() {
+    let mut buf = build(&[1, 2]);
+    stamp_base_offset(&mut buf, i64::MAX);
+    assert_eq!(
+        parse(&buf),
+        Err(RecordError::OffsetOverflow {
+            base_offset: i64::MAX,
+            last_offset_delta: 1
+        })
+    );
+    let mut buf = build(&[1, 2]);
+    put_i64(&mut buf, MAX_TIMESTAMP_POS, 3);
+    reseal(&mut buf);
+    assert_eq!(
+        parse(&buf),
+        Err(RecordError::BadMaxTimestamp {
+            stored: 3,
+            computed: 2
+        })
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Record-level rejections
+
+#[test]
+fn rejects_record_length_outside_the_batch() {
+    let body = minimal_body(0);
+    for length in [body.len() as i32 + 1, 1_000, i32::MAX, -1, i32::MIN] {
+        let mut record = Vec::new();
+        encode_varint(length, &mut record);
+        record.extend_from_slice(&body);
+        let (index, fault) = record_fault(&forge(1, &record));
+        assert_eq!(index, 0);
+        assert!(matches!(fault, RecordFault::LengthOutOfBounds { length: l, .. } if l == length));
+    }
+}
+
+#[test]
+fn rejects_varint_overflow() {
+    // Timestamp delta with ten continuation bytes.
+    let mut body = vec![0];
+    body.extend_from_slice(&[0x80; 10]);
+    body.push(0);
+    body.extend_from_slice(&[0, 1, 1, 0]);
+    let (_, fault) = record_fault(&forge(1, &framed(&body)));
+    assert_eq!(fault, RecordFault::VarintOverflow { max_bytes: 10 });
+    // The record length itself: six bytes.
+    let mut record = vec![0xff; 5];
+    record.push(0x00);
+    record.extend_from_slice(&minimal_body(0));
+    let (_, fault) = record_fault(&forge(1, &record));
+    assert_eq!(fault, RecordFault::VarintOverflow { max_bytes: 5 });
+    // An offset delta whose fifth byte sets bit 32.
+    let mut body = vec![0, 0, 0x80, 0x80, 0x80, 0x80, 0x10];
+    body.extend_from_slice(&[1, 1, 0]);
+    let (_, fault) = record_fault(&forge(1, &framed(&body)));
+    assert_eq!(fault, RecordFault::VarintOverflow { max_bytes: 5 });
+}
+
+#[test]
+fn rejects_offset_delta_other_than_index() {
+    let records = [framed(&minimal_body(0)), framed(&minimal_body(0))].concat();
+    assert_eq!(
+        record_fault(&forge(2, &records)),
+        (
+            1,
+            RecordFault::OffsetDelta {
+                expected: 1,
+                found: 0
+            }
+        )
+    );
+    let records = [framed(&minimal_body(0)), framed(&minimal_body(2))].concat();
+    assert_eq!(
+        record_fault(&forge(2, &records)),
+        (
+            1,
+            RecordFault::OffsetDelta {
+                expected: 1,
+                found: 2
+            }
+        )
+    );
+    let records = framed(&minimal_body(-1));
+    assert_eq!(
+        record_fault(&forge(1, &records)),
+        (
+            0,
+            RecordFault::OffsetDelta {
+                expected: 0,
+                found: -1
+            }
+        )
+    );
+    // Both records well formed: accepted.
+    let records = [framed(&minimal_body(0)), framed(&minimal_body(1))].concat();
+    assert_eq!(parse(&forge(2, &records)).unwrap().record_count(), 2);
+}
+
+#[test]
+fn rejects_record_attributes() {
+    let mut body = minimal_body(0);
+    body[0] = 0x01;
+    assert_eq!(
+        record_fault(&forge(1, &framed(&body))),
+        (0, RecordFault::Attributes(1))
+    );
+}
+
+#[test]
+fn rejects_fields_that_miss_the_declared_length() {
+    // One byte too many declared: the fields end early.
+    let body = minimal_body(0);
+    let mut record = Vec::new();
+    encode_varint(body.len() as i32 - 1, &mut record);
+    record.extend_from_slice(&body);
+    let (_, fault) = record_fault(&forge(1, &[record, vec![0]].concat()));
+    assert_eq!(fault, RecordFault::Truncated);
+    // Trailing byte inside the declared length.
+    let mut long = body.clone();
+    long.push(0);
+    let (_, fault) = record_fault(&forge(1, &framed(&long)));
+    assert_eq!(
+        fault,
+        RecordFault::LengthMismatch {
+            declared: 7,
+            used: 6
+        }
+    );
+    // A value length reaching past the record.
+    let body = [0, 0, 0, 1, 20, 0];
+    let (_, fault) = record_fault(&forge(1, &framed(&body)));
+    assert_eq!(fault, RecordFault::Truncated);
+}
+
+#[test]
+fn rejects_bad_lengths_and_header_keys() {
+    let cases: [(&[u8], RecordFault); 5] = [
+        // Key length -2.
+        (
+            &[0, 0, 0, 3, 1, 0],
+            RecordFault::BadLength {
+                field: "key length",
+                length: -2,
+            },
+        ),
+        // Value length -3.
+        (
+            &[0, 0, 0, 1, 5, 0],
+            RecordFault::BadLength {
+                field: "value length",
+                length: -3,
+            },
+        ),
+        // Header count -1.
+        (
+            &[0, 0, 0, 1, 1, 1],
+            RecordFault::BadLength {
+                field: "header count",
+                length: -1,
+            },
+        ),
+        // Null header key.
+        (
+            &[0, 0, 0, 1, 1, 2, 1, 1],
+            RecordFault::BadLength {
+                field: "header key length",
+                length: -1,
+            },
+        ),
+        // Header key 0xff: not UTF-8.
+        (
+            &[0, 0, 0, 1, 1, 2, 2, 0xff, 1],
+            RecordFault::HeaderKeyNotUtf8,
+        ),
+    ];
+    for (body, expected) in cases {
+        assert_eq!(record_fault(&forge(1, &framed(body))), (0, expected));
+    }
+    // A header value length -2.
+    let body = [0, 0, 0, 1, 1, 2, 2, b'k', 3];
+    let (_, fault) = record_fault(&forge(1, &framed(&body)));
+    assert_eq!(
+        fault,
+        RecordFault::BadLength {
+            field: "header value length",
+            length: -2
+        }
+    );
+    // A header count far beyond the bytes.
+    let mut body = vec![0, 0, 0, 1, 1];
+    encode_varint(i32::MAX, &mut body);
+    let (_, fault) = record_fault(&forge(1, &framed(&body)));
+    assert_eq!(fault, RecordFault::Truncated);
+}
+
+#[test]
+fn rejects_timestamp_overflow() {
+    let mut buf = build(&[0, 1]);
+    put_i64(&mut buf, BASE_TIMESTAMP_POS, i64::MAX);
+    put_i64(&mut buf, MAX_TIMESTAMP_POS, i64::MAX);
+    reseal(&mut buf);
+    assert_eq!(
+        record_fault(&buf),
+        (1, RecordFault::TimestampOverflow { delta: 1 })
+    );
+}
+
+#[test]
+fn errors_name_the_record_position() {
+    let records = [framed(&minimal_body(0)), framed(&minimal_body(5))].concat();
+    let error = parse(&forge(2, &records)).unwrap_err();
+    assert_eq!(
+        error,
+        RecordError::BadRecord {
+            index: 1,
+            position: BATCH_HEADER_LEN + 7,
+            fault: RecordFault::OffsetDelta {
+                expected: 1,
+                found: 5
+            }
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        "record 1 at byte 68 of the batch: offset delta 5, expected 1"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Property tests
+
+fn arb_bytes(max_len: usize) -> impl Strategy<Value = Option<Bytes>> {
+    prop::option::of(prop::collection::vec(any::<u8>(), 0..max_len).prop_map(Bytes::from))
+}
+
+fn arb_header() -> impl Strategy<Value = Header> {
+    (".{0,8}", arb_bytes(16)).prop_map(|(key, value)| Header { key, value })
+}
+
+/// Timestamps within ±2^61 so any difference fits an i64.
+const TIMESTAMP_SPAN: i64 = 1 << 61;
+
+fn arb_record() -> impl Strategy<Value = NewRecord> {
+    (
+        prop_oneof![
+            Just(0i64),
+            -TIMESTAMP_SPAN..TIMESTAMP_SPAN,
+            1_600_000_000_000i64..1_800_000_000_000
+        ],
+        arb_bytes(40),
+        prop_oneof![arb_bytes(40), arb_bytes(20_000)],
+        prop::collection::vec(arb_header(), 0..4),
+    )
+        .prop_map(|(timestamp, key, value, headers)| NewRecord {
+            timestamp,
+            key,
+            value,
+            headers,
+        })
+}
+
+#[derive(Debug, Clone)]
+struct BatchInput {
+    records: Vec<NewRecord>,
+    producer: Option<(i64, i16, i32)>,
+    log_append_time: Option<i64>,
+}
+
+fn arb_batch_input(max_records: usize) -> impl Strategy<Value = BatchInput> {
+    (
+        prop::collection::vec(arb_record(), 1..max_records),
+        prop::option::of((0i64..i64::MAX, 0i16..i16::MAX, 0i32..i32::MAX)),
+        prop::option::of(any::<i64>()),
+    )
+        .prop_map(|(records, producer, log_append_time)| BatchInput {
+            records,
+            producer,
+            log_append_time,
+        })
+}
+
+fn build_input(input: &BatchInput) -> Bytes {
+    let mut builder = BatchBuilder::new();
+    if let Some((id, epoch, sequence)) = input.producer {
+        builder = builder.with_producer(id, epoch, sequence);
+    }
+    if let Some(append_time) = input.log_append_time {
+        builder = builder.with_log_append_time(append_time);
+    }
+    for record in &input.records {
+        builder.append(record).unwrap();
+    }
+    builder.build()
+}
+
+/// Parses and reads every record; a parsed batch must iterate exactly its count.
+fn parse_and_walk(bytes: Bytes) -> Result<Batch, RecordError> {
+    let batch = Batch::parse(bytes)?;
+    let mut expected_offset = batch.base_offset();
+    for record in batch.records() {
+        assert_eq!(record.offset, expected_offset);
+        expected_offset += 1;
+    }
+    assert_eq!(expected_offset, batch.next_offset());
+    let _ = batch.first_offset_at_or_after_timestamp(0);
+    Ok(batch)
+}
+
+proptest! {
+    // (a) Whatever the builder writes, the reader reads back.
+    #[test]
+    fn build_then_parse_round_trips(input in arb_batch_input(20), base_offset in 0i64..1 << 60, epoch: i32) {
+        let mut bytes = build_input(&input).to_vec();
+        stamp_base_offset(&mut bytes, base_offset);
+        stamp_leader_epoch(&mut bytes, epoch);
+        let batch = Batch::parse(Bytes::from(bytes)).unwrap();
+        prop_assert_eq!(batch.record_count() as usize, input.records.len());
+        prop_assert_eq!(batch.base_offset(), base_offset);
+        prop_assert_eq!(batch.partition_leader_epoch(), epoch);
+        let (id, producer_epoch, sequence) = input.producer.unwrap_or((-1, -1, -1));
+        prop_assert_eq!((batch.producer_id(), batch.producer_epoch(), batch.base_sequence()), (id, producer_epoch, sequence));
+        prop_assert_eq!(batch.base_timestamp(), input.records[0].timestamp);
+        let max_create_time = input.records.iter().map(|record| record.timestamp).max().unwrap();
+        let records: Vec<Record> = batch.records().collect();
+        prop_assert_eq!(records.len(), input.records.len());
+        for (index, (read, written)) in records.iter().zip(&input.records).enumerate() {
+            prop_assert_eq!(read.offset, base_offset + index as i64);
+            let timestamp = input.log_append_time.unwrap_or(written.timestamp);
+            prop_assert_eq!(read.timestamp, timestamp);
+            prop_assert_eq!(&read.key, &written.key);
+            prop_assert_eq!(&read.value, &written.value);
+            prop_assert_eq!(&read.headers, &written.headers);
+        }
+        match input.log_append_time {
+            Some(append_time) => prop_assert_eq!(batch.max_timestamp(), append_time),
+            None => {
+                prop_assert_eq!(batch.max_timestamp(), max_create_time);
+                // The time lookup agrees with a linear search.
+                for probe in input.records.iter().map(|record| record.timestamp) {
+                    let expected = records.iter().find(|record| record.timestamp >= probe).map(|record| record.offset);
+                    prop_assert_eq!(batch.first_offset_at_or_after_timestamp(probe), expected);
+                }
+            }
+        }
+    }
+
+    // (b) Every truncation of a valid batch is an error, never a panic.
+    #[test]
+    fn every_truncation_is_an_error(input in arb_batch_input(6)) {
+        let bytes = build_input(&input);
+        for len in 0..bytes.len() {
+            prop_assert!(Batch::parse(bytes.slice(..len)).is_err(), "prefix of {} bytes parsed", len);
+            prop_assert!(Batch::parse_prefix(bytes.slice(..len)).is_err());
+        }
+    }
+
+    // (d) Random garbage never panics.
+    #[test]
+    fn garbage_never_panics(garbage in prop::collection::vec(any::<u8>(), 0..600)) {
+        let _ = parse_and_walk(Bytes::from(garbage.clone()));
+        let _ = Batch::parse_prefix(Bytes::from(garbage));
+    }
+
+    // (d) Garbage behind a header with a correct length and CRC reaches the record parser.
+    #[test]
+    fn sealed_garbage_never_panics(count in 1i32..8, timestamps: (i64, i64), records in prop::collection::vec(any::<u8>(), 0..200)) {
+        let mut buf = forge(count, &records);
+        put_i64(&mut buf, BASE_TIMESTAMP_POS, timestamps.0);
+        put_i64(&mut buf, MAX_TIMESTAMP_POS, timestamps.1);
+        reseal(&mut buf);
+        let _ = parse_and_walk(Bytes::from(buf));
+    }
+
+    // (d) Random edits of a valid batch, resealed so they reach the record parser.
+    #[test]
+    fn resealed_mutations_never_panic(
+        input in arb_batch_input(4),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+    ) {
+        let mut buf = build_input(&input).to_vec();
+        for (index, byte) in edits {
+            let position = BATCH_HEADER_LEN + index.index(buf.len() - BATCH_HEADER_LEN);
+            buf[position] = byte;
+        }
+        reseal(&mut buf);
+        let _ = parse_and_walk(Bytes::from(buf));
+    }
+}
+
+proptest! {
+    // Each case tries every bit of the batch, so fewer cases.
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    // (c) A single-bit flip is an error, except in the base offset and leader epoch (outside the
+    // CRC), where the batch still parses and reads the flipped value.
+    #[test]
+    fn every_bit_flip_is_an_error_outside_the_stamped_fields(input in arb_batch_input(4)) {
+        let good = build_input(&input).to_vec();
+        let reference = Batch::parse(Bytes::from(good.clone())).unwrap();
+        let reference_records: Vec<Record> = reference.records().collect();
+        for position in 0..good.len() {
+            for bit in 0..8 {
+                let mut buf = good.clone();
+                buf[position] ^= 1 << bit;
+                let stamped = (BASE_OFFSET_POS..BASE_OFFSET_POS + 8).contains(&position)
+                    || (LEADER_EPOCH_POS..LEADER_EPOCH_POS + 4).contains(&position);
+                match parse_and_walk(Bytes::from(buf.clone())) {
+                    Ok(batch) => {
+                        prop_assert!(stamped, "flip of bit {} at byte {} parsed", bit, position);
+                        let base_offset = i64::from_be_bytes(buf[0..8].try_into().unwrap());
+                        prop_assert_eq!(batch.base_offset(), base_offset);
+                        let records: Vec<Record> = batch.records().collect();
+                        for (read, reference) in records.iter().zip(&reference_records) {
+                            prop_assert_eq!(read.offset, base_offset + reference.offset);
+                            prop_assert_eq!(&read.value, &reference.value);
+                        }
+                    }
+                    Err(error) => prop_assert!(!stamped, "flip at stamped byte {} failed: {}", position, error),
+                }
+            }
+        }
+    }
+}
