@@ -1,0 +1,972 @@
+//! [`Log`]: the single writer of one partition directory.
+//!
+//! The durable path of an append, step by step:
+//! 1. `append` checks every entry (contiguous index, term not going back, size, and for data
+//!    entries the batch header and its CRC32C), stamps the base offset and leader epoch into the
+//!    batch header copy it writes, frames the entries and writes them with one `pwritev` into
+//!    space reserved by `fallocate`. The entries are readable at once.
+//! 2. `flush` queues a completion with the [`crate::Flusher`] and returns.
+//! 3. The flusher's next round, for every file with unsynced writes: trims a segment being
+//!    sealed to its length, then `fdatasync` (file).
+//! 4. If the round carries a manifest (a roll, a purge), it writes `manifest.tmp`, `fdatasync`
+//!    (file), renames it over `manifest`, `fsync` (directory), then unlinks the files the
+//!    manifest no longer lists.
+//! 5. If the committed log id or the purge point changed, it writes the next slot of `state`
+//!    and `fdatasync`s it (file).
+//! 6. Completions fire in order: every entry appended before the `flush` call is durable.
+//!
+//! `truncate_after` and `reset_to` make their manifest durable before returning, after syncing
+//! the data the manifest points at.
+
+use crate::disk::Disk;
+use crate::flusher::{FlushRequest, FlusherHandle};
+use crate::frame::{EntryKind, FRAME_HEADER_LEN, FrameHeader};
+use crate::manifest::{self, Manifest, SegmentRecord, StateRecord};
+use crate::read::LogReader;
+use crate::segment::{Segment, map_file, segment_stem};
+use crate::{LogConfig, LogError, LogId, Result};
+use std::fs::File;
+use std::io::IoSlice;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
+use strata_record::BatchHeader;
+use strata_record::header::{BASE_OFFSET_POS, LEADER_EPOCH_POS};
+
+/// An entry to append.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEntry<'a> {
+    /// Raft term of the entry (stamped as the batch's leader epoch; must fit in an i32 for
+    /// data entries).
+    pub term: u64,
+    /// Raft index: the log's next index.
+    pub index: u64,
+    /// What the payload is.
+    pub kind: EntryKind,
+    /// For `Data`, one whole record batch (its base offset and leader epoch are overwritten in
+    /// the copy written to disk); otherwise opaque bytes.
+    pub payload: &'a [u8],
+}
+
+/// Where an appended entry landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Its Raft index.
+    pub index: u64,
+    /// Offset of its first record (the next offset, for entries without records).
+    pub base_offset: i64,
+    /// Records it holds.
+    pub record_count: u32,
+}
+
+/// The log's state visible to readers.
+#[derive(Debug)]
+pub(crate) struct View {
+    pub segments: Vec<Segment>,
+    pub first_index: u64,
+    pub log_start_offset: i64,
+    pub last_purged: Option<LogId>,
+    pub next_index: u64,
+    pub next_offset: i64,
+    pub last_term: u64,
+    pub generation: u64,
+}
+
+impl View {
+    pub fn last_index(&self) -> u64 {
+        self.next_index - 1
+    }
+
+    pub fn manifest(&self) -> Manifest {
+        Manifest {
+            generation: self.generation,
+            first_index: self.first_index,
+            log_start_offset: self.log_start_offset,
+            last_purged: self.last_purged,
+            next_index: self.next_index,
+            next_offset: self.next_offset,
+            last_term: self.last_term,
+            segments: self
+                .segments
+                .iter()
+                .map(|s| SegmentRecord {
+                    base_offset: s.base_offset,
+                    first_index: s.first_index,
+                    sealed: s.sealed,
+                    len: if s.sealed { s.len } else { 0 },
+                    last_index: if s.sealed {
+                        s.last_index
+                    } else {
+                        s.first_index - 1
+                    },
+                    last_term: if s.sealed { s.last_term } else { 0 },
+                    next_offset: if s.sealed {
+                        s.next_offset
+                    } else {
+                        s.base_offset
+                    },
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A file the flusher must sync, with work to do on it first or after.
+#[derive(Debug)]
+pub(crate) struct DirtyFile {
+    pub file: Arc<File>,
+    pub path: PathBuf,
+    /// Sealing: trim the file to this length before syncing.
+    pub trim_to: Option<u64>,
+    /// Sealing: index files to write after syncing (rebuildable, so not synced).
+    pub indexes: Option<Vec<(PathBuf, Vec<u8>)>>,
+}
+
+/// What the flusher works from; guarded by `Shared::sync`.
+#[derive(Default)]
+pub(crate) struct SyncState {
+    pub requests: Vec<FlushRequest>,
+    pub queued: bool,
+    pub busy: bool,
+    pub closed: bool,
+    pub dirty: Vec<DirtyFile>,
+    pub manifest: Option<Manifest>,
+    pub unlinks: Vec<PathBuf>,
+    pub committed: Option<LogId>,
+    pub last_purged: Option<LogId>,
+    pub state_written: StateRecord,
+    pub appended_index: u64,
+    pub durable_index: u64,
+    pub failed: Option<String>,
+}
+
+/// State shared by the writer, readers and the flusher.
+pub(crate) struct Shared {
+    pub dir: PathBuf,
+    pub config: LogConfig,
+    pub disk: Arc<dyn Disk>,
+    pub view: RwLock<View>,
+    pub sync: Mutex<SyncState>,
+    pub idle: Condvar,
+    /// Last manifest generation made durable; also serializes manifest writes.
+    pub manifest_persisted: Mutex<u64>,
+    pub state_file: Mutex<Option<File>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("dir", &self.dir).finish()
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub fn read_view(&self) -> RwLockReadGuard<'_, View> {
+        self.view.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn write_view(&self) -> RwLockWriteGuard<'_, View> {
+        self.view.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn failed_error(&self, reason: &str) -> LogError {
+        LogError::Failed {
+            dir: self.dir.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    pub fn check_failed(&self) -> Result<()> {
+        match &lock(&self.sync).failed {
+            Some(reason) => Err(self.failed_error(reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// Marks the log failed: every later operation errors until it is reopened.
+    pub fn fail(&self, reason: String) {
+        tracing::error!(dir = %self.dir.display(), %reason, "log failed; it must be reopened");
+        let mut s = lock(&self.sync);
+        if s.failed.is_none() {
+            s.failed = Some(reason);
+        }
+    }
+
+    /// Writes `m` durably unless a newer manifest already is.
+    pub fn persist_manifest(&self, m: &Manifest) -> Result<()> {
+        let mut persisted = lock(&self.manifest_persisted);
+        if m.generation <= *persisted {
+            return Ok(());
+        }
+        manifest::replace_file(&*self.disk, &self.dir, manifest::MANIFEST_FILE, &m.encode())?;
+        *persisted = m.generation;
+        Ok(())
+    }
+
+    /// Writes the state record (committed id, purge point) if it changed and syncs it.
+    pub fn persist_state(
+        &self,
+        committed: Option<LogId>,
+        last_purged: Option<LogId>,
+    ) -> Result<()> {
+        let record = {
+            let s = lock(&self.sync);
+            if s.state_written.committed == committed && s.state_written.last_purged == last_purged
+            {
+                return Ok(());
+            }
+            StateRecord {
+                seq: s.state_written.seq + 1,
+                committed,
+                last_purged,
+            }
+        };
+        let path = self.dir.join(manifest::STATE_FILE);
+        let mut guard = lock(&self.state_file);
+        if guard.is_none() {
+            let file = if path.exists() {
+                self.disk.open_file(&path)
+            } else {
+                let f = self.disk.create_file(&path);
+                if f.is_ok() {
+                    self.disk
+                        .sync_dir(&self.dir)
+                        .map_err(|e| LogError::io("fsync directory", &self.dir, e))?;
+                }
+                f
+            }
+            .map_err(|e| LogError::io("open state file", &path, e))?;
+            *guard = Some(file);
+        }
+        let Some(file) = guard.as_ref() else {
+            return Ok(());
+        };
+        record.write_slot(&*self.disk, file, &path)?;
+        self.disk
+            .sync_data(file)
+            .map_err(|e| LogError::io("fsync state file", &path, e))?;
+        lock(&self.sync).state_written = record;
+        Ok(())
+    }
+
+    /// Waits until the flusher is not working on this log.
+    pub fn wait_idle(&self) {
+        let mut s = lock(&self.sync);
+        while s.busy {
+            s = self.idle.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// One partition's log: the only writer of its directory.
+///
+/// Appends are visible to [`LogReader`]s at once and durable once a later
+/// [`Log::flush`] completes. Dropping a `Log` without [`Log::close`] is like a crash as far as
+/// the log is concerned: the next open recovers from the last checkpoint.
+#[derive(Debug)]
+pub struct Log {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) flusher: FlusherHandle,
+    /// Allocated size of the active segment's file.
+    pub(crate) active_alloc: u64,
+    /// Whether the last segment accepts appends (false after a cut, reset or full purge).
+    pub(crate) active: bool,
+    pub(crate) next_index: u64,
+    pub(crate) next_offset: i64,
+    pub(crate) last_term: u64,
+}
+
+struct Plan {
+    header: [u8; FRAME_HEADER_LEN],
+    prefix: [u8; 16],
+    data: bool,
+    frame: FrameHeader,
+}
+
+impl Log {
+    /// Opens (recovering) or creates the log in `dir`. See the crate docs for recovery.
+    pub fn open(
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+        disk: Arc<dyn Disk>,
+        flusher: &FlusherHandle,
+    ) -> Result<Log> {
+        crate::recover::open(dir.as_ref(), config, disk, flusher)
+    }
+
+    /// A handle for concurrent reads.
+    pub fn reader(&self) -> LogReader {
+        LogReader {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The partition directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Index the next entry must have.
+    pub fn next_index(&self) -> u64 {
+        self.next_index
+    }
+
+    /// Offset the next record will get.
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+
+    /// Id of the last entry (or of the purge point when the log is empty after a purge).
+    pub fn last_log_id(&self) -> Option<LogId> {
+        if self.next_index <= 1 {
+            return None;
+        }
+        Some(LogId {
+            term: self.last_term,
+            index: self.next_index - 1,
+        })
+    }
+
+    /// Appends entries in order. On return they are readable (not yet durable: see
+    /// [`Log::flush`]).
+    ///
+    /// - Errors before any write ([`LogError::InvalidEntry`], or an IO error reserving space
+    ///   such as a full disk) leave the log unchanged and usable.
+    /// - A failed write makes the log [`LogError::Failed`]; entries of this call that were
+    ///   published before the failure stay readable until the log is reopened.
+    pub fn append(&mut self, entries: &[NewEntry<'_>]) -> Result<Vec<Appended>> {
+        self.shared.check_failed()?;
+        let plans = self.plan(entries)?;
+        let mut out = Vec::with_capacity(plans.len());
+        let mut i = 0;
+        while i < plans.len() {
+            let n = self.prepare_room(&plans[i..])?;
+            self.write_frames(&plans[i..i + n], &entries[i..i + n])?;
+            for p in &plans[i..i + n] {
+                out.push(Appended {
+                    index: p.frame.index,
+                    base_offset: p.frame.base_offset,
+                    record_count: p.frame.record_count,
+                });
+            }
+            i += n;
+        }
+        Ok(out)
+    }
+
+    /// Checks every entry and computes its frame, before anything is written.
+    fn plan(&self, entries: &[NewEntry<'_>]) -> Result<Vec<Plan>> {
+        let config = &self.shared.config;
+        let mut index = self.next_index;
+        let mut offset = self.next_offset;
+        let mut term = self.last_term;
+        let mut plans = Vec::with_capacity(entries.len());
+        for e in entries {
+            let invalid = |reason: String| LogError::InvalidEntry {
+                index: e.index,
+                reason,
+            };
+            if e.index != index {
+                return Err(invalid(format!("expected index {index}")));
+            }
+            if e.term < term {
+                return Err(invalid(format!(
+                    "term {} is below the last term {term}",
+                    e.term
+                )));
+            }
+            if e.payload.len() > config.entry_bytes_max as usize {
+                return Err(invalid(format!(
+                    "payload of {} bytes exceeds entry_bytes_max {}",
+                    e.payload.len(),
+                    config.entry_bytes_max
+                )));
+            }
+            let (record_count, max_timestamp, mut prefix) = if e.kind == EntryKind::Data {
+                let h = BatchHeader::parse_verified(e.payload)
+                    .map_err(|err| invalid(format!("bad record batch: {err}")))?;
+                if h.total_len() != e.payload.len() {
+                    return Err(invalid("payload holds more than one batch".into()));
+                }
+                let mut prefix = [0u8; 16];
+                prefix.copy_from_slice(&e.payload[..16]);
+                (h.record_count as u32, h.max_timestamp, prefix)
+            } else {
+                (0, -1, [0u8; 16])
+            };
+            let data = e.kind == EntryKind::Data;
+            if data {
+                let epoch = i32::try_from(e.term)
+                    .map_err(|_| invalid(format!("term {} does not fit a leader epoch", e.term)))?;
+                prefix[BASE_OFFSET_POS..BASE_OFFSET_POS + 8].copy_from_slice(&offset.to_be_bytes());
+                prefix[LEADER_EPOCH_POS..LEADER_EPOCH_POS + 4]
+                    .copy_from_slice(&epoch.to_be_bytes());
+            }
+            let frame = FrameHeader {
+                frame_len: (FRAME_HEADER_LEN + e.payload.len()) as u32,
+                crc: 0,
+                term: e.term,
+                index: e.index,
+                kind: e.kind,
+                record_count,
+                base_offset: offset,
+                max_timestamp,
+            };
+            let mut header = frame.encode();
+            let mut hasher = crc32fast::Hasher::new();
+            hasher.update(&header[8..]);
+            if data {
+                hasher.update(&prefix);
+                hasher.update(&e.payload[16..]);
+            } else {
+                hasher.update(e.payload);
+            }
+            let crc = hasher.finalize();
+            header[4..8].copy_from_slice(&crc.to_le_bytes());
+            plans.push(Plan {
+                header,
+                prefix,
+                data,
+                frame: FrameHeader { crc, ..frame },
+            });
+            index += 1;
+            offset += record_count as i64;
+            term = e.term;
+        }
+        Ok(plans)
+    }
+
+    /// Rolls if needed and reserves space; returns how many of `plans` fit in the active segment.
+    fn prepare_room(&mut self, plans: &[Plan]) -> Result<usize> {
+        let config = self.shared.config.clone();
+        let (len, age_ms) = {
+            let view = self.shared.read_view();
+            match view.segments.last() {
+                Some(s) if self.active => (s.len, s.created.elapsed().as_millis() as u64),
+                _ => (u64::MAX, 0),
+            }
+        };
+        let first_len = plans[0].frame.frame_len as u64;
+        let aged = config.segment_ms_max > 0 && age_ms >= config.segment_ms_max;
+        let must_roll =
+            len == u64::MAX || (len > 0 && (len + first_len > config.segment_bytes_max || aged));
+        let len = if must_roll {
+            self.roll()?;
+            0
+        } else {
+            len
+        };
+        let mut end = len;
+        let mut n = 0;
+        for p in plans {
+            let l = p.frame.frame_len as u64;
+            if n > 0 && end + l > config.segment_bytes_max {
+                break;
+            }
+            end += l;
+            n += 1;
+        }
+        if end > self.active_alloc {
+            let step = config.preallocate_bytes_step;
+            let target = end.div_ceil(step) * step;
+            let target = target.min(config.segment_capacity()).max(end);
+            let (file, path) = self.active_file();
+            self.shared
+                .disk
+                .allocate(&file, target)
+                .map_err(|e| LogError::io("fallocate segment", &path, e))?;
+            self.active_alloc = target;
+        }
+        Ok(n)
+    }
+
+    fn active_file(&self) -> (Arc<File>, PathBuf) {
+        let view = self.shared.read_view();
+        let s = view
+            .segments
+            .last()
+            .expect("an active segment exists after a roll");
+        (s.file.clone(), s.path.clone())
+    }
+
+    fn write_frames(&mut self, plans: &[Plan], entries: &[NewEntry<'_>]) -> Result<()> {
+        let (file, path, position) = {
+            let view = self.shared.read_view();
+            let s = view
+                .segments
+                .last()
+                .expect("an active segment exists after a roll");
+            (s.file.clone(), s.path.clone(), s.len)
+        };
+        let mut iov = Vec::with_capacity(plans.len() * 3);
+        for (p, e) in plans.iter().zip(entries) {
+            iov.push(IoSlice::new(&p.header));
+            if p.data {
+                iov.push(IoSlice::new(&p.prefix));
+                iov.push(IoSlice::new(&e.payload[16..]));
+            } else {
+                iov.push(IoSlice::new(e.payload));
+            }
+        }
+        if let Err(e) = self.shared.disk.write_at(&file, &iov, position) {
+            let err = LogError::io("write segment", &path, e);
+            self.shared.fail(err.to_string());
+            return Err(err);
+        }
+        let interval = self.shared.config.index_interval_bytes;
+        let mut view = self.shared.write_view();
+        let mut pos = position;
+        {
+            let s = view.segments.last_mut().expect("active segment");
+            for p in plans {
+                s.note_frame(&p.frame, pos, interval);
+                pos += p.frame.frame_len as u64;
+            }
+        }
+        let last = &plans[plans.len() - 1].frame;
+        view.next_index = last.index + 1;
+        view.next_offset = last.next_offset();
+        view.last_term = last.term;
+        drop(view);
+        self.next_index = last.index + 1;
+        self.next_offset = last.next_offset();
+        self.last_term = last.term;
+        let mut s = lock(&self.shared.sync);
+        s.appended_index = last.index;
+        if !s.dirty.iter().any(|d| Arc::ptr_eq(&d.file, &file)) {
+            s.dirty.push(DirtyFile {
+                file,
+                path,
+                trim_to: None,
+                indexes: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment (if any) and starts a new one at the log end.
+    fn roll(&mut self) -> Result<()> {
+        let stem = segment_stem(self.next_offset, self.next_index);
+        let path = self.shared.dir.join(format!("{stem}.log"));
+        let disk = &self.shared.disk;
+        if path.exists() {
+            // An orphan from a crash or a cut: it is not part of the log.
+            disk.remove_file(&path)
+                .map_err(|e| LogError::io("remove orphan segment", &path, e))?;
+        }
+        let file = disk
+            .create_file(&path)
+            .map_err(|e| LogError::io("create segment", &path, e))?;
+        let step = self.shared.config.preallocate_bytes_step;
+        let setup = disk
+            .allocate(&file, step)
+            .map_err(|e| LogError::io("fallocate segment", &path, e))
+            .and_then(|()| {
+                map_file(&file, self.shared.config.segment_capacity(), &path)
+                    .map_err(|e| LogError::io("map segment", &path, e))
+            });
+        let map = match setup {
+            Ok(map) => map,
+            Err(e) => {
+                drop(file);
+                let _ = disk.remove_file(&path);
+                return Err(e);
+            }
+        };
+        let segment = Segment {
+            base_offset: self.next_offset,
+            first_index: self.next_index,
+            path: path.clone(),
+            file: Arc::new(file),
+            map,
+            len: 0,
+            sealed: false,
+            last_index: self.next_index - 1,
+            last_term: 0,
+            next_offset: self.next_offset,
+            max_timestamp: -1,
+            index: Vec::new(),
+            time_index: Vec::new(),
+            last_indexed_position: 0,
+            created: Instant::now(),
+        };
+        let mut view = self.shared.write_view();
+        let sealed = if self.active {
+            view.segments.last_mut().map(|s| {
+                s.sealed = true;
+                seal_work(s)
+            })
+        } else {
+            None
+        };
+        view.segments.push(segment);
+        view.generation += 1;
+        let m = view.manifest();
+        drop(view);
+        self.active = true;
+        self.active_alloc = step;
+        let mut s = lock(&self.shared.sync);
+        if let Some(work) = sealed {
+            match s
+                .dirty
+                .iter_mut()
+                .find(|d| Arc::ptr_eq(&d.file, &work.file))
+            {
+                Some(d) => {
+                    d.trim_to = work.trim_to;
+                    d.indexes = work.indexes;
+                }
+                None => s.dirty.push(work),
+            }
+        }
+        s.manifest = Some(m);
+        Ok(())
+    }
+
+    /// Requests durability of every entry appended so far; `done` runs on the flusher thread
+    /// once they are durable (`Ok`) or can no longer be made so (`Err`). Completions of one log
+    /// run in the order of their `flush` calls.
+    pub fn flush(&self, done: impl FnOnce(Result<()>) + Send + 'static) {
+        let target = self.next_index.saturating_sub(1);
+        self.flusher.submit(&self.shared, target, Box::new(done));
+    }
+
+    /// [`Log::flush`] and wait for it.
+    pub fn flush_wait(&self) -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.flush(move |r| {
+            let _ = tx.send(r);
+        });
+        rx.recv().map_err(|_| LogError::FlusherStopped)?
+    }
+
+    /// Highest index known durable.
+    pub fn durable_index(&self) -> u64 {
+        lock(&self.shared.sync).durable_index
+    }
+
+    /// Records the committed log id; it is written with the flusher's next round.
+    pub fn save_committed(&self, committed: LogId) {
+        lock(&self.shared.sync).committed = Some(committed);
+    }
+
+    /// The committed log id saved and made durable earlier, capped at the log's last entry.
+    pub fn read_committed(&self) -> Option<LogId> {
+        let committed = lock(&self.shared.sync).state_written.committed?;
+        let last = self.last_log_id()?;
+        Some(committed.min(last))
+    }
+
+    /// Atomically replaces the vote file with `vote` (temp file, fsync, rename, directory
+    /// fsync). Durable on return. It does not wait for earlier appends: callers that need that
+    /// order call [`Log::flush_wait`] first.
+    pub fn save_vote(&self, vote: &[u8]) -> Result<()> {
+        self.shared.check_failed()?;
+        let r = manifest::replace_file(
+            &*self.shared.disk,
+            &self.shared.dir,
+            manifest::VOTE_FILE,
+            &manifest::encode_vote(vote),
+        );
+        if let Err(e) = &r {
+            self.shared.fail(e.to_string());
+        }
+        r
+    }
+
+    /// The saved vote, if any.
+    pub fn read_vote(&self) -> Result<Option<Vec<u8>>> {
+        crate::recover::read_vote(&self.shared.dir)
+    }
+
+    /// The last purged log id.
+    pub fn last_purged(&self) -> Option<LogId> {
+        self.shared.read_view().last_purged
+    }
+
+    /// Removes every entry after `index` (keeps `index`). Never rewrites bytes: it syncs the
+    /// kept data, records the cut durably in the manifest (temp, fsync, rename, directory
+    /// fsync), and the next append starts a new segment. Durable on return.
+    pub fn truncate_after(&mut self, index: u64) -> Result<()> {
+        self.shared.check_failed()?;
+        let r = self.truncate_inner(index);
+        if let Err(e) = &r
+            && !matches!(e, LogError::IndexOutOfRange { .. })
+        {
+            self.shared.fail(e.to_string());
+        }
+        r
+    }
+
+    fn truncate_inner(&mut self, index: u64) -> Result<()> {
+        let (first_index, last_index) = {
+            let v = self.shared.read_view();
+            (v.first_index, v.last_index())
+        };
+        if index >= last_index {
+            return Ok(());
+        }
+        if index + 1 < first_index {
+            return Err(LogError::IndexOutOfRange {
+                requested: index,
+                first: first_index,
+                last: last_index,
+            });
+        }
+        // 1. Make the kept prefix durable before a manifest claims it as a sealed length.
+        self.sync_dirty_now()?;
+        // 2. Cut in memory.
+        let reader = self.reader();
+        let mut view = self.shared.write_view();
+        let keep = view.segments.partition_point(|s| s.first_index <= index);
+        let removed: Vec<Segment> = view.segments.drain(keep..).collect();
+        let (end_offset, end_term) = if let Some(s) = view.segments.last_mut() {
+            if s.last_index > index {
+                let (cut_pos, next_offset, term, max_ts) = reader.cut_point(s, index)?;
+                s.len = cut_pos;
+                s.last_index = index;
+                s.last_term = term;
+                s.next_offset = next_offset;
+                s.max_timestamp = max_ts;
+                s.cut_indexes(cut_pos);
+            }
+            s.sealed = true;
+            (s.next_offset, s.last_term)
+        } else {
+            let p = view.last_purged.unwrap_or_default();
+            (view.log_start_offset, p.term)
+        };
+        view.next_index = index + 1;
+        view.next_offset = end_offset;
+        view.last_term = end_term;
+        view.generation += 1;
+        let m = view.manifest();
+        drop(view);
+        self.active = false;
+        self.next_index = index + 1;
+        self.next_offset = end_offset;
+        self.last_term = end_term;
+        {
+            // Never trim a segment that was cut: views may cover bytes past the cut.
+            let mut s = lock(&self.shared.sync);
+            s.appended_index = index;
+            for d in s.dirty.iter_mut() {
+                d.trim_to = None;
+                d.indexes = None;
+            }
+        }
+        // 3. Record the cut durably, then remove whole segments past it.
+        self.shared.persist_manifest(&m)?;
+        self.remove_segment_files(&removed)
+    }
+
+    fn remove_segment_files(&self, removed: &[Segment]) -> Result<()> {
+        let disk = &self.shared.disk;
+        for s in removed {
+            for p in segment_files(&s.path) {
+                if p.exists() {
+                    disk.remove_file(&p)
+                        .map_err(|e| LogError::io("remove segment", &p, e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Syncs every file with unsynced writes now, on this thread.
+    fn sync_dirty_now(&self) -> Result<()> {
+        let files: Vec<(Arc<File>, PathBuf)> = lock(&self.shared.sync)
+            .dirty
+            .iter()
+            .map(|d| (d.file.clone(), d.path.clone()))
+            .collect();
+        for (f, p) in files {
+            self.shared
+                .disk
+                .sync_data(&f)
+                .map_err(|e| LogError::io("fdatasync segment", &p, e))?;
+        }
+        Ok(())
+    }
+
+    /// Discards entries up to and including `upto` (Raft purge). Whole segments below the new
+    /// start are deleted after the manifest recording it is durable (on the flusher's next
+    /// round); a partly purged segment stays on disk but its purged entries are unreadable.
+    pub fn purge(&mut self, upto: LogId) -> Result<()> {
+        self.shared.check_failed()?;
+        let reader = self.reader();
+        let mut view = self.shared.write_view();
+        if upto.index < view.first_index {
+            return Ok(());
+        }
+        if upto.index > view.last_index() {
+            return Err(LogError::IndexOutOfRange {
+                requested: upto.index,
+                first: view.first_index,
+                last: view.last_index(),
+            });
+        }
+        let start_offset = if upto.index == view.last_index() {
+            view.next_offset
+        } else {
+            drop(view);
+            let e = reader.entry(upto.index + 1)?;
+            view = self.shared.write_view();
+            e.base_offset
+        };
+        let keep_from = view
+            .segments
+            .partition_point(|s| s.last_index <= upto.index);
+        let removed: Vec<Segment> = view.segments.drain(..keep_from).collect();
+        if view.segments.is_empty() {
+            self.active = false;
+        }
+        view.first_index = upto.index + 1;
+        view.log_start_offset = start_offset;
+        view.last_purged = Some(upto);
+        view.generation += 1;
+        let m = view.manifest();
+        drop(view);
+        {
+            let mut s = lock(&self.shared.sync);
+            s.last_purged = Some(upto);
+            s.manifest = Some(m);
+            for r in &removed {
+                s.unlinks.extend(segment_files(&r.path));
+            }
+        }
+        self.flusher.submit_background(&self.shared);
+        Ok(())
+    }
+
+    /// Replaces the whole log by an empty one whose last entry is `last` and whose next record
+    /// offset is `next_offset` (a replica installing a snapshot). Durable on return.
+    pub fn reset_to(&mut self, last: LogId, next_offset: i64) -> Result<()> {
+        self.shared.check_failed()?;
+        let mut view = self.shared.write_view();
+        let removed: Vec<Segment> = view.segments.drain(..).collect();
+        view.first_index = last.index + 1;
+        view.next_index = last.index + 1;
+        view.next_offset = next_offset;
+        view.log_start_offset = next_offset;
+        view.last_term = last.term;
+        view.last_purged = Some(last);
+        view.generation += 1;
+        let m = view.manifest();
+        drop(view);
+        self.active = false;
+        self.next_index = last.index + 1;
+        self.next_offset = next_offset;
+        self.last_term = last.term;
+        {
+            let mut s = lock(&self.shared.sync);
+            s.last_purged = Some(last);
+            s.appended_index = last.index;
+            s.durable_index = s.durable_index.max(last.index);
+        }
+        let r = self
+            .shared
+            .persist_manifest(&m)
+            .and_then(|()| self.remove_segment_files(&removed))
+            .and_then(|()| {
+                let committed = lock(&self.shared.sync).committed;
+                self.shared.persist_state(committed, Some(last))
+            });
+        if let Err(e) = &r {
+            self.shared.fail(e.to_string());
+        }
+        r
+    }
+
+    /// Flushes everything, writes the indexes of the active segment and a manifest whose
+    /// checkpoint covers the whole log, so the next open scans nothing.
+    pub fn close(self) -> Result<()> {
+        self.flush_wait()?;
+        self.shared.wait_idle();
+        let mut view = self.shared.write_view();
+        let mut m = view.manifest();
+        if let (Some(s), Some(rec)) = (view.segments.last(), m.segments.last_mut())
+            && !s.sealed
+        {
+            rec.len = s.len;
+            rec.last_index = s.last_index;
+            rec.last_term = s.last_term;
+            rec.next_offset = s.next_offset;
+            write_indexes(&*self.shared.disk, &s.path, s)?;
+        }
+        view.generation += 1;
+        m.generation = view.generation;
+        drop(view);
+        self.shared.persist_manifest(&m)?;
+        let (committed, purged) = {
+            let s = lock(&self.shared.sync);
+            (s.committed, s.last_purged)
+        };
+        self.shared.persist_state(committed, purged)
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        let mut s = lock(&self.shared.sync);
+        s.closed = true;
+        while s.busy {
+            s = self.shared.idle.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// The `.log`, `.index` and `.timeindex` paths of a segment.
+pub(crate) fn segment_files(log_path: &Path) -> [PathBuf; 3] {
+    [
+        log_path.to_path_buf(),
+        log_path.with_extension("index"),
+        log_path.with_extension("timeindex"),
+    ]
+}
+
+/// The flusher work that seals `s`: trim to length, then write its index files.
+fn seal_work(s: &Segment) -> DirtyFile {
+    DirtyFile {
+        file: s.file.clone(),
+        path: s.path.clone(),
+        trim_to: Some(s.len),
+        indexes: Some(vec![
+            (s.path.with_extension("index"), s.encode_index()),
+            (s.path.with_extension("timeindex"), s.encode_time_index()),
+        ]),
+    }
+}
+
+/// Writes index files (through a temp file and rename; not synced: they are rebuilt if lost).
+pub(crate) fn write_index_file(disk: &dyn Disk, path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}{}",
+        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
+        manifest::TMP_SUFFIX
+    ));
+    if tmp.exists() {
+        disk.remove_file(&tmp)
+            .map_err(|e| LogError::io("remove temp index", &tmp, e))?;
+    }
+    let f = disk
+        .create_file(&tmp)
+        .map_err(|e| LogError::io("create index", &tmp, e))?;
+    disk.write_at(&f, &[IoSlice::new(bytes)], 0)
+        .map_err(|e| LogError::io("write index", &tmp, e))?;
+    drop(f);
+    disk.rename(&tmp, path)
+        .map_err(|e| LogError::io("rename index", path, e))
+}
+
+fn write_indexes(disk: &dyn Disk, log_path: &Path, s: &Segment) -> Result<()> {
+    write_index_file(disk, &log_path.with_extension("index"), &s.encode_index())?;
+    write_index_file(
+        disk,
+        &log_path.with_extension("timeindex"),
+        &s.encode_time_index(),
+    )
+}

@@ -1,0 +1,348 @@
+//! [`LogReader`]: concurrent, zero-copy reads of a partition log.
+//!
+//! A read takes the view lock only to find the segment and start position and to clone the
+//! segment's mapping handle; it then walks frames outside the lock. Every frame returned has
+//! had its CRC checked. Bytes below a segment's valid length never change, so what a reader
+//! returns stays valid while the writer appends, rolls, truncates or purges.
+
+use crate::frame::{EntryKind, FrameError, FrameHeader};
+use crate::log::Shared;
+use crate::segment::{FrameWalker, Segment};
+use crate::{LogError, LogId, Result};
+use bytes::Bytes;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// One entry read from the log. `payload` is a view of the mapped segment (no copy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Raft term.
+    pub term: u64,
+    /// Raft index.
+    pub index: u64,
+    /// Entry kind.
+    pub kind: EntryKind,
+    /// Offset of the first record (for non-data entries, the offset the next record gets).
+    pub base_offset: i64,
+    /// Records in the batch.
+    pub record_count: u32,
+    /// Largest record timestamp (-1 for non-data entries).
+    pub max_timestamp: i64,
+    /// The payload; for data entries a whole record batch with base offset and leader epoch
+    /// stamped.
+    pub payload: Bytes,
+}
+
+impl Entry {
+    /// The entry's log id.
+    pub fn log_id(&self) -> LogId {
+        LogId {
+            term: self.term,
+            index: self.index,
+        }
+    }
+
+    /// The offset after this entry's records.
+    pub fn next_offset(&self) -> i64 {
+        self.base_offset + self.record_count as i64
+    }
+}
+
+/// The extent of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogBounds {
+    /// First readable record offset.
+    pub log_start_offset: i64,
+    /// Offset the next record gets (log end offset).
+    pub next_offset: i64,
+    /// First Raft index present.
+    pub first_index: u64,
+    /// Last entry (or the purge point when empty), `None` for a new log.
+    pub last_log_id: Option<LogId>,
+    /// Last purged log id.
+    pub last_purged: Option<LogId>,
+}
+
+/// A cloneable handle for reads, usable from any thread while the [`crate::Log`] appends.
+#[derive(Debug, Clone)]
+pub struct LogReader {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// A segment's mapping and where to walk it, captured under the view lock.
+struct Cursor {
+    map: Bytes,
+    len: u64,
+    position: u64,
+    path: PathBuf,
+}
+
+impl LogReader {
+    /// The current extent of the log.
+    pub fn bounds(&self) -> LogBounds {
+        let v = self.shared.read_view();
+        LogBounds {
+            log_start_offset: v.log_start_offset,
+            next_offset: v.next_offset,
+            first_index: v.first_index,
+            last_log_id: (v.next_index > 1).then(|| LogId {
+                term: v.last_term,
+                index: v.next_index - 1,
+            }),
+            last_purged: v.last_purged,
+        }
+    }
+
+    fn corrupt(path: PathBuf, position: u64, e: FrameError) -> LogError {
+        LogError::Corrupt {
+            path,
+            position,
+            reason: e.to_string(),
+        }
+    }
+
+    /// Data entries holding offsets from `from_offset` on, whose base offset is below
+    /// `up_to_offset`, totalling about `max_bytes` (at least one entry when one is available,
+    /// even if larger, so a consumer always progresses). The first entry may begin before
+    /// `from_offset` (a batch is never split). Empty when `from_offset` is the log end.
+    pub fn read(
+        &self,
+        from_offset: i64,
+        max_bytes: usize,
+        up_to_offset: i64,
+    ) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let mut want = from_offset;
+        loop {
+            let Some(cursor) = self.cursor_for_offset(want, out.is_empty())? else {
+                return Ok(out);
+            };
+            let walker = FrameWalker::new(
+                &cursor.map[..cursor.len as usize],
+                cursor.position,
+                false,
+                self.shared.config.entry_bytes_max,
+            );
+            let mut progressed = false;
+            for item in walker {
+                let (pos, h) = item.map_err(|(p, e)| Self::corrupt(cursor.path.clone(), p, e))?;
+                if h.next_offset() <= want || h.kind != EntryKind::Data {
+                    continue;
+                }
+                if h.base_offset >= up_to_offset {
+                    return Ok(out);
+                }
+                if !out.is_empty() && bytes + h.payload_len() > max_bytes {
+                    return Ok(out);
+                }
+                let e = Self::entry_at(&cursor, pos, &h, self.shared.config.entry_bytes_max)?;
+                bytes += h.payload_len();
+                want = h.next_offset();
+                progressed = true;
+                out.push(e);
+            }
+            if !progressed || want >= up_to_offset || bytes >= max_bytes {
+                // (No progress can only mean the segment held no data at or past `want`, which
+                // the segment choice rules out; stop rather than spin.)
+                return Ok(out);
+            }
+        }
+    }
+
+    fn cursor_for_offset(&self, offset: i64, first: bool) -> Result<Option<Cursor>> {
+        let v = self.shared.read_view();
+        if offset < v.log_start_offset || offset > v.next_offset {
+            if !first {
+                return Ok(None);
+            }
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                start: v.log_start_offset,
+                end: v.next_offset,
+            });
+        }
+        if offset == v.next_offset {
+            return Ok(None);
+        }
+        let i = v.segments.partition_point(|s| s.next_offset <= offset);
+        let Some(s) = v.segments.get(i) else {
+            return Ok(None);
+        };
+        Ok(Some(Self::cursor(s, s.position_for_offset(offset))))
+    }
+
+    fn cursor(s: &Segment, position: u64) -> Cursor {
+        Cursor {
+            map: s.map.clone(),
+            len: s.len.min(s.map.len() as u64),
+            position,
+            path: s.path.clone(),
+        }
+    }
+
+    fn entry_at(cursor: &Cursor, pos: u64, h: &FrameHeader, entry_bytes_max: u32) -> Result<Entry> {
+        let start = pos as usize;
+        let end = start + h.frame_len as usize;
+        let frame = &cursor.map[start..end];
+        FrameHeader::decode_verified(frame, entry_bytes_max)
+            .map_err(|e| Self::corrupt(cursor.path.clone(), pos, e))?;
+        Ok(Entry {
+            term: h.term,
+            index: h.index,
+            kind: h.kind,
+            base_offset: h.base_offset,
+            record_count: h.record_count,
+            max_timestamp: h.max_timestamp,
+            payload: cursor
+                .map
+                .slice(start + crate::frame::FRAME_HEADER_LEN..end),
+        })
+    }
+
+    /// Entries with Raft indexes in `from..to` (any kind), totalling about `max_bytes` (at
+    /// least one).
+    pub fn entries(&self, from: u64, to: u64, max_bytes: usize) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let mut want = from;
+        while want < to {
+            let cursor = {
+                let v = self.shared.read_view();
+                if want < v.first_index || want > v.last_index() {
+                    return Err(LogError::IndexOutOfRange {
+                        requested: want,
+                        first: v.first_index,
+                        last: v.last_index(),
+                    });
+                }
+                let i = v.segments.partition_point(|s| s.last_index < want);
+                let Some(s) = v.segments.get(i) else {
+                    return Err(LogError::IndexOutOfRange {
+                        requested: want,
+                        first: v.first_index,
+                        last: v.last_index(),
+                    });
+                };
+                Self::cursor(s, s.position_for_index(want))
+            };
+            let walker = FrameWalker::new(
+                &cursor.map[..cursor.len as usize],
+                cursor.position,
+                false,
+                self.shared.config.entry_bytes_max,
+            );
+            let before = want;
+            for item in walker {
+                let (pos, h) = item.map_err(|(p, e)| Self::corrupt(cursor.path.clone(), p, e))?;
+                if h.index < want {
+                    continue;
+                }
+                if h.index >= to || (!out.is_empty() && bytes + h.payload_len() > max_bytes) {
+                    return Ok(out);
+                }
+                assert_eq!(h.index, want, "frames in a segment have contiguous indexes");
+                out.push(Self::entry_at(
+                    &cursor,
+                    pos,
+                    &h,
+                    self.shared.config.entry_bytes_max,
+                )?);
+                bytes += h.payload_len();
+                want += 1;
+            }
+            if want == before {
+                let v = self.shared.read_view();
+                return Err(LogError::Corrupt {
+                    path: cursor.path,
+                    position: cursor.len,
+                    reason: format!(
+                        "index {want} not found in its segment (log holds {}..={})",
+                        v.first_index,
+                        v.last_index()
+                    ),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The entry at Raft index `index`.
+    pub fn entry(&self, index: u64) -> Result<Entry> {
+        let mut v = self.entries(index, index + 1, 0)?;
+        v.pop().ok_or(LogError::IndexOutOfRange {
+            requested: index,
+            first: 0,
+            last: 0,
+        })
+    }
+
+    /// The log id at `index`: the last purged id when `index` is the purge point.
+    pub fn log_id_at(&self, index: u64) -> Result<LogId> {
+        if let Some(p) = self.shared.read_view().last_purged
+            && p.index == index
+        {
+            return Ok(p);
+        }
+        Ok(self.entry(index)?.log_id())
+    }
+
+    /// The earliest data entry whose max timestamp is at least `timestamp`, i.e. the entry
+    /// holding the first record at or after that time; `None` if no record is that recent.
+    /// (Callers narrow to the record with the batch reader.)
+    pub fn entry_for_timestamp(&self, timestamp: i64) -> Result<Option<Entry>> {
+        let candidates: Vec<Cursor> = {
+            let v = self.shared.read_view();
+            v.segments
+                .iter()
+                .filter(|s| s.max_timestamp >= timestamp && s.last_index >= v.first_index)
+                .map(|s| Self::cursor(s, s.position_for_timestamp(timestamp)))
+                .collect()
+        };
+        let first_index = self.shared.read_view().first_index;
+        for cursor in candidates {
+            let walker = FrameWalker::new(
+                &cursor.map[..cursor.len as usize],
+                cursor.position,
+                false,
+                self.shared.config.entry_bytes_max,
+            );
+            for item in walker {
+                let (pos, h) = item.map_err(|(p, e)| Self::corrupt(cursor.path.clone(), p, e))?;
+                if h.kind == EntryKind::Data
+                    && h.index >= first_index
+                    && h.max_timestamp >= timestamp
+                {
+                    return Ok(Some(Self::entry_at(
+                        &cursor,
+                        pos,
+                        &h,
+                        self.shared.config.entry_bytes_max,
+                    )?));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// For truncation: the position after entry `index` in `s`, the offset after it, its term,
+    /// and the max timestamp of the frames up to it.
+    pub(crate) fn cut_point(&self, s: &Segment, index: u64) -> Result<(u64, i64, u64, i64)> {
+        let walker = FrameWalker::new(s.valid(), 0, false, self.shared.config.entry_bytes_max);
+        let mut max_ts = -1;
+        for item in walker {
+            let (pos, h) = item.map_err(|(p, e)| Self::corrupt(s.path.clone(), p, e))?;
+            if h.kind == EntryKind::Data {
+                max_ts = max_ts.max(h.max_timestamp);
+            }
+            if h.index == index {
+                return Ok((pos + h.frame_len as u64, h.next_offset(), h.term, max_ts));
+            }
+        }
+        Err(LogError::Corrupt {
+            path: s.path.clone(),
+            position: s.len,
+            reason: format!("index {index} not found in its segment"),
+        })
+    }
+}

@@ -1,0 +1,529 @@
+//! Opening a log: read the manifest, open every listed segment, trust sealed lengths and the
+//! active segment's checkpoint, scan the tail after the checkpoint checking every frame (CRC,
+//! index continuity, term never going back, offsets contiguous) and cut at the first bad one.
+//! Index files are loaded when they match, rebuilt otherwise. Unlisted files are removed.
+//!
+//! Without a usable manifest every segment is scanned in full, in order of first index, each
+//! ending where the next begins; the purge point then comes from the state file.
+
+use crate::codec::Malformed;
+use crate::disk::Disk;
+use crate::flusher::FlusherHandle;
+use crate::frame::{EntryKind, FrameHeader};
+use crate::log::{Log, Shared, SyncState, View};
+use crate::manifest::{self, Manifest, StateRecord};
+use crate::segment::{FrameWalker, Segment, load_indexes, map_file, parse_stem};
+use crate::{LogConfig, LogError, Result};
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Instant;
+use strata_record::BatchHeader;
+
+struct Plan {
+    base_offset: i64,
+    first_index: u64,
+    path: PathBuf,
+    sealed: bool,
+    /// Bytes trusted without a scan (sealed length, or the active checkpoint).
+    trusted_len: u64,
+    last_index: u64,
+    last_term: u64,
+    next_offset: i64,
+}
+
+/// The continuity a frame must keep with the one before it.
+#[derive(Debug, Clone, Copy)]
+struct Expect {
+    index: u64,
+    offset: i64,
+    term: u64,
+}
+
+pub(crate) fn read_vote(dir: &Path) -> Result<Option<Vec<u8>>> {
+    let path = dir.join(manifest::VOTE_FILE);
+    match fs::read(&path) {
+        Ok(b) => manifest::decode_vote(&b)
+            .map(Some)
+            .map_err(|Malformed(why)| LogError::Unrecoverable {
+                dir: dir.to_path_buf(),
+                reason: format!("vote file is damaged ({why}); refusing to guess a vote"),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(LogError::io("read vote", path, e)),
+    }
+}
+
+pub(crate) fn open(
+    dir: &Path,
+    config: LogConfig,
+    disk: Arc<dyn Disk>,
+    flusher: &FlusherHandle,
+) -> Result<Log> {
+    config.validate()?;
+    disk.create_dir_all(dir)
+        .map_err(|e| LogError::io("create directory", dir, e))?;
+    let unrecoverable = |reason: String| LogError::Unrecoverable {
+        dir: dir.to_path_buf(),
+        reason,
+    };
+
+    // The files present.
+    let mut logs: BTreeMap<u64, (i64, PathBuf)> = BTreeMap::new();
+    let mut others: Vec<PathBuf> = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| LogError::io("list directory", dir, e))? {
+        let entry = entry.map_err(|e| LogError::io("list directory", dir, e))?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(manifest::TMP_SUFFIX) {
+            others.push(path);
+            continue;
+        }
+        if let Some(stem) = name.strip_suffix(".log")
+            && let Some((base, first)) = parse_stem(stem)
+        {
+            logs.insert(first, (base, path));
+        } else if name.ends_with(".index") || name.ends_with(".timeindex") {
+            others.push(path);
+        }
+    }
+
+    let state = fs::read(dir.join(manifest::STATE_FILE))
+        .ok()
+        .and_then(|b| StateRecord::read_best(&b))
+        .unwrap_or_default();
+    let manifest = match fs::read(dir.join(manifest::MANIFEST_FILE)) {
+        Ok(b) => match Manifest::decode(&b) {
+            Ok(m) => Some(m),
+            Err(Malformed(why)) => {
+                tracing::warn!(dir = %dir.display(), why, "manifest damaged; rebuilding from segments");
+                None
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !logs.is_empty() {
+                tracing::warn!(dir = %dir.display(), "manifest missing; rebuilding from segments");
+            }
+            None
+        }
+        Err(e) => {
+            return Err(LogError::io(
+                "read manifest",
+                dir.join(manifest::MANIFEST_FILE),
+                e,
+            ));
+        }
+    };
+    let rebuilt = manifest.is_none() && !logs.is_empty();
+
+    let (plans, header) = match &manifest {
+        Some(m) => {
+            let mut plans = Vec::new();
+            for (i, rec) in m.segments.iter().enumerate() {
+                let path = dir.join(format!(
+                    "{}.log",
+                    crate::segment::segment_stem(rec.base_offset, rec.first_index)
+                ));
+                let last = i + 1 == m.segments.len();
+                if !path.exists() {
+                    if last && !rec.sealed && rec.len == 0 {
+                        continue; // created by a roll whose directory entry did not persist
+                    }
+                    return Err(unrecoverable(format!(
+                        "segment {} listed in the manifest is missing",
+                        path.display()
+                    )));
+                }
+                plans.push(Plan {
+                    base_offset: rec.base_offset,
+                    first_index: rec.first_index,
+                    path,
+                    sealed: rec.sealed,
+                    trusted_len: rec.len,
+                    last_index: rec.last_index,
+                    last_term: rec.last_term,
+                    next_offset: rec.next_offset,
+                });
+            }
+            (plans, m.clone())
+        }
+        None => {
+            let purged = state.last_purged;
+            let first_index = purged.map_or(1, |p| p.index + 1);
+            let n = logs.len();
+            let plans = logs
+                .iter()
+                .enumerate()
+                .map(|(i, (first, (base, path)))| Plan {
+                    base_offset: *base,
+                    first_index: *first,
+                    path: path.clone(),
+                    sealed: i + 1 < n,
+                    trusted_len: 0,
+                    last_index: first - 1,
+                    last_term: 0,
+                    next_offset: *base,
+                })
+                .collect();
+            let header = Manifest {
+                generation: 0,
+                first_index,
+                log_start_offset: 0,
+                last_purged: purged,
+                next_index: first_index,
+                next_offset: 0,
+                last_term: purged.map_or(0, |p| p.term),
+                segments: Vec::new(),
+            };
+            (plans, header)
+        }
+    };
+
+    let mut segments: Vec<Segment> = Vec::new();
+    let mut needs_seal = false;
+    let mut expect: Option<Expect> = None;
+    let plan_count = plans.len();
+    for (i, plan) in plans.into_iter().enumerate() {
+        let last = i + 1 == plan_count;
+        if rebuilt
+            && let Some(x) = expect
+            && (plan.first_index != x.index || plan.base_offset != x.offset)
+        {
+            tracing::warn!(path = %plan.path.display(), "segment does not continue the log; dropped");
+            break;
+        }
+        let scan = !plan.sealed || rebuilt;
+        let seg = if scan {
+            let (seg, dirty_tail) = open_scanned(&*disk, &config, &plan, expect, last)?;
+            needs_seal |= dirty_tail && last;
+            seg
+        } else {
+            open_sealed(&*disk, &config, &plan)?
+        };
+        expect = Some(Expect {
+            index: seg.last_index + 1,
+            offset: seg.next_offset,
+            term: seg.last_term,
+        });
+        let empty_scanned = scan && seg.len == 0;
+        if rebuilt && empty_scanned && !last {
+            break;
+        }
+        segments.push(seg);
+    }
+    if rebuilt && segments.len() < plan_count {
+        // Later segments did not connect: they are not part of the log.
+        needs_seal = true;
+    }
+    // A sealed segment with nothing valid in it is dropped (its files are removed below).
+    if segments
+        .last()
+        .is_some_and(|s| s.len == 0 && (s.sealed || needs_seal))
+    {
+        segments.pop();
+        needs_seal = false;
+    }
+
+    // Where the log starts and ends.
+    let first_index = if rebuilt {
+        header
+            .last_purged
+            .map_or(segments.first().map_or(1, |s| s.first_index), |p| {
+                p.index + 1
+            })
+    } else {
+        header.first_index
+    };
+    let (next_index, next_offset, last_term) = match segments.last() {
+        Some(s) => (s.last_index + 1, s.next_offset, s.last_term),
+        None => (header.next_index, header.next_offset, header.last_term),
+    };
+    let log_start_offset = if rebuilt {
+        start_offset_of(&segments, first_index, &config).unwrap_or(next_offset)
+    } else {
+        header.log_start_offset
+    };
+    let last_sealed = segments.last().is_none_or(|s| s.sealed) || needs_seal;
+    if needs_seal && let Some(s) = segments.last_mut() {
+        s.sealed = true;
+    }
+
+    // Remove what the log does not reference.
+    let live: HashSet<PathBuf> = segments
+        .iter()
+        .flat_map(|s| crate::log::segment_files(&s.path))
+        .collect();
+    let mut removed_any = false;
+    for (_, (_, path)) in logs.iter() {
+        if !live.contains(path) {
+            disk.remove_file(path)
+                .map_err(|e| LogError::io("remove orphan segment", path, e))?;
+            removed_any = true;
+        }
+    }
+    for path in others {
+        if !live.contains(&path) {
+            disk.remove_file(&path)
+                .map_err(|e| LogError::io("remove orphan file", &path, e))?;
+            removed_any = true;
+        }
+    }
+
+    // What was recovered from the page cache may not be on disk yet: make it durable now, so
+    // that what the log reports after open survives a power loss.
+    if let Some(s) = segments.last() {
+        disk.sync_data(&s.file)
+            .map_err(|e| LogError::io("fdatasync segment", &s.path, e))?;
+    }
+
+    let active_alloc = segments
+        .last()
+        .and_then(|s| s.file.metadata().ok())
+        .map_or(0, |m| m.len());
+    let view = View {
+        segments,
+        first_index,
+        log_start_offset,
+        last_purged: header.last_purged,
+        next_index,
+        next_offset,
+        last_term,
+        generation: header.generation,
+    };
+    let rewrite = rebuilt || needs_seal || manifest.is_none();
+    let shared = Arc::new(Shared {
+        dir: dir.to_path_buf(),
+        config,
+        disk: disk.clone(),
+        view: RwLock::new(view),
+        sync: Mutex::new(SyncState {
+            committed: state.committed,
+            last_purged: header.last_purged,
+            state_written: state,
+            appended_index: next_index - 1,
+            durable_index: next_index - 1,
+            ..SyncState::default()
+        }),
+        idle: Condvar::new(),
+        manifest_persisted: Mutex::new(header.generation),
+        state_file: Mutex::new(None),
+    });
+    if rewrite {
+        let m = {
+            let mut v = shared.write_view();
+            v.generation += 1;
+            v.manifest()
+        };
+        shared.persist_manifest(&m)?;
+    } else if removed_any {
+        disk.sync_dir(dir)
+            .map_err(|e| LogError::io("fsync directory", dir, e))?;
+    }
+    Ok(Log {
+        shared,
+        flusher: flusher.clone(),
+        active_alloc,
+        active: !last_sealed,
+        next_index,
+        next_offset,
+        last_term,
+    })
+}
+
+/// Offset of the first record at or after `first_index`.
+fn start_offset_of(segments: &[Segment], first_index: u64, config: &LogConfig) -> Option<i64> {
+    for s in segments {
+        if s.last_index < first_index {
+            continue;
+        }
+        for item in FrameWalker::new(s.valid(), 0, false, config.entry_bytes_max) {
+            let (_, h) = item.ok()?;
+            if h.index >= first_index {
+                return Some(h.base_offset);
+            }
+        }
+    }
+    None
+}
+
+fn new_segment(plan: &Plan, file: fs::File, map: bytes::Bytes) -> Segment {
+    Segment {
+        base_offset: plan.base_offset,
+        first_index: plan.first_index,
+        path: plan.path.clone(),
+        file: Arc::new(file),
+        map,
+        len: 0,
+        sealed: plan.sealed,
+        last_index: plan.first_index - 1,
+        last_term: 0,
+        next_offset: plan.base_offset,
+        max_timestamp: -1,
+        index: Vec::new(),
+        time_index: Vec::new(),
+        last_indexed_position: 0,
+        created: Instant::now(),
+    }
+}
+
+/// Fills the indexes of `seg` for its first `len` bytes: from the index files if they match,
+/// else by walking frame headers (without CRC checks: this prefix is trusted).
+fn build_indexes(seg: &mut Segment, len: u64, config: &LogConfig) {
+    if let Some(ix) = load_indexes(
+        &seg.path.with_extension("index"),
+        &seg.path.with_extension("timeindex"),
+        len,
+    ) {
+        seg.index = ix.index;
+        seg.time_index = ix.time_index;
+        seg.max_timestamp = ix.max_timestamp;
+        seg.last_indexed_position = seg.index.last().map_or(0, |e| e.position as u64);
+        return;
+    }
+    let end = (len as usize).min(seg.map.len());
+    let map = seg.map.clone();
+    let mut max_ts = -1;
+    let mut index = Vec::new();
+    let mut time_index = Vec::new();
+    let mut last_indexed: Option<u64> = None;
+    for item in FrameWalker::new(&map[..end], 0, false, config.entry_bytes_max) {
+        let Ok((pos, h)) = item else {
+            break; // reads past here report the damage
+        };
+        if last_indexed.is_none_or(|p| pos >= p + config.index_interval_bytes) {
+            index.push(crate::segment::IndexEntry {
+                offset: h.base_offset,
+                index: h.index,
+                position: pos as u32,
+            });
+            last_indexed = Some(pos);
+        }
+        if h.kind == EntryKind::Data && h.max_timestamp > max_ts {
+            if time_index
+                .last()
+                .is_none_or(|t: &crate::segment::TimeEntry| {
+                    pos >= t.position as u64 + config.index_interval_bytes
+                })
+            {
+                time_index.push(crate::segment::TimeEntry {
+                    timestamp: h.max_timestamp,
+                    offset: h.base_offset,
+                    position: pos as u32,
+                });
+            }
+            max_ts = h.max_timestamp;
+        }
+    }
+    seg.index = index;
+    seg.time_index = time_index;
+    seg.max_timestamp = max_ts;
+    seg.last_indexed_position = last_indexed.unwrap_or(0);
+}
+
+fn open_sealed(disk: &dyn Disk, config: &LogConfig, plan: &Plan) -> Result<Segment> {
+    let file = disk
+        .open_file(&plan.path)
+        .map_err(|e| LogError::io("open segment", &plan.path, e))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| LogError::io("stat segment", &plan.path, e))?
+        .len();
+    if file_len < plan.trusted_len {
+        tracing::error!(path = %plan.path.display(), file_len, expected = plan.trusted_len,
+            "sealed segment is shorter than recorded; reads past its end report corruption");
+    }
+    let map = map_file(&file, file_len, &plan.path)
+        .map_err(|e| LogError::io("map segment", &plan.path, e))?;
+    let mut seg = new_segment(plan, file, map);
+    seg.len = plan.trusted_len;
+    seg.last_index = plan.last_index;
+    seg.last_term = plan.last_term;
+    seg.next_offset = plan.next_offset;
+    build_indexes(&mut seg, plan.trusted_len, config);
+    Ok(seg)
+}
+
+/// Opens a segment whose tail must be scanned. Returns it and whether bytes other than zeros
+/// follow its valid end (then appends must not continue in it).
+fn open_scanned(
+    disk: &dyn Disk,
+    config: &LogConfig,
+    plan: &Plan,
+    expect: Option<Expect>,
+    last: bool,
+) -> Result<(Segment, bool)> {
+    let file = disk
+        .open_file(&plan.path)
+        .map_err(|e| LogError::io("open segment", &plan.path, e))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| LogError::io("stat segment", &plan.path, e))?
+        .len();
+    let map_len = if last {
+        file_len.max(config.segment_capacity())
+    } else {
+        file_len
+    };
+    let map = map_file(&file, map_len, &plan.path)
+        .map_err(|e| LogError::io("map segment", &plan.path, e))?;
+    let mut seg = new_segment(plan, file, map);
+    let trusted = if plan.trusted_len > 0 && plan.trusted_len <= file_len {
+        plan.trusted_len
+    } else {
+        0
+    };
+    if trusted > 0 {
+        build_indexes(&mut seg, trusted, config);
+        seg.len = trusted;
+        seg.last_index = plan.last_index;
+        seg.last_term = plan.last_term;
+        seg.next_offset = plan.next_offset;
+    }
+    let mut next = Expect {
+        index: seg.last_index + 1,
+        offset: seg.next_offset,
+        term: seg.last_term.max(expect.map_or(0, |e| e.term)),
+    };
+    let map = seg.map.clone();
+    let end = file_len as usize;
+    for item in FrameWalker::new(&map[..end], trusted, true, config.entry_bytes_max) {
+        let Ok((pos, h)) = item else {
+            break;
+        };
+        if h.index != next.index || h.term < next.term || h.base_offset != next.offset {
+            tracing::warn!(path = %plan.path.display(), pos, "frame breaks continuity; log cut here");
+            break;
+        }
+        if h.kind == EntryKind::Data && !data_frame_consistent(&map[pos as usize..], &h) {
+            tracing::warn!(path = %plan.path.display(), pos, "batch disagrees with its frame; log cut here");
+            break;
+        }
+        seg.note_frame(&h, pos, config.index_interval_bytes);
+        next = Expect {
+            index: h.index + 1,
+            offset: h.next_offset(),
+            term: h.term,
+        };
+    }
+    let tail = &map[(seg.len as usize).min(end)..end];
+    let dirty_tail = tail.iter().any(|b| *b != 0);
+    if dirty_tail {
+        tracing::warn!(path = %plan.path.display(), valid = seg.len, file_len,
+            "bytes after the last valid frame; the segment is sealed at its valid end");
+    }
+    Ok((seg, dirty_tail))
+}
+
+/// The batch inside a data frame carries the frame's base offset and record count.
+fn data_frame_consistent(frame: &[u8], h: &FrameHeader) -> bool {
+    let payload = &frame[crate::frame::FRAME_HEADER_LEN..h.frame_len as usize];
+    match BatchHeader::parse(payload) {
+        Ok(b) => {
+            b.base_offset == h.base_offset
+                && b.record_count as u32 == h.record_count
+                && b.total_len() == payload.len()
+        }
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,231 @@
+use super::*;
+use crate::sim::CrashMode;
+use crate::{LogError, LogId};
+
+#[test]
+fn append_read_and_reopen() {
+    let h = Harness::new(small_config());
+    let mut log = h.open().unwrap();
+    let mut expected = Vec::new();
+    for i in 1..=50u64 {
+        let b = batch(1 + (i as usize % 4), 100, i, 1000 + i as i64 * 10);
+        let a = log.append(&[data(1, i, &b)]).unwrap();
+        assert_eq!(a[0].index, i);
+        expected.push((a[0].base_offset, b));
+    }
+    log.flush_wait().unwrap();
+    let reader = log.reader();
+    let all = reader.read(0, usize::MAX, i64::MAX).unwrap();
+    assert_eq!(all.len(), 50);
+    let mut next = 0;
+    for (e, (base, b)) in all.iter().zip(&expected) {
+        assert_eq!(e.base_offset, next);
+        assert_eq!(e.base_offset, *base);
+        // The stored batch differs only in the stamped base offset and leader epoch.
+        assert_eq!(&e.payload[16..], &b[16..]);
+        let parsed = strata_record::Batch::parse(e.payload.clone()).unwrap();
+        assert_eq!(parsed.base_offset(), e.base_offset);
+        next = e.next_offset();
+    }
+    // Random reads by offset land in the right batch.
+    for off in 0..next {
+        let r = reader.read(off, 1, i64::MAX).unwrap();
+        assert!(r[0].base_offset <= off && off < r[0].next_offset());
+    }
+    assert!(matches!(
+        reader.read(next + 1, 1, i64::MAX),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    assert!(reader.read(next, 1, i64::MAX).unwrap().is_empty());
+    log.close().unwrap();
+    let log = h.open().unwrap();
+    let again = log.reader().read(0, usize::MAX, i64::MAX).unwrap();
+    assert_eq!(again, all);
+    assert_eq!(log.next_index(), 51);
+}
+
+#[test]
+fn crash_keeps_synced_and_drops_unsynced() {
+    let h = Harness::new(small_config());
+    let mut log = h.open().unwrap();
+    for i in 1..=30u64 {
+        let b = batch(2, 200, i, i as i64);
+        log.append(&[data(1, i, &b)]).unwrap();
+    }
+    log.flush_wait().unwrap();
+    for i in 31..=40u64 {
+        let b = batch(2, 200, i, i as i64);
+        log.append(&[data(1, i, &b)]).unwrap();
+    }
+    drop(log);
+    h.sim.crash(CrashMode::DropAll).unwrap();
+    let log = h.open().unwrap();
+    assert_eq!(log.next_index(), 31);
+    assert_eq!(log.next_offset(), 60);
+    let entries = log.reader().entries(1, 31, usize::MAX).unwrap();
+    assert_eq!(entries.len(), 30);
+}
+
+#[test]
+fn truncate_then_append_and_crash() {
+    let h = Harness::new(small_config());
+    let mut log = h.open().unwrap();
+    for i in 1..=20u64 {
+        let b = batch(1, 300, i, 0);
+        log.append(&[data(1, i, &b)]).unwrap();
+    }
+    log.truncate_after(12).unwrap();
+    assert_eq!(log.next_index(), 13);
+    assert_eq!(log.next_offset(), 12);
+    for i in 13..=15u64 {
+        let b = batch(3, 10, 100 + i, 0);
+        log.append(&[data(2, i, &b)]).unwrap();
+    }
+    log.flush_wait().unwrap();
+    drop(log);
+    h.sim.crash(CrashMode::DropAll).unwrap();
+    let log = h.open().unwrap();
+    let e = log.reader().entries(1, 16, usize::MAX).unwrap();
+    assert_eq!(e.len(), 15);
+    assert_eq!(e[12].term, 2);
+    assert_eq!(e[12].base_offset, 12);
+    assert_eq!(log.next_offset(), 21);
+}
+
+#[test]
+fn purge_and_reset() {
+    let h = Harness::new(small_config());
+    let mut log = h.open().unwrap();
+    for i in 1..=40u64 {
+        let b = batch(1, 300, i, 0);
+        log.append(&[data(1, i, &b)]).unwrap();
+    }
+    log.purge(LogId { term: 1, index: 25 }).unwrap();
+    log.flush_wait().unwrap();
+    let r = log.reader();
+    assert_eq!(r.bounds().first_index, 26);
+    assert_eq!(r.bounds().log_start_offset, 25);
+    assert!(matches!(
+        r.read(3, 10, i64::MAX),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    assert_eq!(r.read(25, 1, i64::MAX).unwrap()[0].index, 26);
+    log.close().unwrap();
+    let mut log = h.open().unwrap();
+    assert_eq!(log.reader().bounds().first_index, 26);
+    assert_eq!(log.last_purged(), Some(LogId { term: 1, index: 25 }));
+    log.reset_to(
+        LogId {
+            term: 3,
+            index: 100,
+        },
+        500,
+    )
+    .unwrap();
+    let b = batch(2, 10, 1, 0);
+    let a = log.append(&[data(3, 101, &b)]).unwrap();
+    assert_eq!(a[0].base_offset, 500);
+    log.flush_wait().unwrap();
+    drop(log);
+    h.sim.crash(CrashMode::DropAll).unwrap();
+    let log = h.open().unwrap();
+    assert_eq!(log.next_index(), 102);
+    assert_eq!(log.next_offset(), 502);
+    assert_eq!(
+        log.last_purged(),
+        Some(LogId {
+            term: 3,
+            index: 100
+        })
+    );
+}
+
+#[test]
+fn non_data_entries_take_no_offsets() {
+    let h = Harness::new(small_config());
+    let mut log = h.open().unwrap();
+    let b = batch(3, 10, 1, 0);
+    let a = log
+        .append(&[
+            NewEntry {
+                term: 1,
+                index: 1,
+                kind: EntryKind::Blank,
+                payload: b"",
+            },
+            data(1, 2, &b),
+            NewEntry {
+                term: 1,
+                index: 3,
+                kind: EntryKind::Membership,
+                payload: b"members",
+            },
+            data(1, 4, &b),
+        ])
+        .unwrap();
+    let offsets: Vec<i64> = a.iter().map(|x| x.base_offset).collect();
+    assert_eq!(offsets, vec![0, 0, 3, 3]);
+    let read = log.reader().read(0, usize::MAX, i64::MAX).unwrap();
+    assert_eq!(read.len(), 2);
+    let m = log.reader().entry(3).unwrap();
+    assert_eq!(&m.payload[..], b"members");
+}
+
+#[test]
+fn rejects_bad_entries_without_writing() {
+    let h = Harness::new(small_config());
+    let mut log = h.open().unwrap();
+    let b = batch(1, 10, 1, 0);
+    assert!(matches!(
+        log.append(&[data(1, 2, &b)]),
+        Err(LogError::InvalidEntry { .. })
+    ));
+    let mut bad = b.to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert!(matches!(
+        log.append(&[data(1, 1, &bad)]),
+        Err(LogError::InvalidEntry { .. })
+    ));
+    log.append(&[data(5, 1, &b)]).unwrap();
+    assert!(matches!(
+        log.append(&[data(4, 2, &b)]),
+        Err(LogError::InvalidEntry { .. })
+    ));
+    assert_eq!(log.next_index(), 2);
+}
+
+#[test]
+fn vote_and_committed_survive_crash() {
+    let h = Harness::new(small_config());
+    let mut log = h.open().unwrap();
+    log.save_vote(b"vote-1").unwrap();
+    let b = batch(1, 10, 1, 0);
+    log.append(&[data(1, 1, &b), data(1, 2, &b)]).unwrap();
+    log.save_committed(LogId { term: 1, index: 2 });
+    log.flush_wait().unwrap();
+    drop(log);
+    h.sim.crash(CrashMode::DropAll).unwrap();
+    let log = h.open().unwrap();
+    assert_eq!(log.read_vote().unwrap().as_deref(), Some(&b"vote-1"[..]));
+    assert_eq!(log.read_committed(), Some(LogId { term: 1, index: 2 }));
+}
+
+#[test]
+fn timestamp_lookup() {
+    let h = Harness::new(small_config());
+    let mut log = h.open().unwrap();
+    for i in 1..=40u64 {
+        let b = batch(2, 100, i, i as i64 * 100);
+        log.append(&[data(1, i, &b)]).unwrap();
+    }
+    let r = log.reader();
+    for i in 1..=40i64 {
+        let e = r.entry_for_timestamp(i * 100).unwrap().unwrap();
+        assert_eq!(e.index as i64, i);
+        let e = r.entry_for_timestamp(i * 100 + 1).unwrap().unwrap();
+        assert_eq!(e.index as i64, i);
+    }
+    assert!(r.entry_for_timestamp(10_000).unwrap().is_none());
+    assert_eq!(r.entry_for_timestamp(-5).unwrap().unwrap().index, 1);
+}
