@@ -329,3 +329,7 @@ impl<'a> IntoIterator for &'a Batch {
 #[cfg(test)]
 #[path = "batch_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "batch_proptests.rs"]
+mod proptests;
