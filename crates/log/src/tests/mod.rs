@@ -2,7 +2,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod basic;
+mod concurrency;
 mod damage;
+mod faults;
 mod model;
 
 use crate::sim::SimDisk;
