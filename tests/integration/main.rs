@@ -1,1 +1,4 @@
-//! Integration tests.
+//! Strata's integration tests: one binary, one module per area.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod storage_kill;
