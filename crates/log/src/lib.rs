@@ -13,7 +13,7 @@
 //! - [`sim`]: [`sim::SimDisk`], a crash-simulating, fault-injecting disk for tests.
 //! - [`codec`]: checked encoding of the metadata files; [`codec::Malformed`].
 //! - [`config`]: [`LogConfig`] and its defaults.
-//! - [`error`]: [`LogError`].
+//! - [`error`]: the error type, [`LogError`].
 //!
 //! This crate is synchronous: it does not depend on tokio or openraft. Every call may block on
 //! disk IO; async callers run it on blocking threads.

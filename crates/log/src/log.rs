@@ -360,11 +360,10 @@ impl Log {
     /// Checks every entry and computes its frame, before anything is written.
     fn plan(&self, entries: &[NewEntry<'_>]) -> Result<Vec<Plan>> {
         let config = &self.shared.config;
-        let mut index = self.next_index;
         let mut offset = self.next_offset;
         let mut term = self.last_term;
         let mut plans = Vec::with_capacity(entries.len());
-        for e in entries {
+        for (index, e) in (self.next_index..).zip(entries) {
             let invalid = |reason: String| LogError::InvalidEntry {
                 index: e.index,
                 reason,
@@ -432,7 +431,6 @@ impl Log {
                 data,
                 frame: FrameHeader { crc, ..frame },
             });
-            index += 1;
             offset += record_count as i64;
             term = e.term;
         }

@@ -229,3 +229,23 @@ fn timestamp_lookup() {
     assert!(r.entry_for_timestamp(10_000).unwrap().is_none());
     assert_eq!(r.entry_for_timestamp(-5).unwrap().unwrap().index, 1);
 }
+
+#[test]
+fn segments_roll_by_age() {
+    let config = LogConfig {
+        segment_ms_max: 1,
+        ..small_config()
+    };
+    let h = Harness::new(config);
+    let mut log = h.open().unwrap();
+    let b = batch(1, 10, 1, 0);
+    log.append(&[data(1, 1, &b)]).unwrap();
+    let created = log.shared.read_view().segments[0].created;
+    while created.elapsed() < std::time::Duration::from_millis(2) {
+        std::thread::yield_now();
+    }
+    log.append(&[data(1, 2, &b)]).unwrap();
+    let view = log.shared.read_view();
+    assert_eq!(view.segments.len(), 2, "the aged segment rolled");
+    assert!(view.segments[0].sealed);
+}

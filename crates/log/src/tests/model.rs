@@ -3,8 +3,8 @@
 //! survives a crash; a truncated entry never comes back.
 
 use super::*;
+use crate::LogId;
 use crate::sim::CrashMode;
-use crate::{LogError, LogId};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -190,12 +190,8 @@ fn adopt_after_crash(log: &Log, m: &mut Model) {
         "entry appeared from nowhere: {last} > {}",
         m.last()
     );
-    if b.first_index < m.first {
-        // A purge that had not ridden a sync yet was undone; the entries are still there.
-        m.first = b.first_index;
-    } else {
-        m.first = b.first_index;
-    }
+    // A purge that had not ridden a sync yet may be undone: its entries are still there.
+    m.first = b.first_index;
     m.cut_after(last);
     m.durable_first = m.first;
     check(log, m);
@@ -256,7 +252,6 @@ fn run(ops: Vec<Op>) {
                     let term = m.entries[&k].term;
                     log.purge(LogId { term, index: k }).unwrap();
                     m.first = k + 1;
-                    m.durable = m.durable.max(0);
                 }
             }
             Op::Reset(x) => {
@@ -301,7 +296,6 @@ fn run(ops: Vec<Op>) {
     assert!(b.first_index <= m.first);
     m.first = b.first_index.max(m.first);
     assert_eq!(log.next_index(), m.next_index);
-    let _ = LogError::FlusherStopped;
 }
 
 proptest! {
