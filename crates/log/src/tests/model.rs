@@ -43,6 +43,8 @@ struct M {
     payload: Bytes,
     base_offset: i64,
     count: u32,
+    /// What `append` was asked for, to append again an entry of the same size.
+    spec: (bool, u8, u16),
 }
 
 /// The model: entries by index, from `first` on; `start_offset` the first readable offset.
@@ -117,7 +119,7 @@ fn append(log: &mut Log, m: &mut Model, spec: &[(bool, u8, u16)]) {
         })
         .collect();
     let out = log.append(&entries).unwrap();
-    for ((kind, p), a) in payloads.into_iter().zip(out) {
+    for (((kind, p), a), spec) in payloads.into_iter().zip(out).zip(spec) {
         assert_eq!(a.index, m.next_index);
         assert_eq!(a.base_offset, m.next_offset, "offsets are contiguous");
         m.entries.insert(
@@ -128,6 +130,7 @@ fn append(log: &mut Log, m: &mut Model, spec: &[(bool, u8, u16)]) {
                 payload: p,
                 base_offset: a.base_offset,
                 count: a.record_count,
+                spec: *spec,
             },
         );
         m.next_index += 1;
