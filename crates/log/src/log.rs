@@ -939,25 +939,9 @@ fn seal_work(s: &Segment) -> DirtyFile {
     }
 }
 
-/// Writes index files (through a temp file and rename; not synced: they are rebuilt if lost).
+/// Writes an index file (through a temp file and rename; not synced: rebuilt if lost).
 pub(crate) fn write_index_file(disk: &dyn Disk, path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}{}",
-        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
-        manifest::TMP_SUFFIX
-    ));
-    if tmp.exists() {
-        disk.remove_file(&tmp)
-            .map_err(|e| LogError::io("remove temp index", &tmp, e))?;
-    }
-    let f = disk
-        .create_file(&tmp)
-        .map_err(|e| LogError::io("create index", &tmp, e))?;
-    disk.write_at(&f, &[IoSlice::new(bytes)], 0)
-        .map_err(|e| LogError::io("write index", &tmp, e))?;
-    drop(f);
-    disk.rename(&tmp, path)
-        .map_err(|e| LogError::io("rename index", path, e))
+    manifest::write_via_temp(disk, path, bytes, false)
 }
 
 fn write_indexes(disk: &dyn Disk, log_path: &Path, s: &Segment) -> Result<()> {

@@ -238,8 +238,24 @@ pub fn replace_file(
     name: &str,
     contents: &[u8],
 ) -> Result<(), LogError> {
-    let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
-    let target = dir.join(name);
+    write_via_temp(disk, &dir.join(name), contents, true)?;
+    disk.sync_dir(dir)
+        .map_err(|e| LogError::io("fsync directory", dir, e))
+}
+
+/// Writes `contents` to `target` through `<target>.tmp` and a rename, so a reader sees the old
+/// or the new file whole. With `sync`, the temp file is fdatasynced before the rename (the
+/// caller syncs the directory); without, the file may be lost or torn in a crash (index files,
+/// which are checked and rebuilt).
+pub(crate) fn write_via_temp(
+    disk: &dyn Disk,
+    target: &Path,
+    contents: &[u8],
+    sync: bool,
+) -> Result<(), LogError> {
+    let mut tmp = target.as_os_str().to_owned();
+    tmp.push(TMP_SUFFIX);
+    let tmp = std::path::PathBuf::from(tmp);
     if tmp.exists() {
         disk.remove_file(&tmp)
             .map_err(|e| LogError::io("remove stale temp file", &tmp, e))?;
@@ -249,14 +265,13 @@ pub fn replace_file(
         .map_err(|e| LogError::io("create temp file", &tmp, e))?;
     disk.write_at(&file, &[IoSlice::new(contents)], 0)
         .map_err(|e| LogError::io("write temp file", &tmp, e))?;
-    disk.sync_data(&file)
-        .map_err(|e| LogError::io("fsync temp file", &tmp, e))?;
+    if sync {
+        disk.sync_data(&file)
+            .map_err(|e| LogError::io("fsync temp file", &tmp, e))?;
+    }
     drop(file);
-    disk.rename(&tmp, &target)
-        .map_err(|e| LogError::io("rename temp file", &target, e))?;
-    disk.sync_dir(dir)
-        .map_err(|e| LogError::io("fsync directory", dir, e))?;
-    Ok(())
+    disk.rename(&tmp, target)
+        .map_err(|e| LogError::io("rename temp file", target, e))
 }
 
 #[cfg(test)]

@@ -421,14 +421,19 @@ fn build_indexes(seg: &mut Segment, len: u64, config: &LogConfig) {
     seg.last_indexed_position = last_indexed.unwrap_or(0);
 }
 
-fn open_sealed(disk: &dyn Disk, config: &LogConfig, plan: &Plan) -> Result<Segment> {
+fn open_segment_file(disk: &dyn Disk, path: &Path) -> Result<(fs::File, u64)> {
     let file = disk
-        .open_file(&plan.path)
-        .map_err(|e| LogError::io("open segment", &plan.path, e))?;
-    let file_len = file
+        .open_file(path)
+        .map_err(|e| LogError::io("open segment", path, e))?;
+    let len = file
         .metadata()
-        .map_err(|e| LogError::io("stat segment", &plan.path, e))?
+        .map_err(|e| LogError::io("stat segment", path, e))?
         .len();
+    Ok((file, len))
+}
+
+fn open_sealed(disk: &dyn Disk, config: &LogConfig, plan: &Plan) -> Result<Segment> {
+    let (file, file_len) = open_segment_file(disk, &plan.path)?;
     if file_len < plan.trusted_len {
         tracing::error!(path = %plan.path.display(), file_len, expected = plan.trusted_len,
             "sealed segment is shorter than recorded; reads past its end report corruption");
@@ -453,13 +458,7 @@ fn open_scanned(
     expect: Option<Expect>,
     last: bool,
 ) -> Result<(Segment, bool)> {
-    let file = disk
-        .open_file(&plan.path)
-        .map_err(|e| LogError::io("open segment", &plan.path, e))?;
-    let file_len = file
-        .metadata()
-        .map_err(|e| LogError::io("stat segment", &plan.path, e))?
-        .len();
+    let (file, file_len) = open_segment_file(disk, &plan.path)?;
     let map_len = if last {
         file_len.max(config.segment_capacity())
     } else {
