@@ -12,7 +12,9 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use strata_record::header::{ATTRIBUTES_POS, BATCH_HEADER_LEN, BATCH_LENGTH_POS, CRC_POS, LOG_OVERHEAD};
+use strata_record::header::{
+    ATTRIBUTES_POS, BATCH_HEADER_LEN, BATCH_LENGTH_POS, CRC_POS, LOG_OVERHEAD,
+};
 use strata_record::{Batch, BatchBuilder, NewRecord, Record, TimestampType};
 
 fuzz_target!(|data: &[u8]| {
@@ -55,8 +57,11 @@ fn check(bytes: Bytes) {
 }
 
 fn rebuild_reads_the_same(batch: &Batch, records: &[Record]) {
-    let mut builder =
-        BatchBuilder::new().with_producer(batch.producer_id(), batch.producer_epoch(), batch.base_sequence());
+    let mut builder = BatchBuilder::new().with_producer(
+        batch.producer_id(),
+        batch.producer_epoch(),
+        batch.base_sequence(),
+    );
     if batch.timestamp_type() == TimestampType::LogAppendTime {
         builder = builder.with_log_append_time(batch.max_timestamp());
     }
