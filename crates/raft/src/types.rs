@@ -1,0 +1,74 @@
+//! The openraft type configuration of a partition group, and the application data it carries.
+//!
+//! Every group (the controller later, each partition now) uses [`TypeConfig`]: node ids are
+//! `u64`, nodes are [`openraft::BasicNode`] (the peer address), and the leader id is
+//! `leader_id_std` (one leader per term), so a log id is (term, index) and the term doubles as
+//! Kafka's leader epoch.
+
+use bytes::Bytes;
+use std::fmt;
+
+openraft::declare_raft_types!(
+    /// Strata's openraft type configuration.
+    pub TypeConfig:
+        D = Command,
+        R = Applied,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        Term = u64,
+        LeaderId = openraft::impls::leader_id_std::LeaderId<u64, u64>,
+);
+
+/// A node id.
+pub type NodeId = u64;
+/// A log id of [`TypeConfig`].
+pub type LogId = openraft::LogId<<LeaderId as openraft::vote::RaftLeaderId>::Committed>;
+/// The leader id of [`TypeConfig`].
+pub type LeaderId = openraft::impls::leader_id_std::LeaderId<u64, u64>;
+/// A vote of [`TypeConfig`].
+pub type Vote = openraft::impls::Vote<LeaderId>;
+/// An entry of [`TypeConfig`].
+pub type Entry = openraft::Entry<<LeaderId as openraft::vote::RaftLeaderId>::Committed, Payload>;
+/// An entry payload of [`TypeConfig`].
+pub type Payload = openraft::EntryPayload<Command, NodeId, openraft::BasicNode>;
+/// A membership of [`TypeConfig`].
+pub type Membership = openraft::Membership<NodeId, openraft::BasicNode>;
+/// A stored membership of [`TypeConfig`].
+pub type StoredMembership = openraft::StoredMembership<
+    <LeaderId as openraft::vote::RaftLeaderId>::Committed,
+    NodeId,
+    openraft::BasicNode,
+>;
+
+/// What a normal Raft entry of a partition carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// One producer batch: Kafka RecordBatch v2 bytes, stored as a data frame (the log stamps
+    /// its base offset and leader epoch).
+    Batch(Bytes),
+    /// A control payload of a higher layer, opaque here (stored as a control frame).
+    Control(Bytes),
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Batch(b) => write!(f, "Batch({} bytes)", b.len()),
+            Command::Control(b) => write!(f, "Control({} bytes)", b.len()),
+        }
+    }
+}
+
+/// What applying a normal entry answers its writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// A batch was committed; its first record has this offset.
+    Batch {
+        /// Offset of the first record.
+        base_offset: i64,
+        /// Records in the batch.
+        record_count: u32,
+    },
+    /// A control entry was applied.
+    Control,
+}
