@@ -72,3 +72,7 @@ pub enum Applied {
     /// A control entry was applied.
     Control,
 }
+
+/// The snapshot data of a partition: the small encoded state at the retention point (no record
+/// data: records stay in the log).
+pub type SnapshotData = Bytes;
