@@ -339,6 +339,7 @@ impl Log {
     ///   published before the failure stay readable until the log is reopened.
     pub fn append(&mut self, entries: &[NewEntry<'_>]) -> Result<Vec<Appended>> {
         self.shared.check_failed()?;
+        self.start_pristine_at(entries.first().map(|e| e.index));
         let plans = self.plan(entries)?;
         let mut out = Vec::with_capacity(plans.len());
         let mut i = 0;
@@ -355,6 +356,28 @@ impl Log {
             i += n;
         }
         Ok(out)
+    }
+
+    /// A log that never held an entry (no segment, no purge point) starts at whatever index
+    /// its first entry has, as a log reset there would (Raft only does this when its own state
+    /// says the log starts there; openraft's storage suite does it to test membership reads).
+    fn start_pristine_at(&mut self, first: Option<u64>) {
+        let Some(first) = first else {
+            return;
+        };
+        let mut view = self.shared.write_view();
+        let pristine = view.segments.is_empty()
+            && view.last_purged.is_none()
+            && view.next_index == 1
+            && view.next_offset == 0
+            && view.first_index == 1;
+        if pristine && first > 1 {
+            view.first_index = first;
+            view.next_index = first;
+            drop(view);
+            self.next_index = first;
+            lock(&self.shared.sync).appended_index = first - 1;
+        }
     }
 
     /// Checks every entry and computes its frame, before anything is written.

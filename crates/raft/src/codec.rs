@@ -5,7 +5,7 @@
 //! reserves index 0 so that a zeroed frame is never mistaken for an entry: the log index is the
 //! Raft index + 1. This module is the only place that converts.
 
-use crate::types::{Command, Entry, LogId, Membership, NodeId, Payload, Vote};
+use crate::types::{BatchCommand, Command, Entry, LogId, Membership, NodeId, Payload, Vote};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use openraft::BasicNode;
 use std::collections::{BTreeMap, BTreeSet};
@@ -56,7 +56,7 @@ pub fn to_store_log_id(id: &LogId) -> strata_log::LogId {
 pub fn encode_payload(payload: &Payload) -> (EntryKind, Bytes) {
     match payload {
         Payload::Blank => (EntryKind::Blank, Bytes::new()),
-        Payload::Normal(Command::Batch(b)) => (EntryKind::Data, b.clone()),
+        Payload::Normal(Command::Batch(b)) => (EntryKind::Data, b.bytes.clone()),
         Payload::Normal(Command::Control(b)) => (EntryKind::Control, b.clone()),
         Payload::Membership(m) => (EntryKind::Membership, encode_membership(m)),
     }
@@ -71,7 +71,7 @@ pub fn decode_entry(
 ) -> Result<Entry, DecodeError> {
     let payload = match kind {
         EntryKind::Blank => Payload::Blank,
-        EntryKind::Data => Payload::Normal(Command::Batch(payload)),
+        EntryKind::Data => Payload::Normal(Command::Batch(BatchCommand::new(payload))),
         EntryKind::Control => Payload::Normal(Command::Control(payload)),
         EntryKind::Membership => Payload::Membership(decode_membership(payload)?),
     };

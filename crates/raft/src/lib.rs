@@ -2,8 +2,17 @@
 //!
 //! - [`types`]: the openraft type configuration ([`types::TypeConfig`]) and [`types::Command`].
 //! - [`transport`]: the peer transport (tonic server and client) shared by all groups.
+//! - [`store`]: [`store::LogStore`], openraft's log storage over strata-log.
+//! - [`state_machine`]: [`state_machine::StateMachine`], high watermark, producer state, hook.
+//! - [`producers`]: idempotent producer state.
 //! - [`codec`]: entries to and from log frames; membership and vote encodings.
 
 pub mod codec;
+pub mod producers;
+pub mod state_machine;
+pub mod store;
 pub mod transport;
 pub mod types;
+
+#[cfg(test)]
+mod tests;

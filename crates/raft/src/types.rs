@@ -43,9 +43,9 @@ pub type StoredMembership = openraft::StoredMembership<
 /// What a normal Raft entry of a partition carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// One producer batch: Kafka RecordBatch v2 bytes, stored as a data frame (the log stamps
-    /// its base offset and leader epoch).
-    Batch(Bytes),
+    /// One producer batch, stored as a data frame (the log stamps its base offset and leader
+    /// epoch).
+    Batch(BatchCommand),
     /// A control payload of a higher layer, opaque here (stored as a control frame).
     Control(Bytes),
 }
@@ -53,11 +53,62 @@ pub enum Command {
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Command::Batch(b) => write!(f, "Batch({} bytes)", b.len()),
+            Command::Batch(b) => write!(f, "Batch({} bytes)", b.bytes.len()),
             Command::Control(b) => write!(f, "Control({} bytes)", b.len()),
         }
     }
 }
+
+/// Called once with the base offset the leader's log gave a batch (for `acks=leader`).
+pub type LocalAck = Box<dyn FnOnce(i64) + Send>;
+
+/// A producer batch (Kafka RecordBatch v2 bytes) and, on the leader that proposed it, the
+/// writer waiting to learn its offset at local append. The waiter never leaves the process: it
+/// is not stored nor sent, and two commands with the same bytes are equal.
+#[derive(Clone)]
+pub struct BatchCommand {
+    /// The batch bytes.
+    pub bytes: Bytes,
+    local_ack: Option<std::sync::Arc<std::sync::Mutex<Option<LocalAck>>>>,
+}
+
+impl BatchCommand {
+    /// A batch with no local waiter (as read from the log or received from a leader).
+    pub fn new(bytes: Bytes) -> BatchCommand {
+        BatchCommand {
+            bytes,
+            local_ack: None,
+        }
+    }
+
+    /// A batch whose local append is reported to `ack`.
+    pub fn with_local_ack(bytes: Bytes, ack: LocalAck) -> BatchCommand {
+        BatchCommand {
+            bytes,
+            local_ack: Some(std::sync::Arc::new(std::sync::Mutex::new(Some(ack)))),
+        }
+    }
+
+    /// Takes the local waiter, if any (it runs at most once).
+    pub fn take_local_ack(&self) -> Option<LocalAck> {
+        let slot = self.local_ack.as_ref()?;
+        slot.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+impl fmt::Debug for BatchCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BatchCommand({} bytes)", self.bytes.len())
+    }
+}
+
+impl PartialEq for BatchCommand {
+    fn eq(&self, other: &BatchCommand) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for BatchCommand {}
 
 /// What applying a normal entry answers its writer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,146 @@
+//! Idempotent producer state: per producer id, its epoch, the sequence of its last batch and
+//! the offsets of its last few batches (to answer a retried duplicate with its original
+//! offset). Replicated: every replica updates it when it applies a batch, and expiry uses batch
+//! timestamps (not local clocks) so every replica expires the same producers.
+
+use std::collections::{HashMap, VecDeque};
+
+/// Batches remembered per producer for duplicate detection (Kafka keeps 5).
+pub const RECENT_BATCHES_MAX: usize = 5;
+
+/// One committed batch of a producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecentBatch {
+    /// Sequence of its first record.
+    pub first_sequence: i32,
+    /// Sequence of its last record.
+    pub last_sequence: i32,
+    /// Offset of its first record.
+    pub base_offset: i64,
+    /// Records in it.
+    pub record_count: u32,
+}
+
+/// What the partition knows of one producer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerEntry {
+    /// Current epoch; a batch with a lower one is fenced.
+    pub epoch: i16,
+    /// The most recent batches, oldest first.
+    pub recent: VecDeque<RecentBatch>,
+    /// Largest timestamp of its batches (for expiry).
+    pub last_timestamp: i64,
+}
+
+impl ProducerEntry {
+    /// The sequence the next batch must start at.
+    pub fn next_sequence(&self) -> i32 {
+        self.recent
+            .back()
+            .map_or(0, |b| next_sequence_after(b.last_sequence))
+    }
+}
+
+/// The sequence after `s` (Kafka sequences wrap to 0 after `i32::MAX`).
+pub fn next_sequence_after(s: i32) -> i32 {
+    if s == i32::MAX { 0 } else { s + 1 }
+}
+
+/// The last sequence of a batch starting at `first` with `count` records.
+pub fn last_sequence(first: i32, count: u32) -> i32 {
+    ((first as i64 + count as i64 - 1) % (i32::MAX as i64 + 1)) as i32
+}
+
+/// Every producer's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProducerTable {
+    /// State by producer id.
+    pub producers: HashMap<i64, ProducerEntry>,
+}
+
+impl ProducerTable {
+    /// Records a committed batch (called in apply order on every replica).
+    pub fn record(&mut self, producer_id: i64, epoch: i16, batch: RecentBatch, max_timestamp: i64) {
+        let entry = self.producers.entry(producer_id).or_insert(ProducerEntry {
+            epoch,
+            recent: VecDeque::new(),
+            last_timestamp: max_timestamp,
+        });
+        if epoch > entry.epoch {
+            entry.epoch = epoch;
+            entry.recent.clear();
+        }
+        entry.recent.push_back(batch);
+        while entry.recent.len() > RECENT_BATCHES_MAX {
+            entry.recent.pop_front();
+        }
+        entry.last_timestamp = entry.last_timestamp.max(max_timestamp);
+    }
+
+    /// Forgets producers idle for longer than `expiry_ms` before `now_ms` (a batch timestamp).
+    pub fn expire(&mut self, now_ms: i64, expiry_ms: i64) {
+        self.producers
+            .retain(|_, p| p.last_timestamp >= now_ms.saturating_sub(expiry_ms));
+    }
+
+    /// Encodes the table (for snapshots).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut ids: Vec<&i64> = self.producers.keys().collect();
+        ids.sort();
+        out.extend_from_slice(&(ids.len() as u32).to_le_bytes());
+        for id in ids {
+            let p = &self.producers[id];
+            out.extend_from_slice(&id.to_le_bytes());
+            out.extend_from_slice(&p.epoch.to_le_bytes());
+            out.extend_from_slice(&p.last_timestamp.to_le_bytes());
+            out.push(p.recent.len() as u8);
+            for b in &p.recent {
+                out.extend_from_slice(&b.first_sequence.to_le_bytes());
+                out.extend_from_slice(&b.last_sequence.to_le_bytes());
+                out.extend_from_slice(&b.base_offset.to_le_bytes());
+                out.extend_from_slice(&b.record_count.to_le_bytes());
+            }
+        }
+    }
+
+    /// Decodes [`ProducerTable::encode`]'s bytes from the front of `b`, advancing it.
+    pub fn decode(b: &mut &[u8]) -> Option<ProducerTable> {
+        fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+            if b.len() < n {
+                return None;
+            }
+            let (h, t) = b.split_at(n);
+            *b = t;
+            Some(h)
+        }
+        let n = u32::from_le_bytes(take(b, 4)?.try_into().ok()?) as usize;
+        if n > b.len() / 19 {
+            return None;
+        }
+        let mut producers = HashMap::with_capacity(n);
+        for _ in 0..n {
+            let id = i64::from_le_bytes(take(b, 8)?.try_into().ok()?);
+            let epoch = i16::from_le_bytes(take(b, 2)?.try_into().ok()?);
+            let last_timestamp = i64::from_le_bytes(take(b, 8)?.try_into().ok()?);
+            let k = take(b, 1)?[0] as usize;
+            let mut recent = VecDeque::with_capacity(k);
+            for _ in 0..k {
+                recent.push_back(RecentBatch {
+                    first_sequence: i32::from_le_bytes(take(b, 4)?.try_into().ok()?),
+                    last_sequence: i32::from_le_bytes(take(b, 4)?.try_into().ok()?),
+                    base_offset: i64::from_le_bytes(take(b, 8)?.try_into().ok()?),
+                    record_count: u32::from_le_bytes(take(b, 4)?.try_into().ok()?),
+                });
+            }
+            producers.insert(
+                id,
+                ProducerEntry {
+                    epoch,
+                    recent,
+                    last_timestamp,
+                },
+            );
+        }
+        Some(ProducerTable { producers })
+    }
+}

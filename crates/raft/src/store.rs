@@ -1,0 +1,295 @@
+//! [`LogStore`]: openraft's log storage over one strata-log [`Log`]. The partition log IS the
+//! Raft log: record bytes are written once per replica.
+//!
+//! Contract, per openraft's `RaftLogStorage`:
+//! - `append` writes the entries (they are readable when it returns) and hands openraft's
+//!   callback to the flusher; the callback fires once they are fsynced (group commit), or with
+//!   an error if the sync failed (the log then refuses everything until reopened).
+//! - `save_vote` first waits until every earlier append is durable, then replaces the vote file
+//!   atomically: write IO is serialized as openraft requires.
+//! - `save_committed` only records the value; the flusher writes it with its next round.
+//!   `read_committed` returns the smaller of the saved value and the last durable entry.
+//! - `truncate_after` and `purge` map to the log's own operations (Raft index + 1 = log index,
+//!   see [`crate::codec`]).
+//! Every call that touches the disk runs on a blocking thread, never on a tokio worker.
+
+use crate::codec::{self, log_index, raft_index, to_raft_log_id, to_store_log_id};
+use crate::types::{Command, Entry, LogId, Payload, TypeConfig, Vote};
+use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::sync::{Arc, Mutex};
+use strata_log::{Log, LogError, LogReader, NewEntry};
+
+fn io_err(e: LogError) -> io::Error {
+    io::Error::other(e)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Where appended data entries landed, for writers waiting on `acks=leader`.
+pub type AppendSink = Box<dyn Fn(u64, i64) + Send + Sync>;
+
+struct Inner {
+    log: Mutex<Log>,
+    /// For a purge past the log end: the installed snapshot's next offset.
+    state: Option<Arc<crate::state_machine::PartitionState>>,
+    reader: LogReader,
+    vote: Mutex<Option<Vote>>,
+    /// Bytes cap of one `limited_get_log_entries` call (one append request to a follower).
+    append_bytes_max: usize,
+}
+
+/// The Raft log storage of one partition; cheap to clone (shared state).
+#[derive(Clone)]
+pub struct LogStore {
+    inner: Arc<Inner>,
+}
+
+impl Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore").finish_non_exhaustive()
+    }
+}
+
+/// Reads entries and the vote for openraft's replication and apply tasks.
+#[derive(Clone)]
+pub struct LogStoreReader {
+    inner: Arc<Inner>,
+}
+
+impl Debug for LogStoreReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStoreReader").finish_non_exhaustive()
+    }
+}
+
+impl LogStore {
+    /// Wraps an opened log; reads the saved vote. `append_bytes_max` caps the bytes of entries
+    /// one replication request carries.
+    pub fn new(
+        log: Log,
+        append_bytes_max: usize,
+        state: Option<Arc<crate::state_machine::PartitionState>>,
+    ) -> io::Result<LogStore> {
+        let vote = match log.read_vote().map_err(io_err)? {
+            Some(bytes) => Some(codec::decode_vote(&bytes).map_err(io::Error::other)?),
+            None => None,
+        };
+        let reader = log.reader();
+        Ok(LogStore {
+            inner: Arc::new(Inner {
+                log: Mutex::new(log),
+                state,
+                reader,
+                vote: Mutex::new(vote),
+                append_bytes_max,
+            }),
+        })
+    }
+
+    /// A reader of the underlying partition log (record fetches use it directly).
+    pub fn log_reader(&self) -> LogReader {
+        self.inner.reader.clone()
+    }
+
+    /// Runs `f` with the log on a blocking thread.
+    async fn with_log<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Log) -> Result<T, LogError> + Send + 'static,
+    ) -> io::Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&mut lock(&inner.log)))
+            .await
+            .map_err(io::Error::other)?
+            .map_err(io_err)
+    }
+
+    /// Closes the log cleanly (flush, indexes, checkpoint) if this is the last handle.
+    pub async fn close(self) -> io::Result<()> {
+        let Ok(inner) = Arc::try_unwrap(self.inner) else {
+            return Ok(());
+        };
+        let log = inner.log.into_inner().unwrap_or_else(|e| e.into_inner());
+        tokio::task::spawn_blocking(move || log.close())
+            .await
+            .map_err(io::Error::other)?
+            .map_err(io_err)
+    }
+}
+
+fn bounds_to_log_range(range: &impl RangeBounds<u64>) -> (u64, u64) {
+    let start = match range.start_bound() {
+        Bound::Included(s) => *s,
+        Bound::Excluded(s) => s + 1,
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(e) => e + 1,
+        Bound::Excluded(e) => *e,
+        Bound::Unbounded => u64::MAX - 1,
+    };
+    (log_index(start), log_index(end.min(u64::MAX - 2)))
+}
+
+impl LogStoreReader {
+    fn read(&self, start: u64, end: u64, bytes_max: usize) -> io::Result<Vec<Entry>> {
+        let b = self.inner.reader.bounds();
+        let last = b.last_log_id.map_or(0, |l| l.index);
+        let start = start.max(b.first_index);
+        let end = end.min(last + 1);
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let entries = self
+            .inner
+            .reader
+            .entries(start, end, bytes_max)
+            .map_err(io_err)?;
+        entries
+            .into_iter()
+            .map(|e| {
+                codec::decode_entry(e.term, raft_index(e.index), e.kind, e.payload)
+                    .map_err(io::Error::other)
+            })
+            .collect()
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStoreReader {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> io::Result<Vec<Entry>> {
+        let (start, end) = bounds_to_log_range(&range);
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.read(start, end, usize::MAX))
+            .await
+            .map_err(io::Error::other)?
+    }
+
+    async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
+        Ok(*lock(&self.inner.vote))
+    }
+
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> io::Result<Vec<Entry>> {
+        let this = self.clone();
+        let cap = self.inner.append_bytes_max;
+        tokio::task::spawn_blocking(move || this.read(log_index(start), log_index(end), cap))
+            .await
+            .map_err(io::Error::other)?
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStoreReader;
+
+    async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
+        let b = self.inner.reader.bounds();
+        let last_purged_log_id = b.last_purged.map(to_raft_log_id);
+        let last_log_id = b.last_log_id.map(to_raft_log_id).or(last_purged_log_id);
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        LogStoreReader {
+            inner: self.inner.clone(),
+        }
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
+        let bytes = codec::encode_vote(vote);
+        self.with_log(move |log| {
+            // Earlier appends must be durable before the vote that follows them.
+            log.flush_wait()?;
+            log.save_vote(&bytes)
+        })
+        .await?;
+        *lock(&self.inner.vote) = Some(*vote);
+        Ok(())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
+        if let Some(c) = committed {
+            lock(&self.inner.log).save_committed(to_store_log_id(&c));
+        }
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
+        Ok(lock(&self.inner.log).read_committed().map(to_raft_log_id))
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        self.with_log(move |log| {
+            let encoded: Vec<(u64, u64, strata_log::EntryKind, bytes::Bytes)> = entries
+                .iter()
+                .map(|e| {
+                    let (kind, payload) = codec::encode_payload(&e.payload);
+                    (
+                        e.log_id.committed_leader_id().term,
+                        log_index(e.log_id.index),
+                        kind,
+                        payload,
+                    )
+                })
+                .collect();
+            let new: Vec<NewEntry<'_>> = encoded
+                .iter()
+                .map(|(term, index, kind, payload)| NewEntry {
+                    term: *term,
+                    index: *index,
+                    kind: *kind,
+                    payload,
+                })
+                .collect();
+            let appended = log.append(&new)?;
+            // Writers waiting for `acks=leader` learn their offset now.
+            for (e, a) in entries.iter().zip(&appended) {
+                if let Payload::Normal(Command::Batch(b)) = &e.payload
+                    && let Some(ack) = b.take_local_ack()
+                {
+                    ack(a.base_offset);
+                }
+            }
+            log.flush(move |r| callback.io_completed(r.map_err(io_err)));
+            Ok(())
+        })
+        .await
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
+        let keep = last_log_id.map_or(0, |l| log_index(l.index));
+        self.with_log(move |log| log.truncate_after(keep)).await
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
+        let id = to_store_log_id(&log_id);
+        let snapshot_next = self
+            .inner
+            .state
+            .as_ref()
+            .and_then(|s| s.snapshot_next_offset(&log_id));
+        self.with_log(move |log| {
+            if log.last_log_id().is_none_or(|last| id.index > last.index) {
+                // Purging past the end (after a snapshot install) leaves an empty log whose
+                // last entry is `id` and whose next offset is the snapshot's.
+                let next = snapshot_next.unwrap_or(log.next_offset());
+                return log.reset_to(id, next);
+            }
+            log.purge(id)
+        })
+        .await
+    }
+}
