@@ -339,8 +339,16 @@ impl Log {
     ///   published before the failure stay readable until the log is reopened.
     pub fn append(&mut self, entries: &[NewEntry<'_>]) -> Result<Vec<Appended>> {
         self.shared.check_failed()?;
-        self.start_pristine_at(entries.first().map(|e| e.index));
-        let plans = self.plan(entries)?;
+        let start = self.pristine_start(entries.first().map(|e| e.index));
+        let plans = self.plan(entries, start.unwrap_or(self.next_index))?;
+        if let Some(first) = start {
+            let mut view = self.shared.write_view();
+            view.first_index = first;
+            view.next_index = first;
+            drop(view);
+            self.next_index = first;
+            lock(&self.shared.sync).appended_index = first - 1;
+        }
         let mut out = Vec::with_capacity(plans.len());
         let mut i = 0;
         while i < plans.len() {
@@ -361,32 +369,25 @@ impl Log {
     /// A log that never held an entry (no segment, no purge point) starts at whatever index
     /// its first entry has, as a log reset there would (Raft only does this when its own state
     /// says the log starts there; openraft's storage suite does it to test membership reads).
-    fn start_pristine_at(&mut self, first: Option<u64>) {
-        let Some(first) = first else {
-            return;
-        };
-        let mut view = self.shared.write_view();
+    /// Returns that index when it applies.
+    fn pristine_start(&self, first: Option<u64>) -> Option<u64> {
+        let first = first?;
+        let view = self.shared.read_view();
         let pristine = view.segments.is_empty()
             && view.last_purged.is_none()
             && view.next_index == 1
             && view.next_offset == 0
             && view.first_index == 1;
-        if pristine && first > 1 {
-            view.first_index = first;
-            view.next_index = first;
-            drop(view);
-            self.next_index = first;
-            lock(&self.shared.sync).appended_index = first - 1;
-        }
+        (pristine && first > 1).then_some(first)
     }
 
     /// Checks every entry and computes its frame, before anything is written.
-    fn plan(&self, entries: &[NewEntry<'_>]) -> Result<Vec<Plan>> {
+    fn plan(&self, entries: &[NewEntry<'_>], first_index: u64) -> Result<Vec<Plan>> {
         let config = &self.shared.config;
         let mut offset = self.next_offset;
         let mut term = self.last_term;
         let mut plans = Vec::with_capacity(entries.len());
-        for (index, e) in (self.next_index..).zip(entries) {
+        for (index, e) in (first_index..).zip(entries) {
             let invalid = |reason: String| LogError::InvalidEntry {
                 index: e.index,
                 reason,

@@ -176,10 +176,6 @@ fn rejects_bad_entries_without_writing() {
     let h = Harness::new(small_config());
     let mut log = h.open().unwrap();
     let b = batch(1, 10, 1, 0);
-    assert!(matches!(
-        log.append(&[data(1, 2, &b)]),
-        Err(LogError::InvalidEntry { .. })
-    ));
     let mut bad = b.to_vec();
     let last = bad.len() - 1;
     bad[last] ^= 1;
@@ -192,7 +188,35 @@ fn rejects_bad_entries_without_writing() {
         log.append(&[data(4, 2, &b)]),
         Err(LogError::InvalidEntry { .. })
     ));
+    assert!(matches!(
+        log.append(&[data(5, 3, &b)]),
+        Err(LogError::InvalidEntry { .. })
+    ));
     assert_eq!(log.next_index(), 2);
+}
+
+#[test]
+fn a_new_log_starts_at_its_first_index() {
+    let h = Harness::new(small_config());
+    let mut log = h.open().unwrap();
+    let b = batch(2, 10, 1, 0);
+    let mut bad = b.to_vec();
+    bad[30] ^= 1;
+    // A refused first append does not move the start.
+    assert!(log.append(&[data(1, 9, &bad)]).is_err());
+    assert_eq!(log.next_index(), 1);
+    log.append(&[data(1, 7, &b)]).unwrap();
+    assert_eq!(log.reader().bounds().first_index, 7);
+    log.flush_wait().unwrap();
+    drop(log);
+    h.sim.crash(CrashMode::DropAll).unwrap();
+    let mut log = h.open().unwrap();
+    assert_eq!(log.reader().bounds().first_index, 7);
+    assert_eq!(log.next_index(), 8);
+    assert!(
+        log.append(&[data(1, 10, &b)]).is_err(),
+        "only a new log may start anywhere"
+    );
 }
 
 #[test]
