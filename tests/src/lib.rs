@@ -1,4 +1,10 @@
-//! Shared helpers for Strata's integration tests (the cluster harness joins them later).
+//! Shared helpers for Strata's integration tests.
+//!
+//! - [`memnet`]: an in-memory Raft transport with per-link faults.
+//! - [`cluster`]: an in-process cluster harness with invariant checkers.
+
+pub mod cluster;
+pub mod memnet;
 
 use bytes::Bytes;
 use strata_record::{BatchBuilder, NewRecord};

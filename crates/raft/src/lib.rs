@@ -2,12 +2,17 @@
 //!
 //! - [`types`]: the openraft type configuration ([`types::TypeConfig`]) and [`types::Command`].
 //! - [`transport`]: the peer transport (tonic server and client) shared by all groups.
+//! - [`partition`]: [`partition::Partition`], what the rest of the workspace uses: append with
+//!   acks, read, high watermark, offsets by time, leadership and membership.
+//! - [`error`]: [`error::PartitionError`].
 //! - [`store`]: [`store::LogStore`], openraft's log storage over strata-log.
 //! - [`state_machine`]: [`state_machine::StateMachine`], high watermark, producer state, hook.
 //! - [`producers`]: idempotent producer state.
 //! - [`codec`]: entries to and from log frames; membership and vote encodings.
 
 pub mod codec;
+pub mod error;
+pub mod partition;
 pub mod producers;
 pub mod state_machine;
 pub mod store;

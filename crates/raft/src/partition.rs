@@ -1,0 +1,659 @@
+//! [`Partition`]: one replica of one partition — its openraft group over its log. The rest of
+//! the workspace sees only this: append with acks, read, high watermark, offsets by time,
+//! leadership and membership, and [`PartitionError`].
+
+use crate::error::PartitionError;
+use crate::producers::{last_sequence, next_sequence_after};
+use crate::state_machine::{PartitionState, StateHook, StateMachine};
+use crate::store::LogStore;
+use crate::types::{Applied, BatchCommand, Command, NodeId, TypeConfig};
+use bytes::Bytes;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::impls::ProgressResponder;
+use openraft::network::RaftNetworkFactory;
+use openraft::type_config::async_runtime::WatchReceiver;
+use openraft::{
+    BasicNode, ChangeMembers, Config, Instant as _, RaftMetrics, ServerState, SnapshotPolicy,
+};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use strata_log::{FlusherHandle, Log, LogConfig, LogReader};
+use strata_record::Batch;
+use tokio::sync::{oneshot, watch};
+
+/// The openraft handle of a partition group.
+pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
+
+/// How long to wait until an entry acknowledged `acks=all` is committed and applied.
+pub const WRITE_TIMEOUT_DEFAULT_MS: u64 = 10_000;
+
+/// How a write is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// Committed by a majority, each replica having fsynced it. Never lost.
+    All,
+    /// Appended to the leader's log (not yet durable nor replicated): lost if the leader fails
+    /// before it replicates, and its offset then reused (as Kafka's acks=1).
+    Leader,
+    /// Handed to the leader; no offset is returned.
+    None,
+}
+
+/// Timing of the Raft group (milliseconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftTiming {
+    /// Leader heartbeat interval.
+    pub heartbeat_ms: u64,
+    /// Lower bound of the randomized election timeout.
+    pub election_timeout_min_ms: u64,
+    /// Upper bound of the randomized election timeout.
+    pub election_timeout_max_ms: u64,
+}
+
+impl Default for RaftTiming {
+    fn default() -> RaftTiming {
+        RaftTiming {
+            heartbeat_ms: 300,
+            election_timeout_min_ms: 1500,
+            election_timeout_max_ms: 3000,
+        }
+    }
+}
+
+/// Configuration of one partition replica.
+#[derive(Debug, Clone)]
+pub struct PartitionConfig {
+    /// The Raft group id (also names the partition in peer messages).
+    pub group_id: u64,
+    /// This node.
+    pub node_id: NodeId,
+    /// The partition directory.
+    pub dir: PathBuf,
+    /// The log's configuration.
+    pub log: LogConfig,
+    /// Raft timing.
+    pub timing: RaftTiming,
+    /// Bytes of entries one replication request carries at most (bounds peer messages).
+    pub append_bytes_max: usize,
+    /// Idempotent producers idle this long (by batch timestamps) are forgotten.
+    pub producer_expiry_ms: i64,
+    /// Longest a write waits for its acknowledgement before it is reported indeterminate.
+    pub write_timeout_ms: u64,
+    /// The disk seam the log writes through (tests pass a `SimDisk`).
+    pub disk: Arc<dyn strata_log::Disk>,
+}
+
+impl PartitionConfig {
+    /// A configuration with defaults for everything but identity and place.
+    pub fn new(group_id: u64, node_id: NodeId, dir: impl Into<PathBuf>) -> PartitionConfig {
+        PartitionConfig {
+            group_id,
+            node_id,
+            dir: dir.into(),
+            log: LogConfig::default(),
+            timing: RaftTiming::default(),
+            append_bytes_max: 4 << 20,
+            producer_expiry_ms: 7 * 24 * 3600 * 1000,
+            write_timeout_ms: WRITE_TIMEOUT_DEFAULT_MS,
+            disk: Arc::new(strata_log::RealDisk),
+        }
+    }
+
+    fn raft_config(&self) -> Result<Config, PartitionError> {
+        let config = Config {
+            cluster_name: format!("partition-{}", self.group_id),
+            heartbeat_interval: self.timing.heartbeat_ms,
+            election_timeout_min: self.timing.election_timeout_min_ms,
+            election_timeout_max: self.timing.election_timeout_max_ms,
+            enable_pre_vote: Some(true),
+            // Snapshots hold no record data; openraft must never purge records on its own.
+            // Retention purges through the log explicitly.
+            snapshot_policy: SnapshotPolicy::Never,
+            max_in_snapshot_log_to_keep: u64::MAX,
+            ..Config::default()
+        };
+        config.validate().map_err(|e| PartitionError::Fatal {
+            reason: format!("invalid raft config: {e}"),
+        })
+    }
+}
+
+/// What a read returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// Record batches (stamped with base offset and leader epoch), views of the log.
+    pub batches: Vec<Bytes>,
+    /// The high watermark when the read was served.
+    pub high_watermark: i64,
+    /// The first readable offset.
+    pub log_start_offset: i64,
+}
+
+/// An idempotent producer's batches proposed by this leader and not yet applied.
+#[derive(Debug)]
+struct Inflight {
+    epoch: i16,
+    next_sequence: i32,
+    pending: HashMap<i32, watch::Receiver<Option<Result<i64, PartitionError>>>>,
+}
+
+/// One replica of one partition.
+pub struct Partition {
+    raft: Raft,
+    store: LogStore,
+    state: Arc<PartitionState>,
+    reader: LogReader,
+    node_id: NodeId,
+    write_timeout: Duration,
+    /// A leader serves only while a quorum acknowledged it this recently (the election timeout's
+    /// lower bound: no other leader can have been elected sooner).
+    lease_ms: u64,
+    inflight: Mutex<HashMap<i64, Inflight>>,
+}
+
+impl std::fmt::Debug for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Partition")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn ready_leader(m: &RaftMetrics<TypeConfig>, me: NodeId, lease_ms: u64) -> bool {
+    m.current_leader == Some(me)
+        && m.state == ServerState::Leader
+        && m.last_applied
+            .is_some_and(|l| l.committed_leader_id().term == m.current_term)
+        && m.last_quorum_acked
+            .as_ref()
+            .is_some_and(|t| t.elapsed() <= Duration::from_millis(lease_ms))
+}
+
+fn fatal(e: impl std::fmt::Display) -> PartitionError {
+    PartitionError::Fatal {
+        reason: e.to_string(),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+enum SequenceCheck {
+    /// Propose it; the sender reports its outcome to retried duplicates.
+    Propose(Option<(i64, i32, watch::Sender<Option<Result<i64, PartitionError>>>)>),
+    /// Already committed at this offset.
+    Duplicate(i64),
+    /// The same batch is in flight: wait for its outcome.
+    Wait(watch::Receiver<Option<Result<i64, PartitionError>>>),
+}
+
+impl Partition {
+    /// Opens (recovering) the replica's log and starts its Raft group. A new group is not
+    /// initialized: call [`Partition::initialize`] on one replica with the first voters.
+    pub async fn open<N>(
+        config: PartitionConfig,
+        flusher: &FlusherHandle,
+        network: N,
+        hook: Option<Arc<dyn StateHook>>,
+    ) -> Result<Partition, PartitionError>
+    where
+        N: RaftNetworkFactory<TypeConfig>,
+        N::Network: openraft::network::NetSnapshot<TypeConfig, SnapshotData = Bytes>,
+    {
+        let raft_config = Arc::new(config.raft_config()?);
+        let dir = config.dir.clone();
+        let log_config = config.log.clone();
+        let flusher = flusher.clone();
+        let disk = config.disk.clone();
+        let log = tokio::task::spawn_blocking(move || Log::open(dir, log_config, disk, &flusher))
+            .await
+            .map_err(fatal)?
+            .map_err(fatal)?;
+        let state = PartitionState::new(0, config.producer_expiry_ms);
+        let store =
+            LogStore::new(log, config.append_bytes_max, Some(state.clone())).map_err(fatal)?;
+        let reader = store.log_reader();
+        let sm = StateMachine::new(state.clone(), hook);
+        let raft = Raft::new(config.node_id, raft_config, network, store.clone(), sm)
+            .await
+            .map_err(fatal)?;
+        Ok(Partition {
+            raft,
+            store,
+            state,
+            reader,
+            node_id: config.node_id,
+            write_timeout: Duration::from_millis(config.write_timeout_ms),
+            lease_ms: config.timing.election_timeout_min_ms,
+            inflight: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Initializes a new group with these voters (on one replica only; a no-op error if the
+    /// group already has a log).
+    pub async fn initialize(&self, voters: BTreeMap<NodeId, String>) -> Result<(), PartitionError> {
+        let nodes: BTreeMap<NodeId, BasicNode> = voters
+            .into_iter()
+            .map(|(id, addr)| (id, BasicNode { addr }))
+            .collect();
+        self.raft.initialize(nodes).await.map_err(fatal)
+    }
+
+    /// The openraft handle (for the node layer's routing and the transport).
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// The latest Raft metrics of this replica.
+    pub fn metrics(&self) -> RaftMetrics<TypeConfig> {
+        self.raft.metrics().borrow_watched().clone()
+    }
+
+    /// The leader as this replica knows it: (node id, peer address).
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        let m = self.metrics();
+        let id = m.current_leader?;
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
+            .unwrap_or_default();
+        Some((id, addr))
+    }
+
+    fn not_leader(&self, m: &RaftMetrics<TypeConfig>) -> PartitionError {
+        let leader_id = m.current_leader.filter(|l| *l != self.node_id);
+        let leader_addr = leader_id.and_then(|id| {
+            m.membership_config
+                .membership()
+                .get_node(&id)
+                .map(|n| n.addr.clone())
+        });
+        PartitionError::NotLeader {
+            leader_id,
+            leader_addr,
+        }
+    }
+
+    /// Whether this replica may serve as leader now: it leads, has applied an entry of its own
+    /// term (so its high watermark and producer state are current), and a quorum acknowledged
+    /// it within the leader lease (a leader cut off from its quorum stops serving before a new
+    /// one can be elected).
+    pub fn is_ready_leader(&self) -> bool {
+        ready_leader(&self.metrics(), self.node_id, self.lease_ms)
+    }
+
+    /// Waits (bounded) until this replica is a ready leader (see [`Partition::is_ready_leader`]).
+    async fn ready_leader(&self) -> Result<(), PartitionError> {
+        let me = self.node_id;
+        let lease = self.lease_ms;
+        let ready = move |m: &RaftMetrics<TypeConfig>| ready_leader(m, me, lease);
+        let m = self.metrics();
+        if ready(&m) {
+            return Ok(());
+        }
+        if m.current_leader != Some(me) {
+            return Err(self.not_leader(&m));
+        }
+        self.raft
+            .wait(Some(self.write_timeout))
+            .metrics(|m| ready(m) || m.current_leader != Some(me), "leader ready")
+            .await
+            .map_err(|_| self.not_leader(&self.metrics()))?;
+        let m = self.metrics();
+        if ready(&m) {
+            Ok(())
+        } else {
+            Err(self.not_leader(&m))
+        }
+    }
+
+    /// Appends one producer batch. Returns its base offset (`None` with [`Acks::None`]).
+    ///
+    /// The batch is fully checked first (CRC, lengths, records, no transactional or control
+    /// bits, supported codec). An idempotent producer's batch (producer id >= 0) is checked
+    /// against the applied producer state and this leader's in-flight batches: a duplicate is
+    /// answered with its original offset without writing, a gap is `OutOfOrderSequence`.
+    pub async fn append(&self, batch: Bytes, acks: Acks) -> Result<Option<i64>, PartitionError> {
+        let parsed = Batch::parse(batch.clone()).map_err(|e| PartitionError::InvalidBatch {
+            reason: e.to_string(),
+        })?;
+        self.ready_leader().await?;
+        let h = *parsed.header();
+        let mut report = None;
+        if h.producer_id >= 0 {
+            match self.check_sequence(
+                h.producer_id,
+                h.producer_epoch,
+                h.base_sequence,
+                h.record_count as u32,
+            )? {
+                SequenceCheck::Duplicate(offset) => return Ok(Some(offset)),
+                SequenceCheck::Wait(mut rx) => {
+                    let r = rx
+                        .wait_for(|v| v.is_some())
+                        .await
+                        .map_err(|_| PartitionError::Indeterminate {
+                            reason: "the original write was abandoned".into(),
+                        })?
+                        .clone();
+                    return r.unwrap_or_else(|| Err(fatal("no outcome"))).map(Some);
+                }
+                SequenceCheck::Propose(r) => report = r,
+            }
+        }
+        let result = self.propose(batch, acks).await;
+        if let Some((pid, first_seq, tx)) = report {
+            let outcome = match &result {
+                Ok(Some(o)) => Ok(*o),
+                Ok(None) => Err(PartitionError::Indeterminate {
+                    reason: "written without acknowledgement".into(),
+                }),
+                Err(e) => Err(e.clone()),
+            };
+            let _ = tx.send(Some(outcome.clone()));
+            let mut inflight = lock(&self.inflight);
+            if let Some(f) = inflight.get_mut(&pid) {
+                f.pending.remove(&first_seq);
+                if outcome.is_err() {
+                    // Later batches of this producer will fail too; retries are checked
+                    // against the applied state again.
+                    inflight.remove(&pid);
+                } else if f.pending.is_empty() {
+                    inflight.remove(&pid);
+                }
+            }
+        }
+        result
+    }
+
+    fn check_sequence(
+        &self,
+        pid: i64,
+        epoch: i16,
+        first: i32,
+        count: u32,
+    ) -> Result<SequenceCheck, PartitionError> {
+        let applied = self.state.producer(pid);
+        let mut inflight = lock(&self.inflight);
+        let (known_epoch, mut expected) = match (inflight.get(&pid), &applied) {
+            (Some(f), _) => (Some(f.epoch), f.next_sequence),
+            (None, Some(p)) => (Some(p.epoch), p.next_sequence()),
+            (None, None) => (None, 0),
+        };
+        if let Some(current) = known_epoch {
+            if epoch < current {
+                return Err(PartitionError::ProducerFenced {
+                    producer_id: pid,
+                    epoch,
+                    current,
+                });
+            }
+            if epoch > current {
+                expected = 0;
+            }
+        }
+        if first != expected {
+            // A retry of a committed batch gets its original offset.
+            if let Some(p) = &applied
+                && p.epoch == epoch
+                && let Some(b) = p.recent.iter().find(|b| b.first_sequence == first)
+            {
+                return Ok(SequenceCheck::Duplicate(b.base_offset));
+            }
+            if let Some(f) = inflight.get(&pid)
+                && let Some(rx) = f.pending.get(&first)
+            {
+                return Ok(SequenceCheck::Wait(rx.clone()));
+            }
+            return Err(PartitionError::OutOfOrderSequence {
+                producer_id: pid,
+                expected,
+                got: first,
+            });
+        }
+        let (tx, rx) = watch::channel(None);
+        let f = inflight.entry(pid).or_insert(Inflight {
+            epoch,
+            next_sequence: expected,
+            pending: HashMap::new(),
+        });
+        if epoch > f.epoch {
+            f.epoch = epoch;
+            f.pending.clear();
+        }
+        f.next_sequence = next_sequence_after(last_sequence(first, count));
+        f.pending.insert(first, rx);
+        Ok(SequenceCheck::Propose(Some((pid, first, tx))))
+    }
+
+    async fn propose(&self, batch: Bytes, acks: Acks) -> Result<Option<i64>, PartitionError> {
+        let (local_tx, local_rx) = oneshot::channel::<i64>();
+        let appended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = appended.clone();
+        let cmd = BatchCommand::with_local_ack(
+            batch,
+            Box::new(move |offset| {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                let _ = local_tx.send(offset);
+            }),
+        );
+        let (responder, _commit_rx, complete_rx) = ProgressResponder::new();
+        self.raft
+            .client_write_ff(Command::Batch(cmd), Some(responder))
+            .await
+            .map_err(fatal)?;
+        match acks {
+            Acks::None => Ok(None),
+            Acks::Leader => tokio::select! {
+                r = local_rx => r.map(Some).map_err(|_| PartitionError::Indeterminate {
+                    reason: "the leader stopped before appending".into(),
+                }),
+                r = complete_rx => self.write_outcome(r.ok(), &appended),
+            },
+            Acks::All => {
+                let r = tokio::time::timeout(self.write_timeout, complete_rx).await;
+                match r {
+                    Ok(r) => self.write_outcome(r.ok(), &appended),
+                    Err(_) => Err(PartitionError::Indeterminate {
+                        reason: format!("not committed within {:?}", self.write_timeout),
+                    }),
+                }
+            }
+        }
+    }
+
+    fn write_outcome(
+        &self,
+        r: Option<openraft::raft::ClientWriteResult<TypeConfig>>,
+        appended: &std::sync::atomic::AtomicBool,
+    ) -> Result<Option<i64>, PartitionError> {
+        match r {
+            Some(Ok(resp)) => match resp.data {
+                Applied::Batch { base_offset, .. } => Ok(Some(base_offset)),
+                Applied::Control => Err(fatal("a batch was applied as a control entry")),
+            },
+            Some(Err(ClientWriteError::ForwardToLeader(f))) => Err(PartitionError::NotLeader {
+                leader_id: f.leader_id,
+                leader_addr: f.leader_node.map(|n| n.addr),
+            }),
+            Some(Err(ClientWriteError::LogEntryDiscarded(f))) => {
+                Err(PartitionError::Indeterminate {
+                    reason: format!(
+                        "entry discarded on leader change (leader now {:?})",
+                        f.leader_id
+                    ),
+                })
+            }
+            Some(Err(e)) => Err(fatal(e)),
+            None if appended.load(std::sync::atomic::Ordering::SeqCst) => {
+                Err(PartitionError::Indeterminate {
+                    reason: "the replica stopped after appending".into(),
+                })
+            }
+            None => Err(PartitionError::NotLeader {
+                leader_id: None,
+                leader_addr: None,
+            }),
+        }
+    }
+
+    /// The high watermark as applied on this replica (authoritative only on a ready leader).
+    pub fn high_watermark(&self) -> i64 {
+        self.state.high_watermark()
+    }
+
+    /// A reader of this replica's log (tests compare replicas byte for byte with it).
+    pub fn log_reader(&self) -> LogReader {
+        self.reader.clone()
+    }
+
+    /// The first readable offset.
+    pub fn log_start_offset(&self) -> i64 {
+        self.reader.bounds().log_start_offset
+    }
+
+    /// Record batches from `from` on, up to about `max_bytes` (at least one batch when one is
+    /// available), only below the high watermark. When `from` is at the high watermark it waits
+    /// up to `max_wait` for new records. Served by the leader only.
+    pub async fn read(
+        &self,
+        from: i64,
+        max_bytes: usize,
+        max_wait: Duration,
+    ) -> Result<Fetched, PartitionError> {
+        self.ready_leader().await?;
+        let start = self.log_start_offset();
+        let hw = self.high_watermark();
+        if from < start || from > hw {
+            return Err(PartitionError::OffsetOutOfRange {
+                requested: from,
+                start,
+                end: hw,
+            });
+        }
+        let mut hw = hw;
+        if from == hw && !max_wait.is_zero() {
+            let mut rx = self.state.watch_high_watermark();
+            let _ = tokio::time::timeout(max_wait, rx.wait_for(|h| *h > from)).await;
+            hw = self.high_watermark();
+        }
+        let reader = self.reader.clone();
+        let entries = tokio::task::spawn_blocking(move || reader.read(from, max_bytes, hw))
+            .await
+            .map_err(fatal)?
+            .map_err(|e| match e {
+                strata_log::LogError::OffsetOutOfRange {
+                    requested, start, ..
+                } => PartitionError::OffsetOutOfRange {
+                    requested,
+                    start,
+                    end: hw,
+                },
+                other => fatal(other),
+            })?;
+        Ok(Fetched {
+            batches: entries.into_iter().map(|e| e.payload).collect(),
+            high_watermark: hw,
+            log_start_offset: self.log_start_offset(),
+        })
+    }
+
+    /// The offset of the first committed record whose timestamp is at least `timestamp`, or
+    /// `None` if there is none (Kafka's ListOffsets by time).
+    pub async fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<i64>, PartitionError> {
+        self.ready_leader().await?;
+        let hw = self.high_watermark();
+        let reader = self.reader.clone();
+        let entry = tokio::task::spawn_blocking(move || reader.entry_for_timestamp(timestamp))
+            .await
+            .map_err(fatal)?
+            .map_err(fatal)?;
+        let Some(entry) = entry else {
+            return Ok(None);
+        };
+        if entry.base_offset >= hw {
+            return Ok(None);
+        }
+        let batch = Batch::parse(entry.payload).map_err(fatal)?;
+        Ok(batch
+            .first_offset_at_or_after_timestamp(timestamp)
+            .filter(|o| *o < hw))
+    }
+
+    /// Adds a learner (a replica that receives the log but does not vote) and waits until it
+    /// has caught up when `blocking`.
+    pub async fn add_learner(
+        &self,
+        id: NodeId,
+        addr: String,
+        blocking: bool,
+    ) -> Result<(), PartitionError> {
+        self.raft
+            .add_learner(id, BasicNode { addr }, blocking)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.membership_error(e))
+    }
+
+    /// Makes these learners voters.
+    pub async fn promote(&self, ids: BTreeSet<NodeId>) -> Result<(), PartitionError> {
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(ids), false)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.membership_error(e))
+    }
+
+    /// Removes these voters (and their nodes) from the group.
+    pub async fn remove_voters(&self, ids: BTreeSet<NodeId>) -> Result<(), PartitionError> {
+        self.raft
+            .change_membership(ChangeMembers::RemoveVoters(ids), false)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.membership_error(e))
+    }
+
+    fn membership_error(
+        &self,
+        e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
+    ) -> PartitionError {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                PartitionError::NotLeader {
+                    leader_id: f.leader_id,
+                    leader_addr: f.leader_node.map(|n| n.addr),
+                }
+            }
+            other => fatal(other),
+        }
+    }
+
+    /// Asks the current leader (this replica) to hand leadership to `to`.
+    pub async fn transfer_leader(&self, to: NodeId) -> Result<(), PartitionError> {
+        self.raft.trigger().transfer_leader(to).await.map_err(fatal)
+    }
+
+    /// Stops the Raft group and drops the log without a clean close, as a crash would (tests
+    /// then simulate the lost writes with the disk seam).
+    pub async fn stop_abruptly(self) -> Result<(), PartitionError> {
+        self.raft.shutdown().await.map_err(fatal)?;
+        drop(self.raft);
+        drop(self.store);
+        Ok(())
+    }
+
+    /// Stops the Raft group and closes the log cleanly.
+    pub async fn shutdown(self) -> Result<(), PartitionError> {
+        self.raft.shutdown().await.map_err(fatal)?;
+        drop(self.raft);
+        self.store.close().await.map_err(fatal)
+    }
+}

@@ -1,0 +1,249 @@
+//! Replicated partitions in one process (strata-raft over strata-log, in-memory transport with
+//! per-link faults, simulated disks): scenarios with one checker per invariant.
+
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use strata_log::sim::CrashMode;
+use strata_raft::error::PartitionError;
+use strata_raft::partition::Acks;
+use strata_tests::cluster::{Cluster, test_batch};
+
+const T: Duration = Duration::from_secs(20);
+
+fn seed() -> u64 {
+    let seed = std::env::var("STRATA_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    println!("seed {seed} (rerun with STRATA_TEST_SEED={seed})");
+    seed
+}
+
+async fn produce(c: &Cluster, acked: &mut BTreeMap<i64, Bytes>, from: u64, n: u64) {
+    for i in from..from + n {
+        let b = test_batch(1 + (i % 4) as usize, 100, i, -1, 0);
+        let off = c
+            .append(b.clone(), Acks::All, T)
+            .await
+            .expect("append")
+            .expect("offset");
+        assert!(
+            acked.insert(off, b).is_none(),
+            "offset {off} acknowledged twice"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_commit_and_agree() {
+    let c = Cluster::start(3, seed()).await;
+    let mut acked = BTreeMap::new();
+    produce(&c, &mut acked, 0, 50).await;
+    let offsets: Vec<i64> = acked.keys().copied().collect();
+    assert_eq!(offsets[0], 0);
+    c.check_acknowledged(&acked, T).await;
+    c.check_replicas_agree(T).await;
+    let leader = c.leader(T).await;
+    let p = c.partition(leader);
+    let hw = p.high_watermark();
+    let last = acked
+        .iter()
+        .next_back()
+        .map(|(o, b)| o + strata_record::BatchHeader::parse(b).unwrap().record_count as i64);
+    assert_eq!(Some(hw), last);
+    // Reading at the high watermark waits, then returns nothing new.
+    let f = p
+        .read(hw, 1 << 20, Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert!(f.batches.is_empty());
+    assert!(matches!(
+        p.read(hw + 1, 1, Duration::ZERO).await,
+        Err(PartitionError::OffsetOutOfRange { .. })
+    ));
+    // A follower refuses with a hint.
+    let follower = c.ids().into_iter().find(|id| *id != leader).unwrap();
+    match c
+        .partition(follower)
+        .append(test_batch(1, 1, 1, -1, 0), Acks::All)
+        .await
+    {
+        Err(PartitionError::NotLeader { leader_id, .. }) => assert_eq!(leader_id, Some(leader)),
+        other => panic!("expected NotLeader, got {other:?}"),
+    }
+    c.leaders.check();
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_crash_loses_nothing_acknowledged() {
+    let mut c = Cluster::start(3, seed()).await;
+    let mut acked = BTreeMap::new();
+    for round in 0..3u64 {
+        produce(&c, &mut acked, round * 100, 30).await;
+        let leader = c.leader(T).await;
+        c.crash(leader, CrashMode::DropAll).await;
+        produce(&c, &mut acked, round * 100 + 50, 10).await;
+        c.open_node(leader).await;
+    }
+    c.check_acknowledged(&acked, T).await;
+    c.check_replicas_agree(T).await;
+    c.leaders.check();
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_leader_steps_aside_and_its_tail_is_truncated() {
+    let c = Cluster::start(3, seed()).await;
+    let mut acked = BTreeMap::new();
+    produce(&c, &mut acked, 0, 10).await;
+    let old = c.leader(T).await;
+    let old_term = c.partition(old).metrics().current_term;
+    c.router.isolate(old, true);
+    // Within its lease the cut-off leader still takes a write into its log (acks=leader) but
+    // commits none of it.
+    let stray = test_batch(3, 10, 999, -1, 0);
+    let stray_offset = c.partition(old).append(stray.clone(), Acks::Leader).await;
+    let hw_before = c.partition(old).high_watermark();
+    // Past its lease it stops serving.
+    let deadline = std::time::Instant::now() + T;
+    while c.partition(old).is_ready_leader() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a cut-off leader kept serving"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(matches!(
+        c.partition(old).read(0, 1, Duration::ZERO).await,
+        Err(PartitionError::NotLeader { .. })
+    ));
+    // The majority elects a new leader and continues.
+    let deadline = std::time::Instant::now() + T;
+    let new = loop {
+        let l = c.leader(T).await;
+        if l != old {
+            break l;
+        }
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(c.partition(new).metrics().current_term > old_term);
+    for i in 0..10u64 {
+        let b = test_batch(2, 50, 100 + i, -1, 0);
+        let off = c
+            .partition(new)
+            .append(b.clone(), Acks::All)
+            .await
+            .unwrap()
+            .unwrap();
+        acked.insert(off, b);
+    }
+    assert_eq!(
+        c.partition(old).high_watermark(),
+        hw_before,
+        "minority made progress"
+    );
+    c.router.isolate(old, false);
+    c.check_replicas_agree(T).await;
+    c.check_acknowledged(&acked, T).await;
+    // The stray (acks=leader) batch was never committed: its offset now holds another batch.
+    if let Ok(Some(off)) = stray_offset {
+        let leader = c.leader(T).await;
+        let f = c
+            .partition(leader)
+            .read(off, 1, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_ne!(
+            &f.batches[0][16..],
+            &stray[16..],
+            "uncommitted tail survived"
+        );
+    }
+    c.leaders.check();
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_follower_term_stays_flat() {
+    let c = Cluster::start(3, seed()).await;
+    let leader = c.leader(T).await;
+    let follower = c.ids().into_iter().find(|id| *id != leader).unwrap();
+    let term = c.partition(follower).metrics().current_term;
+    c.router.isolate(follower, true);
+    // Well past several election timeouts (pre-vote keeps the term flat).
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    assert_eq!(
+        c.partition(follower).metrics().current_term,
+        term,
+        "pre-vote should keep the term"
+    );
+    c.router.isolate(follower, false);
+    let mut acked = BTreeMap::new();
+    produce(&c, &mut acked, 0, 5).await;
+    assert_eq!(
+        c.leader(T).await,
+        leader,
+        "the healed follower disrupted the leader"
+    );
+    c.check_replicas_agree(T).await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_duplicate_after_leader_change_gets_its_original_offset() {
+    let mut c = Cluster::start(3, seed()).await;
+    let pid = 42;
+    let mut offsets = Vec::new();
+    for seq in 0..5 {
+        let b = test_batch(2, 10, seq as u64, pid, seq * 2);
+        offsets.push(c.append(b, Acks::All, T).await.unwrap().unwrap());
+    }
+    let leader = c.leader(T).await;
+    c.crash(leader, CrashMode::DropAll).await;
+    // The new leader answers retries of committed batches with their offsets, writing nothing.
+    for seq in 0..5 {
+        let b = test_batch(2, 10, seq as u64, pid, seq * 2);
+        let got = c.append(b, Acks::All, T).await.unwrap().unwrap();
+        assert_eq!(got, offsets[seq as usize]);
+    }
+    let hw = c.partition(c.leader(T).await).high_watermark();
+    assert_eq!(hw, 10);
+    // A gap is refused; the next batch in sequence is accepted.
+    let gap = test_batch(1, 10, 77, pid, 12);
+    assert!(matches!(
+        c.append(gap, Acks::All, T).await,
+        Err(PartitionError::OutOfOrderSequence {
+            expected: 10,
+            got: 12,
+            ..
+        })
+    ));
+    let next = test_batch(1, 10, 78, pid, 10);
+    assert_eq!(c.append(next, Acks::All, T).await.unwrap(), Some(10));
+    c.open_node(leader).await;
+    c.check_replicas_agree(T).await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_crash_and_restart_catches_up() {
+    let mut c = Cluster::start(3, seed()).await;
+    let mut acked = BTreeMap::new();
+    produce(&c, &mut acked, 0, 10).await;
+    let leader = c.leader(T).await;
+    let follower = c.ids().into_iter().find(|id| *id != leader).unwrap();
+    c.crash(follower, CrashMode::TornPrefix(7)).await;
+    produce(&c, &mut acked, 100, 20).await;
+    c.open_node(follower).await;
+    produce(&c, &mut acked, 200, 5).await;
+    c.check_replicas_agree(T).await;
+    c.check_acknowledged(&acked, T).await;
+    c.shutdown().await;
+}

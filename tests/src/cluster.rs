@@ -1,0 +1,359 @@
+//! An in-process cluster of partition replicas for one Raft group, over [`crate::memnet`]
+//! (links the test can cut, delay, drop and reorder) and per-node [`SimDisk`]s (a crash
+//! discards everything not synced), with one checker per invariant.
+
+use crate::memnet::{MemNetwork, Router};
+use bytes::Bytes;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use strata_log::sim::{CrashMode, SimDisk};
+use strata_log::{Flusher, LogConfig};
+use strata_raft::error::PartitionError;
+use strata_raft::partition::{Acks, Partition, PartitionConfig, RaftTiming};
+use strata_raft::types::NodeId;
+
+/// Raft timing for tests: fast elections, so faults resolve in well under a second.
+pub fn fast_timing() -> RaftTiming {
+    RaftTiming {
+        heartbeat_ms: 50,
+        election_timeout_min_ms: 200,
+        election_timeout_max_ms: 400,
+    }
+}
+
+struct Node {
+    sim: Arc<SimDisk>,
+    flusher: Flusher,
+    partition: Option<Arc<Partition>>,
+}
+
+/// Observed leaders per term, from every node's metrics (checker: one leader per term).
+#[derive(Debug, Default)]
+pub struct LeaderLog {
+    by_term: Mutex<HashMap<u64, BTreeSet<NodeId>>>,
+}
+
+impl LeaderLog {
+    /// Asserts no term had two leaders.
+    pub fn check(&self) {
+        let m = self.by_term.lock().unwrap_or_else(|e| e.into_inner());
+        for (term, leaders) in m.iter() {
+            assert!(leaders.len() <= 1, "term {term} had leaders {leaders:?}");
+        }
+    }
+}
+
+/// A cluster of `n` replicas of group `group`.
+pub struct Cluster {
+    /// The links between nodes.
+    pub router: Arc<Router>,
+    root: tempfile::TempDir,
+    nodes: BTreeMap<NodeId, Node>,
+    group: u64,
+    timing: RaftTiming,
+    log_config: LogConfig,
+    /// Leaders seen per term.
+    pub leaders: Arc<LeaderLog>,
+    watchers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// An error from the harness's retrying client.
+pub type ClientResult<T> = Result<T, PartitionError>;
+
+impl Cluster {
+    /// Starts `n` nodes (ids 1..=n) and initializes the group with all of them as voters.
+    pub async fn start(n: u64, seed: u64) -> Cluster {
+        let root = tempfile::tempdir().expect("tempdir");
+        let mut c = Cluster {
+            router: Router::new(seed),
+            root,
+            nodes: BTreeMap::new(),
+            group: 1,
+            timing: fast_timing(),
+            log_config: LogConfig {
+                segment_bytes_max: 64 * 1024,
+                preallocate_bytes_step: 16 * 1024,
+                ..LogConfig::default()
+            },
+            leaders: Arc::new(LeaderLog::default()),
+            watchers: Vec::new(),
+        };
+        for id in 1..=n {
+            let sim =
+                Arc::new(SimDisk::new(c.root.path().join(format!("trash-{id}"))).expect("sim"));
+            let flusher = Flusher::start(&format!("n{id}")).expect("flusher");
+            c.nodes.insert(
+                id,
+                Node {
+                    sim,
+                    flusher,
+                    partition: None,
+                },
+            );
+            c.open_node(id).await;
+        }
+        let voters: BTreeMap<NodeId, String> =
+            (1..=n).map(|id| (id, format!("node-{id}"))).collect();
+        c.partition(1).initialize(voters).await.expect("initialize");
+        c
+    }
+
+    fn config(&self, id: NodeId) -> PartitionConfig {
+        let mut cfg =
+            PartitionConfig::new(self.group, id, self.root.path().join(format!("node-{id}")));
+        cfg.timing = self.timing.clone();
+        cfg.log = self.log_config.clone();
+        cfg.write_timeout_ms = 5_000;
+        cfg.disk = self.nodes[&id].sim.clone();
+        cfg
+    }
+
+    /// Opens node `id`'s replica (after a crash it recovers from its disk).
+    pub async fn open_node(&mut self, id: NodeId) {
+        let cfg = self.config(id);
+        let net = MemNetwork {
+            group: self.group,
+            from: id,
+            router: self.router.clone(),
+        };
+        let flusher = self.nodes[&id].flusher.handle();
+        let p = Arc::new(
+            Partition::open(cfg, &flusher, net, None)
+                .await
+                .expect("open partition"),
+        );
+        self.router.register(self.group, id, p.raft().clone());
+        let mut rx = p.raft().metrics();
+        let leaders = self.leaders.clone();
+        self.watchers.push(tokio::spawn(async move {
+            loop {
+                {
+                    use openraft::type_config::async_runtime::WatchReceiver;
+                    let m = rx.borrow_watched();
+                    if m.state == openraft::ServerState::Leader {
+                        leaders
+                            .by_term
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .entry(m.current_term)
+                            .or_default()
+                            .insert(m.id);
+                    }
+                }
+                use openraft::type_config::async_runtime::WatchReceiver;
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        }));
+        self.nodes.get_mut(&id).expect("node").partition = Some(p);
+    }
+
+    /// Node `id`'s replica.
+    pub fn partition(&self, id: NodeId) -> Arc<Partition> {
+        self.nodes[&id].partition.clone().expect("node is up")
+    }
+
+    /// Whether node `id` is up.
+    pub fn is_up(&self, id: NodeId) -> bool {
+        self.nodes[&id].partition.is_some()
+    }
+
+    /// Ids of the nodes.
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.nodes.keys().copied().collect()
+    }
+
+    /// The disk of node `id`.
+    pub fn disk(&self, id: NodeId) -> Arc<SimDisk> {
+        self.nodes[&id].sim.clone()
+    }
+
+    /// Crashes node `id`: stops it without a clean close, then its disk loses every write not
+    /// covered by a completed sync.
+    pub async fn crash(&mut self, id: NodeId, mode: CrashMode) {
+        self.router.unregister(self.group, id);
+        let mut p = self
+            .nodes
+            .get_mut(&id)
+            .expect("node")
+            .partition
+            .take()
+            .expect("node is up");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let p = loop {
+            match Arc::try_unwrap(p) {
+                Ok(p) => break p,
+                Err(back) => {
+                    assert!(Instant::now() < deadline, "partition {id} still in use");
+                    p = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        };
+        p.stop_abruptly().await.expect("stop");
+        let sim = self.nodes[&id].sim.clone();
+        tokio::task::spawn_blocking(move || sim.crash(mode))
+            .await
+            .expect("join")
+            .expect("crash");
+    }
+
+    /// Waits until some up node is a leader ready to serve; returns it.
+    pub async fn leader(&self, timeout: Duration) -> NodeId {
+        let deadline = Instant::now() + timeout;
+        loop {
+            for (id, n) in &self.nodes {
+                if let Some(p) = &n.partition
+                    && p.is_ready_leader()
+                {
+                    return *id;
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader within {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Appends through whichever node leads, following not-leader hints and retrying
+    /// indeterminate outcomes (safe only for idempotent batches) until `timeout`.
+    pub async fn append(
+        &self,
+        batch: Bytes,
+        acks: Acks,
+        timeout: Duration,
+    ) -> ClientResult<Option<i64>> {
+        let deadline = Instant::now() + timeout;
+        let mut target = None;
+        loop {
+            let id = match target.take() {
+                Some(id) if self.is_up(id) => id,
+                _ => {
+                    self.leader(
+                        deadline
+                            .saturating_duration_since(Instant::now())
+                            .max(Duration::from_millis(1)),
+                    )
+                    .await
+                }
+            };
+            match self.partition(id).append(batch.clone(), acks).await {
+                Ok(o) => return Ok(o),
+                Err(
+                    e @ (PartitionError::NotLeader { .. } | PartitionError::Indeterminate { .. }),
+                ) if Instant::now() < deadline => {
+                    if let PartitionError::NotLeader { leader_id, .. } = &e {
+                        target = *leader_id;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Checker: every up replica holds byte-identical entries up to the lowest committed index
+    /// among them, and no offset holds two different batches.
+    pub async fn check_replicas_agree(&self, timeout: Duration) {
+        // Let followers catch up to the leader's commit point first.
+        let leader = self.leader(timeout).await;
+        let target = self
+            .partition(leader)
+            .metrics()
+            .local_committed
+            .map(|c| c.index);
+        let deadline = Instant::now() + timeout;
+        for id in self.ids().into_iter().filter(|id| self.is_up(*id)) {
+            loop {
+                let m = self.partition(id).metrics();
+                if m.local_committed.map(|c| c.index) >= target {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "node {id} did not catch up");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        let Some(target) = target else { return };
+        let mut reference: Option<(NodeId, Vec<strata_log::Entry>)> = None;
+        for id in self.ids().into_iter().filter(|id| self.is_up(*id)) {
+            let reader = self.partition(id).log_reader();
+            let first = reader.bounds().first_index;
+            let entries = reader
+                .entries(first, target + 2, usize::MAX)
+                .expect("read replica");
+            match &reference {
+                None => reference = Some((id, entries)),
+                Some((rid, r)) => {
+                    assert_eq!(
+                        r.len(),
+                        entries.len(),
+                        "nodes {rid} and {id} hold different counts"
+                    );
+                    for (a, b) in r.iter().zip(&entries) {
+                        assert_eq!(a, b, "nodes {rid} and {id} differ at log index {}", a.index);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checker: every acknowledged batch is readable at its offset with its bytes.
+    pub async fn check_acknowledged(&self, acked: &BTreeMap<i64, Bytes>, timeout: Duration) {
+        let leader = self.leader(timeout).await;
+        let p = self.partition(leader);
+        let mut next_offset: Option<i64> = None;
+        for (offset, batch) in acked {
+            let f = p
+                .read(*offset, 1, Duration::ZERO)
+                .await
+                .expect("read acknowledged");
+            let got = &f.batches[0];
+            let h = strata_record::BatchHeader::parse(got).expect("batch");
+            assert_eq!(h.base_offset, *offset, "acknowledged batch moved");
+            assert_eq!(
+                &got[16..],
+                &batch[16..],
+                "acknowledged batch at {offset} altered"
+            );
+            if let Some(n) = next_offset {
+                assert!(*offset >= n, "offsets overlap");
+            }
+            next_offset = Some(offset + h.record_count as i64);
+        }
+    }
+
+    /// Stops every node cleanly.
+    pub async fn shutdown(mut self) {
+        for w in self.watchers.drain(..) {
+            w.abort();
+        }
+        for id in self.ids() {
+            if let Some(p) = self.nodes.get_mut(&id).and_then(|n| n.partition.take()) {
+                self.router.unregister(self.group, id);
+                if let Ok(p) = Arc::try_unwrap(p) {
+                    let _ = p.shutdown().await;
+                }
+            }
+        }
+    }
+}
+
+/// A batch of `records` records for producer `pid` (or -1) starting at sequence `seq`.
+pub fn test_batch(records: usize, value_len: usize, tag: u64, pid: i64, seq: i32) -> Bytes {
+    let mut b = strata_record::BatchBuilder::new();
+    if pid >= 0 {
+        b = b.with_producer(pid, 0, seq);
+    }
+    for i in 0..records {
+        let v: Vec<u8> = (0..value_len)
+            .map(|j| (tag as usize + i + j) as u8)
+            .collect();
+        let _ = b.append(&strata_record::NewRecord::new(
+            1_700_000_000_000 + tag as i64,
+            Some(Bytes::from(format!("k{tag}-{i}"))),
+            Some(Bytes::from(v)),
+        ));
+    }
+    b.build()
+}

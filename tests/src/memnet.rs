@@ -1,0 +1,231 @@
+//! An in-memory Raft transport for in-process clusters: every message is a direct call on the
+//! target node's Raft handle, through per-link rules the test controls (cut, drop with a seeded
+//! probability, delay with jitter; jitter reorders messages).
+
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::{AnyError, BasicNode};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use strata_raft::partition::Raft;
+use strata_raft::types::{NodeId, TypeConfig, Vote};
+
+/// Rules for the link from one node to another.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LinkRule {
+    /// Messages fail as unreachable.
+    pub cut: bool,
+    /// Probability (0..=1) that a message is dropped (fails as a network error).
+    pub drop_probability: f64,
+    /// Added delay, and a random extra of up to `jitter_ms` (which reorders messages).
+    pub delay_ms: u64,
+    /// See `delay_ms`.
+    pub jitter_ms: u64,
+}
+
+/// Routes messages between the nodes of one process, per group.
+#[derive(Debug)]
+pub struct Router {
+    rafts: RwLock<HashMap<(u64, NodeId), Raft>>,
+    rules: Mutex<HashMap<(NodeId, NodeId), LinkRule>>,
+    isolated: Mutex<HashSet<NodeId>>,
+    rng: Mutex<u64>,
+}
+
+impl Router {
+    /// A router; `seed` drives drops and jitter.
+    pub fn new(seed: u64) -> Arc<Router> {
+        Arc::new(Router {
+            rafts: RwLock::new(HashMap::new()),
+            rules: Mutex::new(HashMap::new()),
+            isolated: Mutex::new(HashSet::new()),
+            rng: Mutex::new(seed | 1),
+        })
+    }
+
+    /// Registers the Raft handle of `node` for `group`.
+    pub fn register(&self, group: u64, node: NodeId, raft: Raft) {
+        self.rafts
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((group, node), raft);
+    }
+
+    /// Forgets `node`'s handle for `group` (the node is down).
+    pub fn unregister(&self, group: u64, node: NodeId) {
+        self.rafts
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(group, node));
+    }
+
+    /// Sets the rule of the link `from -> to`.
+    pub fn set_rule(&self, from: NodeId, to: NodeId, rule: LinkRule) {
+        self.rules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((from, to), rule);
+    }
+
+    /// Cuts (or heals) every link to and from `node`.
+    pub fn isolate(&self, node: NodeId, isolated: bool) {
+        let mut s = self.isolated.lock().unwrap_or_else(|e| e.into_inner());
+        if isolated {
+            s.insert(node);
+        } else {
+            s.remove(&node);
+        }
+    }
+
+    fn next_random(&self) -> u64 {
+        let mut x = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x
+    }
+
+    /// Applies the link rules to one message; returns the target's handle if it gets through.
+    async fn pass(
+        &self,
+        group: u64,
+        from: NodeId,
+        to: NodeId,
+    ) -> Result<Raft, RPCError<TypeConfig>> {
+        let unreachable = |why: &str| {
+            RPCError::Unreachable(Unreachable::new(&AnyError::error(format!(
+                "{from} -> {to}: {why}"
+            ))))
+        };
+        let isolated = {
+            let s = self.isolated.lock().unwrap_or_else(|e| e.into_inner());
+            s.contains(&from) || s.contains(&to)
+        };
+        if isolated {
+            return Err(unreachable("node isolated"));
+        }
+        let rule = self
+            .rules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(from, to))
+            .copied()
+            .unwrap_or_default();
+        if rule.cut {
+            return Err(unreachable("link cut"));
+        }
+        if rule.drop_probability > 0.0 {
+            let r = (self.next_random() % 10_000) as f64 / 10_000.0;
+            if r < rule.drop_probability {
+                return Err(RPCError::Network(NetworkError::new(&AnyError::error(
+                    "message dropped",
+                ))));
+            }
+        }
+        let delay = rule.delay_ms
+            + if rule.jitter_ms > 0 {
+                self.next_random() % rule.jitter_ms
+            } else {
+                0
+            };
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        self.rafts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(group, to))
+            .cloned()
+            .ok_or_else(|| unreachable("node down"))
+    }
+}
+
+/// The network factory of one node for one group.
+#[derive(Debug, Clone)]
+pub struct MemNetwork {
+    /// The group.
+    pub group: u64,
+    /// This node.
+    pub from: NodeId,
+    /// The shared router.
+    pub router: Arc<Router>,
+}
+
+/// A connection from one node to another for one group.
+#[derive(Debug)]
+pub struct MemConnection {
+    group: u64,
+    from: NodeId,
+    to: NodeId,
+    router: Arc<Router>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for MemNetwork {
+    type Network = MemConnection;
+
+    async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> MemConnection {
+        MemConnection {
+            group: self.group,
+            from: self.from,
+            to: target,
+            router: self.router.clone(),
+        }
+    }
+}
+
+fn remote<E: std::error::Error + 'static>(e: E) -> RPCError<TypeConfig> {
+    RPCError::Network(NetworkError::new(&e))
+}
+
+impl RaftNetworkV2<TypeConfig> for MemConnection {
+    type SnapshotData = bytes::Bytes;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let raft = self.router.pass(self.group, self.from, self.to).await?;
+        raft.append_entries(rpc).await.map_err(remote)
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let raft = self.router.pass(self.group, self.from, self.to).await?;
+        raft.vote(rpc).await.map_err(remote)
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let raft = self.router.pass(self.group, self.from, self.to).await?;
+        raft.pre_vote(rpc).await.map_err(remote)
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: strata_raft::state_machine::Snapshot,
+        _cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let raft = self
+            .router
+            .pass(self.group, self.from, self.to)
+            .await
+            .map_err(|e| StreamingError::Unreachable(Unreachable::new(&e)))?;
+        raft.install_full_snapshot(vote, snapshot)
+            .await
+            .map_err(|e| StreamingError::Unreachable(Unreachable::new(&e)))
+    }
+}
