@@ -82,7 +82,7 @@ async fn three_replicas_commit_and_agree() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_crash_loses_nothing_acknowledged() {
-    let mut c = Cluster::start(3, seed()).await;
+    let c = Cluster::start(3, seed()).await;
     let mut acked = BTreeMap::new();
     for round in 0..3u64 {
         produce(&c, &mut acked, round * 100, 30).await;
@@ -198,7 +198,7 @@ async fn isolated_follower_term_stays_flat() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retried_duplicate_after_leader_change_gets_its_original_offset() {
-    let mut c = Cluster::start(3, seed()).await;
+    let c = Cluster::start(3, seed()).await;
     let pid = 42;
     let mut offsets = Vec::new();
     for seq in 0..5 {
@@ -234,7 +234,7 @@ async fn retried_duplicate_after_leader_change_gets_its_original_offset() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follower_crash_and_restart_catches_up() {
-    let mut c = Cluster::start(3, seed()).await;
+    let c = Cluster::start(3, seed()).await;
     let mut acked = BTreeMap::new();
     produce(&c, &mut acked, 0, 10).await;
     let leader = c.leader(T).await;
@@ -246,4 +246,144 @@ async fn follower_crash_and_restart_catches_up() {
     c.check_replicas_agree(T).await;
     c.check_acknowledged(&acked, T).await;
     c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_learner_promote_and_remove_a_voter() {
+    let c = Cluster::start(3, seed()).await;
+    let mut acked = BTreeMap::new();
+    produce(&c, &mut acked, 0, 10).await;
+    // A fourth replica joins as a learner, catches up, becomes a voter.
+    c.add_node(4).await;
+    let leader = c.leader(T).await;
+    c.partition(leader)
+        .add_learner(4, "node-4".into(), true)
+        .await
+        .unwrap();
+    c.partition(leader)
+        .promote([4].into_iter().collect())
+        .await
+        .unwrap();
+    produce(&c, &mut acked, 100, 10).await;
+    // Remove a voter that is not the leader.
+    let leader = c.leader(T).await;
+    let victim = c
+        .ids()
+        .into_iter()
+        .find(|id| *id != leader && *id != 4)
+        .unwrap();
+    c.partition(leader)
+        .remove_voters([victim].into_iter().collect())
+        .await
+        .unwrap();
+    let voters: Vec<u64> = c
+        .partition(leader)
+        .metrics()
+        .membership_config
+        .membership()
+        .voter_ids()
+        .collect();
+    assert!(
+        !voters.contains(&victim) && voters.contains(&4),
+        "voters {voters:?}"
+    );
+    c.crash(victim, CrashMode::DropAll).await;
+    produce(&c, &mut acked, 200, 10).await;
+    c.check_acknowledged(&acked, T).await;
+    c.check_replicas_agree(T).await;
+    c.leaders.check();
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_transfer_hands_over_without_loss() {
+    let c = Cluster::start(3, seed()).await;
+    let mut acked = BTreeMap::new();
+    produce(&c, &mut acked, 0, 10).await;
+    let old = c.leader(T).await;
+    let to = c.ids().into_iter().find(|id| *id != old).unwrap();
+    c.partition(old).transfer_leader(to).await.unwrap();
+    let deadline = std::time::Instant::now() + T;
+    while c.leader(T).await != to {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "leadership did not move to {to}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    produce(&c, &mut acked, 100, 10).await;
+    c.check_acknowledged(&acked, T).await;
+    c.check_replicas_agree(T).await;
+    c.leaders.check();
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_crashes_under_load_lose_nothing_acknowledged() {
+    let seed = seed();
+    let c = std::sync::Arc::new(Cluster::start(3, seed).await);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Three writers run for the whole test; every acknowledged batch is recorded.
+    let mut writers = Vec::new();
+    for w in 0..3u64 {
+        let c = c.clone();
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            let mut acked = BTreeMap::new();
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let b = test_batch(1 + (i % 3) as usize, 64, w * 1_000_000 + i, -1, 0);
+                match c.append(b.clone(), Acks::All, Duration::from_secs(3)).await {
+                    Ok(Some(off)) => {
+                        assert!(acked.insert(off, b).is_none());
+                    }
+                    // Not acknowledged: it may or may not be in the log; nothing to check.
+                    Ok(None) | Err(_) => {}
+                }
+                i += 1;
+            }
+            acked
+        }));
+    }
+    let mut rng = seed | 1;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(50 + next() % 150)).await;
+        let victim = 1 + next() % 3;
+        let mode = if next() % 2 == 0 {
+            CrashMode::DropAll
+        } else {
+            CrashMode::TornPrefix(next())
+        };
+        c.crash(victim, mode).await;
+        tokio::time::sleep(Duration::from_millis(next() % 200)).await;
+        c.open_node(victim).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acked = BTreeMap::new();
+    for w in writers {
+        for (off, b) in w.await.unwrap() {
+            assert!(
+                acked.insert(off, b).is_none(),
+                "offset {off} acknowledged to two writers"
+            );
+        }
+    }
+    assert!(
+        acked.len() > 20,
+        "too little was acknowledged: {}",
+        acked.len()
+    );
+    c.check_acknowledged(&acked, T).await;
+    c.check_replicas_agree(T).await;
+    c.leaders.check();
+    match std::sync::Arc::try_unwrap(c) {
+        Ok(c) => c.shutdown().await,
+        Err(_) => panic!("cluster still shared"),
+    }
 }

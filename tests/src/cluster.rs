@@ -49,13 +49,17 @@ pub struct Cluster {
     /// The links between nodes.
     pub router: Arc<Router>,
     root: tempfile::TempDir,
-    nodes: BTreeMap<NodeId, Node>,
+    nodes: Mutex<BTreeMap<NodeId, Node>>,
     group: u64,
     timing: RaftTiming,
     log_config: LogConfig,
     /// Leaders seen per term.
     pub leaders: Arc<LeaderLog>,
-    watchers: Vec<tokio::task::JoinHandle<()>>,
+    watchers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// An error from the harness's retrying client.
@@ -65,10 +69,10 @@ impl Cluster {
     /// Starts `n` nodes (ids 1..=n) and initializes the group with all of them as voters.
     pub async fn start(n: u64, seed: u64) -> Cluster {
         let root = tempfile::tempdir().expect("tempdir");
-        let mut c = Cluster {
+        let c = Cluster {
             router: Router::new(seed),
             root,
-            nodes: BTreeMap::new(),
+            nodes: Mutex::new(BTreeMap::new()),
             group: 1,
             timing: fast_timing(),
             log_config: LogConfig {
@@ -77,13 +81,13 @@ impl Cluster {
                 ..LogConfig::default()
             },
             leaders: Arc::new(LeaderLog::default()),
-            watchers: Vec::new(),
+            watchers: Mutex::new(Vec::new()),
         };
         for id in 1..=n {
             let sim =
                 Arc::new(SimDisk::new(c.root.path().join(format!("trash-{id}"))).expect("sim"));
             let flusher = Flusher::start(&format!("n{id}")).expect("flusher");
-            c.nodes.insert(
+            lock(&c.nodes).insert(
                 id,
                 Node {
                     sim,
@@ -99,25 +103,41 @@ impl Cluster {
         c
     }
 
+    /// Adds node `id` (not a member: make it a learner through the leader).
+    pub async fn add_node(&self, id: NodeId) {
+        let sim =
+            Arc::new(SimDisk::new(self.root.path().join(format!("trash-{id}"))).expect("sim"));
+        let flusher = Flusher::start(&format!("n{id}")).expect("flusher");
+        lock(&self.nodes).insert(
+            id,
+            Node {
+                sim,
+                flusher,
+                partition: None,
+            },
+        );
+        self.open_node(id).await;
+    }
+
     fn config(&self, id: NodeId) -> PartitionConfig {
         let mut cfg =
             PartitionConfig::new(self.group, id, self.root.path().join(format!("node-{id}")));
         cfg.timing = self.timing.clone();
         cfg.log = self.log_config.clone();
         cfg.write_timeout_ms = 5_000;
-        cfg.disk = self.nodes[&id].sim.clone();
+        cfg.disk = lock(&self.nodes)[&id].sim.clone();
         cfg
     }
 
     /// Opens node `id`'s replica (after a crash it recovers from its disk).
-    pub async fn open_node(&mut self, id: NodeId) {
+    pub async fn open_node(&self, id: NodeId) {
         let cfg = self.config(id);
         let net = MemNetwork {
             group: self.group,
             from: id,
             router: self.router.clone(),
         };
-        let flusher = self.nodes[&id].flusher.handle();
+        let flusher = lock(&self.nodes)[&id].flusher.handle();
         let p = Arc::new(
             Partition::open(cfg, &flusher, net, None)
                 .await
@@ -126,7 +146,7 @@ impl Cluster {
         self.router.register(self.group, id, p.raft().clone());
         let mut rx = p.raft().metrics();
         let leaders = self.leaders.clone();
-        self.watchers.push(tokio::spawn(async move {
+        lock(&self.watchers).push(tokio::spawn(async move {
             loop {
                 {
                     use openraft::type_config::async_runtime::WatchReceiver;
@@ -147,40 +167,42 @@ impl Cluster {
                 }
             }
         }));
-        self.nodes.get_mut(&id).expect("node").partition = Some(p);
+        lock(&self.nodes).get_mut(&id).expect("node").partition = Some(p);
     }
 
     /// Node `id`'s replica.
     pub fn partition(&self, id: NodeId) -> Arc<Partition> {
-        self.nodes[&id].partition.clone().expect("node is up")
+        lock(&self.nodes)[&id]
+            .partition
+            .clone()
+            .expect("node is up")
     }
 
     /// Whether node `id` is up.
     pub fn is_up(&self, id: NodeId) -> bool {
-        self.nodes[&id].partition.is_some()
+        lock(&self.nodes)[&id].partition.is_some()
     }
 
     /// Ids of the nodes.
     pub fn ids(&self) -> Vec<NodeId> {
-        self.nodes.keys().copied().collect()
+        lock(&self.nodes).keys().copied().collect()
     }
 
     /// The disk of node `id`.
     pub fn disk(&self, id: NodeId) -> Arc<SimDisk> {
-        self.nodes[&id].sim.clone()
+        lock(&self.nodes)[&id].sim.clone()
     }
 
     /// Crashes node `id`: stops it without a clean close, then its disk loses every write not
     /// covered by a completed sync.
-    pub async fn crash(&mut self, id: NodeId, mode: CrashMode) {
+    pub async fn crash(&self, id: NodeId, mode: CrashMode) {
         self.router.unregister(self.group, id);
-        let mut p = self
-            .nodes
+        let taken = lock(&self.nodes)
             .get_mut(&id)
             .expect("node")
             .partition
-            .take()
-            .expect("node is up");
+            .take();
+        let mut p = taken.expect("node is up");
         let deadline = Instant::now() + Duration::from_secs(10);
         let p = loop {
             match Arc::try_unwrap(p) {
@@ -193,7 +215,7 @@ impl Cluster {
             }
         };
         p.stop_abruptly().await.expect("stop");
-        let sim = self.nodes[&id].sim.clone();
+        let sim = lock(&self.nodes)[&id].sim.clone();
         tokio::task::spawn_blocking(move || sim.crash(mode))
             .await
             .expect("join")
@@ -204,11 +226,13 @@ impl Cluster {
     pub async fn leader(&self, timeout: Duration) -> NodeId {
         let deadline = Instant::now() + timeout;
         loop {
-            for (id, n) in &self.nodes {
-                if let Some(p) = &n.partition
-                    && p.is_ready_leader()
-                {
-                    return *id;
+            let up: Vec<(NodeId, Arc<Partition>)> = lock(&self.nodes)
+                .iter()
+                .filter_map(|(id, n)| n.partition.clone().map(|p| (*id, p)))
+                .collect();
+            for (id, p) in up {
+                if p.is_ready_leader() {
+                    return id;
                 }
             }
             assert!(Instant::now() < deadline, "no leader within {timeout:?}");
@@ -324,12 +348,15 @@ impl Cluster {
     }
 
     /// Stops every node cleanly.
-    pub async fn shutdown(mut self) {
-        for w in self.watchers.drain(..) {
+    pub async fn shutdown(self) {
+        for w in lock(&self.watchers).drain(..) {
             w.abort();
         }
         for id in self.ids() {
-            if let Some(p) = self.nodes.get_mut(&id).and_then(|n| n.partition.take()) {
+            let taken = lock(&self.nodes)
+                .get_mut(&id)
+                .and_then(|n| n.partition.take());
+            if let Some(p) = taken {
                 self.router.unregister(self.group, id);
                 if let Ok(p) = Arc::try_unwrap(p) {
                     let _ = p.shutdown().await;

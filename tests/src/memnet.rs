@@ -212,6 +212,15 @@ impl RaftNetworkV2<TypeConfig> for MemConnection {
         raft.pre_vote(rpc).await.map_err(remote)
     }
 
+    async fn transfer_leader(
+        &mut self,
+        req: openraft::raft::TransferLeaderRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<openraft::raft::TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let raft = self.router.pass(self.group, self.from, self.to).await?;
+        raft.handle_transfer_leader(req).await.map_err(remote)
+    }
+
     async fn full_snapshot(
         &mut self,
         vote: Vote,
