@@ -387,3 +387,94 @@ async fn repeated_crashes_under_load_lose_nothing_acknowledged() {
         Err(_) => panic!("cluster still shared"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_replica_behind_the_retention_point_catches_up_by_snapshot() {
+    let c = Cluster::start(3, seed()).await;
+    let mut acked = BTreeMap::new();
+    // Enough to fill several 64 KiB segments.
+    for i in 0..150u64 {
+        let b = test_batch(4, 250, i, 7, (i * 4) as i32);
+        let off = c.append(b.clone(), Acks::All, T).await.unwrap().unwrap();
+        acked.insert(off, b);
+    }
+    let leader = c.leader(T).await;
+    let lagging = c.ids().into_iter().find(|id| *id != leader).unwrap();
+    c.crash(lagging, CrashMode::DropAll).await;
+    for i in 150..300u64 {
+        let b = test_batch(4, 250, i, 7, (i * 4) as i32);
+        let off = c.append(b.clone(), Acks::All, T).await.unwrap().unwrap();
+        acked.insert(off, b);
+    }
+    let leader = c.leader(T).await;
+    let p = c.partition(leader);
+    let start = p
+        .retain_before(900)
+        .await
+        .unwrap()
+        .expect("a segment boundary below 900");
+    assert!(start > 0 && start <= 900, "start {start}");
+    // Every live replica purges up to the retention point.
+    let deadline = std::time::Instant::now() + T;
+    for id in c.ids().into_iter().filter(|id| c.is_up(*id)) {
+        while c.partition(id).log_start_offset() != start {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "node {id} did not purge"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    assert!(matches!(
+        p.read(0, 1, Duration::ZERO).await,
+        Err(PartitionError::OffsetOutOfRange { .. })
+    ));
+    drop(p);
+    // The lagging replica comes back behind the retention point: snapshot, then log.
+    c.open_node(lagging).await;
+    for i in 300..320u64 {
+        let b = test_batch(4, 250, i, 7, (i * 4) as i32);
+        let off = c.append(b.clone(), Acks::All, T).await.unwrap().unwrap();
+        acked.insert(off, b);
+    }
+    while c.partition(lagging).log_start_offset() != start {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "lagging node did not install the snapshot"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    c.check_replicas_agree(T).await;
+    let kept: BTreeMap<i64, Bytes> = acked.range(start..).map(|(o, b)| (*o, b.clone())).collect();
+    c.check_acknowledged(&kept, T).await;
+    // The once-lagging replica can lead: it has the producer state from the snapshot, so a
+    // retried batch is still answered with its original offset.
+    let current = c.leader(T).await;
+    c.partition(current).transfer_leader(lagging).await.unwrap();
+    while c.leader(T).await != lagging {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "leadership did not move"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (last_off, last_batch) = acked
+        .iter()
+        .next_back()
+        .map(|(o, b)| (*o, b.clone()))
+        .unwrap();
+    assert_eq!(
+        c.append(last_batch, Acks::All, T).await.unwrap(),
+        Some(last_off)
+    );
+    // Every node restarts from its persisted retention snapshot plus its log.
+    for id in c.ids() {
+        c.crash(id, CrashMode::DropAll).await;
+        c.open_node(id).await;
+    }
+    c.check_acknowledged(&kept, T).await;
+    c.check_replicas_agree(T).await;
+    let leader = c.leader(T).await;
+    assert_eq!(c.partition(leader).log_start_offset(), start);
+    c.shutdown().await;
+}

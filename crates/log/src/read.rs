@@ -78,6 +78,14 @@ struct Cursor {
 }
 
 impl LogReader {
+    /// Whether a segment begins at log index `index` (the entry before it is the last of its
+    /// segment: a point where retention can cut).
+    pub fn is_segment_start(&self, index: u64) -> bool {
+        let v = self.shared.read_view();
+        let i = v.segments.partition_point(|s| s.first_index < index);
+        v.segments.get(i).is_some_and(|s| s.first_index == index)
+    }
+
     /// The current extent of the log.
     pub fn bounds(&self) -> LogBounds {
         let v = self.shared.read_view();

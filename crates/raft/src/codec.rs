@@ -5,7 +5,10 @@
 //! reserves index 0 so that a zeroed frame is never mistaken for an entry: the log index is the
 //! Raft index + 1. This module is the only place that converts.
 
-use crate::types::{BatchCommand, Command, Entry, LogId, Membership, NodeId, Payload, Vote};
+use crate::types::{
+    BatchCommand, Command, Entry, LogId, Membership, NodeId, Payload, RetainCommand,
+    StoredMembership, Vote,
+};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use openraft::BasicNode;
 use std::collections::{BTreeMap, BTreeSet};
@@ -57,7 +60,13 @@ pub fn encode_payload(payload: &Payload) -> (EntryKind, Bytes) {
     match payload {
         Payload::Blank => (EntryKind::Blank, Bytes::new()),
         Payload::Normal(Command::Batch(b)) => (EntryKind::Data, b.bytes.clone()),
-        Payload::Normal(Command::Control(b)) => (EntryKind::Control, b.clone()),
+        Payload::Normal(Command::Control(b)) => {
+            let mut out = BytesMut::with_capacity(1 + b.len());
+            out.put_u8(CONTROL_HOOK);
+            out.put_slice(b);
+            (EntryKind::Control, out.freeze())
+        }
+        Payload::Normal(Command::Retain(r)) => (EntryKind::Control, encode_retain(r)),
         Payload::Membership(m) => (EntryKind::Membership, encode_membership(m)),
     }
 }
@@ -72,7 +81,7 @@ pub fn decode_entry(
     let payload = match kind {
         EntryKind::Blank => Payload::Blank,
         EntryKind::Data => Payload::Normal(Command::Batch(BatchCommand::new(payload))),
-        EntryKind::Control => Payload::Normal(Command::Control(payload)),
+        EntryKind::Control => Payload::Normal(decode_control(payload)?),
         EntryKind::Membership => Payload::Membership(decode_membership(payload)?),
     };
     Ok(Entry {
@@ -82,6 +91,92 @@ pub fn decode_entry(
         ),
         payload,
     })
+}
+
+/// First byte of a control frame's payload: a higher layer's control entry.
+const CONTROL_HOOK: u8 = 0;
+/// First byte of a control frame's payload: a retention entry.
+const CONTROL_RETAIN: u8 = 1;
+
+fn encode_retain(r: &RetainCommand) -> Bytes {
+    let membership = encode_stored_membership(&r.membership);
+    let mut b = BytesMut::with_capacity(32 + membership.len() + r.state.len());
+    b.put_u8(CONTROL_RETAIN);
+    b.put_u64_le(r.upto.committed_leader_id().term);
+    b.put_u64_le(r.upto.index);
+    b.put_u32_le(membership.len() as u32);
+    b.put_slice(&membership);
+    b.put_u32_le(r.state.len() as u32);
+    b.put_slice(&r.state);
+    b.freeze()
+}
+
+fn decode_control(mut b: Bytes) -> Result<Command, DecodeError> {
+    const W: &str = "control entry";
+    if !b.has_remaining() {
+        return Err(bad(W, "empty"));
+    }
+    match b.get_u8() {
+        CONTROL_HOOK => Ok(Command::Control(b)),
+        CONTROL_RETAIN => {
+            let term = take_u64(&mut b, W)?;
+            let index = take_u64(&mut b, W)?;
+            let n = take_u32(&mut b, W)? as usize;
+            if n > b.remaining() {
+                return Err(bad(W, "membership length exceeds the bytes"));
+            }
+            let membership = decode_stored_membership(b.split_to(n))?;
+            let n = take_u32(&mut b, W)? as usize;
+            if n != b.remaining() {
+                return Err(bad(W, "state length does not match the bytes"));
+            }
+            Ok(Command::Retain(RetainCommand {
+                upto: LogId::new(
+                    openraft::vote::leader_id_std::CommittedLeaderId::new(term),
+                    index,
+                ),
+                membership,
+                state: b,
+            }))
+        }
+        _ => Err(bad(W, "unknown control kind")),
+    }
+}
+
+/// Encodes a stored membership: its log id (if any), then the membership.
+pub fn encode_stored_membership(m: &StoredMembership) -> Bytes {
+    let mut b = BytesMut::new();
+    match m.log_id() {
+        Some(id) => {
+            b.put_u8(1);
+            b.put_u64_le(id.committed_leader_id().term);
+            b.put_u64_le(id.index);
+        }
+        None => b.put_u8(0),
+    }
+    b.put_slice(&encode_membership(m.membership()));
+    b.freeze()
+}
+
+/// Decodes [`encode_stored_membership`]'s bytes.
+pub fn decode_stored_membership(mut b: Bytes) -> Result<StoredMembership, DecodeError> {
+    const W: &str = "stored membership";
+    if !b.has_remaining() {
+        return Err(bad(W, "empty"));
+    }
+    let log_id = match b.get_u8() {
+        0 => None,
+        1 => {
+            let term = take_u64(&mut b, W)?;
+            let index = take_u64(&mut b, W)?;
+            Some(LogId::new(
+                openraft::vote::leader_id_std::CommittedLeaderId::new(term),
+                index,
+            ))
+        }
+        _ => return Err(bad(W, "bad log id flag")),
+    };
+    Ok(StoredMembership::new(log_id, decode_membership(b)?))
 }
 
 const MEMBERSHIP_VERSION: u8 = 1;

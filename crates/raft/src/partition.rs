@@ -142,6 +142,8 @@ struct Inflight {
 /// One replica of one partition.
 pub struct Partition {
     raft: Raft,
+    /// Purges the log after each applied retention entry (see [`retention_task`]).
+    retention: tokio::task::JoinHandle<()>,
     store: LogStore,
     state: Arc<PartitionState>,
     reader: LogReader,
@@ -158,6 +160,34 @@ impl std::fmt::Debug for Partition {
         f.debug_struct("Partition")
             .field("node_id", &self.node_id)
             .finish_non_exhaustive()
+    }
+}
+
+/// After a retention entry is applied on this replica (or found persisted at open): make
+/// openraft take the retention snapshot, then purge the log up to it. openraft purges only
+/// what a snapshot covers, and never on its own (`max_in_snapshot_log_to_keep` is unbounded).
+async fn retention_task(raft: Raft, mut retained: watch::Receiver<Option<crate::types::LogId>>) {
+    let mut upto = *retained.borrow_and_update();
+    loop {
+        if let Some(upto) = upto {
+            if raft.trigger().snapshot().await.is_err() {
+                return;
+            }
+            let covered = raft
+                .wait(Some(Duration::from_secs(30)))
+                .metrics(
+                    |m| m.snapshot.is_some_and(|s| s.index >= upto.index),
+                    "retention snapshot",
+                )
+                .await;
+            if covered.is_ok() && raft.trigger().purge_log(upto.index).await.is_err() {
+                return;
+            }
+        }
+        if retained.changed().await.is_err() {
+            return;
+        }
+        upto = *retained.borrow_and_update();
     }
 }
 
@@ -216,11 +246,16 @@ impl Partition {
         let store =
             LogStore::new(log, config.append_bytes_max, Some(state.clone())).map_err(fatal)?;
         let reader = store.log_reader();
+        state
+            .attach(reader.clone(), config.dir.clone(), config.disk.clone())
+            .map_err(fatal)?;
         let sm = StateMachine::new(state.clone(), hook);
         let raft = Raft::new(config.node_id, raft_config, network, store.clone(), sm)
             .await
             .map_err(fatal)?;
+        let retention = tokio::spawn(retention_task(raft.clone(), state.watch_retained()));
         Ok(Partition {
+            retention,
             raft,
             store,
             state,
@@ -475,7 +510,9 @@ impl Partition {
         match r {
             Some(Ok(resp)) => match resp.data {
                 Applied::Batch { base_offset, .. } => Ok(Some(base_offset)),
-                Applied::Control => Err(fatal("a batch was applied as a control entry")),
+                Applied::Control | Applied::Retained { .. } => {
+                    Err(fatal("a batch was applied as another kind of entry"))
+                }
             },
             Some(Err(ClientWriteError::ForwardToLeader(f))) => Err(PartitionError::NotLeader {
                 leader_id: f.leader_id,
@@ -588,6 +625,44 @@ impl Partition {
             .filter(|o| *o < hw))
     }
 
+    /// Drops whole segments of records below `offset` (retention; leader only). The cut is at
+    /// the latest segment boundary at or below `offset` whose state this leader checkpointed
+    /// when it applied it: every replica persists that state as its snapshot, then purges the
+    /// log up to it; a replica that falls behind it catches up by installing the snapshot.
+    /// Returns the new log start offset, or `None` if no boundary lies in range.
+    pub async fn retain_before(&self, offset: i64) -> Result<Option<i64>, PartitionError> {
+        self.ready_leader().await?;
+        let hw = self.high_watermark();
+        let Some(cp) = self.state.checkpoint_at_or_before(offset.min(hw)) else {
+            return Ok(None);
+        };
+        if cp.state.next_offset <= self.log_start_offset() {
+            return Ok(None);
+        }
+        let cmd = Command::Retain(crate::types::RetainCommand {
+            upto: cp.upto,
+            membership: cp.membership,
+            state: crate::state_machine::encode_snapshot(&cp.state),
+        });
+        match self.raft.client_write(cmd).await {
+            Ok(resp) => match resp.data {
+                Applied::Retained { start_offset } => Ok(Some(start_offset)),
+                _ => Err(fatal(
+                    "a retention entry was applied as another kind of entry",
+                )),
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(PartitionError::NotLeader {
+                    leader_id: f.leader_id,
+                    leader_addr: f.leader_node.map(|n| n.addr),
+                })
+            }
+            Err(e) => Err(PartitionError::Indeterminate {
+                reason: e.to_string(),
+            }),
+        }
+    }
+
     /// Adds a learner (a replica that receives the log but does not vote) and waits until it
     /// has caught up when `blocking`.
     pub async fn add_learner(
@@ -644,6 +719,7 @@ impl Partition {
     /// Stops the Raft group and drops the log without a clean close, as a crash would (tests
     /// then simulate the lost writes with the disk seam).
     pub async fn stop_abruptly(self) -> Result<(), PartitionError> {
+        self.retention.abort();
         self.raft.shutdown().await.map_err(fatal)?;
         drop(self.raft);
         drop(self.store);
@@ -652,6 +728,7 @@ impl Partition {
 
     /// Stops the Raft group and closes the log cleanly.
     pub async fn shutdown(self) -> Result<(), PartitionError> {
+        self.retention.abort();
         self.raft.shutdown().await.map_err(fatal)?;
         drop(self.raft);
         self.store.close().await.map_err(fatal)

@@ -95,13 +95,44 @@ pub struct AppliedState {
     pub producers: ProducerTable,
 }
 
+/// The state right after the last entry of a segment was applied: where retention can cut.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    /// The last entry of the segment.
+    pub upto: LogId,
+    /// The membership as of `upto`.
+    pub membership: StoredMembership,
+    /// The state as of `upto`.
+    pub state: SnapshotState,
+}
+
+/// Checkpoints kept (the most recent; older boundaries are retained through newer ones).
+pub const CHECKPOINTS_MAX: usize = 64;
+
+/// File name of the persisted retention snapshot in the partition directory.
+pub const SNAPSHOT_FILE: &str = "snapshot";
+
+/// What the state machine needs of the log and the disk once the partition is open.
+#[derive(Debug)]
+struct Attached {
+    reader: strata_log::LogReader,
+    dir: std::path::PathBuf,
+    disk: Arc<dyn strata_log::Disk>,
+}
+
 /// State shared by the state machine and the partition's readers and writers.
 #[derive(Debug)]
 pub struct PartitionState {
     high_watermark: watch::Sender<i64>,
     applied: Mutex<AppliedState>,
-    /// The current snapshot (built or installed) and its meta.
-    snapshot: Mutex<Option<Snapshot>>,
+    /// The last snapshot built on demand (tests, tools); never used to purge.
+    built: Mutex<Option<Snapshot>>,
+    /// The snapshot at the last retention point (persisted), if any.
+    retained: Mutex<Option<Snapshot>>,
+    /// The last retention point applied (the partition's retention task watches it).
+    retained_upto: watch::Sender<Option<LogId>>,
+    checkpoints: Mutex<std::collections::VecDeque<Checkpoint>>,
+    attached: std::sync::OnceLock<Attached>,
     /// Producers idle this long (by batch timestamps) are forgotten.
     producer_expiry_ms: i64,
 }
@@ -112,9 +143,58 @@ impl PartitionState {
         Arc::new(PartitionState {
             high_watermark: watch::channel(start).0,
             applied: Mutex::new(AppliedState::default()),
-            snapshot: Mutex::new(None),
+            built: Mutex::new(None),
+            retained: Mutex::new(None),
+            retained_upto: watch::channel(None).0,
+            checkpoints: Mutex::new(std::collections::VecDeque::new()),
+            attached: std::sync::OnceLock::new(),
             producer_expiry_ms,
         })
+    }
+
+    /// Connects the state to its log (to see segment boundaries) and its directory (to persist
+    /// retention snapshots), and loads the persisted snapshot if there is one: the state then
+    /// starts at it, and openraft applies the log from the entry after it.
+    pub fn attach(
+        &self,
+        reader: strata_log::LogReader,
+        dir: std::path::PathBuf,
+        disk: Arc<dyn strata_log::Disk>,
+    ) -> io::Result<()> {
+        let path = dir.join(SNAPSHOT_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let snap = decode_snapshot_file(&bytes)?;
+                let data = decode_snapshot(&snap.snapshot)?;
+                {
+                    let mut a = self.lock();
+                    a.last_applied = snap.meta.last_log_id;
+                    a.membership = snap.meta.last_membership.clone();
+                    a.producers = data.producers;
+                }
+                self.advance(data.next_offset);
+                self.retained_upto.send_replace(snap.meta.last_log_id);
+                *lock_snapshot(&self.retained) = Some(snap);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let _ = self.attached.set(Attached { reader, dir, disk });
+        Ok(())
+    }
+
+    /// A receiver of the last retention point applied.
+    pub fn watch_retained(&self) -> watch::Receiver<Option<LogId>> {
+        self.retained_upto.subscribe()
+    }
+
+    /// The latest checkpoint whose next offset is at most `offset`.
+    pub fn checkpoint_at_or_before(&self, offset: i64) -> Option<Checkpoint> {
+        let c = self.checkpoints.lock().unwrap_or_else(|e| e.into_inner());
+        c.iter()
+            .rev()
+            .find(|c| c.state.next_offset <= offset)
+            .cloned()
     }
 
     /// The high watermark as applied on this replica.
@@ -148,7 +228,7 @@ impl PartitionState {
     /// The next record offset of the current snapshot, if its last log id is `last`: the log
     /// store resets to it when openraft purges past the log end after installing it.
     pub fn snapshot_next_offset(&self, last: &LogId) -> Option<i64> {
-        let s = self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
+        let s = lock_snapshot(&self.retained);
         let snap = s.as_ref()?;
         if snap.meta.last_log_id.as_ref() != Some(last) {
             return None;
@@ -160,6 +240,82 @@ impl PartitionState {
     pub fn producer(&self, producer_id: i64) -> Option<crate::producers::ProducerEntry> {
         self.lock().producers.producers.get(&producer_id).cloned()
     }
+}
+
+fn lock_snapshot(m: &Mutex<Option<Snapshot>>) -> std::sync::MutexGuard<'_, Option<Snapshot>> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const SNAPSHOT_FILE_MAGIC: &[u8; 4] = b"SSNP";
+
+/// Encodes a snapshot for its file: magic, last log id, membership, data, CRC-32.
+pub fn encode_snapshot_file(s: &Snapshot) -> Vec<u8> {
+    let mut out = SNAPSHOT_FILE_MAGIC.to_vec();
+    let (term, index) = s
+        .meta
+        .last_log_id
+        .map_or((0, 0), |l| (l.committed_leader_id().term, l.index));
+    out.extend_from_slice(&term.to_le_bytes());
+    out.extend_from_slice(&index.to_le_bytes());
+    let m = crate::codec::encode_stored_membership(&s.meta.last_membership);
+    out.extend_from_slice(&(m.len() as u32).to_le_bytes());
+    out.extend_from_slice(&m);
+    out.extend_from_slice(&(s.snapshot.len() as u32).to_le_bytes());
+    out.extend_from_slice(&s.snapshot);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Decodes [`encode_snapshot_file`]'s bytes.
+pub fn decode_snapshot_file(b: &[u8]) -> io::Result<Snapshot> {
+    let bad =
+        |why: &str| io::Error::new(io::ErrorKind::InvalidData, format!("snapshot file: {why}"));
+    if b.len() < 4 + 16 + 4 + 4 + 4 || &b[..4] != SNAPSHOT_FILE_MAGIC {
+        return Err(bad("bad magic or too short"));
+    }
+    let (body, crc) = b.split_at(b.len() - 4);
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return Err(bad("checksum mismatch"));
+    }
+    let u64_at = |p: usize| -> io::Result<u64> {
+        Ok(u64::from_le_bytes(
+            body.get(p..p + 8)
+                .ok_or_else(|| bad("truncated"))?
+                .try_into()
+                .map_err(|_| bad("truncated"))?,
+        ))
+    };
+    let u32_at = |p: usize| -> io::Result<usize> {
+        Ok(u32::from_le_bytes(
+            body.get(p..p + 4)
+                .ok_or_else(|| bad("truncated"))?
+                .try_into()
+                .map_err(|_| bad("truncated"))?,
+        ) as usize)
+    };
+    let term = u64_at(4)?;
+    let index = u64_at(12)?;
+    let m_len = u32_at(20)?;
+    let m = body
+        .get(24..24 + m_len)
+        .ok_or_else(|| bad("truncated membership"))?;
+    let membership = crate::codec::decode_stored_membership(bytes::Bytes::copy_from_slice(m))
+        .map_err(io::Error::other)?;
+    let d_len = u32_at(24 + m_len)?;
+    let data = body
+        .get(28 + m_len..28 + m_len + d_len)
+        .ok_or_else(|| bad("truncated data"))?;
+    Ok(Snapshot {
+        meta: Meta {
+            last_log_id: Some(LogId::new(
+                openraft::vote::leader_id_std::CommittedLeaderId::new(term),
+                index,
+            )),
+            last_membership: membership,
+        },
+        snapshot: SnapshotData::copy_from_slice(data),
+    })
 }
 
 /// The partition's Raft state machine.
@@ -184,6 +340,34 @@ impl StateMachine {
     fn apply_one(&self, entry: &crate::types::Entry) -> io::Result<Option<Applied>> {
         let log_id = entry.log_id;
         let mut a = self.state.lock();
+        // The first entry of a segment: the state before it (after the last entry of the
+        // previous segment) is a point retention can cut at. The segment exists by now, as the
+        // entry was appended before it is applied.
+        if let (Some(att), Some(prev)) = (self.state.attached.get(), a.last_applied)
+            && prev.index + 1 == log_id.index
+            && att
+                .reader
+                .is_segment_start(crate::codec::log_index(log_id.index))
+        {
+            let cp = Checkpoint {
+                upto: prev,
+                membership: a.membership.clone(),
+                state: SnapshotState {
+                    next_offset: self.state.high_watermark(),
+                    producers: a.producers.clone(),
+                    hook: self.hook.as_ref().map(|h| h.snapshot()).unwrap_or_default(),
+                },
+            };
+            let mut c = self
+                .state
+                .checkpoints
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            c.push_back(cp);
+            while c.len() > CHECKPOINTS_MAX {
+                c.pop_front();
+            }
+        }
         let reply = match &entry.payload {
             Payload::Blank => None,
             Payload::Normal(Command::Batch(b)) => {
@@ -219,6 +403,12 @@ impl StateMachine {
                 }
                 Some(Applied::Control)
             }
+            Payload::Normal(Command::Retain(r)) => {
+                drop(a);
+                let start_offset = self.apply_retain(r)?;
+                a = self.state.lock();
+                Some(Applied::Retained { start_offset })
+            }
             Payload::Membership(m) => {
                 a.membership = StoredMembership::new(Some(log_id), m.clone());
                 None
@@ -226,6 +416,38 @@ impl StateMachine {
         };
         a.last_applied = Some(log_id);
         Ok(reply)
+    }
+}
+
+impl StateMachine {
+    /// Applies a retention entry: the state at `upto` becomes this replica's snapshot, persisted
+    /// before anything is purged (the retention task purges after this returns).
+    fn apply_retain(&self, r: &crate::types::RetainCommand) -> io::Result<i64> {
+        let data = decode_snapshot(&r.state)?;
+        let snap = Snapshot {
+            meta: Meta {
+                last_log_id: Some(r.upto),
+                last_membership: r.membership.clone(),
+            },
+            snapshot: r.state.clone(),
+        };
+        if let Some(att) = self.state.attached.get() {
+            strata_log::manifest::replace_file(
+                &*att.disk,
+                &att.dir,
+                SNAPSHOT_FILE,
+                &encode_snapshot_file(&snap),
+            )
+            .map_err(io::Error::other)?;
+        }
+        *lock_snapshot(&self.state.retained) = Some(snap);
+        self.state
+            .checkpoints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|c| c.upto.index > r.upto.index);
+        self.state.retained_upto.send_replace(Some(r.upto));
+        Ok(data.next_offset)
     }
 }
 
@@ -248,6 +470,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 
     async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
         let state = &self.machine.state;
+        // After retention the snapshot is the retention point's: it is what lets openraft purge
+        // exactly the retained entries and what a lagging replica installs.
+        if let Some(r) = lock_snapshot(&state.retained).clone() {
+            return Ok(r);
+        }
         let (meta, data) = {
             let a = state.lock();
             let data = SnapshotState {
@@ -270,7 +497,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             meta,
             snapshot: data,
         };
-        *state.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some(snap.clone());
+        *lock_snapshot(&state.built) = Some(snap.clone());
         Ok(snap)
     }
 }
@@ -320,23 +547,30 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             a.producers = decoded.producers;
         }
         self.state.advance(decoded.next_offset);
-        *self
-            .state
-            .snapshot
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(Snapshot {
+        let snap = Snapshot {
             meta: meta.clone(),
             snapshot,
-        });
+        };
+        if let Some(att) = self.state.attached.get() {
+            strata_log::manifest::replace_file(
+                &*att.disk,
+                &att.dir,
+                SNAPSHOT_FILE,
+                &encode_snapshot_file(&snap),
+            )
+            .map_err(io::Error::other)?;
+        }
+        self.state
+            .checkpoints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        *lock_snapshot(&self.state.retained) = Some(snap);
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
-        Ok(self
-            .state
-            .snapshot
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone())
+        let retained = lock_snapshot(&self.state.retained).clone();
+        Ok(retained.or_else(|| lock_snapshot(&self.state.built).clone()))
     }
 }

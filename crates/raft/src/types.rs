@@ -48,6 +48,22 @@ pub enum Command {
     Batch(BatchCommand),
     /// A control payload of a higher layer, opaque here (stored as a control frame).
     Control(Bytes),
+    /// Retention: every replica makes the state at `upto` its snapshot, then drops the log up
+    /// to it (stored as a control frame).
+    Retain(RetainCommand),
+}
+
+/// The retention entry: the log up to `upto` (the last entry before a segment boundary) may go;
+/// `state` is the partition's state right after `upto` was applied (taken by the leader's
+/// state machine then), so a replica that installs it continues exactly there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetainCommand {
+    /// The last entry retention removes.
+    pub upto: LogId,
+    /// The membership as of `upto`.
+    pub membership: StoredMembership,
+    /// The encoded state at `upto` (see `state_machine::encode_snapshot`).
+    pub state: Bytes,
 }
 
 impl fmt::Display for Command {
@@ -55,6 +71,7 @@ impl fmt::Display for Command {
         match self {
             Command::Batch(b) => write!(f, "Batch({} bytes)", b.bytes.len()),
             Command::Control(b) => write!(f, "Control({} bytes)", b.len()),
+            Command::Retain(r) => write!(f, "Retain(upto {})", r.upto),
         }
     }
 }
@@ -122,6 +139,11 @@ pub enum Applied {
     },
     /// A control entry was applied.
     Control,
+    /// A retention entry was applied; records before `start_offset` are gone.
+    Retained {
+        /// The new log start offset.
+        start_offset: i64,
+    },
 }
 
 /// The snapshot data of a partition: the small encoded state at the retention point (no record
