@@ -478,3 +478,42 @@ async fn lagging_replica_behind_the_retention_point_catches_up_by_snapshot() {
     assert_eq!(c.partition(leader).log_start_offset(), start);
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_disk_failure_stops_the_replica_which_reopens_when_it_clears() {
+    let c = Cluster::start(3, seed()).await;
+    let mut acked = BTreeMap::new();
+    produce(&c, &mut acked, 0, 10).await;
+    let leader = c.leader(T).await;
+    let follower = c.ids().into_iter().find(|id| *id != leader).unwrap();
+    // Every fsync on the follower's disk now fails.
+    c.disk(follower)
+        .inject(strata_log::sim::Op::Sync, libc::EIO, None);
+    let deadline = std::time::Instant::now() + T;
+    let mut i = 100;
+    while !matches!(
+        c.status(follower),
+        Some(strata_raft::replica::ReplicaStatus::Down { .. })
+    ) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failed replica did not stop"
+        );
+        produce(&c, &mut acked, i, 1).await;
+        i += 1;
+    }
+    // The partition stays available on the other two.
+    produce(&c, &mut acked, 1000, 10).await;
+    c.disk(follower).clear_faults();
+    while c.status(follower) != Some(strata_raft::replica::ReplicaStatus::Running) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replica did not reopen"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    produce(&c, &mut acked, 2000, 5).await;
+    c.check_replicas_agree(T).await;
+    c.check_acknowledged(&acked, T).await;
+    c.shutdown().await;
+}

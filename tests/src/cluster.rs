@@ -11,6 +11,7 @@ use strata_log::sim::{CrashMode, SimDisk};
 use strata_log::{Flusher, LogConfig};
 use strata_raft::error::PartitionError;
 use strata_raft::partition::{Acks, Partition, PartitionConfig, RaftTiming};
+use strata_raft::replica::{Replica, ReplicaStatus};
 use strata_raft::types::NodeId;
 
 /// Raft timing for tests: fast elections, so faults resolve in well under a second.
@@ -25,7 +26,7 @@ pub fn fast_timing() -> RaftTiming {
 struct Node {
     sim: Arc<SimDisk>,
     flusher: Flusher,
-    partition: Option<Arc<Partition>>,
+    replica: Option<Replica>,
 }
 
 /// Observed leaders per term, from every node's metrics (checker: one leader per term).
@@ -92,7 +93,7 @@ impl Cluster {
                 Node {
                     sim,
                     flusher,
-                    partition: None,
+                    replica: None,
                 },
             );
             c.open_node(id).await;
@@ -113,7 +114,7 @@ impl Cluster {
             Node {
                 sim,
                 flusher,
-                partition: None,
+                replica: None,
             },
         );
         self.open_node(id).await;
@@ -129,58 +130,78 @@ impl Cluster {
         cfg
     }
 
-    /// Opens node `id`'s replica (after a crash it recovers from its disk).
+    /// Opens node `id`'s replica (after a crash it recovers from its disk), supervised: a
+    /// storage failure makes it reopen from disk after a short backoff.
     pub async fn open_node(&self, id: NodeId) {
         let cfg = self.config(id);
-        let net = MemNetwork {
-            group: self.group,
+        let group = self.group;
+        let router = self.router.clone();
+        let net_router = self.router.clone();
+        let network = move || MemNetwork {
+            group,
             from: id,
-            router: self.router.clone(),
+            router: net_router.clone(),
         };
         let flusher = lock(&self.nodes)[&id].flusher.handle();
-        let p = Arc::new(
-            Partition::open(cfg, &flusher, net, None)
-                .await
-                .expect("open partition"),
-        );
-        self.router.register(self.group, id, p.raft().clone());
-        let mut rx = p.raft().metrics();
         let leaders = self.leaders.clone();
-        lock(&self.watchers).push(tokio::spawn(async move {
-            loop {
-                {
-                    use openraft::type_config::async_runtime::WatchReceiver;
-                    let m = rx.borrow_watched();
-                    if m.state == openraft::ServerState::Leader {
-                        leaders
-                            .by_term
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .entry(m.current_term)
-                            .or_default()
-                            .insert(m.id);
+        let on_open = move |p: &Partition| {
+            router.register(group, id, p.raft().clone());
+            let mut rx = p.raft().metrics();
+            let leaders = leaders.clone();
+            tokio::spawn(async move {
+                use openraft::type_config::async_runtime::WatchReceiver;
+                loop {
+                    {
+                        let m = rx.borrow_watched();
+                        if m.state == openraft::ServerState::Leader {
+                            leaders
+                                .by_term
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .entry(m.current_term)
+                                .or_default()
+                                .insert(m.id);
+                        }
+                    }
+                    if rx.changed().await.is_err() {
+                        return;
                     }
                 }
-                use openraft::type_config::async_runtime::WatchReceiver;
-                if rx.changed().await.is_err() {
-                    return;
-                }
-            }
-        }));
-        lock(&self.nodes).get_mut(&id).expect("node").partition = Some(p);
+            });
+        };
+        let replica = Replica::start(
+            cfg,
+            flusher,
+            network,
+            None,
+            on_open,
+            Duration::from_millis(100),
+        )
+        .await
+        .expect("open partition");
+        lock(&self.nodes).get_mut(&id).expect("node").replica = Some(replica);
     }
 
     /// Node `id`'s replica.
     pub fn partition(&self, id: NodeId) -> Arc<Partition> {
         lock(&self.nodes)[&id]
-            .partition
-            .clone()
+            .replica
+            .as_ref()
+            .and_then(|r| r.partition())
             .expect("node is up")
     }
 
     /// Whether node `id` is up.
     pub fn is_up(&self, id: NodeId) -> bool {
-        lock(&self.nodes)[&id].partition.is_some()
+        lock(&self.nodes)[&id]
+            .replica
+            .as_ref()
+            .is_some_and(|r| r.partition().is_some())
+    }
+
+    /// The status of node `id`'s replica (`None` when it is not running at all).
+    pub fn status(&self, id: NodeId) -> Option<ReplicaStatus> {
+        lock(&self.nodes)[&id].replica.as_ref().map(|r| r.status())
     }
 
     /// Ids of the nodes.
@@ -197,12 +218,12 @@ impl Cluster {
     /// covered by a completed sync.
     pub async fn crash(&self, id: NodeId, mode: CrashMode) {
         self.router.unregister(self.group, id);
-        let taken = lock(&self.nodes)
-            .get_mut(&id)
-            .expect("node")
-            .partition
-            .take();
-        let mut p = taken.expect("node is up");
+        let replica = lock(&self.nodes).get_mut(&id).expect("node").replica.take();
+        let mut p = replica
+            .expect("node is up")
+            .into_partition()
+            .await
+            .expect("node is up");
         let deadline = Instant::now() + Duration::from_secs(10);
         let p = loop {
             match Arc::try_unwrap(p) {
@@ -228,7 +249,12 @@ impl Cluster {
         loop {
             let up: Vec<(NodeId, Arc<Partition>)> = lock(&self.nodes)
                 .iter()
-                .filter_map(|(id, n)| n.partition.clone().map(|p| (*id, p)))
+                .filter_map(|(id, n)| {
+                    n.replica
+                        .as_ref()
+                        .and_then(|r| r.partition())
+                        .map(|p| (*id, p))
+                })
                 .collect();
             for (id, p) in up {
                 if p.is_ready_leader() {
@@ -355,8 +381,12 @@ impl Cluster {
         for id in self.ids() {
             let taken = lock(&self.nodes)
                 .get_mut(&id)
-                .and_then(|n| n.partition.take());
-            if let Some(p) = taken {
+                .and_then(|n| n.replica.take());
+            let p = match taken {
+                Some(r) => r.into_partition().await,
+                None => None,
+            };
+            if let Some(p) = p {
                 self.router.unregister(self.group, id);
                 if let Ok(p) = Arc::try_unwrap(p) {
                     let _ = p.shutdown().await;

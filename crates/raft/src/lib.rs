@@ -4,6 +4,8 @@
 //! - [`transport`]: the peer transport (tonic server and client) shared by all groups.
 //! - [`partition`]: [`partition::Partition`], what the rest of the workspace uses: append with
 //!   acks, read, high watermark, offsets by time, leadership and membership.
+//! - [`replica`]: [`replica::Replica`], a supervised replica that reopens from disk after a
+//!   storage failure.
 //! - [`error`]: [`error::PartitionError`].
 //! - [`store`]: [`store::LogStore`], openraft's log storage over strata-log.
 //! - [`state_machine`]: [`state_machine::StateMachine`], high watermark, producer state, hook.
@@ -14,6 +16,7 @@ pub mod codec;
 pub mod error;
 pub mod partition;
 pub mod producers;
+pub mod replica;
 pub mod state_machine;
 pub mod store;
 pub mod transport;
