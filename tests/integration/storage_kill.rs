@@ -10,15 +10,7 @@ use strata_log::{Flusher, Log, LogConfig, RealDisk};
 
 #[test]
 fn sigkill_never_loses_a_synced_entry() {
-    let seed = std::env::var("STRATA_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
-    println!("seed {seed} (rerun with STRATA_TEST_SEED={seed})");
+    let seed = strata_tests::test_seed();
     let mut rng = seed | 1;
     let mut next = move || {
         rng ^= rng << 13;

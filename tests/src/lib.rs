@@ -25,3 +25,18 @@ pub fn payload_for(index: u64) -> Bytes {
     }
     b.build()
 }
+
+/// The seed of a randomized test: `STRATA_TEST_SEED` if set, else the clock. Printed, so a
+/// failure can be replayed.
+pub fn test_seed() -> u64 {
+    let seed = std::env::var("STRATA_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    println!("seed {seed} (rerun with STRATA_TEST_SEED={seed})");
+    seed
+}

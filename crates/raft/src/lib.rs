@@ -6,7 +6,7 @@
 //!   acks, read, high watermark, offsets by time, leadership and membership.
 //! - [`replica`]: [`replica::Replica`], a supervised replica that reopens from disk after a
 //!   storage failure.
-//! - [`error`]: [`error::PartitionError`].
+//! - [`error`]: the partition error, [`error::PartitionError`].
 //! - [`store`]: [`store::LogStore`], openraft's log storage over strata-log.
 //! - [`state_machine`]: [`state_machine::StateMachine`], high watermark, producer state, hook.
 //! - [`producers`]: idempotent producer state.

@@ -211,9 +211,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Where the outcome of an in-flight idempotent batch is published (for its retries).
+type OutcomeSender = watch::Sender<Option<Result<i64, PartitionError>>>;
+
 enum SequenceCheck {
     /// Propose it; the sender reports its outcome to retried duplicates.
-    Propose(Option<(i64, i32, watch::Sender<Option<Result<i64, PartitionError>>>)>),
+    Propose(Option<(i64, i32, OutcomeSender)>),
     /// Already committed at this offset.
     Duplicate(i64),
     /// The same batch is in flight: wait for its outcome.

@@ -422,15 +422,9 @@ impl StateMachine {
 impl StateMachine {
     /// Applies a retention entry: the state at `upto` becomes this replica's snapshot, persisted
     /// before anything is purged (the retention task purges after this returns).
-    fn apply_retain(&self, r: &crate::types::RetainCommand) -> io::Result<i64> {
-        let data = decode_snapshot(&r.state)?;
-        let snap = Snapshot {
-            meta: Meta {
-                last_log_id: Some(r.upto),
-                last_membership: r.membership.clone(),
-            },
-            snapshot: r.state.clone(),
-        };
+    /// Makes `snap` this replica's retention snapshot: persisted first (temp, fsync, rename,
+    /// directory fsync), then current; checkpoints it covers are dropped.
+    fn adopt_snapshot(&self, snap: Snapshot) -> io::Result<()> {
         if let Some(att) = self.state.attached.get() {
             strata_log::manifest::replace_file(
                 &*att.disk,
@@ -440,12 +434,26 @@ impl StateMachine {
             )
             .map_err(io::Error::other)?;
         }
-        *lock_snapshot(&self.state.retained) = Some(snap);
+        let upto = snap.meta.last_log_id.map_or(0, |l| l.index);
         self.state
             .checkpoints
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|c| c.upto.index > r.upto.index);
+            .retain(|c| c.upto.index > upto);
+        *lock_snapshot(&self.state.retained) = Some(snap);
+        Ok(())
+    }
+
+    fn apply_retain(&self, r: &crate::types::RetainCommand) -> io::Result<i64> {
+        let data = decode_snapshot(&r.state)?;
+        let snap = Snapshot {
+            meta: Meta {
+                last_log_id: Some(r.upto),
+                last_membership: r.membership.clone(),
+            },
+            snapshot: r.state.clone(),
+        };
+        self.adopt_snapshot(snap)?;
         self.state.retained_upto.send_replace(Some(r.upto));
         Ok(data.next_offset)
     }
@@ -551,22 +559,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: meta.clone(),
             snapshot,
         };
-        if let Some(att) = self.state.attached.get() {
-            strata_log::manifest::replace_file(
-                &*att.disk,
-                &att.dir,
-                SNAPSHOT_FILE,
-                &encode_snapshot_file(&snap),
-            )
-            .map_err(io::Error::other)?;
-        }
-        self.state
-            .checkpoints
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-        *lock_snapshot(&self.state.retained) = Some(snap);
-        Ok(())
+        self.adopt_snapshot(snap)
     }
 
     async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {

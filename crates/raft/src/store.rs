@@ -11,6 +11,7 @@
 //!   `read_committed` returns the smaller of the saved value and the last durable entry.
 //! - `truncate_after` and `purge` map to the log's own operations (Raft index + 1 = log index,
 //!   see [`crate::codec`]).
+//!
 //! Every call that touches the disk runs on a blocking thread, never on a tokio worker.
 
 use crate::codec::{self, log_index, raft_index, to_raft_log_id, to_store_log_id};
