@@ -22,6 +22,8 @@ fn log_id(term: u64, index: u64) -> LogId {
 fn entry(term: u64, index: u64, kind: EntryKind, payload: &'static [u8]) -> Entry {
     let payload = match kind {
         EntryKind::Membership => codec::encode_membership(&membership()),
+        // A control frame starts with its kind: 0 is a higher layer's entry.
+        EntryKind::Control => Bytes::from([&[0u8][..], payload].concat()),
         _ => Bytes::from_static(payload),
     };
     match codec::decode_entry(term, index, kind, payload) {
