@@ -506,3 +506,93 @@ async fn follower_disk_failure_stops_the_replica_which_reopens_when_it_clears() 
     c.check_acknowledged(&acked, T).await;
     c.shutdown().await;
 }
+
+fn asleep(c: &Cluster) -> bool {
+    use strata_raft::partition::SleepState;
+    let states: Vec<SleepState> = c
+        .ids()
+        .into_iter()
+        .filter(|id| c.is_up(*id))
+        .map(|id| c.partition(id).sleep_state())
+        .collect();
+    states
+        .iter()
+        .filter(|s| matches!(s, SleepState::LeaderAsleep { .. }))
+        .count()
+        == 1
+        && states
+            .iter()
+            .filter(|s| matches!(s, SleepState::FollowerAsleep { .. }))
+            .count()
+            == states.len() - 1
+}
+
+async fn wait_asleep(c: &Cluster) {
+    let deadline = std::time::Instant::now() + T;
+    while !asleep(c) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle group did not go to sleep"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_group_sleeps_wakes_on_write_and_fails_over_while_asleep() {
+    use std::sync::atomic::Ordering;
+    let c = Cluster::start(3, seed()).await;
+    let mut acked = BTreeMap::new();
+    produce(&c, &mut acked, 0, 5).await;
+    wait_asleep(&c).await;
+    // Asleep, the group exchanges no Raft messages (heartbeats included).
+    let before = c.router.messages.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let during = c.router.messages.load(Ordering::Relaxed) - before;
+    assert!(during <= 2, "{during} Raft messages while asleep");
+    // A write wakes it.
+    produce(&c, &mut acked, 100, 5).await;
+    assert!(!asleep(&c));
+    c.check_acknowledged(&acked, T).await;
+    // Asleep again, the leader crashes: its node goes silent, the followers wake and elect.
+    wait_asleep(&c).await;
+    let old = c.leader(T).await;
+    let old_term = c.partition(old).metrics().current_term;
+    c.crash(old, CrashMode::DropAll).await;
+    produce(&c, &mut acked, 200, 5).await;
+    let new = c.leader(T).await;
+    assert_ne!(new, old);
+    assert!(c.partition(new).metrics().current_term > old_term);
+    c.open_node(old).await;
+    // Asleep again, the leader's node is cut off: the same, and the old leader steps down.
+    wait_asleep(&c).await;
+    let old = c.leader(T).await;
+    c.router.isolate(old, true);
+    let deadline = std::time::Instant::now() + T;
+    let new = loop {
+        let l = c.leader(T).await;
+        if l != old && c.partition(l).is_ready_leader() {
+            break l;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failover from a sleeping, cut-off leader"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    produce(&c, &mut acked, 300, 5).await;
+    c.router.isolate(old, false);
+    let deadline = std::time::Instant::now() + T;
+    while c.partition(old).leads() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old leader did not step down"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_ne!(new, old);
+    c.check_acknowledged(&acked, T).await;
+    c.check_replicas_agree(T).await;
+    c.leaders.check();
+    c.shutdown().await;
+}

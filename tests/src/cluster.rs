@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use strata_log::sim::{CrashMode, SimDisk};
 use strata_log::{Flusher, LogConfig};
 use strata_raft::error::PartitionError;
+use strata_raft::liveness::{Liveness, LivenessConfig, LivenessMessage, LivenessSender};
 use strata_raft::partition::{Acks, Partition, PartitionConfig, RaftTiming};
 use strata_raft::replica::{Replica, ReplicaStatus};
 use strata_raft::types::NodeId;
@@ -27,6 +28,43 @@ struct Node {
     sim: Arc<SimDisk>,
     flusher: Flusher,
     replica: Option<Replica>,
+    liveness: Arc<Liveness>,
+}
+
+/// Liveness timing for tests: groups sleep after 300 ms idle.
+pub fn fast_liveness() -> LivenessConfig {
+    LivenessConfig {
+        interval_ms: 50,
+        idle_ms: 300,
+        silence_ms: 300,
+    }
+}
+
+/// Delivers liveness messages in process, through the router's cuts and isolation.
+struct MemLiveness {
+    router: Arc<Router>,
+    nodes: Arc<Mutex<HashMap<NodeId, Arc<Liveness>>>>,
+}
+
+impl LivenessSender for MemLiveness {
+    fn send(
+        &self,
+        to: NodeId,
+        msg: LivenessMessage,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'static>>
+    {
+        let target = lock(&self.nodes).get(&to).cloned();
+        let allowed = self.router.allows(msg.from, to);
+        Box::pin(async move {
+            match target {
+                Some(l) if allowed => {
+                    l.on_message(&msg);
+                    Ok(())
+                }
+                _ => Err(format!("node {to} unreachable")),
+            }
+        })
+    }
 }
 
 /// Observed leaders per term, from every node's metrics (checker: one leader per term).
@@ -56,6 +94,7 @@ pub struct Cluster {
     log_config: LogConfig,
     /// Leaders seen per term.
     pub leaders: Arc<LeaderLog>,
+    livenesses: Arc<Mutex<HashMap<NodeId, Arc<Liveness>>>>,
     watchers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -82,20 +121,11 @@ impl Cluster {
                 ..LogConfig::default()
             },
             leaders: Arc::new(LeaderLog::default()),
+            livenesses: Arc::new(Mutex::new(HashMap::new())),
             watchers: Mutex::new(Vec::new()),
         };
         for id in 1..=n {
-            let sim =
-                Arc::new(SimDisk::new(c.root.path().join(format!("trash-{id}"))).expect("sim"));
-            let flusher = Flusher::start(&format!("n{id}")).expect("flusher");
-            lock(&c.nodes).insert(
-                id,
-                Node {
-                    sim,
-                    flusher,
-                    replica: None,
-                },
-            );
+            c.insert_node(id);
             c.open_node(id).await;
         }
         let voters: BTreeMap<NodeId, String> =
@@ -106,18 +136,33 @@ impl Cluster {
 
     /// Adds node `id` (not a member: make it a learner through the leader).
     pub async fn add_node(&self, id: NodeId) {
+        self.insert_node(id);
+        self.open_node(id).await;
+    }
+
+    /// Creates node `id`'s disk, flusher and liveness ticker (its replica is opened apart).
+    fn insert_node(&self, id: NodeId) {
         let sim =
             Arc::new(SimDisk::new(self.root.path().join(format!("trash-{id}"))).expect("sim"));
         let flusher = Flusher::start(&format!("n{id}")).expect("flusher");
+        let liveness = Liveness::new(id, fast_liveness());
+        lock(&self.livenesses).insert(id, liveness.clone());
+        let sender = Arc::new(MemLiveness {
+            router: self.router.clone(),
+            nodes: self.livenesses.clone(),
+        });
+        lock(&self.watchers).push(tokio::spawn(
+            liveness.clone().run(sender, std::future::pending()),
+        ));
         lock(&self.nodes).insert(
             id,
             Node {
                 sim,
                 flusher,
                 replica: None,
+                liveness,
             },
         );
-        self.open_node(id).await;
     }
 
     fn config(&self, id: NodeId) -> PartitionConfig {
@@ -144,7 +189,9 @@ impl Cluster {
         };
         let flusher = lock(&self.nodes)[&id].flusher.handle();
         let leaders = self.leaders.clone();
-        let on_open = move |p: &Partition| {
+        let liveness = lock(&self.nodes)[&id].liveness.clone();
+        let on_open = move |p: &Arc<Partition>| {
+            liveness.register(group, p);
             router.register(group, id, p.raft().clone());
             let mut rx = p.raft().metrics();
             let leaders = leaders.clone();
@@ -180,6 +227,14 @@ impl Cluster {
         .await
         .expect("open partition");
         lock(&self.nodes).get_mut(&id).expect("node").replica = Some(replica);
+    }
+
+    /// Node `id`'s replica, if it is up.
+    pub fn try_partition(&self, id: NodeId) -> Option<Arc<Partition>> {
+        lock(&self.nodes)[&id]
+            .replica
+            .as_ref()
+            .and_then(|r| r.partition())
     }
 
     /// Node `id`'s replica.
@@ -257,7 +312,12 @@ impl Cluster {
                 })
                 .collect();
             for (id, p) in up {
-                if p.is_ready_leader() {
+                // A sleeping leader's lease has lapsed; a request wakes it.
+                let asleep = matches!(
+                    p.sleep_state(),
+                    strata_raft::partition::SleepState::LeaderAsleep { .. }
+                );
+                if p.is_ready_leader() || (asleep && p.leads()) {
                     return id;
                 }
             }
@@ -288,7 +348,11 @@ impl Cluster {
                     .await
                 }
             };
-            match self.partition(id).append(batch.clone(), acks).await {
+            // The node may go down between finding it and using it (tests crash nodes).
+            let Some(p) = self.try_partition(id) else {
+                continue;
+            };
+            match p.append(batch.clone(), acks).await {
                 Ok(o) => return Ok(o),
                 Err(
                     e @ (PartitionError::NotLeader { .. } | PartitionError::Indeterminate { .. }),

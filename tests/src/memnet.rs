@@ -35,6 +35,8 @@ pub struct Router {
     rules: Mutex<HashMap<(NodeId, NodeId), LinkRule>>,
     isolated: Mutex<HashSet<NodeId>>,
     rng: Mutex<u64>,
+    /// Raft messages routed so far (to see that sleeping groups send none).
+    pub messages: std::sync::atomic::AtomicU64,
 }
 
 impl Router {
@@ -45,6 +47,7 @@ impl Router {
             rules: Mutex::new(HashMap::new()),
             isolated: Mutex::new(HashSet::new()),
             rng: Mutex::new(seed | 1),
+            messages: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -80,6 +83,22 @@ impl Router {
         } else {
             s.remove(&node);
         }
+    }
+
+    /// Whether a message from `from` to `to` would pass (no cut, no isolation); for node-level
+    /// messages that bypass delay and drop.
+    pub fn allows(&self, from: NodeId, to: NodeId) -> bool {
+        let isolated = {
+            let s = self.isolated.lock().unwrap_or_else(|e| e.into_inner());
+            s.contains(&from) || s.contains(&to)
+        };
+        let cut = self
+            .rules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(from, to))
+            .is_some_and(|r| r.cut);
+        !isolated && !cut
     }
 
     fn next_random(&self) -> u64 {

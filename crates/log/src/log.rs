@@ -903,6 +903,15 @@ impl Log {
         r
     }
 
+    /// Stops all IO of this log instance at once, as a crash would: later operations fail and
+    /// pending flushes complete with an error; returns once the flusher is not working on it.
+    /// (A process that reopens the directory must not have an old instance still writing.)
+    pub fn halt(&self) {
+        self.shared
+            .fail("halted: this log instance was stopped".to_string());
+        self.shared.wait_idle();
+    }
+
     /// Flushes everything, writes the indexes of the active segment and a manifest whose
     /// checkpoint covers the whole log, so the next open scans nothing.
     pub fn close(self) -> Result<()> {

@@ -6,6 +6,7 @@
 //!   acks, read, high watermark, offsets by time, leadership and membership.
 //! - [`replica`]: [`replica::Replica`], a supervised replica that reopens from disk after a
 //!   storage failure.
+//! - [`liveness`]: [`liveness::Liveness`], the per-node ticker that lets idle groups sleep.
 //! - [`error`]: the partition error, [`error::PartitionError`].
 //! - [`store`]: [`store::LogStore`], openraft's log storage over strata-log.
 //! - [`state_machine`]: [`state_machine::StateMachine`], high watermark, producer state, hook.
@@ -14,6 +15,7 @@
 
 pub mod codec;
 pub mod error;
+pub mod liveness;
 pub mod partition;
 pub mod producers;
 pub mod replica;

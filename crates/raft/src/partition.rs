@@ -131,6 +131,31 @@ pub struct Fetched {
     pub log_start_offset: i64,
 }
 
+/// Whether this replica's timers are off because its group is idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SleepState {
+    /// Timers on (normal Raft).
+    Awake,
+    /// Leader of an idle, fully replicated group: heartbeats and ticks off, in this term.
+    LeaderAsleep {
+        /// The term it leads.
+        term: u64,
+    },
+    /// Follower of a leader that said it sleeps: ticks (so elections) off.
+    FollowerAsleep {
+        /// The sleeping leader.
+        leader: NodeId,
+        /// Its term.
+        term: u64,
+    },
+}
+
+#[derive(Debug)]
+struct Sleep {
+    state: SleepState,
+    last_activity: std::time::Instant,
+}
+
 /// An idempotent producer's batches proposed by this leader and not yet applied.
 #[derive(Debug)]
 struct Inflight {
@@ -152,6 +177,8 @@ pub struct Partition {
     /// A leader serves only while a quorum acknowledged it this recently (the election timeout's
     /// lower bound: no other leader can have been elected sooner).
     lease_ms: u64,
+    /// Hibernation state (see [`Partition::hibernate_if_idle`]).
+    sleep: Mutex<Sleep>,
     inflight: Mutex<HashMap<i64, Inflight>>,
 }
 
@@ -266,6 +293,10 @@ impl Partition {
             node_id: config.node_id,
             write_timeout: Duration::from_millis(config.write_timeout_ms),
             lease_ms: config.timing.election_timeout_min_ms,
+            sleep: Mutex::new(Sleep {
+                state: SleepState::Awake,
+                last_activity: std::time::Instant::now(),
+            }),
             inflight: Mutex::new(HashMap::new()),
         })
     }
@@ -326,7 +357,9 @@ impl Partition {
     }
 
     /// Waits (bounded) until this replica is a ready leader (see [`Partition::is_ready_leader`]).
+    /// Wakes the group first if it sleeps.
     async fn ready_leader(&self) -> Result<(), PartitionError> {
+        self.wake().await;
         let me = self.node_id;
         let lease = self.lease_ms;
         let ready = move |m: &RaftMetrics<TypeConfig>| ready_leader(m, me, lease);
@@ -628,6 +661,104 @@ impl Partition {
             .filter(|o| *o < hw))
     }
 
+    /// Whether this replica is the leader (ready or not, awake or asleep).
+    pub fn leads(&self) -> bool {
+        let m = self.metrics();
+        m.state == ServerState::Leader && m.current_leader == Some(self.node_id)
+    }
+
+    /// The hibernation state.
+    pub fn sleep_state(&self) -> SleepState {
+        lock(&self.sleep).state
+    }
+
+    /// Turns this leader's timers off if its group is idle: no client activity for `idle`,
+    /// and every follower has the whole log. A sleeping group costs no timer, heartbeat or
+    /// message; the node's liveness ticker tells its followers' nodes that it sleeps, so they
+    /// turn their election timers off too. Returns the term it sleeps in.
+    pub fn hibernate_if_idle(&self, idle: Duration) -> Option<u64> {
+        let m = self.metrics();
+        let mut sleep = lock(&self.sleep);
+        if let SleepState::LeaderAsleep { term } = sleep.state {
+            if m.state == ServerState::Leader && m.current_term == term {
+                return Some(term);
+            }
+            // Lost leadership while asleep (another node won an election): wake up.
+            sleep.state = SleepState::Awake;
+            self.set_timers(true);
+            return None;
+        }
+        if sleep.state != SleepState::Awake
+            || m.state != ServerState::Leader
+            || sleep.last_activity.elapsed() < idle
+        {
+            return None;
+        }
+        let last = m.last_log_index;
+        let caught_up = m
+            .replication
+            .as_ref()
+            .is_some_and(|r| r.values().all(|matched| matched.map(|l| l.index) == last));
+        let applied = m.last_applied.map(|l| l.index) == last;
+        if !caught_up || !applied {
+            return None;
+        }
+        sleep.state = SleepState::LeaderAsleep {
+            term: m.current_term,
+        };
+        self.set_timers(false);
+        Some(m.current_term)
+    }
+
+    /// A follower's node heard that `leader` sleeps in `term`: if that is this replica's leader
+    /// and term, turn its election timer off too.
+    pub fn follow_asleep(&self, leader: NodeId, term: u64) {
+        let m = self.metrics();
+        let mut sleep = lock(&self.sleep);
+        if sleep.state == SleepState::Awake
+            && m.state != ServerState::Leader
+            && m.current_leader == Some(leader)
+            && m.current_term == term
+        {
+            sleep.state = SleepState::FollowerAsleep { leader, term };
+            self.raft.runtime_config().tick(false);
+        }
+    }
+
+    /// Turns a follower's timers back on if its leader no longer says it sleeps (or its node
+    /// went silent): the group is active again, or needs an election.
+    pub fn wake_follower(&self) {
+        let mut sleep = lock(&self.sleep);
+        if let SleepState::FollowerAsleep { .. } = sleep.state {
+            sleep.state = SleepState::Awake;
+            self.raft.runtime_config().tick(true);
+        }
+    }
+
+    /// Wakes the group if this leader sleeps: timers on and a heartbeat at once, so the lease
+    /// renews (a sleeping leader's lease has expired: it serves again once a quorum answers).
+    pub async fn wake(&self) {
+        let was_asleep = {
+            let mut sleep = lock(&self.sleep);
+            sleep.last_activity = std::time::Instant::now();
+            let asleep = matches!(sleep.state, SleepState::LeaderAsleep { .. });
+            if asleep {
+                sleep.state = SleepState::Awake;
+                self.set_timers(true);
+            }
+            asleep
+        };
+        if was_asleep {
+            let _ = self.raft.trigger().heartbeat().await;
+        }
+    }
+
+    fn set_timers(&self, on: bool) {
+        let rc = self.raft.runtime_config();
+        rc.heartbeat(on);
+        rc.tick(on);
+    }
+
     /// Drops whole segments of records below `offset` (retention; leader only). The cut is at
     /// the latest segment boundary at or below `offset` whose state this leader checkpointed
     /// when it applied it: every replica persists that state as its snapshot, then purges the
@@ -674,6 +805,7 @@ impl Partition {
         addr: String,
         blocking: bool,
     ) -> Result<(), PartitionError> {
+        self.wake().await;
         self.raft
             .add_learner(id, BasicNode { addr }, blocking)
             .await
@@ -683,6 +815,7 @@ impl Partition {
 
     /// Makes these learners voters.
     pub async fn promote(&self, ids: BTreeSet<NodeId>) -> Result<(), PartitionError> {
+        self.wake().await;
         self.raft
             .change_membership(ChangeMembers::AddVoterIds(ids), false)
             .await
@@ -692,6 +825,7 @@ impl Partition {
 
     /// Removes these voters (and their nodes) from the group.
     pub async fn remove_voters(&self, ids: BTreeSet<NodeId>) -> Result<(), PartitionError> {
+        self.wake().await;
         self.raft
             .change_membership(ChangeMembers::RemoveVoters(ids), false)
             .await
@@ -716,6 +850,7 @@ impl Partition {
 
     /// Asks the current leader (this replica) to hand leadership to `to`.
     pub async fn transfer_leader(&self, to: NodeId) -> Result<(), PartitionError> {
+        self.wake().await;
         self.raft.trigger().transfer_leader(to).await.map_err(fatal)
     }
 
@@ -723,7 +858,10 @@ impl Partition {
     /// then simulate the lost writes with the disk seam).
     pub async fn stop_abruptly(self) -> Result<(), PartitionError> {
         self.retention.abort();
-        self.raft.shutdown().await.map_err(fatal)?;
+        // No write of this instance may land after this returns, even from openraft tasks
+        // that are still winding down: the directory may be reopened at once.
+        self.store.halt().await.map_err(fatal)?;
+        let _ = self.raft.shutdown().await;
         drop(self.raft);
         drop(self.store);
         Ok(())

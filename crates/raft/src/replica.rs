@@ -31,7 +31,7 @@ pub enum ReplicaStatus {
     Stopped,
 }
 
-type OnOpen = Arc<dyn Fn(&Partition) + Send + Sync>;
+type OnOpen = Arc<dyn Fn(&Arc<Partition>) + Send + Sync>;
 
 /// A supervised partition replica.
 pub struct Replica {
@@ -66,7 +66,7 @@ impl Replica {
         flusher: FlusherHandle,
         network: F,
         hook: Option<Arc<dyn StateHook>>,
-        on_open: impl Fn(&Partition) + Send + Sync + 'static,
+        on_open: impl Fn(&Arc<Partition>) + Send + Sync + 'static,
         backoff: Duration,
     ) -> Result<Replica, PartitionError>
     where
@@ -75,9 +75,10 @@ impl Replica {
         F: Fn() -> N + Send + Sync + 'static,
     {
         let on_open: OnOpen = Arc::new(on_open);
-        let first = Partition::open(config.clone(), &flusher, network(), hook.clone()).await?;
+        let first =
+            Arc::new(Partition::open(config.clone(), &flusher, network(), hook.clone()).await?);
         on_open(&first);
-        let slot = Arc::new(RwLock::new(Some(Arc::new(first))));
+        let slot = Arc::new(RwLock::new(Some(first)));
         let (status_tx, status) = watch::channel(ReplicaStatus::Running);
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(supervise(
@@ -191,8 +192,9 @@ async fn supervise<N, F>(
             }
             match Partition::open(config.clone(), &flusher, network(), hook.clone()).await {
                 Ok(p) => {
+                    let p = Arc::new(p);
                     on_open(&p);
-                    *write(&slot) = Some(Arc::new(p));
+                    *write(&slot) = Some(p);
                     let _ = status.send(ReplicaStatus::Running);
                     tracing::info!(group = config.group_id, "replica reopened");
                     break;

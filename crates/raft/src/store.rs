@@ -109,6 +109,15 @@ impl LogStore {
             .map_err(io_err)
     }
 
+    /// Stops all disk IO of this store's log now (see `Log::halt`), even while openraft's tasks
+    /// still hold handles to it.
+    pub async fn halt(&self) -> io::Result<()> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || lock(&inner.log).halt())
+            .await
+            .map_err(io::Error::other)
+    }
+
     /// Closes the log cleanly (flush, indexes, checkpoint) if this is the last handle.
     pub async fn close(self) -> io::Result<()> {
         let Ok(inner) = Arc::try_unwrap(self.inner) else {

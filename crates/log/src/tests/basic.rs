@@ -273,3 +273,21 @@ fn segments_roll_by_age() {
     assert_eq!(view.segments.len(), 2, "the aged segment rolled");
     assert!(view.segments[0].sealed);
 }
+
+#[test]
+fn a_halted_log_does_no_more_io() {
+    let h = Harness::new(small_config());
+    let mut log = h.open().unwrap();
+    let b = batch(1, 10, 1, 0);
+    log.append(&[data(1, 1, &b)]).unwrap();
+    log.halt();
+    let ops = h.sim.op_count();
+    assert!(matches!(
+        log.append(&[data(1, 2, &b)]),
+        Err(LogError::Failed { .. })
+    ));
+    assert!(matches!(log.flush_wait(), Err(LogError::Failed { .. })));
+    assert!(log.truncate_after(0).is_err());
+    drop(log);
+    assert_eq!(h.sim.op_count(), ops, "a halted log touched the disk");
+}

@@ -1,0 +1,207 @@
+//! [`Liveness`]: one per node, so idle groups cost almost nothing.
+//!
+//! Every `interval` the node's ticker
+//! 1. puts to sleep each group it leads that is idle and fully replicated
+//!    ([`Partition::hibernate_if_idle`]: heartbeats and ticks off);
+//! 2. sends every peer node one [`LivenessMessage`] listing the (group, term) pairs it leads
+//!    that sleep: one small message per peer per tick replaces a heartbeat per group;
+//! 3. wakes every follower replica whose sleeping leader's node has been silent for `silence`
+//!    (its timers resume and, the leader being gone, an election follows).
+//!
+//! A node that receives a message puts to sleep its follower replicas of the listed groups
+//! (when the sender is their leader in that term: election timers off) and wakes those whose
+//! group is no longer listed (the leader woke for a write, or lost leadership). Any client
+//! operation on a sleeping leader wakes it first ([`Partition::wake`]).
+
+use crate::partition::{Partition, SleepState};
+use crate::types::NodeId;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// What a node tells its peers every liveness tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LivenessMessage {
+    /// The sending node.
+    pub from: NodeId,
+    /// Groups the sender leads that sleep, with the term they sleep in.
+    pub sleeping: Vec<(u64, u64)>,
+}
+
+/// Delivers liveness messages to peer nodes (the transport implements it).
+pub trait LivenessSender: Send + Sync + 'static {
+    /// Sends `msg` to node `to`; an error means it did not arrive.
+    fn send(
+        &self,
+        to: NodeId,
+        msg: LivenessMessage,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
+}
+
+/// Timing of the liveness ticker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LivenessConfig {
+    /// Tick period (the Raft heartbeat interval is a good value).
+    pub interval_ms: u64,
+    /// A leader's group sleeps after this long without client activity.
+    pub idle_ms: u64,
+    /// Followers of a sleeping leader wake when its node is silent this long (the election
+    /// timeout's lower bound).
+    pub silence_ms: u64,
+}
+
+impl Default for LivenessConfig {
+    fn default() -> LivenessConfig {
+        LivenessConfig {
+            interval_ms: 300,
+            idle_ms: 3_000,
+            silence_ms: 1_500,
+        }
+    }
+}
+
+/// The node's liveness ticker and its view of peers.
+pub struct Liveness {
+    me: NodeId,
+    config: LivenessConfig,
+    /// Weak: the ticker must not keep a stopped replica alive.
+    groups: RwLock<HashMap<u64, std::sync::Weak<Partition>>>,
+    last_heard: Mutex<HashMap<NodeId, Instant>>,
+}
+
+impl std::fmt::Debug for Liveness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Liveness")
+            .field("me", &self.me)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Liveness {
+    /// The ticker of node `me`.
+    pub fn new(me: NodeId, config: LivenessConfig) -> Arc<Liveness> {
+        Arc::new(Liveness {
+            me,
+            config,
+            groups: RwLock::new(HashMap::new()),
+            last_heard: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Registers (or replaces) the local replica of `group`.
+    pub fn register(&self, group: u64, partition: &Arc<Partition>) {
+        self.groups
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(group, Arc::downgrade(partition));
+    }
+
+    /// Forgets the local replica of `group`.
+    pub fn unregister(&self, group: u64) {
+        self.groups
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&group);
+    }
+
+    fn local(&self) -> Vec<(u64, Arc<Partition>)> {
+        self.groups
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(|(g, p)| p.upgrade().map(|p| (*g, p)))
+            .collect()
+    }
+
+    /// Handles a peer's message (see the module docs).
+    pub fn on_message(&self, msg: &LivenessMessage) {
+        self.last_heard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(msg.from, Instant::now());
+        let listed: HashSet<(u64, u64)> = msg.sleeping.iter().copied().collect();
+        let sleeping_groups: HashMap<u64, u64> = msg.sleeping.iter().copied().collect();
+        for (group, p) in self.local() {
+            match p.sleep_state() {
+                SleepState::FollowerAsleep { leader, term }
+                    if leader == msg.from && !listed.contains(&(group, term)) =>
+                {
+                    p.wake_follower();
+                }
+                SleepState::Awake => {
+                    if let Some(term) = sleeping_groups.get(&group) {
+                        p.follow_asleep(msg.from, *term);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// One tick: sleep idle groups, build the message, wake followers of silent leaders.
+    /// Returns the message and the peers to send it to.
+    pub fn tick(&self) -> (LivenessMessage, BTreeSet<NodeId>) {
+        let idle = Duration::from_millis(self.config.idle_ms);
+        let silence = Duration::from_millis(self.config.silence_ms);
+        let mut sleeping = Vec::new();
+        let mut peers = BTreeSet::new();
+        let heard = self
+            .last_heard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for (group, p) in self.local() {
+            if let Some(term) = p.hibernate_if_idle(idle) {
+                sleeping.push((group, term));
+            }
+            let m = p.metrics();
+            peers.extend(
+                m.membership_config
+                    .membership()
+                    .nodes()
+                    .map(|(id, _)| *id)
+                    .filter(|id| *id != self.me),
+            );
+            if let SleepState::FollowerAsleep { leader, .. } = p.sleep_state() {
+                let silent = heard.get(&leader).is_none_or(|t| t.elapsed() > silence);
+                if silent {
+                    p.wake_follower();
+                }
+            }
+        }
+        sleeping.sort_unstable();
+        (
+            LivenessMessage {
+                from: self.me,
+                sleeping,
+            },
+            peers,
+        )
+    }
+
+    /// Runs the ticker until `shutdown` resolves.
+    pub async fn run(
+        self: Arc<Self>,
+        sender: Arc<dyn LivenessSender>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let mut interval = tokio::time::interval(Duration::from_millis(self.config.interval_ms));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = &mut shutdown => return,
+            }
+            let (msg, peers) = self.tick();
+            for peer in peers {
+                let send = sender.send(peer, msg.clone());
+                tokio::spawn(async move {
+                    let _ = send.await;
+                });
+            }
+        }
+    }
+}
