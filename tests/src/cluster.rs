@@ -50,6 +50,7 @@ impl LivenessSender for MemLiveness {
     fn send(
         &self,
         to: NodeId,
+        _addr: &str,
         msg: LivenessMessage,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'static>>
     {

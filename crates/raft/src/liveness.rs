@@ -15,7 +15,7 @@
 
 use crate::partition::{Partition, SleepState};
 use crate::types::NodeId;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
@@ -32,10 +32,11 @@ pub struct LivenessMessage {
 
 /// Delivers liveness messages to peer nodes (the transport implements it).
 pub trait LivenessSender: Send + Sync + 'static {
-    /// Sends `msg` to node `to`; an error means it did not arrive.
+    /// Sends `msg` to node `to` at peer address `addr`; an error means it did not arrive.
     fn send(
         &self,
         to: NodeId,
+        addr: &str,
         msg: LivenessMessage,
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
 }
@@ -115,6 +116,15 @@ impl Liveness {
             .collect()
     }
 
+    /// How long ago node `node`'s last liveness message arrived, if any did.
+    pub fn heard_from(&self, node: NodeId) -> Option<Duration> {
+        self.last_heard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&node)
+            .map(|t| t.elapsed())
+    }
+
     /// Handles a peer's message (see the module docs).
     pub fn on_message(&self, msg: &LivenessMessage) {
         self.last_heard
@@ -142,11 +152,11 @@ impl Liveness {
 
     /// One tick: sleep idle groups, build the message, wake followers of silent leaders.
     /// Returns the message and the peers to send it to.
-    pub fn tick(&self) -> (LivenessMessage, BTreeSet<NodeId>) {
+    pub fn tick(&self) -> (LivenessMessage, BTreeMap<NodeId, String>) {
         let idle = Duration::from_millis(self.config.idle_ms);
         let silence = Duration::from_millis(self.config.silence_ms);
         let mut sleeping = Vec::new();
-        let mut peers = BTreeSet::new();
+        let mut peers = BTreeMap::new();
         let heard = self
             .last_heard
             .lock()
@@ -161,8 +171,8 @@ impl Liveness {
                 m.membership_config
                     .membership()
                     .nodes()
-                    .map(|(id, _)| *id)
-                    .filter(|id| *id != self.me),
+                    .filter(|(id, _)| **id != self.me)
+                    .map(|(id, node)| (*id, node.addr.clone())),
             );
             if let SleepState::FollowerAsleep { leader, .. } = p.sleep_state() {
                 let silent = heard.get(&leader).is_none_or(|t| t.elapsed() > silence);
@@ -196,8 +206,8 @@ impl Liveness {
                 _ = &mut shutdown => return,
             }
             let (msg, peers) = self.tick();
-            for peer in peers {
-                let send = sender.send(peer, msg.clone());
+            for (peer, addr) in peers {
+                let send = sender.send(peer, &addr, msg.clone());
                 tokio::spawn(async move {
                     let _ = send.await;
                 });

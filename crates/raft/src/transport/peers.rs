@@ -193,3 +193,42 @@ impl Peers {
         self.directory.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+impl crate::liveness::LivenessSender for Peers {
+    fn send(
+        &self,
+        to: NodeId,
+        addr: &str,
+        msg: crate::liveness::LivenessMessage,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'static>>
+    {
+        let peer = self.peer(to, addr);
+        let identity = self.identity;
+        let timeout = self.config.request_timeout();
+        let cut = self.links.get(identity.node_id, to).cut;
+        Box::pin(async move {
+            if cut {
+                return Err(format!("link to node {to} cut"));
+            }
+            let peer = peer?;
+            let mut request = tonic::Request::new(pb::LivenessRequest {
+                header: Some(peer.header(&identity)),
+                sleeping: msg
+                    .sleeping
+                    .iter()
+                    .map(|(group_id, term)| pb::SleepingGroup {
+                        group_id: *group_id,
+                        term: *term,
+                    })
+                    .collect(),
+            });
+            request.set_timeout(timeout);
+            peer.control
+                .clone()
+                .liveness(request)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("liveness to node {to}: {e}"))
+        })
+    }
+}

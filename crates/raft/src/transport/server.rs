@@ -94,6 +94,8 @@ pub struct PeerService {
     config: TransportConfig,
     /// Set once the server shuts down: open append streams end at once.
     stopping: Arc<watch::Sender<bool>>,
+    /// The node's liveness ticker, told of peers' liveness messages.
+    liveness: Option<Arc<crate::liveness::Liveness>>,
 }
 
 impl PeerService {
@@ -111,7 +113,15 @@ impl PeerService {
             stats: Arc::default(),
             config: config.clone(),
             stopping: Arc::new(watch::Sender::new(false)),
+            liveness: None,
         })
+    }
+
+    /// Hands peers' liveness messages to this node's ticker (without one they are accepted and
+    /// ignored, and groups never sleep on this node's followers).
+    pub fn with_liveness(mut self, liveness: Arc<crate::liveness::Liveness>) -> PeerService {
+        self.liveness = Some(liveness);
+        self
     }
 
     /// The server's counters.
@@ -281,6 +291,22 @@ impl RaftPeer for PeerService {
         bump(&self.stats.heartbeats, req.heartbeats.len() as u64);
         let results = join_all(req.heartbeats.into_iter().map(|hb| self.one_heartbeat(hb))).await;
         Ok(Response::new(pb::HeartbeatResponse { results }))
+    }
+
+    async fn liveness(
+        &self,
+        request: Request<pb::LivenessRequest>,
+    ) -> Result<Response<pb::LivenessResponse>, Status> {
+        let req = request.into_inner();
+        check_identity(&self.identity, &self.stats, req.header.as_ref())?;
+        let from = req.header.as_ref().map_or(0, |h| h.from_node);
+        if let Some(l) = &self.liveness {
+            l.on_message(&crate::liveness::LivenessMessage {
+                from,
+                sleeping: req.sleeping.iter().map(|g| (g.group_id, g.term)).collect(),
+            });
+        }
+        Ok(Response::new(pb::LivenessResponse {}))
     }
 
     async fn install_snapshot(

@@ -138,10 +138,22 @@ impl TestServer {
     }
 
     pub async fn start_as(identity: PeerIdentity, config: &TransportConfig) -> TestServer {
+        TestServer::start_with(identity, config, None).await
+    }
+
+    /// A server whose liveness messages go to `liveness`.
+    pub async fn start_with(
+        identity: PeerIdentity,
+        config: &TransportConfig,
+        liveness: Option<Arc<crate::liveness::Liveness>>,
+    ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let registry = Arc::new(GroupRegistry::new());
-        let service = PeerService::new(identity, registry.clone(), config).expect("config");
+        let mut service = PeerService::new(identity, registry.clone(), config).expect("config");
+        if let Some(l) = liveness {
+            service = service.with_liveness(l);
+        }
         let stats = service.stats();
         let (shutdown, stop) = oneshot::channel();
         let task = tokio::spawn(serve(listener, async { stop.await.unwrap_or(()) }, service));

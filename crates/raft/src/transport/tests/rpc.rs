@@ -473,3 +473,44 @@ async fn shutdown_ends_open_append_streams() {
     drop(answers);
     drop((c, peers));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn liveness_messages_reach_the_peer_ticker() {
+    use crate::liveness::{Liveness, LivenessConfig, LivenessMessage, LivenessSender};
+    let config = test_config();
+    let me = PeerIdentity {
+        cluster_id: 7,
+        node_id: 1,
+        incarnation: 1,
+    };
+    let them = PeerIdentity {
+        cluster_id: 7,
+        node_id: 2,
+        incarnation: 1,
+    };
+    let liveness = Liveness::new(2, LivenessConfig::default());
+    let server = TestServer::start_with(them, &config, Some(liveness.clone())).await;
+    let peers = Peers::new(me, config.clone()).expect("peers");
+    assert!(liveness.heard_from(1).is_none());
+    let msg = LivenessMessage {
+        from: 1,
+        sleeping: vec![(5, 3)],
+    };
+    let addr = server.addr.to_string();
+    peers
+        .send(2, &addr, msg.clone())
+        .await
+        .expect("liveness delivered");
+    assert!(liveness.heard_from(1).is_some());
+    // A message for another cluster is refused.
+    let stranger = Peers::new(
+        PeerIdentity {
+            cluster_id: 8,
+            ..me
+        },
+        config.clone(),
+    )
+    .expect("peers");
+    assert!(stranger.send(2, &addr, msg).await.is_err());
+    server.stop().await;
+}
