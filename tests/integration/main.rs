@@ -1,5 +1,6 @@
 //! Strata's integration tests: one binary, one module per area.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod many_groups;
 mod replication;
 mod storage_kill;
