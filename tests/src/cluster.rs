@@ -312,15 +312,18 @@ impl Cluster {
                         .map(|p| (*id, p))
                 })
                 .collect();
-            for (id, p) in up {
-                // A sleeping leader's lease has lapsed; a request wakes it.
-                let asleep = matches!(
-                    p.sleep_state(),
-                    strata_raft::partition::SleepState::LeaderAsleep { .. }
-                );
-                if p.is_ready_leader() || (asleep && p.leads()) {
-                    return id;
-                }
+            if let Some((id, _)) = up.iter().find(|(_, p)| p.is_ready_leader()) {
+                return *id;
+            }
+            // A sleeping leader's lease has lapsed; a request wakes it.
+            if let Some((id, _)) = up.iter().find(|(_, p)| {
+                p.leads()
+                    && matches!(
+                        p.sleep_state(),
+                        strata_raft::partition::SleepState::LeaderAsleep { .. }
+                    )
+            }) {
+                return *id;
             }
             assert!(Instant::now() < deadline, "no leader within {timeout:?}");
             tokio::time::sleep(Duration::from_millis(10)).await;

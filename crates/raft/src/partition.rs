@@ -700,7 +700,13 @@ impl Partition {
             .as_ref()
             .is_some_and(|r| r.values().all(|matched| matched.map(|l| l.index) == last));
         let applied = m.last_applied.map(|l| l.index) == last;
-        if !caught_up || !applied {
+        // Only a leader a quorum answered recently may sleep: one cut off from its followers
+        // stays awake (and not ready), so it never looks like a sleeping, healthy leader.
+        let acked = m
+            .last_quorum_acked
+            .as_ref()
+            .is_some_and(|t| t.elapsed() <= Duration::from_millis(self.lease_ms));
+        if !caught_up || !applied || !acked {
             return None;
         }
         sleep.state = SleepState::LeaderAsleep {

@@ -420,20 +420,26 @@ impl StateMachine {
 }
 
 impl StateMachine {
-    /// Applies a retention entry: the state at `upto` becomes this replica's snapshot, persisted
-    /// before anything is purged (the retention task purges after this returns).
-    /// Makes `snap` this replica's retention snapshot: persisted first (temp, fsync, rename,
-    /// directory fsync), then current; checkpoints it covers are dropped.
-    fn adopt_snapshot(&self, snap: Snapshot) -> io::Result<()> {
-        if let Some(att) = self.state.attached.get() {
-            strata_log::manifest::replace_file(
-                &*att.disk,
-                &att.dir,
-                SNAPSHOT_FILE,
-                &encode_snapshot_file(&snap),
-            )
-            .map_err(io::Error::other)?;
-        }
+    /// Writes `snap` as this replica's snapshot file (temp, fsync, rename, directory fsync) on
+    /// a blocking thread: it must be durable before anything it covers is purged.
+    async fn persist_snapshot(&self, snap: &Snapshot) -> io::Result<()> {
+        let Some(att) = self.state.attached.get() else {
+            return Ok(());
+        };
+        let disk = att.disk.clone();
+        let dir = att.dir.clone();
+        let bytes = encode_snapshot_file(snap);
+        tokio::task::spawn_blocking(move || {
+            strata_log::manifest::replace_file(&*disk, &dir, SNAPSHOT_FILE, &bytes)
+        })
+        .await
+        .map_err(io::Error::other)?
+        .map_err(io::Error::other)
+    }
+
+    /// Makes a persisted `snap` this replica's retention snapshot; checkpoints it covers are
+    /// dropped.
+    fn adopt_snapshot(&self, snap: Snapshot) {
         let upto = snap.meta.last_log_id.map_or(0, |l| l.index);
         self.state
             .checkpoints
@@ -441,21 +447,26 @@ impl StateMachine {
             .unwrap_or_else(|e| e.into_inner())
             .retain(|c| c.upto.index > upto);
         *lock_snapshot(&self.state.retained) = Some(snap);
-        Ok(())
     }
 
+    /// Applies a retention entry whose snapshot is already persisted: it becomes current and
+    /// the retention task is told to purge up to it.
     fn apply_retain(&self, r: &crate::types::RetainCommand) -> io::Result<i64> {
         let data = decode_snapshot(&r.state)?;
-        let snap = Snapshot {
-            meta: Meta {
-                last_log_id: Some(r.upto),
-                last_membership: r.membership.clone(),
-            },
-            snapshot: r.state.clone(),
-        };
-        self.adopt_snapshot(snap)?;
+        self.adopt_snapshot(retain_snapshot(r));
         self.state.retained_upto.send_replace(Some(r.upto));
         Ok(data.next_offset)
+    }
+}
+
+/// The snapshot a retention entry makes: its state at its `upto`.
+fn retain_snapshot(r: &crate::types::RetainCommand) -> Snapshot {
+    Snapshot {
+        meta: Meta {
+            last_log_id: Some(r.upto),
+            last_membership: r.membership.clone(),
+        },
+        snapshot: r.state.clone(),
     }
 }
 
@@ -525,6 +536,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
+            if let Payload::Normal(Command::Retain(r)) = &entry.payload {
+                self.persist_snapshot(&retain_snapshot(r)).await?;
+            }
             let reply = self.apply_one(&entry)?;
             if let Some(r) = responder {
                 r.send(reply.unwrap_or(Applied::Control));
@@ -545,6 +559,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Self::SnapshotData,
     ) -> io::Result<()> {
         let decoded = decode_snapshot(&snapshot)?;
+        let snap = Snapshot {
+            meta: meta.clone(),
+            snapshot,
+        };
+        // Durable first: if this fails nothing changed.
+        self.persist_snapshot(&snap).await?;
         if let Some(hook) = &self.hook {
             hook.restore(&decoded.hook)?;
         }
@@ -555,11 +575,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             a.producers = decoded.producers;
         }
         self.state.advance(decoded.next_offset);
-        let snap = Snapshot {
-            meta: meta.clone(),
-            snapshot,
-        };
-        self.adopt_snapshot(snap)
+        self.adopt_snapshot(snap);
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
