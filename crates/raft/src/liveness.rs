@@ -166,14 +166,13 @@ impl Liveness {
             if let Some(term) = p.hibernate_if_idle(idle) {
                 sleeping.push((group, term));
             }
-            let m = p.metrics();
-            peers.extend(
-                m.membership_config
-                    .membership()
-                    .nodes()
-                    .filter(|(id, _)| **id != self.me)
-                    .map(|(id, node)| (*id, node.addr.clone())),
-            );
+            p.with_metrics(|m| {
+                for (id, node) in m.membership_config.membership().nodes() {
+                    if *id != self.me && !peers.contains_key(id) {
+                        peers.insert(*id, node.addr.clone());
+                    }
+                }
+            });
             if let SleepState::FollowerAsleep { leader, .. } = p.sleep_state() {
                 let silent = heard.get(&leader).is_none_or(|t| t.elapsed() > silence);
                 if silent {

@@ -321,6 +321,14 @@ impl Partition {
         self.raft.metrics().borrow_watched().clone()
     }
 
+    /// Runs `f` on the latest metrics without copying them (for per-tick checks of many
+    /// groups).
+    pub fn with_metrics<T>(&self, f: impl FnOnce(&RaftMetrics<TypeConfig>) -> T) -> T {
+        let rx = self.raft.metrics();
+        let m = rx.borrow_watched();
+        f(&m)
+    }
+
     /// The leader as this replica knows it: (node id, peer address).
     pub fn leader(&self) -> Option<(NodeId, String)> {
         let m = self.metrics();
@@ -353,7 +361,7 @@ impl Partition {
     /// it within the leader lease (a leader cut off from its quorum stops serving before a new
     /// one can be elected).
     pub fn is_ready_leader(&self) -> bool {
-        ready_leader(&self.metrics(), self.node_id, self.lease_ms)
+        self.with_metrics(|m| ready_leader(m, self.node_id, self.lease_ms))
     }
 
     /// Waits (bounded) until this replica is a ready leader (see [`Partition::is_ready_leader`]).
@@ -663,8 +671,9 @@ impl Partition {
 
     /// Whether this replica is the leader (ready or not, awake or asleep).
     pub fn leads(&self) -> bool {
-        let m = self.metrics();
-        m.state == ServerState::Leader && m.current_leader == Some(self.node_id)
+        self.with_metrics(|m| {
+            m.state == ServerState::Leader && m.current_leader == Some(self.node_id)
+        })
     }
 
     /// The hibernation state.
@@ -677,7 +686,19 @@ impl Partition {
     /// message; the node's liveness ticker tells its followers' nodes that it sleeps, so they
     /// turn their election timers off too. Returns the term it sleeps in.
     pub fn hibernate_if_idle(&self, idle: Duration) -> Option<u64> {
-        let m = self.metrics();
+        {
+            let sleep = lock(&self.sleep);
+            if sleep.state == SleepState::Awake && sleep.last_activity.elapsed() < idle {
+                return None;
+            }
+            if let SleepState::FollowerAsleep { .. } = sleep.state {
+                return None;
+            }
+        }
+        self.with_metrics(|m| self.hibernate_with(m, idle))
+    }
+
+    fn hibernate_with(&self, m: &RaftMetrics<TypeConfig>, idle: Duration) -> Option<u64> {
         let mut sleep = lock(&self.sleep);
         if let SleepState::LeaderAsleep { term } = sleep.state {
             if m.state == ServerState::Leader && m.current_term == term {
@@ -719,13 +740,13 @@ impl Partition {
     /// A follower's node heard that `leader` sleeps in `term`: if that is this replica's leader
     /// and term, turn its election timer off too.
     pub fn follow_asleep(&self, leader: NodeId, term: u64) {
-        let m = self.metrics();
+        let follows = self.with_metrics(|m| {
+            m.state != ServerState::Leader
+                && m.current_leader == Some(leader)
+                && m.current_term == term
+        });
         let mut sleep = lock(&self.sleep);
-        if sleep.state == SleepState::Awake
-            && m.state != ServerState::Leader
-            && m.current_leader == Some(leader)
-            && m.current_term == term
-        {
+        if sleep.state == SleepState::Awake && follows {
             sleep.state = SleepState::FollowerAsleep { leader, term };
             self.raft.runtime_config().tick(false);
         }
