@@ -1,4 +1,5 @@
-//! The workload every storage benchmark writes: 1 KiB records in 64 KiB batches.
+//! The workloads: the storage benchmarks write 1 KiB records in 64 KiB batches; the replication
+//! harness writes keyed 1 KiB records in batches of 1 or a few records ([`keyed_batches`]).
 
 use bytes::Bytes;
 use strata_log::{EntryKind, Log, LogConfig, NewEntry};
@@ -79,6 +80,49 @@ pub fn fill_log(
     Ok(entries)
 }
 
+/// Bytes of each record's key in the replication workload.
+pub const KEY_BYTES: usize = 16;
+
+/// Bytes of each record's value in the replication workload (1 KiB).
+pub const KEYED_VALUE_BYTES: usize = 1024;
+
+/// `count` distinct producer batches of `records_per_batch` records each, built with
+/// [`BatchBuilder`] as a producer would (no producer id, so not idempotent): every record has a
+/// [`KEY_BYTES`] key and a [`KEYED_VALUE_BYTES`] value of pseudo-random bytes from `seed`, and
+/// the timestamp `timestamp_ms`.
+pub fn keyed_batches(
+    records_per_batch: usize,
+    count: usize,
+    seed: u64,
+    timestamp_ms: i64,
+) -> Vec<Bytes> {
+    let mut state = seed;
+    let mut bytes = |n: usize| -> Bytes {
+        let mut v = Vec::with_capacity(n);
+        while v.len() < n {
+            v.extend_from_slice(&splitmix64(&mut state).to_le_bytes());
+        }
+        v.truncate(n);
+        Bytes::from(v)
+    };
+    (0..count)
+        .map(|_| {
+            let mut builder = BatchBuilder::new();
+            for _ in 0..records_per_batch {
+                let record = NewRecord::new(
+                    timestamp_ms,
+                    Some(bytes(KEY_BYTES)),
+                    Some(bytes(KEYED_VALUE_BYTES)),
+                );
+                builder
+                    .append(&record)
+                    .expect("a batch of a few 1 KiB records is far below every batch limit");
+            }
+            builder.build()
+        })
+        .collect()
+}
+
 /// The splitmix64 generator: a few lines, no dependency, good enough for filler bytes and
 /// random offsets.
 pub fn splitmix64(state: &mut u64) -> u64 {
@@ -103,5 +147,17 @@ mod tests {
         );
         let parsed = strata_record::Batch::parse(batch).expect("the builder makes valid batches");
         assert_eq!(parsed.record_count(), RECORDS_PER_BATCH as i32);
+    }
+
+    #[test]
+    fn keyed_batches_are_distinct_and_parse() {
+        let batches = keyed_batches(16, 3, 7, 1_700_000_000_000);
+        assert_eq!(batches.len(), 3);
+        assert_ne!(batches[0], batches[1]);
+        for b in batches {
+            assert!((16 * 1040..16 * 1100).contains(&b.len()), "{}", b.len());
+            let parsed = strata_record::Batch::parse(b).expect("the builder makes valid batches");
+            assert_eq!(parsed.record_count(), 16);
+        }
     }
 }
