@@ -28,8 +28,8 @@ pub struct IdleResult {
     /// Until every replica had applied its leader's last entry.
     pub settle: Duration,
     /// Then until every replica slept (the liveness ticker puts a group to sleep after
-    /// `LivenessConfig::idle_ms` without client activity).
-    pub fall_asleep: Duration,
+    /// `LivenessConfig::idle_ms` without client activity); `None` without liveness tickers.
+    pub fall_asleep: Option<Duration>,
     /// Partitions led by each node when the window started.
     pub leader_counts: [usize; NODES],
     /// Wall time of the idle window.
@@ -48,8 +48,8 @@ pub struct IdleResult {
     pub agreed_leaders: usize,
     /// Replicas asleep at the end of the window.
     pub asleep: usize,
-    /// After the window: the first `acks=all` write to each of some sleeping partitions, one
-    /// at a time (wake the leader, renew its lease with a heartbeat round, commit).
+    /// After the window: the first `acks=all` write to each of some idle partitions, one at a
+    /// time (when they sleep: wake the leader, renew its lease with a heartbeat round, commit).
     pub wake_writes: Percentiles,
     /// Resident memory of the process at the end of the window.
     pub resident_bytes: Option<u64>,
@@ -72,7 +72,7 @@ const FALL_ASLEEP_MAX: Duration = Duration::from_secs(120);
 
 /// Brings up `partitions` replicated partitions under `dir` (`concurrency` at a time), waits
 /// until each has a ready leader, every replica caught up and every replica sleeps, measures
-/// an idle window of `idle`, writes `batch` once to a few sleeping partitions, and closes
+/// an idle window of `idle`, writes `batch` once to a few idle partitions, and closes
 /// everything. The nodes run as `options` says; without liveness tickers nothing sleeps and
 /// the wait for sleep is skipped.
 pub async fn idle_cpu(
@@ -96,11 +96,13 @@ pub async fn idle_cpu(
     let settle = t.elapsed();
     let leader_counts = cluster.leader_counts();
     let t = Instant::now();
-    if options.liveness {
+    let fall_asleep = if options.liveness {
         cluster.wait_all_asleep(FALL_ASLEEP_MAX).await?;
         eprintln!("  every replica asleep {:.1?} later", t.elapsed());
-    }
-    let fall_asleep = t.elapsed();
+        Some(t.elapsed())
+    } else {
+        None
+    };
 
     let threads_before = ThreadCpu::now()?;
     let received_before = cluster.server_counts();

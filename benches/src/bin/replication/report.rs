@@ -232,14 +232,14 @@ fn idle_tables(out: &mut String, i: &IdleResult) {
          | Open every replica ({} at a time per node) | {:.1} s |\n\
          | Initialize and elect every group, until each has a ready leader ({} at a time) | {:.1} s |\n\
          | Until every replica applied its leader's last entry | {:.1} s |\n\
-         | Then until every replica slept | {:.1} s |\n\
+         | Then until every replica slept | {} |\n\
          | Partitions led by node 1 / 2 / 3 | {} / {} / {} |\n\
          | Heartbeats received (3 nodes) | {}/s in {}/s batches |\n\
          | Appends / votes received (3 nodes) | {}/s / {} |\n\
          | Sum of terms gained in the window (elections) | {} |\n\
          | fdatasync + directory fsync (3 nodes) | {}/s |\n\
          | At the end: partitions whose replicas agree on the leader / replicas asleep | {} / {} |\n\
-         | Then the first write to each of {} sleeping partitions, one at a time | {} |\n\
+         | Then the first write to each of {} idle partitions, one at a time | {} |\n\
          | CPU by thread name over the window (threads alive at its end) | {} |\n\
          | Resident memory | {} |\n\
          | Close every replica, servers, flushers; delete the data | {:.1} s |",
@@ -248,7 +248,11 @@ fn idle_tables(out: &mut String, i: &IdleResult) {
         i.concurrency,
         i.elect.as_secs_f64(),
         i.settle.as_secs_f64(),
-        i.fall_asleep.as_secs_f64(),
+        i.fall_asleep
+            .map_or("— (no liveness tickers)".to_string(), |d| format!(
+                "{:.1} s",
+                d.as_secs_f64()
+            )),
         i.leader_counts[0],
         i.leader_counts[1],
         i.leader_counts[2],
