@@ -24,7 +24,6 @@ use strata_proto::internal::v1 as pb;
 use strata_proto::internal::v1::raft_peer_server::{RaftPeer, RaftPeerServer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic::transport::server::Router;
 use tonic::{Request, Response, Status, Streaming};
@@ -221,7 +220,12 @@ pub async fn serve(
     };
     service
         .into_router()
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+        // tonic applies `tcp_nodelay` only to listeners it binds itself: set it on the accepted
+        // connections here, or small replies wait out the peer's delayed ACK (~40 ms).
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            signal,
+        )
         .await
         .map_err(TransportError::Serve)
 }
