@@ -221,7 +221,7 @@ fn round(shared: &Shared) {
                 }
             }
         }
-        shared.persist_state(committed, purged)
+        shared.persist_state(committed, purged, false)
     })();
     let mut s = lock(&shared.sync);
     s.busy = false;

@@ -33,6 +33,9 @@ use std::time::Instant;
 use strata_record::BatchHeader;
 use strata_record::header::{BASE_OFFSET_POS, LEADER_EPOCH_POS};
 
+/// The least time between two writes of the state file that only move the committed id.
+pub const COMMITTED_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1000);
+
 /// An entry to append.
 #[derive(Debug, Clone, Copy)]
 pub struct NewEntry<'a> {
@@ -135,6 +138,8 @@ pub(crate) struct SyncState {
     pub committed: Option<LogId>,
     pub last_purged: Option<LogId>,
     pub state_written: StateRecord,
+    /// When `state_written` was last written (throttles committed-only updates).
+    pub state_written_at: Option<Instant>,
     pub appended_index: u64,
     pub durable_index: u64,
     pub failed: Option<String>,
@@ -211,10 +216,23 @@ impl Shared {
         &self,
         committed: Option<LogId>,
         last_purged: Option<LogId>,
+        force: bool,
     ) -> Result<()> {
         let record = {
             let s = lock(&self.sync);
             if s.state_written.committed == committed && s.state_written.last_purged == last_purged
+            {
+                return Ok(());
+            }
+            // The committed id is a hint (`read_committed` caps it at the log's end, and Raft
+            // re-learns it from the leader): a change of it alone is written at most every
+            // `COMMITTED_SYNC_INTERVAL`, so it does not double the fsyncs of every round. A
+            // purge point is written at once.
+            let only_committed = s.state_written.last_purged == last_purged;
+            if only_committed
+                && !force
+                && s.state_written_at
+                    .is_some_and(|t| t.elapsed() < COMMITTED_SYNC_INTERVAL)
             {
                 return Ok(());
             }
@@ -248,7 +266,9 @@ impl Shared {
         self.disk
             .sync_data(file)
             .map_err(|e| LogError::io("fsync state file", &path, e))?;
-        lock(&self.sync).state_written = record;
+        let mut s = lock(&self.sync);
+        s.state_written = record;
+        s.state_written_at = Some(Instant::now());
         Ok(())
     }
 
@@ -895,7 +915,7 @@ impl Log {
             .and_then(|()| self.remove_segment_files(&removed))
             .and_then(|()| {
                 let committed = lock(&self.shared.sync).committed;
-                self.shared.persist_state(committed, Some(last))
+                self.shared.persist_state(committed, Some(last), true)
             });
         if let Err(e) = &r {
             self.shared.fail(e.to_string());
@@ -936,7 +956,7 @@ impl Log {
             let s = lock(&self.shared.sync);
             (s.committed, s.last_purged)
         };
-        self.shared.persist_state(committed, purged)
+        self.shared.persist_state(committed, purged, true)
     }
 }
 
