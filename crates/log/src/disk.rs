@@ -112,6 +112,17 @@ impl Disk for RealDisk {
     }
 }
 
+/// Creates `path` through `disk`, first removing a leftover file of that name (an orphan of a
+/// crash or a cut that the caller knows is not part of the log).
+pub(crate) fn create_replacing(disk: &dyn Disk, path: &Path) -> Result<File, crate::LogError> {
+    if path.exists() {
+        disk.remove_file(path)
+            .map_err(|e| crate::LogError::io("remove leftover file", path, e))?;
+    }
+    disk.create_file(path)
+        .map_err(|e| crate::LogError::io("create file", path, e))
+}
+
 fn zero_fill(file: &File, from: u64, to: u64) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     let zeros = vec![0u8; 1 << 16];

@@ -290,13 +290,24 @@ impl Shared {
 pub struct Log {
     pub(crate) shared: Arc<Shared>,
     pub(crate) flusher: FlusherHandle,
-    /// Allocated size of the active segment's file.
-    pub(crate) active_alloc: u64,
-    /// Whether the last segment accepts appends (false after a cut, reset or full purge).
-    pub(crate) active: bool,
+    /// The segment appends go to: the last one, unless a cut, reset or full purge sealed it
+    /// (then the next append rolls).
+    pub(crate) active: Option<Active>,
     pub(crate) next_index: u64,
     pub(crate) next_offset: i64,
     pub(crate) last_term: u64,
+}
+
+/// The writer's handle on the active segment, so an append reads no shared state.
+#[derive(Debug)]
+pub(crate) struct Active {
+    pub file: Arc<File>,
+    pub path: PathBuf,
+    /// Bytes written (equals the segment's `len` in the view).
+    pub len: u64,
+    /// Allocated size of the file.
+    pub alloc: u64,
+    pub created: Instant,
 }
 
 struct Plan {
@@ -483,25 +494,25 @@ impl Log {
 
     /// Rolls if needed and reserves space; returns how many of `plans` fit in the active segment.
     fn prepare_room(&mut self, plans: &[Plan]) -> Result<usize> {
-        let config = self.shared.config.clone();
-        let (len, age_ms) = {
-            let view = self.shared.read_view();
-            match view.segments.last() {
-                Some(s) if self.active => (s.len, s.created.elapsed().as_millis() as u64),
-                _ => (u64::MAX, 0),
+        let config = &self.shared.config;
+        let first_len = plans[0].frame.frame_len as u64;
+        let must_roll = match &self.active {
+            None => true,
+            Some(a) => {
+                let aged = config.segment_ms_max > 0
+                    && a.created.elapsed().as_millis() as u64 >= config.segment_ms_max;
+                a.len > 0 && (a.len + first_len > config.segment_bytes_max || aged)
             }
         };
-        let first_len = plans[0].frame.frame_len as u64;
-        let aged = config.segment_ms_max > 0 && age_ms >= config.segment_ms_max;
-        let must_roll =
-            len == u64::MAX || (len > 0 && (len + first_len > config.segment_bytes_max || aged));
-        let len = if must_roll {
+        if must_roll {
             self.roll()?;
-            0
-        } else {
-            len
-        };
-        let mut end = len;
+        }
+        let config = &self.shared.config;
+        let active = self
+            .active
+            .as_mut()
+            .expect("an active segment exists after a roll");
+        let mut end = active.len;
         let mut n = 0;
         for p in plans {
             let l = p.frame.frame_len as u64;
@@ -511,38 +522,25 @@ impl Log {
             end += l;
             n += 1;
         }
-        if end > self.active_alloc {
+        if end > active.alloc {
             let step = config.preallocate_bytes_step;
             let target = end.div_ceil(step) * step;
             let target = target.min(config.segment_capacity()).max(end);
-            let (file, path) = self.active_file();
             self.shared
                 .disk
-                .allocate(&file, target)
-                .map_err(|e| LogError::io("fallocate segment", &path, e))?;
-            self.active_alloc = target;
+                .allocate(&active.file, target)
+                .map_err(|e| LogError::io("fallocate segment", &active.path, e))?;
+            active.alloc = target;
         }
         Ok(n)
     }
 
-    fn active_file(&self) -> (Arc<File>, PathBuf) {
-        let view = self.shared.read_view();
-        let s = view
-            .segments
-            .last()
-            .expect("an active segment exists after a roll");
-        (s.file.clone(), s.path.clone())
-    }
-
     fn write_frames(&mut self, plans: &[Plan], entries: &[NewEntry<'_>]) -> Result<()> {
-        let (file, path, position) = {
-            let view = self.shared.read_view();
-            let s = view
-                .segments
-                .last()
-                .expect("an active segment exists after a roll");
-            (s.file.clone(), s.path.clone(), s.len)
-        };
+        let active = self
+            .active
+            .as_mut()
+            .expect("an active segment exists after a roll");
+        let position = active.len;
         let mut iov = Vec::with_capacity(plans.len() * 3);
         for (p, e) in plans.iter().zip(entries) {
             iov.push(IoSlice::new(&p.header));
@@ -553,8 +551,8 @@ impl Log {
                 iov.push(IoSlice::new(e.payload));
             }
         }
-        if let Err(e) = self.shared.disk.write_at(&file, &iov, position) {
-            let err = LogError::io("write segment", &path, e);
+        if let Err(e) = self.shared.disk.write_at(&active.file, &iov, position) {
+            let err = LogError::io("write segment", &active.path, e);
             self.shared.fail(err.to_string());
             return Err(err);
         }
@@ -567,7 +565,12 @@ impl Log {
                 s.note_frame(&p.frame, pos, interval);
                 pos += p.frame.frame_len as u64;
             }
+            debug_assert_eq!(
+                s.len, pos,
+                "the writer and the view agree on the segment's length"
+            );
         }
+        active.len = pos;
         let last = &plans[plans.len() - 1].frame;
         view.next_index = last.index + 1;
         view.next_offset = last.next_offset();
@@ -578,10 +581,10 @@ impl Log {
         self.last_term = last.term;
         let mut s = lock(&self.shared.sync);
         s.appended_index = last.index;
-        if !s.dirty.iter().any(|d| Arc::ptr_eq(&d.file, &file)) {
+        if !s.dirty.iter().any(|d| Arc::ptr_eq(&d.file, &active.file)) {
             s.dirty.push(DirtyFile {
-                file,
-                path,
+                file: active.file.clone(),
+                path: active.path.clone(),
                 trim_to: None,
                 indexes: None,
             });
@@ -594,14 +597,8 @@ impl Log {
         let stem = segment_stem(self.next_offset, self.next_index);
         let path = self.shared.dir.join(format!("{stem}.log"));
         let disk = &self.shared.disk;
-        if path.exists() {
-            // An orphan from a crash or a cut: it is not part of the log.
-            disk.remove_file(&path)
-                .map_err(|e| LogError::io("remove orphan segment", &path, e))?;
-        }
-        let file = disk
-            .create_file(&path)
-            .map_err(|e| LogError::io("create segment", &path, e))?;
+        // A file of this name is an orphan of a crash or a cut: not part of the log.
+        let file = crate::disk::create_replacing(&**disk, &path)?;
         let step = self.shared.config.preallocate_bytes_step;
         let setup = disk
             .allocate(&file, step)
@@ -618,11 +615,13 @@ impl Log {
                 return Err(e);
             }
         };
+        let file = Arc::new(file);
+        let created = Instant::now();
         let segment = Segment {
             base_offset: self.next_offset,
             first_index: self.next_index,
             path: path.clone(),
-            file: Arc::new(file),
+            file: file.clone(),
             map,
             len: 0,
             sealed: false,
@@ -633,10 +632,10 @@ impl Log {
             index: Vec::new(),
             time_index: Vec::new(),
             last_indexed_position: 0,
-            created: Instant::now(),
+            created,
         };
         let mut view = self.shared.write_view();
-        let sealed = if self.active {
+        let sealed = if self.active.is_some() {
             view.segments.last_mut().map(|s| {
                 s.sealed = true;
                 seal_work(s)
@@ -648,8 +647,13 @@ impl Log {
         view.generation += 1;
         let m = view.manifest();
         drop(view);
-        self.active = true;
-        self.active_alloc = step;
+        self.active = Some(Active {
+            file,
+            path,
+            len: 0,
+            alloc: step,
+            created,
+        });
         let mut s = lock(&self.shared.sync);
         if let Some(work) = sealed {
             match s
@@ -787,7 +791,7 @@ impl Log {
         view.generation += 1;
         let m = view.manifest();
         drop(view);
-        self.active = false;
+        self.active = None;
         self.next_index = index + 1;
         self.next_offset = end_offset;
         self.last_term = end_term;
@@ -864,7 +868,7 @@ impl Log {
             .partition_point(|s| s.last_index <= upto.index);
         let removed: Vec<Segment> = view.segments.drain(..keep_from).collect();
         if view.segments.is_empty() {
-            self.active = false;
+            self.active = None;
         }
         view.first_index = upto.index + 1;
         view.log_start_offset = start_offset;
@@ -899,7 +903,7 @@ impl Log {
         view.generation += 1;
         let m = view.manifest();
         drop(view);
-        self.active = false;
+        self.active = None;
         self.next_index = last.index + 1;
         self.next_offset = next_offset;
         self.last_term = last.term;

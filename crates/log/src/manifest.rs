@@ -256,13 +256,7 @@ pub(crate) fn write_via_temp(
     let mut tmp = target.as_os_str().to_owned();
     tmp.push(TMP_SUFFIX);
     let tmp = std::path::PathBuf::from(tmp);
-    if tmp.exists() {
-        disk.remove_file(&tmp)
-            .map_err(|e| LogError::io("remove stale temp file", &tmp, e))?;
-    }
-    let file = disk
-        .create_file(&tmp)
-        .map_err(|e| LogError::io("create temp file", &tmp, e))?;
+    let file = crate::disk::create_replacing(disk, &tmp)?;
     disk.write_at(&file, &[IoSlice::new(contents)], 0)
         .map_err(|e| LogError::io("write temp file", &tmp, e))?;
     if sync {

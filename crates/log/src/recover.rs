@@ -277,10 +277,20 @@ pub(crate) fn open(
             .map_err(|e| LogError::io("fdatasync segment", &s.path, e))?;
     }
 
-    let active_alloc = segments
-        .last()
-        .and_then(|s| s.file.metadata().ok())
-        .map_or(0, |m| m.len());
+    let active = match segments.last() {
+        Some(seg) if !last_sealed => Some(crate::log::Active {
+            file: seg.file.clone(),
+            path: seg.path.clone(),
+            len: seg.len,
+            alloc: seg
+                .file
+                .metadata()
+                .map_err(|e| LogError::io("stat segment", &seg.path, e))?
+                .len(),
+            created: seg.created,
+        }),
+        _ => None,
+    };
     let view = View {
         segments,
         first_index,
@@ -323,8 +333,7 @@ pub(crate) fn open(
     Ok(Log {
         shared,
         flusher: flusher.clone(),
-        active_alloc,
-        active: !last_sealed,
+        active,
         next_index,
         next_offset,
         last_term,
