@@ -3,9 +3,13 @@
 
 use std::path::PathBuf;
 
-/// The proto files to compile, relative to the workspace's `proto/` directory. The client API
-/// (`strata/v1/*.proto`) joins this list when it is written.
-const PROTOS: &[&str] = &["strata/internal/v1/raft.proto"];
+/// The proto files to compile, relative to the workspace's `proto/` directory.
+const PROTOS: &[&str] = &[
+    "strata/internal/v1/raft.proto",
+    "strata/internal/v1/node.proto",
+    "strata/v1/strata.proto",
+    "strata/v1/admin.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
@@ -14,6 +18,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let files: Vec<PathBuf> = PROTOS.iter().map(|p| root.join(p)).collect();
     let descriptors = protox::compile(&files, [&root])?;
+    // The descriptor set, for gRPC server reflection.
+    let out = PathBuf::from(std::env::var("OUT_DIR")?).join("strata_descriptor.bin");
+    std::fs::write(out, prost::Message::encode_to_vec(&descriptors))?;
     tonic_prost_build::configure()
         // Every `bytes` field is `bytes::Bytes`, so payloads are shared, not copied.
         .bytes(".")
