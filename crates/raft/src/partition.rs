@@ -583,6 +583,34 @@ impl Partition {
         }
     }
 
+    /// Proposes a control entry (opaque to the partition; a [`StateHook`] applies it on every
+    /// replica) and waits until it is applied on this leader. Returns its Raft log index, by
+    /// which the hook can find what applying it produced.
+    pub async fn propose_control(&self, payload: Bytes) -> Result<u64, PartitionError> {
+        self.ready_leader().await?;
+        let write = self.raft.client_write(Command::Control(payload));
+        let r = match tokio::time::timeout(self.write_timeout, write).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Err(PartitionError::Indeterminate {
+                    reason: format!("not committed within {:?}", self.write_timeout),
+                });
+            }
+        };
+        match r {
+            Ok(resp) => Ok(resp.log_id.index),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(PartitionError::NotLeader {
+                    leader_id: f.leader_id,
+                    leader_addr: f.leader_node.map(|n| n.addr),
+                })
+            }
+            Err(e) => Err(PartitionError::Indeterminate {
+                reason: e.to_string(),
+            }),
+        }
+    }
+
     /// The high watermark as applied on this replica (authoritative only on a ready leader).
     pub fn high_watermark(&self) -> i64 {
         self.state.high_watermark()

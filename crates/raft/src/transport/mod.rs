@@ -39,4 +39,4 @@ pub use group::{GroupHandle, GroupRegistry, Snapshot, SnapshotMeta};
 pub use identity::PeerIdentity;
 pub use link::{LinkControl, LinkFault};
 pub use peers::Peers;
-pub use server::{PeerService, ServerCounts, ServerStats, serve};
+pub use server::{PeerService, ServerCounts, ServerStats, serve, serve_with};

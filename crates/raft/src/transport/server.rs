@@ -230,6 +230,28 @@ pub async fn serve(
         .map_err(TransportError::Serve)
 }
 
+/// As [`serve`], with more services on the same listener (`add` adds them to the router),
+/// e.g. the node's forwarded controller proposals.
+pub async fn serve_with(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    service: PeerService,
+    add: impl FnOnce(Router) -> Router,
+) -> Result<(), TransportError> {
+    let stopping = service.stopping.clone();
+    let signal = async move {
+        shutdown.await;
+        stopping.send_replace(true);
+    };
+    add(service.into_router())
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            signal,
+        )
+        .await
+        .map_err(TransportError::Serve)
+}
+
 #[tonic::async_trait]
 impl RaftPeer for PeerService {
     async fn vote(

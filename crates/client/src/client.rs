@@ -1,0 +1,459 @@
+//! [`Client`]: connections, the metadata cache, and the retry loop every partition request
+//! (produce, fetch, offsets) goes through.
+//!
+//! - One tonic [`Channel`] per node address, connected lazily on first use (HTTP/2 multiplexes
+//!   every request to that node over it), with a connect timeout, TCP_NODELAY and keepalive.
+//! - A [`MetadataCache`] filled by `Metadata` (all topics), refreshed on demand: unknown topic,
+//!   `NOT_LEADER` without an address, unavailable node, failed connection. Refreshes are
+//!   coalesced (a caller that saw stale data skips its refresh if someone refreshed since) and
+//!   spaced by [`ClientConfig::metadata_refresh_backoff`].
+//! - [`Client::leader_call`]: sends a partition request to its leader, follows `NOT_LEADER`
+//!   hints (the leader's client address) at once, and retries retriable failures with backoff
+//!   until a deadline.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Duration;
+
+use strata_proto::v1 as pb;
+use strata_proto::v1::admin_client::AdminClient;
+use strata_proto::v1::strata_client::StrataClient;
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+use tracing::debug;
+
+use crate::admin::Admin;
+use crate::backoff::Backoff;
+use crate::cache::{MetadataCache, Route};
+use crate::config::{ClientConfig, ConsumerConfig, ProducerConfig};
+use crate::consumer::Consumer;
+use crate::error::Error;
+use crate::model::ClusterMetadata;
+use crate::producer::Producer;
+
+/// A connection to a Strata cluster: cheap to clone (clones share connections and metadata).
+/// Producers, consumers and the admin API are made from it.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("bootstrap", &self.inner.bootstrap)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    config: ClientConfig,
+    /// The addresses given to `connect`, asked when no known node answers.
+    bootstrap: Vec<String>,
+    /// One channel per node address.
+    channels: Mutex<HashMap<String, Channel>>,
+    cache: RwLock<MetadataCache>,
+    /// When the last refresh finished; held during a refresh so refreshes never overlap.
+    last_refresh: tokio::sync::Mutex<Option<Instant>>,
+    /// Rotates the node that metadata and admin requests try first.
+    next_node: AtomicUsize,
+}
+
+/// How [`Client::leader_call`] retries.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RetryPolicy {
+    /// First backoff.
+    pub(crate) backoff: Duration,
+    /// Largest backoff.
+    pub(crate) backoff_max: Duration,
+    /// Give up (returning the last error) rather than wait past this.
+    pub(crate) deadline: Instant,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Client {
+    /// Connects with the default [`ClientConfig`]: asks each of `brokers` (client addresses,
+    /// `host:port`) in turn for the cluster metadata until one answers.
+    pub async fn connect(
+        brokers: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Result<Client, Error> {
+        Client::connect_with(brokers, ClientConfig::default()).await
+    }
+
+    /// Connects with `config`; see [`Client::connect`].
+    pub async fn connect_with(
+        brokers: impl IntoIterator<Item = impl Into<String>>,
+        config: ClientConfig,
+    ) -> Result<Client, Error> {
+        config.validate()?;
+        let bootstrap: Vec<String> = brokers
+            .into_iter()
+            .map(|b| b.into().trim().to_string())
+            .filter(|b| !b.is_empty())
+            .collect();
+        if bootstrap.is_empty() {
+            return Err(Error::InvalidArgument {
+                field: "brokers".into(),
+                reason: "no broker address given".into(),
+            });
+        }
+        let client = Client {
+            inner: Arc::new(Inner {
+                config,
+                bootstrap,
+                channels: Mutex::new(HashMap::new()),
+                cache: RwLock::new(MetadataCache::default()),
+                last_refresh: tokio::sync::Mutex::new(None),
+                next_node: AtomicUsize::new(0),
+            }),
+        };
+        client.refresh_after(0).await?;
+        Ok(client)
+    }
+
+    /// The client's settings.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// Describes `topics` (every topic when empty), asking any node, and updates the cache.
+    pub async fn metadata(
+        &self,
+        topics: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Result<ClusterMetadata, Error> {
+        let topics: Vec<String> = topics.into_iter().map(Into::into).collect();
+        let all = topics.is_empty();
+        let metadata = ClusterMetadata::from(self.fetch_metadata(topics).await?);
+        let mut cache = self.write_cache();
+        if all {
+            cache.replace(&metadata);
+        } else {
+            for topic in &metadata.topics {
+                cache.merge_topic(
+                    &topic.name,
+                    topic.partitions.iter().map(|p| (p.partition, p.leader_id)),
+                );
+            }
+            for topic in &metadata.unknown_topics {
+                cache.remove_topic(topic);
+            }
+        }
+        Ok(metadata)
+    }
+
+    /// A producer with `config` (checked first). Its background tasks start with its first
+    /// records; see [`Producer`].
+    pub fn producer(&self, config: ProducerConfig) -> Result<Producer, Error> {
+        config.validate(&self.inner.config)?;
+        Ok(Producer::new(self.clone(), config))
+    }
+
+    /// A consumer with `config` (checked first), with nothing assigned yet.
+    pub fn consumer(&self, config: ConsumerConfig) -> Result<Consumer, Error> {
+        config.validate(&self.inner.config)?;
+        Ok(Consumer::new(self.clone(), config))
+    }
+
+    /// The admin API.
+    pub fn admin(&self) -> Admin {
+        Admin::new(self.clone())
+    }
+
+    fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, MetadataCache> {
+        self.inner.cache.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn write_cache(&self) -> std::sync::RwLockWriteGuard<'_, MetadataCache> {
+        self.inner
+            .cache
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The channel to `addr`, made (not yet connected) on first use.
+    pub(crate) fn channel(&self, addr: &str) -> Result<Channel, Error> {
+        let mut channels = lock(&self.inner.channels);
+        if let Some(channel) = channels.get(addr) {
+            return Ok(channel.clone());
+        }
+        let config = &self.inner.config;
+        let uri = if addr.contains("://") {
+            addr.to_string()
+        } else {
+            // TLS (a later issue) goes here: an https URI and `Endpoint::tls_config`.
+            format!("http://{addr}")
+        };
+        let endpoint = Endpoint::from_shared(uri)
+            .map_err(|e| Error::Transport(format!("bad node address {addr:?}: {e}")))?
+            .connect_timeout(config.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(config.keepalive_interval)
+            .keep_alive_timeout(config.keepalive_timeout)
+            .keep_alive_while_idle(true);
+        let channel = endpoint.connect_lazy();
+        channels.insert(addr.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    /// A data-plane stub for the node at `addr`.
+    pub(crate) fn strata(&self, addr: &str) -> Result<StrataClient<Channel>, Error> {
+        let max = self.inner.config.message_bytes_max;
+        Ok(StrataClient::new(self.channel(addr)?)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max))
+    }
+
+    /// An admin stub for the node at `addr`.
+    pub(crate) fn admin_stub(&self, addr: &str) -> Result<AdminClient<Channel>, Error> {
+        let max = self.inner.config.message_bytes_max;
+        Ok(AdminClient::new(self.channel(addr)?)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max))
+    }
+
+    /// Awaits `call` for at most `timeout` (also sent to the node as the request's deadline by
+    /// [`request`]); a status becomes an [`Error`].
+    pub(crate) async fn call<T>(
+        timeout: Duration,
+        what: &str,
+        call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, Error> {
+        match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(Error::from(status)),
+            Err(_) => Err(Error::Timeout(format!(
+                "{what} got no answer within {timeout:?}"
+            ))),
+        }
+    }
+
+    /// Addresses to try for a request any node can answer: the known nodes, starting at a
+    /// rotating one, then the bootstrap addresses not among them.
+    pub(crate) fn node_addrs(&self) -> Vec<String> {
+        let mut addrs = self.read_cache().node_addrs();
+        if !addrs.is_empty() {
+            let start = self.inner.next_node.fetch_add(1, Ordering::Relaxed) % addrs.len();
+            addrs.rotate_left(start);
+        }
+        for addr in &self.inner.bootstrap {
+            if !addrs.contains(addr) {
+                addrs.push(addr.clone());
+            }
+        }
+        addrs
+    }
+
+    /// Asks the nodes in turn for metadata until one answers.
+    async fn fetch_metadata(&self, topics: Vec<String>) -> Result<pb::MetadataResponse, Error> {
+        let timeout = self.inner.config.request_timeout;
+        let mut last = Error::Unavailable("no node address known".into());
+        for addr in self.node_addrs() {
+            let mut stub = match self.strata(&addr) {
+                Ok(stub) => stub,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            let request = request(
+                pb::MetadataRequest {
+                    topics: topics.clone(),
+                },
+                timeout,
+            );
+            match Client::call(timeout, "Metadata", stub.metadata(request)).await {
+                Ok(metadata) => return Ok(metadata),
+                Err(e) if e.is_retriable() => {
+                    debug!(%addr, error = %e, "metadata request failed; trying the next node");
+                    last = e;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    /// The cache's refresh count: pass it to [`Client::refresh_after`].
+    pub(crate) fn generation(&self) -> u64 {
+        self.read_cache().generation()
+    }
+
+    /// Refreshes the whole cache, unless it was refreshed since the caller saw generation
+    /// `seen` (then the caller just looks again). Refreshes are spaced by the configured
+    /// backoff.
+    pub(crate) async fn refresh_after(&self, seen: u64) -> Result<(), Error> {
+        let mut last = self.inner.last_refresh.lock().await;
+        if self.generation() != seen {
+            return Ok(());
+        }
+        if let Some(at) = *last {
+            tokio::time::sleep_until(at + self.inner.config.metadata_refresh_backoff).await;
+        }
+        let result = self.fetch_metadata(Vec::new()).await;
+        *last = Some(Instant::now());
+        let metadata = ClusterMetadata::from(result?);
+        self.write_cache().replace(&metadata);
+        Ok(())
+    }
+
+    /// Partitions of `topic`, refreshing the cache once if it does not know the topic.
+    pub(crate) async fn partition_count(&self, topic: &str) -> Result<u32, Error> {
+        for attempt in 0..2 {
+            let (count, seen) = {
+                let cache = self.read_cache();
+                (cache.partition_count(topic), cache.generation())
+            };
+            match count {
+                Some(count) => return Ok(count),
+                None if attempt == 0 => self.refresh_after(seen).await?,
+                None => {}
+            }
+        }
+        Err(Error::UnknownTopic {
+            topic: topic.to_string(),
+        })
+    }
+
+    /// The leader's address for `topic`/`partition` and the cache generation it came from,
+    /// refreshing the cache once if it has no leader for it.
+    pub(crate) async fn leader(&self, topic: &str, partition: u32) -> Result<(String, u64), Error> {
+        let mut route = Route::NoLeader;
+        for attempt in 0..2 {
+            let seen;
+            (route, seen) = {
+                let cache = self.read_cache();
+                (cache.route(topic, partition), cache.generation())
+            };
+            if let Route::Leader(addr) = route {
+                return Ok((addr, seen));
+            }
+            if attempt == 0 {
+                self.refresh_after(seen).await?;
+            }
+        }
+        Err(match route {
+            Route::UnknownTopic => Error::UnknownTopic {
+                topic: topic.to_string(),
+            },
+            Route::UnknownPartition { partitions } => Error::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+                partitions,
+            },
+            Route::Leader(_) | Route::NoLeader => {
+                Error::Unavailable(format!("no leader known for {topic}/{partition}"))
+            }
+        })
+    }
+
+    /// Records a leader hint.
+    pub(crate) fn follow_hint(
+        &self,
+        topic: &str,
+        partition: u32,
+        leader_id: Option<u64>,
+        leader_addr: Option<&str>,
+    ) {
+        debug!(topic, partition, ?leader_id, ?leader_addr, "following a leader hint");
+        self.write_cache()
+            .follow_hint(topic, partition, leader_id, leader_addr);
+    }
+
+    /// Runs `op` against the leader of `topic`/`partition` until it succeeds, fails with an
+    /// error that is not retriable, or `policy.deadline` would pass (then the last error is
+    /// returned).
+    ///
+    /// - `NOT_LEADER` with an address: go there at once (a second redirect in a row waits a
+    ///   backoff first: leadership is moving).
+    /// - `NOT_LEADER` without one, unavailable, transport error, timeout: refresh the metadata
+    ///   (coalesced), wait a backoff, retry.
+    /// - `INDETERMINATE`: wait a backoff, retry at the same leader.
+    /// - `UNKNOWN_TOPIC` / `UNKNOWN_PARTITION` from the node: refresh once and retry; the
+    ///   second time (or when the refreshed cache does not know it either) it is returned.
+    ///
+    /// `observe` sees every error, retried or not (the producer notes whether a write may
+    /// have happened).
+    pub(crate) async fn leader_call<T, F, Fut>(
+        &self,
+        topic: &str,
+        partition: u32,
+        policy: RetryPolicy,
+        mut op: F,
+        mut observe: impl FnMut(&Error),
+    ) -> Result<T, Error>
+    where
+        F: FnMut(StrataClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let mut backoff = Backoff::new(policy.backoff, policy.backoff_max);
+        let mut redirected = false;
+        let mut refreshed_unknown = false;
+        loop {
+            let (error, seen) = match self.leader(topic, partition).await {
+                Ok((addr, seen)) => {
+                    let result = match self.strata(&addr) {
+                        Ok(stub) => op(stub).await,
+                        Err(e) => Err(e),
+                    };
+                    match result {
+                        Ok(value) => return Ok(value),
+                        Err(e) => (e, seen),
+                    }
+                }
+                Err(e @ (Error::UnknownTopic { .. } | Error::UnknownPartition { .. })) => {
+                    observe(&e);
+                    return Err(e);
+                }
+                Err(e) => (e, self.generation()),
+            };
+            observe(&error);
+            match &error {
+                Error::NotLeader {
+                    leader_id,
+                    leader_addr: Some(addr),
+                } => {
+                    self.follow_hint(topic, partition, *leader_id, Some(addr));
+                    if !redirected {
+                        redirected = true;
+                        continue;
+                    }
+                }
+                Error::UnknownTopic { .. } | Error::UnknownPartition { .. }
+                    if !refreshed_unknown =>
+                {
+                    refreshed_unknown = true;
+                    if let Err(e) = self.refresh_after(seen).await {
+                        debug!(error = %e, "metadata refresh failed");
+                    }
+                    continue;
+                }
+                e if e.is_retriable() => {}
+                _ => return Err(error),
+            }
+            if error.wants_metadata_refresh()
+                && let Err(e) = self.refresh_after(seen).await
+            {
+                debug!(error = %e, "metadata refresh failed");
+            }
+            let wait = backoff.next_delay();
+            if Instant::now() + wait >= policy.deadline {
+                return Err(error);
+            }
+            debug!(topic, partition, error = %error, ?wait, "retrying");
+            tokio::time::sleep(wait).await;
+            redirected = false;
+        }
+    }
+}
+
+/// A request carrying `timeout` as its gRPC deadline, so the node can give up too.
+pub(crate) fn request<T>(message: T, timeout: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(timeout);
+    request
+}

@@ -1,0 +1,271 @@
+//! Configuration of the client, the producer and the consumer. Every default lives here, in the
+//! `Default` impls; each config has a `validate()` that [`crate::Client`] calls before use.
+
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::records::Offset;
+
+/// Connections and metadata of a [`crate::Client`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// Longest wait for a TCP connection to a node. Default 5 s.
+    pub connect_timeout: Duration,
+    /// Deadline of one request (Metadata, ListOffsets, admin calls; a fetch gets this plus its
+    /// wait). Default 30 s.
+    pub request_timeout: Duration,
+    /// Interval of HTTP/2 keepalive pings on idle connections, so a dead node is noticed
+    /// without a request. Default 10 s.
+    pub keepalive_interval: Duration,
+    /// How long a keepalive ping may go unanswered before the connection is dropped.
+    /// Default 20 s.
+    pub keepalive_timeout: Duration,
+    /// Shortest interval between two metadata refreshes: when many partitions lose their
+    /// leader at once, they share one refresh per interval instead of each sending one.
+    /// Default 50 ms.
+    pub metadata_refresh_backoff: Duration,
+    /// Largest gRPC message sent or received, in bytes. Bounds the memory one answer can take;
+    /// must exceed the consumer's `fetch_bytes` and the producer's `batch_bytes`.
+    /// Default 64 MiB.
+    pub message_bytes_max: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            keepalive_interval: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(20),
+            metadata_refresh_backoff: Duration::from_millis(50),
+            message_bytes_max: 64 << 20,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), Error> {
+        positive("connect_timeout", self.connect_timeout)?;
+        positive("request_timeout", self.request_timeout)?;
+        positive("keepalive_interval", self.keepalive_interval)?;
+        positive("keepalive_timeout", self.keepalive_timeout)?;
+        if self.message_bytes_max < 64 << 10 {
+            return Err(invalid("message_bytes_max", "must be at least 64 KiB"));
+        }
+        Ok(())
+    }
+}
+
+/// How a produced batch is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Acks {
+    /// Committed by a majority of replicas, each having fsynced it: never lost once
+    /// acknowledged. The default, and required by idempotence.
+    #[default]
+    All,
+    /// Appended to the leader's log: lost if the leader fails before replicating it.
+    Leader,
+    /// Handed to the leader; no offset is returned (records resolve with offset -1).
+    None,
+}
+
+/// Settings of a [`crate::Producer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerConfig {
+    /// Acknowledgement level. Default [`Acks::All`].
+    pub acks: Acks,
+    /// Idempotent delivery: the producer takes a producer id and numbers its batches per
+    /// partition, so a retried batch is written once. Default on; requires [`Acks::All`].
+    /// Off, a retry after an unknown outcome may write a batch twice.
+    pub idempotence: bool,
+    /// A partition's batch is sent once it holds this many bytes (a record larger than this
+    /// travels alone). Default 256 KiB.
+    pub batch_bytes: usize,
+    /// How long a partition's first record waits for others to join its batch. Zero sends as
+    /// soon as the previous request of that partition returns. Default 5 ms.
+    pub linger: Duration,
+    /// Most bytes of records held by the producer (buffered or in flight): `send` waits while
+    /// the buffer is full. Bounds the producer's memory. Default 32 MiB.
+    pub buffer_bytes: usize,
+    /// Deadline of one Produce request. Default 30 s.
+    pub request_timeout: Duration,
+    /// Longest time from a batch's first record until its outcome, retries included; past it
+    /// the batch fails. Default 120 s.
+    pub delivery_timeout: Duration,
+    /// First wait before a retry; doubles after each failure. Default 10 ms.
+    pub retry_backoff: Duration,
+    /// Longest wait between retries. Default 1 s.
+    pub retry_backoff_max: Duration,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            acks: Acks::All,
+            idempotence: true,
+            batch_bytes: 256 << 10,
+            linger: Duration::from_millis(5),
+            buffer_bytes: 32 << 20,
+            request_timeout: Duration::from_secs(30),
+            delivery_timeout: Duration::from_secs(120),
+            retry_backoff: Duration::from_millis(10),
+            retry_backoff_max: Duration::from_secs(1),
+        }
+    }
+}
+
+impl ProducerConfig {
+    /// Largest `buffer_bytes`: the buffer is a semaphore counted in `u32` units per record.
+    pub const BUFFER_BYTES_MAX: usize = u32::MAX as usize;
+
+    /// Checks the settings against each other and against the client's.
+    pub fn validate(&self, client: &ClientConfig) -> Result<(), Error> {
+        if self.idempotence && self.acks != Acks::All {
+            return Err(invalid(
+                "idempotence",
+                "requires acks = All (turn idempotence off for Leader or None)",
+            ));
+        }
+        if self.batch_bytes == 0 || self.batch_bytes >= client.message_bytes_max {
+            return Err(invalid(
+                "batch_bytes",
+                &format!(
+                    "must be in 1..{} (the client's message_bytes_max)",
+                    client.message_bytes_max
+                ),
+            ));
+        }
+        if self.buffer_bytes < self.batch_bytes || self.buffer_bytes > Self::BUFFER_BYTES_MAX {
+            return Err(invalid(
+                "buffer_bytes",
+                &format!(
+                    "must be in {}..={} (at least batch_bytes)",
+                    self.batch_bytes,
+                    Self::BUFFER_BYTES_MAX
+                ),
+            ));
+        }
+        positive("request_timeout", self.request_timeout)?;
+        positive("delivery_timeout", self.delivery_timeout)?;
+        positive("retry_backoff", self.retry_backoff)?;
+        if self.retry_backoff_max < self.retry_backoff {
+            return Err(invalid("retry_backoff_max", "must be at least retry_backoff"));
+        }
+        Ok(())
+    }
+}
+
+/// Settings of a [`crate::Consumer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerConfig {
+    /// Longest time a fetch waits at the server for new records. Default 500 ms.
+    pub fetch_wait: Duration,
+    /// Most bytes one fetch of one partition returns (at least one batch is returned whatever
+    /// its size). Each assigned partition has one fetch in flight, so the consumer holds up to
+    /// partitions × this. Default 4 MiB.
+    pub fetch_bytes: u32,
+    /// Where to restart when the position is out of range (records deleted by retention, or
+    /// an offset past the end). `None` (the default) reports
+    /// [`Error::OffsetOutOfRange`] from `poll` and lets the caller decide.
+    pub auto_reset: Option<Offset>,
+    /// First wait before retrying a failed fetch; doubles after each failure. Default 10 ms.
+    pub retry_backoff: Duration,
+    /// Longest wait between fetch retries. Default 1 s.
+    pub retry_backoff_max: Duration,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            fetch_wait: Duration::from_millis(500),
+            fetch_bytes: 4 << 20,
+            auto_reset: None,
+            retry_backoff: Duration::from_millis(10),
+            retry_backoff_max: Duration::from_secs(1),
+        }
+    }
+}
+
+impl ConsumerConfig {
+    /// Checks the settings against each other and against the client's.
+    pub fn validate(&self, client: &ClientConfig) -> Result<(), Error> {
+        if self.fetch_bytes == 0 || self.fetch_bytes as usize >= client.message_bytes_max {
+            return Err(invalid(
+                "fetch_bytes",
+                &format!(
+                    "must be in 1..{} (the client's message_bytes_max)",
+                    client.message_bytes_max
+                ),
+            ));
+        }
+        if self.fetch_wait.as_millis() > u128::from(u32::MAX) {
+            return Err(invalid("fetch_wait", "must fit u32 milliseconds"));
+        }
+        positive("retry_backoff", self.retry_backoff)?;
+        if self.retry_backoff_max < self.retry_backoff {
+            return Err(invalid("retry_backoff_max", "must be at least retry_backoff"));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(field: &str, reason: &str) -> Error {
+    Error::InvalidArgument {
+        field: field.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn positive(field: &str, value: Duration) -> Result<(), Error> {
+    if value.is_zero() {
+        return Err(invalid(field, "must be greater than zero"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let client = ClientConfig::default();
+        assert_eq!(client.validate(), Ok(()));
+        assert_eq!(ProducerConfig::default().validate(&client), Ok(()));
+        assert_eq!(ConsumerConfig::default().validate(&client), Ok(()));
+    }
+
+    #[test]
+    fn idempotence_needs_acks_all() {
+        let client = ClientConfig::default();
+        let config = ProducerConfig {
+            acks: Acks::Leader,
+            ..ProducerConfig::default()
+        };
+        assert!(matches!(
+            config.validate(&client),
+            Err(Error::InvalidArgument { field, .. }) if field == "idempotence"
+        ));
+        let config = ProducerConfig {
+            idempotence: false,
+            ..config
+        };
+        assert_eq!(config.validate(&client), Ok(()));
+    }
+
+    #[test]
+    fn sizes_are_bounded() {
+        let client = ClientConfig::default();
+        let config = ProducerConfig {
+            buffer_bytes: 1,
+            ..ProducerConfig::default()
+        };
+        assert!(config.validate(&client).is_err());
+        let config = ConsumerConfig {
+            fetch_bytes: u32::MAX,
+            ..ConsumerConfig::default()
+        };
+        assert!(config.validate(&client).is_err());
+    }
+}

@@ -1,0 +1,334 @@
+//! Node configuration: defaults ([`NodeConfig::default`]), then a TOML file, then `STRATA_*`
+//! environment variables, then command-line flags ([`NodeFlags`]), each overriding the one
+//! before. `deploy/node.example.toml` lists every key with its default.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Everything a node can be told. Keys are the TOML keys; the environment variable of a key is
+/// `STRATA_` and the key in upper case (`data_dir` is `STRATA_DATA_DIR`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// This node's id when bootstrapping a new cluster (with `initial_cluster`). Later starts
+    /// take the id from the data directory and only check this one against it.
+    pub node_id: Option<u64>,
+    /// Where the node keeps its identity, the controller log and the partitions.
+    pub data_dir: PathBuf,
+    /// Client API listen address (gRPC). Port 0 picks a free port (see `addresses.json`).
+    pub client_addr: String,
+    /// Peer (Raft) listen address.
+    pub peer_addr: String,
+    /// HTTP listen address (`/livez`, `/readyz`, `/metrics`).
+    pub http_addr: String,
+    /// Client address other nodes and clients should use (default: the bound address).
+    pub advertise_client_addr: Option<String>,
+    /// Peer address other nodes should use (default: the bound address).
+    pub advertise_peer_addr: Option<String>,
+    /// HTTP address to advertise (default: the bound address).
+    pub advertise_http_addr: Option<String>,
+    /// The voters of a new cluster: `1@host:port,2@host:port,...` (peer addresses). Used only
+    /// when the data directory is empty.
+    pub initial_cluster: Option<String>,
+    /// Client address of any node of an existing cluster to join as a new node. Used only
+    /// when the data directory is empty.
+    pub join: Option<String>,
+    /// Replication factor of topics created without one (capped by the active nodes).
+    pub default_replication_factor: u32,
+    /// Most partitions a topic may have.
+    pub max_partitions_per_topic: u32,
+    /// Default `max.message.bytes` of new topics: the largest batch a producer may send.
+    pub max_message_bytes: u32,
+    /// Default `segment.bytes` of new topics.
+    pub segment_bytes: u64,
+    /// Default `retention.ms` of new topics (-1: forever).
+    pub retention_ms: i64,
+    /// Default `retention.bytes` of new topics (-1: no limit).
+    pub retention_bytes: i64,
+    /// Most bytes one fetch returns (a larger request is capped to this).
+    pub fetch_max_bytes: u32,
+    /// Longest a fetch waits for new records (a longer request is capped to this).
+    pub fetch_max_wait_ms: u32,
+    /// Most client connections open at once; more are refused (closed at accept).
+    pub max_connections: u32,
+    /// Most concurrent requests (HTTP/2 streams) per client connection.
+    pub max_concurrent_streams: u32,
+    /// Longest a client request may take before the node cancels it (subscriptions excepted).
+    pub request_timeout_ms: u64,
+    /// A connection that sends nothing (not even HTTP/2 pings) this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Below this many free bytes on the data directory's disk, leaders refuse produce
+    /// (RESOURCE_EXHAUSTED).
+    pub min_free_disk_bytes: u64,
+    /// How often leaders apply retention.
+    pub retention_check_interval_ms: u64,
+    /// Raft heartbeat interval.
+    pub heartbeat_ms: u64,
+    /// Raft election timeout, lower bound.
+    pub election_timeout_min_ms: u64,
+    /// Raft election timeout, upper bound.
+    pub election_timeout_max_ms: u64,
+    /// Longest a graceful shutdown spends handing leadership away.
+    pub shutdown_timeout_ms: u64,
+    /// Log filter (tracing-subscriber `EnvFilter` syntax; `RUST_LOG` wins when set).
+    pub log: String,
+}
+
+impl Default for NodeConfig {
+    fn default() -> NodeConfig {
+        NodeConfig {
+            node_id: None,
+            data_dir: PathBuf::from("./strata-data"),
+            client_addr: "127.0.0.1:7101".into(),
+            peer_addr: "127.0.0.1:7201".into(),
+            http_addr: "127.0.0.1:7301".into(),
+            advertise_client_addr: None,
+            advertise_peer_addr: None,
+            advertise_http_addr: None,
+            initial_cluster: None,
+            join: None,
+            default_replication_factor: 3,
+            max_partitions_per_topic: 1000,
+            max_message_bytes: 1 << 20,
+            segment_bytes: 1 << 30,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            fetch_max_bytes: 16 << 20,
+            fetch_max_wait_ms: 30_000,
+            max_connections: 1024,
+            max_concurrent_streams: 256,
+            request_timeout_ms: 30_000,
+            idle_timeout_ms: 60_000,
+            min_free_disk_bytes: 100 << 20,
+            retention_check_interval_ms: 5_000,
+            heartbeat_ms: 300,
+            election_timeout_min_ms: 1_500,
+            election_timeout_max_ms: 3_000,
+            shutdown_timeout_ms: 10_000,
+            log: "info".into(),
+        }
+    }
+}
+
+/// The keys read from `STRATA_*` variables (others, such as `STRATA_BROKERS`, belong to the
+/// client commands).
+const ENV_KEYS: &[&str] = &[
+    "node_id",
+    "data_dir",
+    "client_addr",
+    "peer_addr",
+    "http_addr",
+    "advertise_client_addr",
+    "advertise_peer_addr",
+    "advertise_http_addr",
+    "initial_cluster",
+    "join",
+    "default_replication_factor",
+    "max_partitions_per_topic",
+    "max_message_bytes",
+    "segment_bytes",
+    "retention_ms",
+    "retention_bytes",
+    "fetch_max_bytes",
+    "fetch_max_wait_ms",
+    "max_connections",
+    "max_concurrent_streams",
+    "request_timeout_ms",
+    "idle_timeout_ms",
+    "min_free_disk_bytes",
+    "retention_check_interval_ms",
+    "heartbeat_ms",
+    "election_timeout_min_ms",
+    "election_timeout_max_ms",
+    "shutdown_timeout_ms",
+    "log",
+];
+
+/// Command-line flags of `strata node`; each set flag overrides the file and environment.
+#[derive(Debug, Clone, Default, Serialize, clap::Args)]
+pub struct NodeFlags {
+    /// TOML config file (any option below can live there).
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Node id (only when bootstrapping a new cluster with --initial-cluster).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<u64>,
+    /// Data directory (identity, controller log, partitions).
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// Client API listen address (port 0: any free port).
+    #[arg(long, value_name = "HOST:PORT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_addr: Option<String>,
+    /// Peer (Raft) listen address.
+    #[arg(long, value_name = "HOST:PORT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_addr: Option<String>,
+    /// HTTP listen address (/livez, /readyz, /metrics).
+    #[arg(long, value_name = "HOST:PORT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_addr: Option<String>,
+    /// Client address to advertise (default: the bound one).
+    #[arg(long, value_name = "HOST:PORT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise_client_addr: Option<String>,
+    /// Peer address to advertise (default: the bound one).
+    #[arg(long, value_name = "HOST:PORT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise_peer_addr: Option<String>,
+    /// HTTP address to advertise (default: the bound one).
+    #[arg(long, value_name = "HOST:PORT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise_http_addr: Option<String>,
+    /// Voters of a new cluster: ID@PEER_ADDR,... (with an empty data directory).
+    #[arg(long, value_name = "ID@HOST:PORT,...")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initial_cluster: Option<String>,
+    /// Client address of a node of an existing cluster to join (with an empty data directory).
+    #[arg(long, value_name = "HOST:PORT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub join: Option<String>,
+    /// Log filter (e.g. info, strata_node=debug).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl NodeConfig {
+    /// Loads defaults, then `file` (if any), then `STRATA_*` variables, then `flags`.
+    pub fn load(file: Option<&Path>, flags: &NodeFlags) -> Result<NodeConfig, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(NodeConfig::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig
+            .merge(Env::prefixed("STRATA_").only(ENV_KEYS))
+            .merge(Serialized::defaults(flags));
+        let config: NodeConfig = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError(m));
+        if self.election_timeout_min_ms <= self.heartbeat_ms
+            || self.election_timeout_max_ms <= self.election_timeout_min_ms
+        {
+            return bad(format!(
+                "need heartbeat_ms ({}) < election_timeout_min_ms ({}) < election_timeout_max_ms ({})",
+                self.heartbeat_ms, self.election_timeout_min_ms, self.election_timeout_max_ms
+            ));
+        }
+        if self.max_message_bytes < 1024 || self.max_message_bytes > 64 << 20 {
+            return bad(format!(
+                "max_message_bytes must be between 1024 and 67108864, got {}",
+                self.max_message_bytes
+            ));
+        }
+        if self.default_replication_factor == 0 {
+            return bad("default_replication_factor must be at least 1".into());
+        }
+        if self.initial_cluster.is_some() && self.join.is_some() {
+            return bad("initial_cluster and join exclude each other".into());
+        }
+        if let Some(ic) = &self.initial_cluster {
+            parse_initial_cluster(ic).map_err(ConfigError)?;
+        }
+        Ok(())
+    }
+
+    /// The default topic config of this node.
+    pub fn topic_defaults(&self) -> crate::meta::TopicConfig {
+        crate::meta::TopicConfig {
+            retention_ms: self.retention_ms,
+            retention_bytes: self.retention_bytes,
+            segment_bytes: self.segment_bytes,
+            max_message_bytes: self.max_message_bytes,
+        }
+    }
+}
+
+/// Parses `1@host:port,2@host:port`.
+pub fn parse_initial_cluster(s: &str) -> Result<std::collections::BTreeMap<u64, String>, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('@')
+            .ok_or_else(|| format!("initial_cluster entry {part:?} is not ID@HOST:PORT"))?;
+        let id: u64 = id
+            .parse()
+            .map_err(|_| format!("initial_cluster entry {part:?}: {id:?} is not a node id"))?;
+        if id == 0 {
+            return Err(format!("initial_cluster entry {part:?}: node ids start at 1"));
+        }
+        if out.insert(id, addr.to_string()).is_some() {
+            return Err(format!("initial_cluster names node {id} twice"));
+        }
+    }
+    if out.is_empty() {
+        return Err("initial_cluster is empty".into());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/from/file\"\nclient_addr = \"127.0.0.1:1\"\nfetch_max_wait_ms = 7\n",
+        )
+        .expect("write");
+        let flags = NodeFlags {
+            client_addr: Some("127.0.0.1:2".into()),
+            ..NodeFlags::default()
+        };
+        let c = NodeConfig::load(Some(&path), &flags).expect("load");
+        assert_eq!(c.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(c.client_addr, "127.0.0.1:2");
+        assert_eq!(c.fetch_max_wait_ms, 7);
+        assert_eq!(c.peer_addr, NodeConfig::default().peer_addr);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, "data_dri = \"x\"\n").expect("write");
+        let e = NodeConfig::load(Some(&path), &NodeFlags::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("data_dri"), "{e}");
+    }
+
+    #[test]
+    fn initial_cluster_parses() {
+        let m = parse_initial_cluster("1@a:1, 2@b:2").expect("parse");
+        assert_eq!(m.len(), 2);
+        assert!(parse_initial_cluster("1@a,1@b").is_err());
+        assert!(parse_initial_cluster("x@a").is_err());
+    }
+}

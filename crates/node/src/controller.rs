@@ -1,0 +1,392 @@
+//! The controller: Raft group 0, whose replicated state is the [`ClusterMeta`].
+//!
+//! Every node hosts a replica of group 0 (the initial cluster's nodes as voters, nodes that
+//! joined later as learners), so every node applies the same metadata and can answer metadata
+//! requests. Commands are JSON control entries of group 0; [`MetaHook`] applies them and keeps
+//! the outcome of recent ones by log index so that the proposer can read its own. A node that
+//! does not lead group 0 forwards its proposal to the leader over the peer port
+//! (`strata.internal.v1.NodeControl`).
+
+use crate::meta::{ClusterMeta, Command, Outcome, Refusal};
+use bytes::Bytes;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use strata_proto::internal::v1 as pb;
+use strata_proto::internal::v1::node_control_client::NodeControlClient;
+use strata_raft::error::PartitionError;
+use strata_raft::partition::Partition;
+use strata_raft::replica::Replica;
+use strata_raft::state_machine::StateHook;
+use strata_raft::transport::PeerIdentity;
+use strata_raft::types::LogId;
+use tokio::sync::watch;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+/// The controller's Raft group id.
+pub const CONTROLLER_GROUP: u64 = 0;
+
+/// Outcomes kept for proposers to collect (a proposer reads its own right after apply).
+const OUTCOMES_KEPT: usize = 4096;
+
+/// Request metadata key marking a proposal forwarded once (it is not forwarded again).
+const FORWARDED: &str = "x-strata-forwarded";
+
+/// Why a proposal failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ControllerError {
+    /// The controller has no reachable leader now; retry later.
+    #[error("controller unavailable: {0}")]
+    Unavailable(String),
+    /// The command was applied and refused.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+}
+
+#[derive(Debug, Default)]
+struct HookState {
+    /// Last applied entry index (entries replayed after a reopen are skipped).
+    applied: u64,
+    outcomes: VecDeque<(u64, Outcome)>,
+}
+
+/// Applies controller commands to the metadata.
+#[derive(Debug)]
+pub struct MetaHook {
+    meta: watch::Sender<ClusterMeta>,
+    state: Mutex<HookState>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct HookSnapshot {
+    applied: u64,
+    meta: ClusterMeta,
+}
+
+impl MetaHook {
+    fn new() -> Arc<MetaHook> {
+        Arc::new(MetaHook {
+            meta: watch::Sender::new(ClusterMeta::default()),
+            state: Mutex::default(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HookState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take_outcome(&self, index: u64) -> Option<Outcome> {
+        let mut s = self.lock();
+        let pos = s.outcomes.iter().position(|(i, _)| *i == index)?;
+        s.outcomes.remove(pos).map(|(_, o)| o)
+    }
+}
+
+impl StateHook for MetaHook {
+    fn apply_batch(&self, log_id: &LogId, _base_offset: i64, _batch: &[u8]) {
+        tracing::warn!(%log_id, "controller log holds a record batch; ignored");
+    }
+
+    fn apply_control(&self, log_id: &LogId, payload: &[u8]) {
+        let mut s = self.lock();
+        if log_id.index <= s.applied {
+            return;
+        }
+        s.applied = log_id.index;
+        let outcome = match serde_json::from_slice::<Command>(payload) {
+            Ok(cmd) => {
+                let mut outcome = Outcome::Ok;
+                self.meta.send_modify(|m| outcome = m.apply(&cmd));
+                tracing::debug!(index = log_id.index, ?cmd, ?outcome, "controller applied");
+                outcome
+            }
+            Err(e) => {
+                tracing::error!(%log_id, error = %e, "undecodable controller command; skipped");
+                Outcome::Refused(Refusal::Invalid(format!("undecodable command: {e}")))
+            }
+        };
+        s.outcomes.push_back((log_id.index, outcome));
+        while s.outcomes.len() > OUTCOMES_KEPT {
+            s.outcomes.pop_front();
+        }
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        let s = self.lock();
+        let snap = HookSnapshot {
+            applied: s.applied,
+            meta: self.meta.borrow().clone(),
+        };
+        serde_json::to_vec(&snap).unwrap_or_default()
+    }
+
+    fn restore(&self, state: &[u8]) -> io::Result<()> {
+        if state.is_empty() {
+            return Ok(());
+        }
+        let snap: HookSnapshot = serde_json::from_slice(state)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let mut s = self.lock();
+        s.applied = snap.applied;
+        s.outcomes.clear();
+        self.meta.send_replace(snap.meta);
+        Ok(())
+    }
+}
+
+/// This node's replica of the controller group, and the way to change the metadata.
+pub struct Controller {
+    identity: PeerIdentity,
+    hook: Arc<MetaHook>,
+    replica: Replica,
+    channels: Mutex<HashMap<String, Channel>>,
+    /// Peer addresses to try when the leader is unknown (the initial cluster, or the voters
+    /// a join answered).
+    seeds: Mutex<BTreeMap<u64, String>>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("node", &self.identity.node_id)
+            .finish()
+    }
+}
+
+impl Controller {
+    /// Opens this node's controller replica (supervised: reopened after a storage failure).
+    pub async fn open(
+        identity: PeerIdentity,
+        start: impl FnOnce(
+            Arc<dyn StateHook>,
+        ) -> futures_util::future::BoxFuture<
+            'static,
+            Result<Replica, PartitionError>,
+        >,
+        seeds: BTreeMap<u64, String>,
+        timeout: Duration,
+    ) -> Result<Controller, PartitionError> {
+        let hook = MetaHook::new();
+        let replica = start(hook.clone()).await?;
+        Ok(Controller {
+            identity,
+            hook,
+            replica,
+            channels: Mutex::default(),
+            seeds: Mutex::new(seeds),
+            timeout,
+        })
+    }
+
+    /// The replica (for bootstrap and shutdown).
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+
+    /// Gives up the controller, returning its replica (to stop it).
+    pub fn into_replica(self) -> Replica {
+        self.replica
+    }
+
+    /// The running partition of group 0, if up.
+    pub fn partition(&self) -> Option<Arc<Partition>> {
+        self.replica.partition()
+    }
+
+    /// The metadata as applied here.
+    pub fn meta(&self) -> watch::Receiver<ClusterMeta> {
+        self.hook.meta.subscribe()
+    }
+
+    /// A copy of the metadata as applied here.
+    pub fn snapshot(&self) -> ClusterMeta {
+        self.hook.meta.borrow().clone()
+    }
+
+    /// The controller leader as this node knows it.
+    pub fn leader(&self) -> Option<(u64, String)> {
+        self.partition()?.leader()
+    }
+
+    /// Adds peers to try when the leader is unknown.
+    pub fn add_seeds(&self, seeds: impl IntoIterator<Item = (u64, String)>) {
+        self.seeds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(seeds);
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel, ControllerError> {
+        let mut ch = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = ch.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| ControllerError::Unavailable(format!("bad peer address {addr}: {e}")))?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(self.timeout)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        ch.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Proposes `cmd` on this node, which must lead group 0.
+    pub async fn propose_local(&self, cmd: &Command) -> Result<Outcome, ControllerError> {
+        let p = self
+            .partition()
+            .ok_or_else(|| ControllerError::Unavailable("controller replica is down".into()))?;
+        let payload = serde_json::to_vec(cmd)
+            .map_err(|e| ControllerError::Unavailable(format!("encode: {e}")))?;
+        let index = p
+            .propose_control(Bytes::from(payload))
+            .await
+            .map_err(|e| ControllerError::Unavailable(e.to_string()))?;
+        self.hook.take_outcome(index).ok_or_else(|| {
+            ControllerError::Unavailable(format!(
+                "the outcome of controller entry {index} is no longer known"
+            ))
+        })
+    }
+
+    async fn forward(
+        &self,
+        to: u64,
+        addr: &str,
+        cmd: &[u8],
+        forwarded: bool,
+    ) -> Result<Outcome, ControllerError> {
+        let mut client = NodeControlClient::new(self.channel(addr)?);
+        let mut req = Request::new(pb::ProposeRequest {
+            header: Some(self.identity.header_to(to, 0)),
+            command: Bytes::copy_from_slice(cmd),
+        });
+        req.set_timeout(self.timeout);
+        if forwarded {
+            req.metadata_mut()
+                .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+        }
+        let resp = client
+            .propose(req)
+            .await
+            .map_err(|s| ControllerError::Unavailable(format!("node {to}: {}", s.message())))?;
+        let outcome: Outcome = serde_json::from_slice(&resp.into_inner().result)
+            .map_err(|e| ControllerError::Unavailable(format!("bad answer from {to}: {e}")))?;
+        Ok(outcome)
+    }
+
+    /// Proposes once: locally if this node leads, else to the leader it knows, else to the
+    /// seeds (each forwards to its leader).
+    async fn propose_once(&self, cmd: &Command) -> Result<Outcome, ControllerError> {
+        let me = self.identity.node_id;
+        let leader = self.leader();
+        if let Some((id, _)) = &leader
+            && *id == me
+        {
+            return self.propose_local(cmd).await;
+        }
+        let bytes = serde_json::to_vec(cmd)
+            .map_err(|e| ControllerError::Unavailable(format!("encode: {e}")))?;
+        if let Some((id, addr)) = leader
+            && !addr.is_empty()
+        {
+            return self.forward(id, &addr, &bytes, false).await;
+        }
+        let seeds: Vec<(u64, String)> = self
+            .seeds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(id, _)| **id != me)
+            .map(|(id, a)| (*id, a.clone()))
+            .collect();
+        let mut last = ControllerError::Unavailable("no controller leader known".into());
+        for (id, addr) in seeds {
+            match self.forward(id, &addr, &bytes, false).await {
+                Ok(o) => return Ok(o),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Proposes `cmd` wherever the leader is, retrying while the controller has no leader, up
+    /// to `patience`. A refusal is returned as [`ControllerError::Refused`].
+    pub async fn propose(
+        &self,
+        cmd: &Command,
+        patience: Duration,
+    ) -> Result<Outcome, ControllerError> {
+        let deadline = Instant::now() + patience;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            match self.propose_once(cmd).await {
+                Ok(Outcome::Refused(r)) => return Err(ControllerError::Refused(r)),
+                Ok(o) => return Ok(o),
+                Err(e) => {
+                    if Instant::now() + backoff > deadline {
+                        return Err(e);
+                    }
+                    tracing::debug!(error = %e, "controller proposal retried");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+            }
+        }
+    }
+
+    /// Waits until the metadata satisfies `f` (bounded).
+    pub async fn wait_meta(&self, patience: Duration, f: impl Fn(&ClusterMeta) -> bool) -> bool {
+        let mut rx = self.meta();
+        tokio::time::timeout(patience, rx.wait_for(|m| f(m)))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// The `NodeControl` service: proposals forwarded from other nodes.
+#[derive(Clone)]
+pub struct ControlService {
+    controller: Arc<Controller>,
+}
+
+impl ControlService {
+    /// A service proposing through `controller`.
+    pub fn new(controller: Arc<Controller>) -> ControlService {
+        ControlService { controller }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::node_control_server::NodeControl for ControlService {
+    async fn propose(
+        &self,
+        request: Request<pb::ProposeRequest>,
+    ) -> Result<Response<pb::ProposeResponse>, Status> {
+        let forwarded = request.metadata().contains_key(FORWARDED);
+        let req = request.into_inner();
+        self.controller.identity.check(req.header.as_ref())?;
+        let cmd: Command = serde_json::from_slice(&req.command)
+            .map_err(|e| Status::invalid_argument(format!("undecodable command: {e}")))?;
+        let c = &self.controller;
+        let me = c.identity.node_id;
+        let outcome = match c.leader() {
+            Some((id, _)) if id == me => c.propose_local(&cmd).await,
+            Some((id, addr)) if !forwarded && !addr.is_empty() => {
+                c.forward(id, &addr, &req.command, true).await
+            }
+            _ => Err(ControllerError::Unavailable(format!(
+                "node {me} does not know the controller's leader"
+            ))),
+        };
+        let outcome = outcome.map_err(|e| Status::unavailable(e.to_string()))?;
+        let result = serde_json::to_vec(&outcome)
+            .map_err(|e| Status::internal(format!("encode outcome: {e}")))?;
+        Ok(Response::new(pb::ProposeResponse {
+            result: Bytes::from(result),
+        }))
+    }
+}

@@ -1,0 +1,878 @@
+//! One Strata node: identity, listeners, the controller replica, partition replicas, the
+//! client services, health and metrics, background tasks, and graceful shutdown.
+
+use crate::config::{NodeConfig, parse_initial_cluster};
+use crate::controller::{CONTROLLER_GROUP, ControlService, Controller, ControllerError};
+use crate::errors;
+use crate::meta::{ClusterMeta, Command, NodeMeta, NodeState, Refusal};
+use crate::observe::{NodeMetrics, Probe};
+use crate::replicas::{ReplicaEnv, Replicas, handoff};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use strata_log::Flusher;
+use strata_raft::liveness::{Liveness, LivenessConfig, LivenessSender};
+use strata_raft::partition::{Partition, PartitionConfig, RaftTiming};
+use strata_raft::replica::{Replica, ReplicaStatus};
+use strata_raft::transport::{
+    GroupRegistry, PeerIdentity, PeerNetwork, PeerService, Peers, TransportConfig,
+};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// File in the data directory holding the node's identity.
+pub const IDENTITY_FILE: &str = "identity.json";
+/// File in the data directory holding the addresses the node bound (rewritten every start).
+pub const ADDRESSES_FILE: &str = "addresses.json";
+
+/// Why a node could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Configuration or identity problem the operator must fix.
+    #[error("{0}")]
+    Config(String),
+    /// An IO failure.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The cluster refused this node.
+    #[error("refused by the cluster: {0}")]
+    Refused(String),
+    /// Something else failed.
+    #[error("{0}")]
+    Other(String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NodeError {
+    let what = what.into();
+    move |source| NodeError::Io { what, source }
+}
+
+/// The identity a node keeps in its data directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// The cluster (hex).
+    pub cluster_id: String,
+    /// This node's id.
+    pub node_id: u64,
+    /// This life of the node (random, never 0).
+    pub incarnation: u64,
+    /// Controller peers to contact when the leader is unknown (node id to peer address).
+    pub seeds: BTreeMap<u64, String>,
+    /// Whether this node bootstraps the controller group with `seeds` as voters.
+    pub bootstrap: bool,
+}
+
+/// The addresses a node bound and advertises (written to `addresses.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Addresses {
+    /// Client API.
+    pub client_addr: String,
+    /// Peer (Raft) API.
+    pub peer_addr: String,
+    /// HTTP.
+    pub http_addr: String,
+}
+
+/// Writes `bytes` to `path` atomically (temp file, fsync, rename, fsync of the directory).
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, NodeError> {
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
+            NodeError::Config(format!(
+                "{} is damaged ({e}); restore it or start with an empty data directory and --join",
+                path.display()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(NodeError::Io {
+            what: format!("read {}", path.display()),
+            source: e,
+        }),
+    }
+}
+
+/// A cluster id derived from the initial cluster (the same on every bootstrapping node).
+fn cluster_id_of(voters: &BTreeMap<u64, String>) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (id, addr) in voters {
+        for b in format!("{id}@{addr},").bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+fn parse_cluster_id(s: &str) -> Result<u64, NodeError> {
+    u64::from_str_radix(s, 16)
+        .map_err(|_| NodeError::Config(format!("cluster id {s:?} is not 16 hex digits")))
+}
+
+fn random_incarnation() -> u64 {
+    loop {
+        let v: u64 = rand::random();
+        if v != 0 {
+            return v;
+        }
+    }
+}
+
+/// Health summary of the cluster as one node sees it.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    /// Controller leader (0 if unknown).
+    pub controller_id: u64,
+    /// Partitions in the metadata.
+    pub partitions: u32,
+    /// Hosted partitions with no known leader.
+    pub leaderless: u32,
+    /// Partitions with a dead voter, a lagging one, or a move in progress.
+    pub under_replicated: u32,
+    /// Moves in progress.
+    pub moves: u32,
+    /// Everything fine.
+    pub healthy: bool,
+}
+
+/// What the services and tasks of a node share.
+pub struct Shared {
+    /// The configuration.
+    pub config: NodeConfig,
+    /// Identity on the wire.
+    pub identity: PeerIdentity,
+    /// Cluster id text.
+    cluster_id: String,
+    /// The controller replica.
+    pub controller: Arc<Controller>,
+    /// Partition replicas.
+    pub replicas: Arc<Replicas>,
+    /// Liveness ticker (also: when peers were last heard from).
+    pub liveness: Arc<Liveness>,
+    /// Counters.
+    pub metrics: NodeMetrics,
+    disk_free: AtomicU64,
+    registered: AtomicBool,
+}
+
+impl Shared {
+    /// The cluster id as text.
+    pub fn cluster_id_text(&self) -> String {
+        self.cluster_id.clone()
+    }
+
+    /// Whether node `id` was heard from within the election timeout (this node: always).
+    pub fn alive(&self, id: u64) -> bool {
+        id == self.identity.node_id
+            || self.liveness.heard_from(id).is_some_and(|d| {
+                d < Duration::from_millis(self.config.election_timeout_max_ms)
+            })
+    }
+
+    /// DISK_FULL when the data directory's disk is below the threshold.
+    pub fn check_disk(&self) -> Result<(), tonic::Status> {
+        let free = self.disk_free.load(Ordering::Relaxed);
+        let min = self.config.min_free_disk_bytes;
+        if free < min {
+            return Err(errors::status(
+                tonic::Code::ResourceExhausted,
+                "DISK_FULL",
+                format!(
+                    "the data disk of node {} has {free} bytes free, below min_free_disk_bytes ({min}); produce is refused until space is freed",
+                    self.identity.node_id
+                ),
+                &[
+                    ("free_bytes", free.to_string()),
+                    ("threshold_bytes", min.to_string()),
+                ],
+            ));
+        }
+        Ok(())
+    }
+
+    /// The cluster's health as this node sees it.
+    pub fn health(&self, meta: &ClusterMeta) -> Health {
+        let mut h = Health {
+            controller_id: self.controller.leader().map_or(0, |(id, _)| id),
+            ..Health::default()
+        };
+        for t in meta.topics.values() {
+            for p in &t.partitions {
+                h.partitions += 1;
+                if p.target.is_some() {
+                    h.moves += 1;
+                    h.under_replicated += 1;
+                    continue;
+                }
+                let Some(part) = self.replicas.get(p.group_id).and_then(|r| r.partition())
+                else {
+                    if p.replicas.iter().any(|n| !self.alive(*n)) {
+                        h.under_replicated += 1;
+                    }
+                    continue;
+                };
+                let (leader, voters): (Option<u64>, Vec<u64>) = part.with_metrics(|m| {
+                    (
+                        m.current_leader,
+                        m.membership_config.membership().voter_ids().collect(),
+                    )
+                });
+                if leader.is_none() {
+                    h.leaderless += 1;
+                }
+                if voters.iter().any(|n| !self.alive(*n)) || voters.len() < p.replicas.len() {
+                    h.under_replicated += 1;
+                }
+            }
+        }
+        let nodes_alive = meta
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.state == NodeState::Active)
+            .all(|(id, _)| self.alive(*id));
+        h.healthy = h.controller_id != 0
+            && nodes_alive
+            && h.leaderless == 0
+            && h.under_replicated == 0
+            && self.replicas.down() == 0;
+        h
+    }
+
+    fn refresh_disk(&self) {
+        let free = free_bytes(&self.config.data_dir).unwrap_or(u64::MAX);
+        self.disk_free.store(free, Ordering::Relaxed);
+        metrics::gauge!("strata_disk_free_bytes").set(free as f64);
+    }
+}
+
+impl Probe for Shared {
+    fn ready(&self) -> Result<(), String> {
+        if !self.registered.load(Ordering::Relaxed) {
+            return Err("not registered with the controller yet".into());
+        }
+        if self.controller.leader().is_none() {
+            return Err("no controller leader known".into());
+        }
+        let down = self.replicas.down();
+        if down > 0 {
+            return Err(format!("{down} replicas are down (reopening)"));
+        }
+        Ok(())
+    }
+
+    fn refresh_gauges(&self) {
+        let meta = self.controller.snapshot();
+        let h = self.health(&meta);
+        metrics::gauge!("strata_node_up").set(1.0);
+        metrics::gauge!("strata_partitions_leaderless").set(h.leaderless as f64);
+        metrics::gauge!("strata_partitions_under_replicated").set(h.under_replicated as f64);
+        metrics::gauge!("strata_replicas_down").set(self.replicas.down() as f64);
+        for r in self.replicas.all() {
+            let Some(p) = r.partition() else { continue };
+            let labels = [
+                ("topic", r.topic.clone()),
+                ("partition", r.partition.to_string()),
+            ];
+            let me = self.identity.node_id;
+            p.with_metrics(|m| {
+                metrics::gauge!("strata_partition_leader", &labels)
+                    .set(m.current_leader.unwrap_or(0) as f64);
+                metrics::gauge!("strata_partition_term", &labels).set(m.current_term as f64);
+                metrics::gauge!("strata_partition_is_leader", &labels)
+                    .set(if m.current_leader == Some(me) { 1.0 } else { 0.0 });
+                if let Some(rep) = &m.replication {
+                    let last = m.last_log_index.unwrap_or(0);
+                    for (id, matched) in rep.iter() {
+                        let lag = last.saturating_sub(matched.as_ref().map_or(0, |l| l.index));
+                        let mut l = labels.to_vec();
+                        l.push(("replica", id.to_string()));
+                        metrics::gauge!("strata_partition_replica_lag_entries", &l)
+                            .set(lag as f64);
+                    }
+                }
+            });
+            metrics::gauge!("strata_partition_high_watermark", &labels)
+                .set(p.high_watermark() as f64);
+        }
+    }
+}
+
+/// Free bytes on the file system holding `path`.
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut s = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: `c` is a valid NUL-terminated path and `s` points to writable memory of the
+    // right size; statvfs writes it fully on success.
+    let r = unsafe { libc::statvfs(c.as_ptr(), s.as_mut_ptr()) };
+    if r != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it initialized `s`.
+    let s = unsafe { s.assume_init() };
+    Some((s.f_bavail as u64).saturating_mul(s.f_frsize as u64))
+}
+
+/// A running node.
+pub struct Node {
+    shared: Arc<Shared>,
+    addresses: Addresses,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    peer_server: JoinHandle<()>,
+    peer_stop: tokio::sync::oneshot::Sender<()>,
+    _flusher: Flusher,
+    _lock: std::fs::File,
+    fatal: watch::Receiver<Option<String>>,
+}
+
+async fn bind(addr: &str, what: &str) -> Result<TcpListener, NodeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(io(format!("bind the {what} address {addr}")))
+}
+
+fn local(l: &TcpListener) -> Result<String, NodeError> {
+    l.local_addr()
+        .map(|a: SocketAddr| a.to_string())
+        .map_err(io("local address"))
+}
+
+fn lock_dir(dir: &Path) -> Result<std::fs::File, NodeError> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("LOCK"))
+        .map_err(io("open the data directory lock"))?;
+    // SAFETY: flock on an open descriptor we own.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        return Err(NodeError::Config(format!(
+            "data directory {} is in use by another node process",
+            dir.display()
+        )));
+    }
+    Ok(f)
+}
+
+impl Node {
+    /// Starts a node: binds its listeners, establishes its identity (bootstrap, join or
+    /// restart), opens the controller and its replicas, registers with the controller and
+    /// serves. Returns once the node is registered.
+    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        let data = config.data_dir.clone();
+        std::fs::create_dir_all(data.join("partitions"))
+            .map_err(io(format!("create {}", data.display())))?;
+        let lock = lock_dir(&data)?;
+        let client_l = bind(&config.client_addr, "client").await?;
+        let peer_l = bind(&config.peer_addr, "peer").await?;
+        let http_l = bind(&config.http_addr, "http").await?;
+        let addresses = Addresses {
+            client_addr: config
+                .advertise_client_addr
+                .clone()
+                .map_or_else(|| local(&client_l), Ok)?,
+            peer_addr: config
+                .advertise_peer_addr
+                .clone()
+                .map_or_else(|| local(&peer_l), Ok)?,
+            http_addr: config
+                .advertise_http_addr
+                .clone()
+                .map_or_else(|| local(&http_l), Ok)?,
+        };
+        let addr_json = serde_json::to_vec_pretty(&addresses)
+            .map_err(|e| NodeError::Other(e.to_string()))?;
+        write_atomic(&data.join(ADDRESSES_FILE), &addr_json).map_err(io("write addresses"))?;
+
+        let identity = establish_identity(&config, &addresses).await?;
+        tracing::info!(node = identity.node_id, cluster = %identity.cluster_id,
+            client = %addresses.client_addr, peer = %addresses.peer_addr,
+            http = %addresses.http_addr, "node starting");
+        let peer_identity = PeerIdentity {
+            cluster_id: parse_cluster_id(&identity.cluster_id)?,
+            node_id: identity.node_id,
+            incarnation: identity.incarnation,
+        };
+        let transport = TransportConfig::default();
+        let peers = Peers::new(peer_identity, transport.clone())
+            .map_err(|e| NodeError::Other(e.to_string()))?;
+        let registry = Arc::new(GroupRegistry::new());
+        let liveness = Liveness::new(
+            identity.node_id,
+            LivenessConfig {
+                interval_ms: config.heartbeat_ms,
+                idle_ms: 3_000,
+                silence_ms: config.election_timeout_min_ms,
+            },
+        );
+        let flusher = Flusher::start(&format!("strata-{}", identity.node_id))
+            .map_err(io("start the flusher"))?;
+        let timing = RaftTiming {
+            heartbeat_ms: config.heartbeat_ms,
+            election_timeout_min_ms: config.election_timeout_min_ms,
+            election_timeout_max_ms: config.election_timeout_max_ms,
+        };
+
+        // The controller replica.
+        let ctl_config = {
+            let mut c = PartitionConfig::new(CONTROLLER_GROUP, identity.node_id, data.join("controller"));
+            c.timing = timing.clone();
+            c
+        };
+        let (fh, p2, r2, l2) = (
+            flusher.handle(),
+            peers.clone(),
+            registry.clone(),
+            liveness.clone(),
+        );
+        let controller = Arc::new(
+            Controller::open(
+                peer_identity,
+                move |hook| {
+                    Box::pin(async move {
+                        Replica::start(
+                            ctl_config,
+                            fh,
+                            move || PeerNetwork::new(CONTROLLER_GROUP, p2.clone()),
+                            Some(hook),
+                            move |p: &Arc<Partition>| {
+                                r2.insert(CONTROLLER_GROUP, Arc::new(p.raft().clone()));
+                                l2.register(CONTROLLER_GROUP, p);
+                            },
+                            Duration::from_millis(200),
+                        )
+                        .await
+                    })
+                },
+                identity.seeds.clone(),
+                Duration::from_millis(config.request_timeout_ms.min(10_000)),
+            )
+            .await
+            .map_err(|e| NodeError::Other(format!("open the controller: {e}")))?,
+        );
+
+        // Peer server: Raft plus forwarded controller proposals.
+        let peer_service = PeerService::new(peer_identity, registry.clone(), &transport)
+            .map_err(|e| NodeError::Other(e.to_string()))?
+            .with_liveness(liveness.clone());
+        let control = strata_proto::internal::v1::node_control_server::NodeControlServer::new(
+            ControlService::new(controller.clone()),
+        );
+        let (peer_stop, peer_stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let peer_server = tokio::spawn(async move {
+            let stop = async {
+                let _ = peer_stop_rx.await;
+            };
+            if let Err(e) =
+                strata_raft::transport::serve_with(peer_l, stop, peer_service, |r| {
+                    r.add_service(control)
+                })
+                .await
+            {
+                tracing::error!(error = %e, "peer server failed");
+            }
+        });
+
+        // A new cluster: the initial voters each write the same first membership.
+        if identity.bootstrap
+            && let Some(p) = controller.partition()
+            && p.with_metrics(|m| m.last_log_index.is_none())
+        {
+            if let Err(e) = p.initialize(identity.seeds.clone()).await {
+                tracing::debug!(error = %e, "controller initialize");
+            }
+            if identity.seeds.keys().next() == Some(&identity.node_id) {
+                let _ = p.raft().trigger().elect(true).await;
+            }
+        }
+
+        let replicas = Replicas::new(ReplicaEnv {
+            node_id: identity.node_id,
+            dir: data.join("partitions"),
+            peers: peers.clone(),
+            registry: registry.clone(),
+            liveness: liveness.clone(),
+            flusher: flusher.handle(),
+            timing,
+        });
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            identity: peer_identity,
+            cluster_id: identity.cluster_id.clone(),
+            controller: controller.clone(),
+            replicas: replicas.clone(),
+            liveness: liveness.clone(),
+            metrics: NodeMetrics,
+            disk_free: AtomicU64::new(u64::MAX),
+            registered: AtomicBool::new(false),
+        });
+        shared.refresh_disk();
+
+        let (stop, stop_rx) = watch::channel(false);
+        let (fatal_tx, fatal) = watch::channel(None::<String>);
+        let mut tasks = Vec::new();
+
+        // Liveness ticker.
+        {
+            let sender: Arc<dyn LivenessSender> = peers.clone();
+            let mut rx = stop_rx.clone();
+            tasks.push(tokio::spawn(liveness.clone().run(sender, async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })));
+        }
+
+        // Register (every start: addresses may have changed).
+        let me = NodeMeta {
+            incarnation: identity.incarnation,
+            client_addr: addresses.client_addr.clone(),
+            peer_addr: addresses.peer_addr.clone(),
+            http_addr: addresses.http_addr.clone(),
+            state: NodeState::Active,
+        };
+        register(&controller, identity.node_id, me).await?;
+        shared.registered.store(true, Ordering::Relaxed);
+
+        // Metadata follower: reconcile replicas on every change.
+        tasks.push(tokio::spawn(follow_meta(shared.clone(), stop_rx.clone())));
+        // Periodic duties.
+        tasks.push(tokio::spawn(periodic(shared.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(crate::retention::run(
+            shared.clone(),
+            stop_rx.clone(),
+        )));
+
+        // Client API.
+        let svc = crate::service::ClientService::new(shared.clone());
+        tasks.push(tokio::spawn(crate::serve::serve_client(
+            client_l,
+            svc,
+            shared.config.clone(),
+            stop_rx.clone(),
+            fatal_tx.clone(),
+        )));
+        // HTTP.
+        {
+            let probe: Arc<dyn Probe> = shared.clone();
+            let mut rx = stop_rx.clone();
+            let fatal_tx = fatal_tx.clone();
+            tasks.push(tokio::spawn(async move {
+                let stop = async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                };
+                if let Err(e) = crate::observe::serve_http(http_l, probe, stop).await {
+                    let _ = fatal_tx.send(Some(format!("http server: {e}")));
+                }
+            }));
+        }
+        let _ = crate::observe::prometheus();
+        tracing::info!(node = identity.node_id, "node ready");
+        Ok(Node {
+            shared,
+            addresses,
+            stop,
+            tasks,
+            peer_server,
+            peer_stop,
+            _flusher: flusher,
+            _lock: lock,
+            fatal,
+        })
+    }
+
+    /// The addresses the node advertises.
+    pub fn addresses(&self) -> &Addresses {
+        &self.addresses
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> u64 {
+        self.shared.identity.node_id
+    }
+
+    /// The shared state (tests and tools).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Resolves when a server of the node failed (with the reason).
+    pub async fn failed(&mut self) -> String {
+        match self.fatal.wait_for(|f| f.is_some()).await {
+            Ok(f) => f.clone().unwrap_or_default(),
+            Err(_) => "node stopped".into(),
+        }
+    }
+
+    /// Graceful shutdown: hands leadership of every partition (and the controller) to other
+    /// replicas, stops serving, closes the replicas.
+    pub async fn shutdown(self) {
+        let patience = Duration::from_millis(self.shared.config.shutdown_timeout_ms);
+        tracing::info!(node = self.node_id(), "shutting down: handing off leadership");
+        self.shared.replicas.hand_off_leadership(patience).await;
+        if let Some(p) = self.shared.controller.partition() {
+            handoff(
+                &p,
+                self.node_id(),
+                tokio::time::Instant::now() + Duration::from_secs(3),
+            )
+            .await;
+        }
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        self.shared.replicas.close_all().await;
+        let controller = self.shared.controller.clone();
+        drop(self.shared);
+        if let Ok(c) = Arc::try_unwrap(controller) {
+            c.close().await;
+        }
+        let _ = self.peer_stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.peer_server).await;
+        tracing::info!("node stopped");
+    }
+}
+
+/// Reads the identity from the data directory, or creates one (bootstrap or join).
+async fn establish_identity(
+    config: &NodeConfig,
+    addresses: &Addresses,
+) -> Result<Identity, NodeError> {
+    let path = config.data_dir.join(IDENTITY_FILE);
+    if let Some(id) = read_json::<Identity>(&path)? {
+        if let Some(want) = config.node_id
+            && want != id.node_id
+        {
+            return Err(NodeError::Config(format!(
+                "--node-id {want} does not match node id {} in {}; a data directory belongs to one node",
+                id.node_id,
+                path.display()
+            )));
+        }
+        return Ok(id);
+    }
+    let incarnation = random_incarnation();
+    let identity = if let Some(join) = &config.join {
+        join_cluster(join, addresses, incarnation).await?
+    } else {
+        let voters = match &config.initial_cluster {
+            Some(ic) => parse_initial_cluster(ic).map_err(NodeError::Config)?,
+            None => {
+                let id = config.node_id.unwrap_or(1);
+                BTreeMap::from([(id, addresses.peer_addr.clone())])
+            }
+        };
+        let node_id = match config.node_id {
+            Some(id) => id,
+            None if voters.len() == 1 => *voters.keys().next().unwrap_or(&1),
+            None => {
+                return Err(NodeError::Config(
+                    "--node-id is required with --initial-cluster (which entry is this node?)"
+                        .into(),
+                ));
+            }
+        };
+        if !voters.contains_key(&node_id) {
+            return Err(NodeError::Config(format!(
+                "node {node_id} is not in the initial cluster {voters:?}"
+            )));
+        }
+        Identity {
+            cluster_id: cluster_id_of(&voters),
+            node_id,
+            incarnation,
+            seeds: voters,
+            bootstrap: true,
+        }
+    };
+    let bytes = serde_json::to_vec_pretty(&identity).map_err(|e| NodeError::Other(e.to_string()))?;
+    write_atomic(&path, &bytes).map_err(io("write the identity file"))?;
+    Ok(identity)
+}
+
+async fn join_cluster(
+    join: &str,
+    addresses: &Addresses,
+    incarnation: u64,
+) -> Result<Identity, NodeError> {
+    use strata_proto::v1::admin_client::AdminClient;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{join}"))
+            .map_err(|e| NodeError::Config(format!("--join {join}: {e}")))?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(20));
+        match endpoint.connect().await {
+            Ok(ch) => {
+                let r = AdminClient::new(ch)
+                    .join_node(strata_proto::v1::JoinNodeRequest {
+                        client_addr: addresses.client_addr.clone(),
+                        peer_addr: addresses.peer_addr.clone(),
+                        http_addr: addresses.http_addr.clone(),
+                        incarnation,
+                    })
+                    .await;
+                match r {
+                    Ok(resp) => {
+                        let resp = resp.into_inner();
+                        return Ok(Identity {
+                            cluster_id: resp.cluster_id,
+                            node_id: resp.node_id,
+                            incarnation,
+                            seeds: resp.controller_voters.into_iter().collect(),
+                            bootstrap: false,
+                        });
+                    }
+                    Err(s) if s.code() == tonic::Code::Unavailable => last = s.message().into(),
+                    Err(s) => {
+                        return Err(NodeError::Refused(format!(
+                            "join via {join}: {}",
+                            s.message()
+                        )));
+                    }
+                }
+            }
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(NodeError::Other(format!(
+        "could not join the cluster via {join}: {last}"
+    )))
+}
+
+async fn register(controller: &Controller, node_id: u64, me: NodeMeta) -> Result<(), NodeError> {
+    let cmd = Command::RegisterNode { node_id, meta: me };
+    loop {
+        match controller.propose(&cmd, Duration::from_secs(30)).await {
+            Ok(_) => return Ok(()),
+            Err(ControllerError::Refused(r @ Refusal::IncarnationMismatch { .. })) => {
+                return Err(NodeError::Refused(r.to_string()));
+            }
+            Err(ControllerError::Refused(r)) => return Err(NodeError::Refused(r.to_string())),
+            Err(ControllerError::Unavailable(m)) => {
+                tracing::warn!(reason = %m, "waiting for the controller to register this node");
+            }
+        }
+    }
+}
+
+async fn follow_meta(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut rx = shared.controller.meta();
+    loop {
+        let meta = rx.borrow_and_update().clone();
+        shared.replicas.reconcile(&meta).await;
+        shared.replicas.drive_moves(&meta, &shared.controller);
+        maintain_controller(&shared, &meta).await;
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// On the controller's leader: every registered node follows the controller (as a learner if
+/// it is not a voter); nodes that no longer exist are dropped.
+async fn maintain_controller(shared: &Shared, meta: &ClusterMeta) {
+    let Some(p) = shared.controller.partition() else {
+        return;
+    };
+    if !p.is_ready_leader() {
+        return;
+    }
+    let members: Vec<u64> = p.with_metrics(|m| {
+        m.membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .collect()
+    });
+    for (id, n) in &meta.nodes {
+        if !members.contains(id) {
+            tracing::info!(node = id, "adding node to the controller as a learner");
+            if let Err(e) = p.add_learner(*id, n.peer_addr.clone(), false).await {
+                tracing::warn!(node = id, error = %e, "add controller learner");
+            }
+        }
+    }
+}
+
+async fn periodic(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        n += 1;
+        let s = shared.clone();
+        let _ = tokio::task::spawn_blocking(move || s.refresh_disk()).await;
+        let meta = shared.controller.snapshot();
+        shared.replicas.drive_moves(&meta, &shared.controller);
+        maintain_controller(&shared, &meta).await;
+        if n % 10 == 0 {
+            shared.replicas.prefer_leaders(&meta).await;
+        }
+        // A replica that came back after a failure may have been registered under a stale
+        // handle: the supervisor's on_open re-registered it.
+        for r in shared.replicas.all() {
+            if let ReplicaStatus::Down { reason } = r.replica.status() {
+                tracing::debug!(topic = %r.topic, partition = r.partition, %reason, "replica down");
+            }
+        }
+    }
+}
+
+impl Controller {
+    /// Stops the controller replica.
+    pub async fn close(self) {
+        if let Some(p) = self.into_replica().into_partition().await
+            && let Ok(p) = Arc::try_unwrap(p)
+        {
+            let _ = p.shutdown().await;
+        }
+    }
+}
+
+/// Where a node's data directory says it listens (tests and `strata dev`).
+pub fn read_addresses(data_dir: &Path) -> Option<Addresses> {
+    read_json(&data_dir.join(ADDRESSES_FILE)).ok().flatten()
+}
+
+/// The identity stored in a data directory.
+pub fn read_identity(data_dir: &Path) -> Option<Identity> {
+    read_json(&data_dir.join(IDENTITY_FILE)).ok().flatten()
+}
+
+/// The data directory of node `id` under a dev root.
+pub fn dev_node_dir(root: &Path, id: u64) -> PathBuf {
+    root.join(format!("node-{id}"))
+}

@@ -1,0 +1,529 @@
+//! The partition replicas this node hosts, kept in line with the controller's metadata.
+//!
+//! [`Replicas::reconcile`] runs on every metadata change: it opens the replicas assigned to
+//! this node (initializing a new group with its first replica set), closes and removes the
+//! ones no longer assigned (topic deleted, replica moved away), and removes leftover
+//! directories of deleted topics found on disk. Leaders also carry out replica moves
+//! ([`Replicas::drive_moves`]) and hand leadership back to preferred leaders.
+
+use crate::meta::{ClusterMeta, Command, NodeId, PartitionMeta, TopicConfig};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use strata_log::{FlusherHandle, LogConfig};
+use strata_raft::liveness::Liveness;
+use strata_raft::partition::{Partition, PartitionConfig, RaftTiming};
+use strata_raft::replica::{Replica, ReplicaStatus};
+use strata_raft::transport::{GroupRegistry, PeerNetwork, Peers};
+
+/// A replica this node hosts.
+pub struct Hosted {
+    /// Topic name.
+    pub topic: String,
+    /// Topic id.
+    pub topic_id: String,
+    /// Partition number.
+    pub partition: u32,
+    /// Raft group.
+    pub group_id: u64,
+    /// The supervised replica.
+    pub replica: Replica,
+    /// Its directory.
+    pub dir: PathBuf,
+}
+
+impl Hosted {
+    /// The running partition, if up.
+    pub fn partition(&self) -> Option<Arc<Partition>> {
+        self.replica.partition()
+    }
+}
+
+/// What replicas need from the node.
+#[derive(Clone)]
+pub struct ReplicaEnv {
+    /// This node.
+    pub node_id: NodeId,
+    /// `<data dir>/partitions`.
+    pub dir: PathBuf,
+    /// Peer channels.
+    pub peers: Arc<Peers>,
+    /// Groups the peer server routes to.
+    pub registry: Arc<GroupRegistry>,
+    /// Liveness ticker.
+    pub liveness: Arc<Liveness>,
+    /// The data dir's flusher.
+    pub flusher: FlusherHandle,
+    /// Raft timing.
+    pub timing: RaftTiming,
+}
+
+/// The hosted replicas.
+pub struct Replicas {
+    env: ReplicaEnv,
+    hosted: RwLock<HashMap<u64, Arc<Hosted>>>,
+    /// Moves being driven by this node (group ids).
+    moving: Mutex<HashSet<u64>>,
+    /// Serializes reconciles.
+    reconciling: tokio::sync::Mutex<()>,
+}
+
+/// The directory name of a partition replica: `<topic id>-<partition>`.
+pub fn partition_dir_name(topic_id: &str, partition: u32) -> String {
+    format!("{topic_id}-{partition}")
+}
+
+fn parse_dir_name(name: &str) -> Option<(String, u32)> {
+    let (id, p) = name.rsplit_once('-')?;
+    Some((id.to_string(), p.parse().ok()?))
+}
+
+struct Desired<'a> {
+    topic: &'a str,
+    topic_id: &'a str,
+    partition: u32,
+    meta: &'a PartitionMeta,
+    config: &'a TopicConfig,
+}
+
+impl Replicas {
+    /// No replicas yet.
+    pub fn new(env: ReplicaEnv) -> Arc<Replicas> {
+        Arc::new(Replicas {
+            env,
+            hosted: RwLock::default(),
+            moving: Mutex::default(),
+            reconciling: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The replica of group `group_id`, if hosted.
+    pub fn get(&self, group_id: u64) -> Option<Arc<Hosted>> {
+        self.hosted
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&group_id)
+            .cloned()
+    }
+
+    /// Every hosted replica.
+    pub fn all(&self) -> Vec<Arc<Hosted>> {
+        self.hosted
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn desired<'a>(&self, meta: &'a ClusterMeta) -> BTreeMap<u64, Desired<'a>> {
+        let me = self.env.node_id;
+        let mut out = BTreeMap::new();
+        for (name, t) in &meta.topics {
+            for (i, p) in t.partitions.iter().enumerate() {
+                let mine = p.replicas.contains(&me)
+                    || p.target.as_ref().is_some_and(|t| t.contains(&me));
+                if mine {
+                    out.insert(
+                        p.group_id,
+                        Desired {
+                            topic: name,
+                            topic_id: &t.id,
+                            partition: i as u32,
+                            meta: p,
+                            config: &t.config,
+                        },
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// Brings the hosted replicas in line with `meta`.
+    pub async fn reconcile(&self, meta: &ClusterMeta) {
+        let _one = self.reconciling.lock().await;
+        for (id, n) in &meta.nodes {
+            if *id != self.env.node_id {
+                self.env.peers.set_incarnation(*id, n.incarnation);
+            }
+        }
+        let desired = self.desired(meta);
+        // Close what is no longer ours.
+        let gone: Vec<Arc<Hosted>> = self
+            .all()
+            .into_iter()
+            .filter(|h| !desired.contains_key(&h.group_id))
+            .collect();
+        for h in gone {
+            tracing::info!(topic = %h.topic, partition = h.partition, group = h.group_id,
+                "replica no longer assigned here: closing and removing it");
+            self.close(h.group_id, true).await;
+        }
+        // Open what is ours.
+        for (group, d) in &desired {
+            if self.get(*group).is_some() {
+                continue;
+            }
+            if let Err(e) = self.open(d, meta).await {
+                tracing::error!(topic = d.topic, partition = d.partition, error = %e,
+                    "cannot open replica");
+            }
+        }
+        self.collect_garbage(meta).await;
+    }
+
+    async fn open(&self, d: &Desired<'_>, meta: &ClusterMeta) -> Result<(), String> {
+        let env = &self.env;
+        let dir = env.dir.join(partition_dir_name(d.topic_id, d.partition));
+        let group = d.meta.group_id;
+        let mut config = PartitionConfig::new(group, env.node_id, &dir);
+        config.timing = env.timing.clone();
+        config.log = LogConfig {
+            segment_bytes_max: d.config.segment_bytes,
+            ..LogConfig::default()
+        };
+        let peers = env.peers.clone();
+        let registry = env.registry.clone();
+        let liveness = env.liveness.clone();
+        let replica = Replica::start(
+            config,
+            env.flusher.clone(),
+            move || PeerNetwork::new(group, peers.clone()),
+            None,
+            move |p: &Arc<Partition>| {
+                registry.insert(group, Arc::new(p.raft().clone()));
+                liveness.register(group, p);
+            },
+            Duration::from_millis(200),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let hosted = Arc::new(Hosted {
+            topic: d.topic.to_string(),
+            topic_id: d.topic_id.to_string(),
+            partition: d.partition,
+            group_id: group,
+            replica,
+            dir,
+        });
+        // A new group: every first replica writes the same first membership (so it does not
+        // matter which of them starts it), and the preferred leader stands for election at once.
+        let initial = &d.meta.initial;
+        if let Some(p) = hosted.partition()
+            && initial.contains(&env.node_id)
+            && p.with_metrics(|m| m.last_log_index.is_none())
+        {
+            let voters: BTreeMap<u64, String> = initial
+                .iter()
+                .filter_map(|n| meta.nodes.get(n).map(|m| (*n, m.peer_addr.clone())))
+                .collect();
+            if voters.len() == initial.len() {
+                match p.initialize(voters).await {
+                    Ok(()) => {
+                        if initial.first() == Some(&env.node_id) {
+                            let _ = p.raft().trigger().elect(true).await;
+                        }
+                    }
+                    Err(e) => tracing::debug!(group, error = %e, "initialize"),
+                }
+            }
+        }
+        self.hosted
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(group, hosted);
+        tracing::info!(topic = d.topic, partition = d.partition, group, "replica open");
+        Ok(())
+    }
+
+    /// Closes a hosted replica (handing leadership away first if it leads), and removes its
+    /// directory when `remove`.
+    pub async fn close(&self, group_id: u64, remove: bool) {
+        let Some(h) = self
+            .hosted
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&group_id)
+        else {
+            return;
+        };
+        self.env.registry.remove(group_id);
+        self.env.liveness.unregister(group_id);
+        let dir = h.dir.clone();
+        match Arc::try_unwrap(h) {
+            Ok(h) => {
+                if let Some(p) = h.replica.into_partition().await
+                    && let Ok(p) = Arc::try_unwrap(p)
+                {
+                    let _ = p.shutdown().await;
+                }
+            }
+            Err(_) => tracing::warn!(group_id, "replica still in use; closed without waiting"),
+        }
+        if remove {
+            let d = dir.clone();
+            let r = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&d)).await;
+            if let Ok(Err(e)) = r
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove replica directory");
+            }
+        }
+    }
+
+    /// Removes directories of deleted topics, and of partitions moved off this node.
+    async fn collect_garbage(&self, meta: &ClusterMeta) {
+        let dir = self.env.dir.clone();
+        let hosted: BTreeSet<PathBuf> = self.all().iter().map(|h| h.dir.clone()).collect();
+        let me = self.env.node_id;
+        let mut doomed = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if hosted.contains(&path) {
+                continue;
+            }
+            let Some((topic_id, p)) = e.file_name().to_str().and_then(parse_dir_name) else {
+                continue;
+            };
+            let deleted = meta.deleted_topics.contains(&topic_id);
+            let moved_away = meta.topics.values().any(|t| {
+                t.id == topic_id
+                    && t.partitions.get(p as usize).is_some_and(|pm| {
+                        !pm.replicas.contains(&me)
+                            && !pm.target.as_ref().is_some_and(|t| t.contains(&me))
+                    })
+            });
+            if deleted || moved_away {
+                doomed.push(path);
+            }
+        }
+        for path in doomed {
+            tracing::info!(dir = %path.display(), "removing leftover replica directory");
+            let p = path.clone();
+            let _ = tokio::task::spawn_blocking(move || remove_dir(&p)).await;
+        }
+    }
+
+    /// Carries out replica moves of partitions this node leads: learners catch up, then the
+    /// voters change, then the metadata records the move finished. A leader that is itself
+    /// moved away hands leadership to a new replica first, which finishes the move.
+    pub fn drive_moves(
+        self: &Arc<Self>,
+        meta: &ClusterMeta,
+        controller: &Arc<crate::controller::Controller>,
+    ) {
+        for (name, t) in &meta.topics {
+            for (i, pm) in t.partitions.iter().enumerate() {
+                let Some(target) = pm.target.clone() else {
+                    continue;
+                };
+                let Some(h) = self.get(pm.group_id) else {
+                    continue;
+                };
+                let Some(p) = h.partition() else { continue };
+                if !p.is_ready_leader() {
+                    continue;
+                }
+                {
+                    let mut moving = self.moving.lock().unwrap_or_else(|e| e.into_inner());
+                    if !moving.insert(pm.group_id) {
+                        continue;
+                    }
+                }
+                let addrs: BTreeMap<u64, String> = target
+                    .iter()
+                    .filter_map(|n| meta.nodes.get(n).map(|m| (*n, m.peer_addr.clone())))
+                    .collect();
+                let this = self.clone();
+                let controller = controller.clone();
+                let topic = name.clone();
+                let partition = i as u32;
+                let group = pm.group_id;
+                tokio::spawn(async move {
+                    let r = move_partition(&p, this.env.node_id, &target, &addrs).await;
+                    match r {
+                        Ok(true) => {
+                            let cmd = Command::FinishMove {
+                                topic: topic.clone(),
+                                partition,
+                                group_id: group,
+                            };
+                            if let Err(e) = controller.propose(&cmd, Duration::from_secs(10)).await
+                            {
+                                tracing::warn!(%topic, partition, error = %e, "finish move");
+                            }
+                        }
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(%topic, partition, error = %e, "replica move"),
+                    }
+                    this.moving
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&group);
+                });
+            }
+        }
+    }
+
+    /// Hands leadership to the preferred leader (the first replica) where it is a caught-up
+    /// voter, so leaders stay spread after restarts.
+    pub async fn prefer_leaders(&self, meta: &ClusterMeta) {
+        for h in self.all() {
+            let Some(p) = h.partition() else { continue };
+            if !p.is_ready_leader() {
+                continue;
+            }
+            let Some(pm) = meta
+                .topics
+                .get(&h.topic)
+                .and_then(|t| t.partitions.get(h.partition as usize))
+                .filter(|pm| pm.group_id == h.group_id && pm.target.is_none())
+            else {
+                continue;
+            };
+            let Some(&preferred) = pm.replicas.first() else {
+                continue;
+            };
+            if preferred == self.env.node_id {
+                continue;
+            }
+            let alive = self
+                .env
+                .liveness
+                .heard_from(preferred)
+                .is_some_and(|d| d < Duration::from_secs(1));
+            let caught_up = p.with_metrics(|m| {
+                let last = m.last_log_index;
+                m.replication
+                    .as_ref()
+                    .and_then(|r| r.get(&preferred).cloned())
+                    .flatten()
+                    .is_some_and(|matched| Some(matched.index) == last)
+                    && m.membership_config
+                        .membership()
+                        .voter_ids()
+                        .any(|v| v == preferred)
+            });
+            if alive && caught_up {
+                tracing::info!(topic = %h.topic, partition = h.partition, to = preferred,
+                    "handing leadership to the preferred leader");
+                let _ = p.transfer_leader(preferred).await;
+            }
+        }
+    }
+
+    /// Hands leadership of every partition this node leads to another voter (graceful
+    /// shutdown), waiting up to `patience` in all.
+    pub async fn hand_off_leadership(&self, patience: Duration) {
+        let deadline = tokio::time::Instant::now() + patience;
+        for h in self.all() {
+            let Some(p) = h.partition() else { continue };
+            handoff(&p, self.env.node_id, deadline).await;
+        }
+    }
+
+    /// Stops every replica (without removing data).
+    pub async fn close_all(&self) {
+        let groups: Vec<u64> = self.all().iter().map(|h| h.group_id).collect();
+        for g in groups {
+            self.close(g, false).await;
+        }
+    }
+
+    /// Replicas that are down (storage failure, reopening).
+    pub fn down(&self) -> usize {
+        self.all()
+            .iter()
+            .filter(|h| matches!(h.replica.status(), ReplicaStatus::Down { .. }))
+            .count()
+    }
+}
+
+/// Hands leadership of `p` to another voter if this node leads it, waiting until it moved or
+/// `deadline` passed.
+pub async fn handoff(p: &Arc<Partition>, me: NodeId, deadline: tokio::time::Instant) {
+    if !p.leads() {
+        return;
+    }
+    let others: Vec<NodeId> = p.with_metrics(|m| {
+        m.membership_config
+            .membership()
+            .voter_ids()
+            .filter(|v| *v != me)
+            .collect()
+    });
+    let Some(to) = others.into_iter().max_by_key(|v| {
+        p.with_metrics(|m| {
+            m.replication
+                .as_ref()
+                .and_then(|r| r.get(v).cloned())
+                .flatten()
+                .map(|l| l.index)
+        })
+    }) else {
+        return;
+    };
+    if p.transfer_leader(to).await.is_err() {
+        return;
+    }
+    let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let _ = p
+        .raft()
+        .wait(Some(wait.min(Duration::from_secs(3))))
+        .metrics(|m| m.current_leader != Some(me), "leadership handed off")
+        .await;
+}
+
+/// One step of a move; `Ok(true)` when the voters equal `target`.
+async fn move_partition(
+    p: &Arc<Partition>,
+    me: NodeId,
+    target: &[NodeId],
+    addrs: &BTreeMap<u64, String>,
+) -> Result<bool, String> {
+    let voters: BTreeSet<NodeId> =
+        p.with_metrics(|m| m.membership_config.membership().voter_ids().collect());
+    let target_set: BTreeSet<NodeId> = target.iter().copied().collect();
+    if voters == target_set {
+        return Ok(true);
+    }
+    for n in target_set.difference(&voters) {
+        let addr = addrs
+            .get(n)
+            .cloned()
+            .ok_or_else(|| format!("node {n} has no address"))?;
+        p.add_learner(*n, addr, true)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let new: BTreeSet<NodeId> = target_set.difference(&voters).copied().collect();
+    if !new.is_empty() {
+        p.promote(new).await.map_err(|e| e.to_string())?;
+    }
+    if !target_set.contains(&me) {
+        // Let a replica that stays finish the move.
+        let to = target[0];
+        p.transfer_leader(to).await.map_err(|e| e.to_string())?;
+        return Ok(false);
+    }
+    let old: BTreeSet<NodeId> = voters.difference(&target_set).copied().collect();
+    if !old.is_empty() {
+        p.remove_voters(old).await.map_err(|e| e.to_string())?;
+    }
+    let voters: BTreeSet<NodeId> =
+        p.with_metrics(|m| m.membership_config.membership().voter_ids().collect());
+    Ok(voters == target_set)
+}
+
+fn remove_dir(path: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %path.display(), error = %e, "cannot remove directory");
+    }
+}

@@ -1,0 +1,103 @@
+//! Retention from topic configs: every `retention_check_interval_ms`, each partition leader
+//! computes the first offset to keep from `retention.ms` (by the time index) and
+//! `retention.bytes` (by segment sizes) and calls the partition's `retain_before`, which drops
+//! whole segments below it on every replica.
+
+use crate::node::Shared;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Runs until `stop`.
+pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let period = Duration::from_millis(shared.config.retention_check_interval_ms.max(100));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let meta = shared.controller.snapshot();
+        for h in shared.replicas.all() {
+            let Some(p) = h.partition() else { continue };
+            if !p.is_ready_leader() {
+                continue;
+            }
+            let Some(config) = meta
+                .topics
+                .get(&h.topic)
+                .filter(|t| t.id == h.topic_id)
+                .map(|t| t.config.clone())
+            else {
+                continue;
+            };
+            let hw = p.high_watermark();
+            let mut keep_from = None::<i64>;
+            if config.retention_ms > 0 {
+                let cutoff = now_ms() - config.retention_ms;
+                match p.offset_for_timestamp(cutoff).await {
+                    Ok(Some(o)) => keep_from = Some(o),
+                    Ok(None) => keep_from = Some(hw),
+                    Err(_) => continue,
+                }
+            }
+            if config.retention_bytes > 0 {
+                let dir = h.dir.clone();
+                let limit = config.retention_bytes as u64;
+                let by_size = tokio::task::spawn_blocking(move || keep_from_size(&dir, limit))
+                    .await
+                    .ok()
+                    .flatten();
+                if let Some(o) = by_size {
+                    keep_from = Some(keep_from.map_or(o, |k| k.max(o)));
+                }
+            }
+            let Some(keep) = keep_from.map(|k| k.min(hw)) else {
+                continue;
+            };
+            if keep <= p.log_start_offset() {
+                continue;
+            }
+            match p.retain_before(keep).await {
+                Ok(Some(start)) => {
+                    tracing::info!(topic = %h.topic, partition = h.partition, start,
+                        "retention dropped old segments");
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(topic = %h.topic, error = %e, "retention"),
+            }
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The base offset of the oldest segment to keep so that the segments kept (newest first)
+/// hold at most `limit` bytes, beyond the active one; `None` if all fit.
+fn keep_from_size(dir: &Path, limit: u64) -> Option<i64> {
+    let mut segs: Vec<(i64, u64)> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_string();
+            let stem = name.strip_suffix(".log")?;
+            let base: i64 = stem.split('-').next()?.parse().ok()?;
+            Some((base, e.metadata().ok()?.len()))
+        })
+        .collect();
+    segs.sort_unstable();
+    let mut total = 0u64;
+    for i in (0..segs.len()).rev() {
+        total += segs[i].1;
+        if total > limit && i + 1 < segs.len() {
+            return Some(segs[i + 1].0);
+        }
+    }
+    None
+}
