@@ -7,7 +7,6 @@ use std::time::Duration;
 /// doubles from `initial` up to `max` after each call.
 #[derive(Debug, Clone)]
 pub(crate) struct Backoff {
-    initial: Duration,
     next: Duration,
     max: Duration,
 }
@@ -16,7 +15,6 @@ impl Backoff {
     /// Delays from `initial`, doubling, never above `max`.
     pub(crate) fn new(initial: Duration, max: Duration) -> Backoff {
         Backoff {
-            initial,
             next: initial,
             max: max.max(initial),
         }
@@ -29,11 +27,6 @@ impl Backoff {
         let half = d / 2;
         let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
         half + Duration::from_nanos(rand::random_range(0..=nanos))
-    }
-
-    /// Back to the first delay (after a success).
-    pub(crate) fn reset(&mut self) {
-        self.next = self.initial;
     }
 }
 
@@ -52,7 +45,5 @@ mod tests {
                 "{d:?} not in {low}..={high} ms"
             );
         }
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(10));
     }
 }

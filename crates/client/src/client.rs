@@ -451,6 +451,69 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Runs `op` (given a node address) against any node: the known nodes in turn, then the
+    /// bootstrap addresses; a `NOT_CONTROLLER` / `NOT_LEADER` hint sends the next attempt
+    /// there. After a round of retriable failures it waits a backoff and starts over, until
+    /// `policy.deadline` would pass (then the last error is returned). Errors that are not
+    /// retriable are returned at once.
+    pub(crate) async fn any_node_call<T, F, Fut>(
+        &self,
+        policy: RetryPolicy,
+        mut op: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut(String) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let mut backoff = Backoff::new(policy.backoff, policy.backoff_max);
+        let mut hint: Option<String> = None;
+        let mut redirected = false;
+        loop {
+            let addrs = match hint.take() {
+                Some(addr) => vec![addr],
+                None => self.node_addrs(),
+            };
+            let mut last = Error::Unavailable("no node address known".into());
+            for addr in addrs {
+                let error = match op(addr.clone()).await {
+                    Ok(value) => return Ok(value),
+                    Err(error) => error,
+                };
+                if !error.is_retriable() {
+                    return Err(error);
+                }
+                debug!(%addr, %error, "request failed");
+                if let Error::NotController {
+                    leader_addr: Some(leader),
+                    ..
+                }
+                | Error::NotLeader {
+                    leader_addr: Some(leader),
+                    ..
+                } = &error
+                    && *leader != addr
+                {
+                    hint = Some(leader.clone());
+                    last = error;
+                    break;
+                }
+                last = error;
+            }
+            if hint.is_some() && !redirected {
+                redirected = true;
+                continue;
+            }
+            let wait = backoff.next_delay();
+            if Instant::now() + wait >= policy.deadline {
+                return Err(last);
+            }
+            tokio::time::sleep(wait).await;
+            redirected = false;
+        }
+    }
+}
+
 /// A request carrying `timeout` as its gRPC deadline, so the node can give up too.
 pub(crate) fn request<T>(message: T, timeout: Duration) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);

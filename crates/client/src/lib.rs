@@ -1,1 +1,67 @@
-//! strata-client
+//! strata-client: the async Rust client of a Strata cluster.
+//!
+//! - [`client`]: [`Client`], the entry point: one lazily connected channel per node, the
+//!   metadata cache (nodes, topics, partition leaders), refreshes and leader hints, and the
+//!   retry loop every partition request goes through.
+//! - [`producer`]: [`Producer`]: partitioning, batching by size and linger, one request in
+//!   flight per partition, idempotence (producer id + sequence numbers), retries of the same
+//!   batch bytes, backpressure.
+//! - [`consumer`]: [`Consumer`]: assigned partitions, starts by offset, time, earliest or
+//!   latest, long-polling fetches of raw batches decoded with `strata_record`.
+//! - [`admin`]: [`Admin`]: topics and cluster operations.
+//! - [`partitioner`]: Kafka-compatible key hashing (murmur2).
+//! - [`error`]: [`Error`], parsed from the server's gRPC status and `ErrorInfo`.
+//! - [`config`], [`records`], [`model`]: settings with their defaults, record types, and the
+//!   cluster descriptions returned by metadata and admin calls (serializable).
+//!
+//! No generated (prost) type appears in this API.
+//!
+//! ```no_run
+//! use strata_client::{Client, ConsumerConfig, Offset, ProducerConfig, ProducerRecord};
+//!
+//! # async fn example() -> Result<(), strata_client::Error> {
+//! let client = Client::connect(["127.0.0.1:9092", "127.0.0.1:9093"]).await?;
+//! client.admin().create_topic("orders", 3, 3, Default::default()).await?;
+//!
+//! let producer = client.producer(ProducerConfig::default())?;
+//! // `send` waits for buffer space; the returned future waits for the acknowledgement.
+//! let ack = producer
+//!     .send(ProducerRecord::new("orders", "order 1").with_key("customer-7"))
+//!     .await?;
+//! let written = ack.await?;
+//! println!("written at {}/{}", written.partition, written.offset);
+//! producer.close().await;
+//!
+//! let mut consumer = client.consumer(ConsumerConfig::default())?;
+//! consumer.assign_all("orders", Offset::Earliest).await?;
+//! while !consumer.caught_up() {
+//!     for record in consumer.poll().await? {
+//!         println!("{}/{} @ {}: {:?}", record.topic, record.partition, record.offset, record.value);
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod admin;
+mod backoff;
+mod cache;
+pub mod client;
+pub mod config;
+pub mod consumer;
+pub mod error;
+pub mod model;
+pub mod partitioner;
+pub mod producer;
+pub mod records;
+
+pub use admin::Admin;
+pub use client::Client;
+pub use config::{Acks, ClientConfig, ConsumerConfig, ProducerConfig};
+pub use consumer::Consumer;
+pub use error::Error;
+pub use model::{
+    ClusterMetadata, ClusterStatus, NodeDescription, PartitionDescription, TopicDescription,
+};
+pub use producer::{Producer, SendFuture};
+pub use records::{ConsumedRecord, Offset, ProducerRecord, RecordMetadata, TopicPartition};

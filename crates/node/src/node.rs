@@ -229,6 +229,10 @@ impl Shared {
                 }
                 let Some(part) = self.replicas.get(p.group_id).and_then(|r| r.partition())
                 else {
+                    if p.replicas.contains(&self.identity.node_id) {
+                        // Ours but not open (yet, or reopening).
+                        h.leaderless += 1;
+                    }
                     if p.replicas.iter().any(|n| !self.alive(*n)) {
                         h.under_replicated += 1;
                     }
@@ -355,6 +359,18 @@ async fn bind(addr: &str, what: &str) -> Result<TcpListener, NodeError> {
         .map_err(io(format!("bind the {what} address {addr}")))
 }
 
+async fn rebind(addr: &str, before: Option<&String>, what: &str) -> Result<TcpListener, NodeError> {
+    if let (Ok(want), Some(prev)) = (addr.parse::<SocketAddr>(), before)
+        && want.port() == 0
+        && let Ok(prev) = prev.parse::<SocketAddr>()
+        && prev.ip() == want.ip()
+        && let Ok(l) = TcpListener::bind(prev).await
+    {
+        return Ok(l);
+    }
+    bind(addr, what).await
+}
+
 fn local(l: &TcpListener) -> Result<String, NodeError> {
     l.local_addr()
         .map(|a: SocketAddr| a.to_string())
@@ -389,9 +405,12 @@ impl Node {
         std::fs::create_dir_all(data.join("partitions"))
             .map_err(io(format!("create {}", data.display())))?;
         let lock = lock_dir(&data)?;
-        let client_l = bind(&config.client_addr, "client").await?;
-        let peer_l = bind(&config.peer_addr, "peer").await?;
-        let http_l = bind(&config.http_addr, "http").await?;
+        // A restarted node asked for port 0 takes the ports it had before when they are free:
+        // its peers and the Raft memberships know it by them.
+        let before = read_addresses(&data);
+        let client_l = rebind(&config.client_addr, before.as_ref().map(|a| &a.client_addr), "client").await?;
+        let peer_l = rebind(&config.peer_addr, before.as_ref().map(|a| &a.peer_addr), "peer").await?;
+        let http_l = rebind(&config.http_addr, before.as_ref().map(|a| &a.http_addr), "http").await?;
         let addresses = Addresses {
             client_addr: config
                 .advertise_client_addr
@@ -819,6 +838,44 @@ async fn maintain_controller(shared: &Shared, meta: &ClusterMeta) {
             if let Err(e) = p.add_learner(*id, n.peer_addr.clone(), false).await {
                 tracing::warn!(node = id, error = %e, "add controller learner");
             }
+        }
+    }
+    // Voters: 1 below 3 active nodes, 3 below 5, then 5. Caught-up, live learners are
+    // promoted; voters are never demoted here.
+    let active = meta.active_nodes();
+    let want = match active.len() {
+        0..=2 => 1,
+        3 | 4 => 3,
+        _ => 5,
+    };
+    let (voters, last, matched): (Vec<u64>, u64, BTreeMap<u64, u64>) = p.with_metrics(|m| {
+        (
+            m.membership_config.membership().voter_ids().collect(),
+            m.last_log_index.unwrap_or(0),
+            m.replication
+                .as_ref()
+                .map(|r| {
+                    r.iter()
+                        .map(|(id, l)| (*id, l.as_ref().map_or(0, |l| l.index)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        )
+    });
+    if voters.len() >= want {
+        return;
+    }
+    let promote: std::collections::BTreeSet<u64> = active
+        .iter()
+        .filter(|id| !voters.contains(id) && shared.alive(**id))
+        .filter(|id| matched.get(id).is_some_and(|m| last.saturating_sub(*m) < 16))
+        .take(want - voters.len())
+        .copied()
+        .collect();
+    if promote.len() == want - voters.len() {
+        tracing::info!(?promote, "promoting nodes to controller voters");
+        if let Err(e) = p.promote(promote).await {
+            tracing::warn!(error = %e, "promote controller voters");
         }
     }
 }

@@ -1,0 +1,411 @@
+//! Multi-process cluster harness: real `strata node` processes on 127.0.0.1 with port 0,
+//! started, killed (SIGKILL), paused (SIGSTOP), stopped (SIGTERM) and restarted with the
+//! same command. Every process is killed when the harness drops.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use strata_proto::v1 as pb;
+
+/// The `strata` binary under test.
+pub fn strata_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_strata"))
+}
+
+/// Polls `f` every 20 ms until it is true or `timeout` passes.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One node process.
+pub struct Proc {
+    /// Node id (known once started).
+    pub id: u64,
+    /// Data directory.
+    pub dir: PathBuf,
+    /// The arguments it was started with (a restart reuses them).
+    pub args: Vec<String>,
+    child: Option<Child>,
+    /// Where its log goes.
+    pub log: PathBuf,
+    paused: bool,
+}
+
+impl Proc {
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open node log");
+        let child = Command::new(strata_bin())
+            .args(&self.args)
+            .env("RUST_LOG", "warn,strata_node=info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn strata node");
+        self.child = Some(child);
+        self.paused = false;
+    }
+
+    /// The addresses the node wrote.
+    pub fn addresses(&self) -> Option<strata_node::Addresses> {
+        strata_node::node::read_addresses(&self.dir)
+    }
+
+    /// Its client address.
+    pub fn client_addr(&self) -> String {
+        self.addresses().map(|a| a.client_addr).unwrap_or_default()
+    }
+
+    /// Whether the process is running.
+    pub fn running(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// The process's exit status once it exited.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let c = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(s)) = c.try_wait() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, sig: i32) {
+        if let Some(c) = &self.child {
+            // SAFETY: kill(2) on a child pid we own.
+            unsafe {
+                libc::kill(c.id() as i32, sig);
+            }
+        }
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        if self.paused {
+            self.signal(libc::SIGCONT);
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM (graceful), then wait for exit.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        self.signal(libc::SIGTERM);
+        let s = self.wait_exit(Duration::from_secs(30));
+        self.child = None;
+        s
+    }
+
+    /// SIGSTOP.
+    pub fn pause(&mut self) {
+        self.signal(libc::SIGSTOP);
+        self.paused = true;
+    }
+
+    /// SIGCONT.
+    pub fn resume(&mut self) {
+        self.signal(libc::SIGCONT);
+        self.paused = false;
+    }
+
+    /// The tail of its log.
+    pub fn log_tail(&self) -> String {
+        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One cluster at a time per test binary (tests of a binary run on parallel threads).
+static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A cluster of node processes.
+pub struct ProcCluster {
+    _one: std::sync::MutexGuard<'static, ()>,
+    /// Root of the data directories (removed on drop).
+    pub root: tempfile::TempDir,
+    /// Nodes by id.
+    pub nodes: BTreeMap<u64, Proc>,
+}
+
+fn node_args(dir: &Path, extra: &[String]) -> Vec<String> {
+    let mut a: Vec<String> = vec![
+        "node".into(),
+        "--data-dir".into(),
+        dir.display().to_string(),
+        "--client-addr".into(),
+        "127.0.0.1:0".into(),
+        "--peer-addr".into(),
+        "127.0.0.1:0".into(),
+        "--http-addr".into(),
+        "127.0.0.1:0".into(),
+    ];
+    a.extend_from_slice(extra);
+    a
+}
+
+/// Fast Raft timing for tests (heartbeat 100 ms, elections 500-1000 ms), via environment.
+pub const FAST_TIMING: &[(&str, &str)] = &[
+    ("STRATA_HEARTBEAT_MS", "100"),
+    ("STRATA_ELECTION_TIMEOUT_MIN_MS", "500"),
+    ("STRATA_ELECTION_TIMEOUT_MAX_MS", "1000"),
+    ("STRATA_RETENTION_CHECK_INTERVAL_MS", "200"),
+];
+
+impl ProcCluster {
+    /// Starts node 1 as a new cluster, then nodes 2..=n joining it, and waits until the
+    /// cluster is healthy.
+    pub async fn start(n: u64) -> ProcCluster {
+        let one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+        let root = tempfile::tempdir().expect("tempdir");
+        let mut c = ProcCluster {
+            _one: one,
+            root,
+            nodes: BTreeMap::new(),
+        };
+        c.add_node(Some(1)).await;
+        for _ in 2..=n {
+            c.add_node(None).await;
+        }
+        c.wait_healthy(Duration::from_secs(60)).await;
+        c
+    }
+
+    /// Starts a node: the first with `--node-id`, later ones with `--join`. Returns its id.
+    pub async fn add_node(&mut self, bootstrap_id: Option<u64>) -> u64 {
+        let idx = self.nodes.len() as u64 + 1;
+        let dir = self.root.path().join(format!("n{idx}-{}", self.nodes.len()));
+        let extra: Vec<String> = match bootstrap_id {
+            Some(id) => vec!["--node-id".into(), id.to_string()],
+            None => {
+                let join = self
+                    .nodes
+                    .values()
+                    .next()
+                    .map(|p| p.client_addr())
+                    .unwrap_or_default();
+                vec!["--join".into(), join]
+            }
+        };
+        let mut p = Proc {
+            id: 0,
+            dir: dir.clone(),
+            args: node_args(&dir, &extra),
+            child: None,
+            log: self.root.path().join(format!("n{idx}.log")),
+            paused: false,
+        };
+        spawn_fast(&mut p);
+        let started = Instant::now();
+        loop {
+            if let Some(ident) = strata_node::node::read_identity(&dir)
+                && p.addresses().is_some()
+                && ready(&p).await
+            {
+                p.id = ident.node_id;
+                break;
+            }
+            assert!(p.running(), "node exited at start:\n{}", p.log_tail());
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "node not ready:\n{}",
+                p.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let id = p.id;
+        self.nodes.insert(id, p);
+        id
+    }
+
+    /// Client addresses of the running nodes.
+    pub fn brokers(&mut self) -> Vec<String> {
+        self.nodes
+            .values_mut()
+            .filter_map(|p| if p.running() { Some(p.client_addr()) } else { None })
+            .collect()
+    }
+
+    /// A node.
+    pub fn node(&mut self, id: u64) -> &mut Proc {
+        self.nodes.get_mut(&id).expect("no such node")
+    }
+
+    /// Restarts a stopped or killed node with its original command.
+    pub async fn restart(&mut self, id: u64) {
+        let p = self.nodes.get_mut(&id).expect("no such node");
+        p.kill();
+        spawn_fast(p);
+        let started = Instant::now();
+        while !ready(p).await {
+            assert!(p.running(), "node {id} exited:\n{}", p.log_tail());
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "node {id} not ready:\n{}",
+                p.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Cluster status as any running node answers it.
+    pub async fn status(&mut self) -> Option<pb::ClusterStatusResponse> {
+        for b in self.brokers() {
+            if let Ok(mut c) = admin(&b).await
+                && let Ok(r) = c.cluster_status(pb::ClusterStatusRequest {}).await
+            {
+                return Some(r.into_inner());
+            }
+        }
+        None
+    }
+
+    /// Waits until a node reports the cluster healthy.
+    pub async fn wait_healthy(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.status().await
+                && s.healthy
+            {
+                return;
+            }
+            if Instant::now() > deadline {
+                let logs: Vec<String> = self
+                    .nodes
+                    .values()
+                    .map(|p| format!("--- node {} ---\n{}", p.id, p.log_tail()))
+                    .collect();
+                panic!(
+                    "cluster not healthy: {:?}\n{}",
+                    self.status().await,
+                    logs.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The node leading `topic`/`partition`, as the metadata of a running node says.
+    pub async fn leader_of(&mut self, topic: &str, partition: u32) -> Option<u64> {
+        for b in self.brokers() {
+            let Ok(mut c) = data(&b).await else { continue };
+            let Ok(m) = c
+                .metadata(pb::MetadataRequest {
+                    topics: vec![topic.to_string()],
+                })
+                .await
+            else {
+                continue;
+            };
+            let m = m.into_inner();
+            let leader = m
+                .topics
+                .first()
+                .and_then(|t| t.partitions.get(partition as usize))
+                .map(|p| p.leader_id)
+                .filter(|l| *l != 0);
+            if leader.is_some() {
+                return leader;
+            }
+        }
+        None
+    }
+}
+
+fn spawn_fast(p: &mut Proc) {
+    for (k, v) in FAST_TIMING {
+        // The child inherits the test process's environment.
+        // SAFETY: tests set these before spawning and never read them concurrently.
+        unsafe { std::env::set_var(k, v) };
+    }
+    p.spawn();
+}
+
+/// Whether a node answers `/readyz` with 200.
+pub async fn ready(p: &Proc) -> bool {
+    let Some(a) = p.addresses() else { return false };
+    http_get(&a.http_addr, "/readyz")
+        .await
+        .is_some_and(|(code, _)| code == 200)
+}
+
+/// A minimal HTTP/1.1 GET: (status, body).
+pub async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    Some((code, body))
+}
+
+/// A raw Admin client.
+pub async fn admin(
+    addr: &str,
+) -> Result<pb::admin_client::AdminClient<tonic::transport::Channel>, tonic::transport::Error> {
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(20))
+        .connect()
+        .await?;
+    Ok(pb::admin_client::AdminClient::new(ch))
+}
+
+/// A raw Strata (data plane) client.
+pub async fn data(
+    addr: &str,
+) -> Result<pb::strata_client::StrataClient<tonic::transport::Channel>, tonic::transport::Error> {
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(20))
+        .connect()
+        .await?;
+    Ok(pb::strata_client::StrataClient::new(ch))
+}
