@@ -346,6 +346,73 @@ impl ProcCluster {
     }
 }
 
+impl Drop for ProcCluster {
+    fn drop(&mut self) {
+        for p in self.nodes.values_mut() {
+            p.kill();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl ProcCluster {
+    /// Starts `n` nodes bootstrapping together with `--initial-cluster` (fixed free ports).
+    pub async fn start_static(n: u64) -> ProcCluster {
+        let one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+        let root = tempfile::tempdir().expect("tempdir");
+        let ports: Vec<(u16, u16, u16)> = (0..n)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
+        let initial: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}@127.0.0.1:{}", i + 1, p.1))
+            .collect();
+        let mut c = ProcCluster {
+            _one: one,
+            root,
+            nodes: BTreeMap::new(),
+        };
+        for (i, (cp, pp, hp)) in ports.iter().enumerate() {
+            let id = i as u64 + 1;
+            let dir = c.root.path().join(format!("n{id}"));
+            let args: Vec<String> = vec![
+                "node".into(),
+                "--node-id".into(),
+                id.to_string(),
+                "--data-dir".into(),
+                dir.display().to_string(),
+                "--client-addr".into(),
+                format!("127.0.0.1:{cp}"),
+                "--peer-addr".into(),
+                format!("127.0.0.1:{pp}"),
+                "--http-addr".into(),
+                format!("127.0.0.1:{hp}"),
+                "--initial-cluster".into(),
+                initial.join(","),
+            ];
+            let mut p = Proc {
+                id,
+                dir,
+                args,
+                child: None,
+                log: c.root.path().join(format!("n{id}.log")),
+                paused: false,
+            };
+            spawn_fast(&mut p);
+            c.nodes.insert(id, p);
+        }
+        c.wait_healthy(Duration::from_secs(60)).await;
+        c
+    }
+}
+
 fn spawn_fast(p: &mut Proc) {
     for (k, v) in FAST_TIMING {
         // The child inherits the test process's environment.
