@@ -125,3 +125,145 @@ async fn create_produce_fetch_replay() {
     assert_eq!(e.code(), tonic::Code::OutOfRange);
     assert!(e.message().contains("0 to 100"), "{}", e.message());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_health_metrics_and_topic_admin() {
+    use futures_util::StreamExt;
+    let mut c = ProcCluster::start(3).await;
+    let b = c.brokers()[0].clone();
+    let mut admin = admin(&b).await.expect("admin");
+    admin
+        .create_topic(pb::CreateTopicRequest {
+            name: "events".into(),
+            partitions: 1,
+            replication_factor: 3,
+            configs: [("retention.ms".to_string(), "3600000".to_string())].into(),
+        })
+        .await
+        .expect("create");
+    c.wait_healthy(Duration::from_secs(30)).await;
+    // Alter and add partitions.
+    let t = admin
+        .alter_topic_config(pb::AlterTopicConfigRequest {
+            name: "events".into(),
+            set: [("max.message.bytes".to_string(), "2048".to_string())].into(),
+            remove: vec!["retention.ms".into()],
+        })
+        .await
+        .expect("alter")
+        .into_inner();
+    assert_eq!(t.configs.get("max.message.bytes").map(String::as_str), Some("2048"));
+    assert_eq!(t.configs.get("retention.ms").map(String::as_str), Some("604800000"));
+    let t = admin
+        .add_partitions(pb::AddPartitionsRequest {
+            name: "events".into(),
+            partitions: 3,
+        })
+        .await
+        .expect("add partitions")
+        .into_inner();
+    assert_eq!(t.partitions.len(), 3);
+    let e = admin
+        .add_partitions(pb::AddPartitionsRequest {
+            name: "events".into(),
+            partitions: 2,
+        })
+        .await
+        .expect_err("shrink");
+    assert!(e.message().contains("must be larger"), "{e}");
+    c.wait_healthy(Duration::from_secs(30)).await;
+    let list = admin
+        .list_topics(pb::ListTopicsRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(list.topics.len(), 1);
+
+    // Subscribe from earliest, then produce: records stream in as they commit.
+    let leader = c.leader_of("events", 0).await.expect("leader");
+    let addr = c.node(leader).client_addr();
+    let mut d = data(&addr).await.expect("data");
+    let mut stream = d
+        .subscribe(pb::SubscribeRequest {
+            topic: "events".into(),
+            partition: 0,
+            start: Some(pb::Position {
+                at: Some(pb::position::At::Earliest(true)),
+            }),
+            max_bytes: 0,
+            format: 0,
+        })
+        .await
+        .expect("subscribe")
+        .into_inner();
+    for i in 0..5 {
+        d.produce(pb::ProduceRequest {
+            topic: "events".into(),
+            partition: 0,
+            acks: 0,
+            payload: Some(pb::produce_request::Payload::Records(pb::RecordSet {
+                records: vec![record(&format!("e{i}"), 0)],
+            })),
+        })
+        .await
+        .expect("produce");
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 5 {
+        let msg = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("stream stalled")
+            .expect("stream ended")
+            .expect("stream error");
+        seen.extend(msg.records.iter().map(|r| r.offset));
+    }
+    assert_eq!(seen, vec![0, 1, 2, 3, 4]);
+    // The topic's own limit applies.
+    let e = d
+        .produce(pb::ProduceRequest {
+            topic: "events".into(),
+            partition: 0,
+            acks: 0,
+            payload: Some(pb::produce_request::Payload::Records(pb::RecordSet {
+                records: vec![pb::Record {
+                    key: None,
+                    value: Some(bytes::Bytes::from(vec![1u8; 4096])),
+                    headers: vec![],
+                    timestamp_ms: 0,
+                }],
+            })),
+        })
+        .await
+        .expect_err("over the topic limit");
+    assert!(e.message().contains("2048"), "{e}");
+
+    // Health and metrics.
+    let http = c.node(leader).addresses().expect("addrs").http_addr;
+    assert_eq!(http_get(&http, "/livez").await.map(|r| r.0), Some(200));
+    assert_eq!(http_get(&http, "/readyz").await.map(|r| r.0), Some(200));
+    let (code, body) = http_get(&http, "/metrics").await.expect("metrics");
+    assert_eq!(code, 200);
+    for name in [
+        "strata_produce_records_total",
+        "strata_partition_high_watermark",
+        "strata_partition_leader",
+        "strata_partitions_under_replicated",
+        "strata_produce_latency_seconds",
+    ] {
+        assert!(body.contains(name), "{name} missing from /metrics:\n{body}");
+    }
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(ch);
+    let h = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "strata.v1.Strata".into(),
+        })
+        .await
+        .expect("health")
+        .into_inner();
+    assert_eq!(h.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+}
