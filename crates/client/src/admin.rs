@@ -74,7 +74,9 @@ impl Admin {
         let response = self
             .call(|mut stub, timeout| {
                 let request = client::request(request.clone(), timeout);
-                async move { Client::call(timeout, "CreateTopic", stub.create_topic(request)).await }
+                async move {
+                    Client::call(timeout, "CreateTopic", stub.create_topic(request)).await
+                }
             })
             .await?;
         let topic = response.topic.ok_or_else(|| Error::Other {
@@ -92,7 +94,9 @@ impl Admin {
         let response = self
             .call(|mut stub, timeout| {
                 let request = client::request(request.clone(), timeout);
-                async move { Client::call(timeout, "DeleteTopic", stub.delete_topic(request)).await }
+                async move {
+                    Client::call(timeout, "DeleteTopic", stub.delete_topic(request)).await
+                }
             })
             .await?;
         self.client.write_cache().remove_topic(name);
@@ -167,8 +171,12 @@ impl Admin {
             .call(|mut stub, timeout| {
                 let request = client::request(request.clone(), timeout);
                 async move {
-                    Client::call(timeout, "AlterTopicConfig", stub.alter_topic_config(request))
-                        .await
+                    Client::call(
+                        timeout,
+                        "AlterTopicConfig",
+                        stub.alter_topic_config(request),
+                    )
+                    .await
                 }
             })
             .await?;
@@ -205,7 +213,9 @@ impl Admin {
         let response = self
             .call(|mut stub, timeout| {
                 let request = client::request(pb::DecommissionRequest { node_id }, timeout);
-                async move { Client::call(timeout, "Decommission", stub.decommission(request)).await }
+                async move {
+                    Client::call(timeout, "Decommission", stub.decommission(request)).await
+                }
             })
             .await?;
         Ok(response.moves)

@@ -1,7 +1,7 @@
 //! [`MetadataCache`]: what the client knows of the cluster (node addresses, topics, partition
 //! counts, leaders), replaced by each metadata refresh and patched by leader hints.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::model::ClusterMetadata;
 
@@ -38,8 +38,9 @@ pub(crate) struct MetadataCache {
     generation: u64,
     /// Client address by node id.
     nodes: HashMap<u64, String>,
-    /// Leaders by topic, indexed by partition number.
-    topics: HashMap<String, Vec<Leader>>,
+    /// Leaders by topic, then partition number (a map, not a vector: a partition number from
+    /// the server never sizes an allocation).
+    topics: HashMap<String, BTreeMap<u32, Leader>>,
 }
 
 impl MetadataCache {
@@ -58,7 +59,10 @@ impl MetadataCache {
             .collect();
         self.topics.clear();
         for topic in &metadata.topics {
-            self.merge_topic(&topic.name, topic.partitions.iter().map(|p| (p.partition, p.leader_id)));
+            self.merge_topic(
+                &topic.name,
+                topic.partitions.iter().map(|p| (p.partition, p.leader_id)),
+            );
         }
         self.generation += 1;
     }
@@ -69,17 +73,10 @@ impl MetadataCache {
         topic: &str,
         partitions: impl IntoIterator<Item = (u32, Option<u64>)>,
     ) {
-        let mut leaders = Vec::new();
-        for (partition, leader) in partitions {
-            let index = partition as usize;
-            if leaders.len() <= index {
-                leaders.resize(index + 1, Leader::default());
-            }
-            leaders[index] = Leader {
-                id: leader,
-                addr: None,
-            };
-        }
+        let leaders = partitions
+            .into_iter()
+            .map(|(partition, id)| (partition, Leader { id, addr: None }))
+            .collect();
         self.topics.insert(topic.to_string(), leaders);
     }
 
@@ -88,9 +85,9 @@ impl MetadataCache {
         self.topics.remove(topic);
     }
 
-    /// Partitions of `topic`, if known.
+    /// Partitions of `topic` (numbered from 0), if known.
     pub(crate) fn partition_count(&self, topic: &str) -> Option<u32> {
-        self.topics.get(topic).map(|p| p.len() as u32)
+        self.topics.get(topic).map(count)
     }
 
     /// Where requests for `topic`/`partition` go.
@@ -98,9 +95,9 @@ impl MetadataCache {
         let Some(leaders) = self.topics.get(topic) else {
             return Route::UnknownTopic;
         };
-        let Some(leader) = leaders.get(partition as usize) else {
+        let Some(leader) = leaders.get(&partition) else {
             return Route::UnknownPartition {
-                partitions: leaders.len() as u32,
+                partitions: count(leaders),
             };
         };
         if let Some(addr) = &leader.addr {
@@ -127,7 +124,7 @@ impl MetadataCache {
         let Some(leader) = self
             .topics
             .get_mut(topic)
-            .and_then(|leaders| leaders.get_mut(partition as usize))
+            .and_then(|leaders| leaders.get_mut(&partition))
         else {
             return;
         };
@@ -143,6 +140,11 @@ impl MetadataCache {
         nodes.sort();
         nodes.into_iter().map(|(_, addr)| addr.clone()).collect()
     }
+}
+
+/// A topic's partition count: its partitions are numbered from 0.
+fn count(leaders: &BTreeMap<u32, Leader>) -> u32 {
+    u32::try_from(leaders.len()).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -197,9 +199,15 @@ mod tests {
         assert_eq!(cache.generation(), 1);
         assert_eq!(cache.route("t", 0), Route::Leader("a:1".into()));
         assert_eq!(cache.route("t", 1), Route::NoLeader);
-        assert_eq!(cache.route("t", 2), Route::UnknownPartition { partitions: 2 });
+        assert_eq!(
+            cache.route("t", 2),
+            Route::UnknownPartition { partitions: 2 }
+        );
         assert_eq!(cache.partition_count("t"), Some(2));
-        assert_eq!(cache.node_addrs(), vec!["a:1".to_string(), "b:2".to_string()]);
+        assert_eq!(
+            cache.node_addrs(),
+            vec!["a:1".to_string(), "b:2".to_string()]
+        );
     }
 
     #[test]

@@ -3,13 +3,13 @@
 //!
 //! - One tonic [`Channel`] per node address, connected lazily on first use (HTTP/2 multiplexes
 //!   every request to that node over it), with a connect timeout, TCP_NODELAY and keepalive.
-//! - A [`MetadataCache`] filled by `Metadata` (all topics), refreshed on demand: unknown topic,
-//!   `NOT_LEADER` without an address, unavailable node, failed connection. Refreshes are
-//!   coalesced (a caller that saw stale data skips its refresh if someone refreshed since) and
-//!   spaced by [`ClientConfig::metadata_refresh_backoff`].
-//! - [`Client::leader_call`]: sends a partition request to its leader, follows `NOT_LEADER`
-//!   hints (the leader's client address) at once, and retries retriable failures with backoff
-//!   until a deadline.
+//! - A metadata cache (`MetadataCache`) filled by `Metadata` (all topics), refreshed on
+//!   demand: unknown topic, `NOT_LEADER` without an address, unavailable node, failed
+//!   connection. Refreshes are coalesced (a caller that saw stale data skips its refresh if
+//!   someone refreshed since) and spaced by [`ClientConfig::metadata_refresh_backoff`].
+//! - `Client::leader_call` (internal): sends a partition request to its leader, follows
+//!   `NOT_LEADER` hints (the leader's client address) at once, and retries retriable failures
+//!   with backoff until a deadline.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -165,7 +165,10 @@ impl Client {
     }
 
     fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, MetadataCache> {
-        self.inner.cache.read().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn write_cache(&self) -> std::sync::RwLockWriteGuard<'_, MetadataCache> {
@@ -359,7 +362,13 @@ impl Client {
         leader_id: Option<u64>,
         leader_addr: Option<&str>,
     ) {
-        debug!(topic, partition, ?leader_id, ?leader_addr, "following a leader hint");
+        debug!(
+            topic,
+            partition,
+            ?leader_id,
+            ?leader_addr,
+            "following a leader hint"
+        );
         self.write_cache()
             .follow_hint(topic, partition, leader_id, leader_addr);
     }

@@ -150,7 +150,10 @@ impl ProducerConfig {
         positive("delivery_timeout", self.delivery_timeout)?;
         positive("retry_backoff", self.retry_backoff)?;
         if self.retry_backoff_max < self.retry_backoff {
-            return Err(invalid("retry_backoff_max", "must be at least retry_backoff"));
+            return Err(invalid(
+                "retry_backoff_max",
+                "must be at least retry_backoff",
+            ));
         }
         Ok(())
     }
@@ -204,7 +207,10 @@ impl ConsumerConfig {
         }
         positive("retry_backoff", self.retry_backoff)?;
         if self.retry_backoff_max < self.retry_backoff {
-            return Err(invalid("retry_backoff_max", "must be at least retry_backoff"));
+            return Err(invalid(
+                "retry_backoff_max",
+                "must be at least retry_backoff",
+            ));
         }
         Ok(())
     }

@@ -104,9 +104,7 @@ impl Consumer {
         let mut count = self.client.partition_count(topic).await?;
         if partitions.iter().any(|p| *p >= count) {
             // Partitions may have been added since the cache was filled.
-            self.client
-                .refresh_after(self.client.generation())
-                .await?;
+            self.client.refresh_after(self.client.generation()).await?;
             count = self.client.partition_count(topic).await?;
         }
         if let Some(partition) = partitions.iter().find(|p| **p >= count) {
@@ -359,7 +357,9 @@ async fn list_offsets(
             retry_policy(config, Instant::now() + timeout),
             |mut stub| {
                 let request = client::request(request.clone(), timeout);
-                async move { Client::call(timeout, "ListOffsets", stub.list_offsets(request)).await }
+                async move {
+                    Client::call(timeout, "ListOffsets", stub.list_offsets(request)).await
+                }
             },
             |_| {},
         )

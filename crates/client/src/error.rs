@@ -95,7 +95,9 @@ pub enum Error {
     },
     /// A newer epoch of this producer id exists (`PRODUCER_FENCED`): this producer is a zombie
     /// and stops producing.
-    #[error("producer {producer_id} is fenced: its epoch {epoch} is older than the current {current}")]
+    #[error(
+        "producer {producer_id} is fenced: its epoch {epoch} is older than the current {current}"
+    )]
     ProducerFenced {
         /// The producer id.
         producer_id: i64,
@@ -317,16 +319,10 @@ fn from_error_info(
         },
         "INVALID_ARGUMENT" => Error::InvalidArgument {
             field: text(metadata, "field"),
-            reason: metadata
-                .get("reason")
-                .cloned()
-                .unwrap_or_else(message),
+            reason: metadata.get("reason").cloned().unwrap_or_else(message),
         },
         "INVALID_BATCH" => Error::InvalidBatch {
-            reason: metadata
-                .get("reason")
-                .cloned()
-                .unwrap_or_else(message),
+            reason: metadata.get("reason").cloned().unwrap_or_else(message),
         },
         "OUT_OF_ORDER_SEQUENCE" => Error::OutOfOrderSequence {
             producer_id: get(metadata, "producer_id").unwrap_or(-1),
@@ -339,10 +335,7 @@ fn from_error_info(
             current: get(metadata, "current").unwrap_or(-1),
         },
         "INDETERMINATE" => Error::Indeterminate {
-            reason: metadata
-                .get("reason")
-                .cloned()
-                .unwrap_or_else(message),
+            reason: metadata.get("reason").cloned().unwrap_or_else(message),
         },
         "DISK_FULL" => Error::DiskFull {
             free_bytes: get(metadata, "free_bytes").unwrap_or_default(),
@@ -492,9 +485,12 @@ mod tests {
         assert!(e.to_string().contains("3 partitions"));
     }
 
+    /// A status code, reason and metadata, and the error they make.
+    type Case = (Code, &'static str, Vec<(&'static str, &'static str)>, Error);
+
     #[test]
     fn every_reason_maps() {
-        let cases: Vec<(Code, &str, Vec<(&str, &str)>, Error)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 Code::NotFound,
                 "UNKNOWN_TOPIC",

@@ -36,7 +36,8 @@
 //! consumer.assign_all("orders", Offset::Earliest).await?;
 //! while !consumer.caught_up() {
 //!     for record in consumer.poll().await? {
-//!         println!("{}/{} @ {}: {:?}", record.topic, record.partition, record.offset, record.value);
+//!         let (partition, offset) = (record.partition, record.offset);
+//!         println!("{partition} @ {offset}: {:?}", record.value);
 //!     }
 //! }
 //! # Ok(())

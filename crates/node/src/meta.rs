@@ -44,6 +44,10 @@ pub struct NodeMeta {
     pub http_addr: String,
     /// Life state.
     pub state: NodeState,
+    /// Random per process start: a node knows its metadata caught up with its registration
+    /// once it sees its own `boot`.
+    #[serde(default)]
+    pub boot: u64,
 }
 
 /// One partition's placement.
@@ -680,6 +684,7 @@ mod tests {
             peer_addr: format!("p{inc}"),
             http_addr: format!("h{inc}"),
             state: NodeState::Active,
+            boot: 0,
         }
     }
 

@@ -573,8 +573,22 @@ impl Node {
             peer_addr: addresses.peer_addr.clone(),
             http_addr: addresses.http_addr.clone(),
             state: NodeState::Active,
+            boot: random_incarnation(),
         };
-        register(&controller, identity.node_id, me).await?;
+        register(&controller, identity.node_id, me.clone()).await?;
+        // Serve only once this node's metadata has caught up with its own registration (so
+        // with every change before it): a restarted node must not answer "unknown topic".
+        let node_id = identity.node_id;
+        while !controller
+            .wait_meta(Duration::from_secs(5), |m| {
+                m.nodes.get(&node_id).is_some_and(|n| {
+                    n.incarnation == me.incarnation && n.boot == me.boot
+                })
+            })
+            .await
+        {
+            tracing::warn!("waiting for the controller's metadata to catch up");
+        }
         shared.registered.store(true, Ordering::Relaxed);
 
         // Metadata follower: reconcile replicas on every change.

@@ -762,6 +762,7 @@ impl pb::admin_server::Admin for ClientService {
                 peer_addr: req.peer_addr,
                 http_addr: req.http_addr,
                 state: NodeState::Active,
+                boot: 0,
             },
         };
         let o = self

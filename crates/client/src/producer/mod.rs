@@ -2,9 +2,9 @@
 //!
 //! - `send` picks the partition ([`crate::partitioner`]), waits for buffer space
 //!   (`buffer_bytes`: this is the backpressure), and appends the record to the partition's
-//!   [`queue::PartitionQueue`]. It returns a [`SendFuture`] that resolves once the record is
-//!   acknowledged or has failed.
-//! - Each partition written to has one sender task ([`sender`]), started with its first
+//!   queue (`queue::PartitionQueue`). It returns a [`SendFuture`] that resolves once the
+//!   record is acknowledged or has failed.
+//! - Each partition written to has one sender task (module `sender`), started with its first
 //!   record. It sends one Produce request at a time: the oldest full batch, or the open batch
 //!   once it lingered `linger`. Records keep accumulating while a request is in flight, so
 //!   throughput comes from batching, and with one request in flight a retry can never
@@ -325,7 +325,8 @@ impl Shared {
         let response = client
             .any_node_call(self.retry_policy(deadline), |addr| async move {
                 let mut stub = client.strata(&addr)?;
-                let request = crate::client::request(strata_proto::v1::InitProducerRequest {}, timeout);
+                let request =
+                    crate::client::request(strata_proto::v1::InitProducerRequest {}, timeout);
                 Client::call(timeout, "InitProducer", stub.init_producer(request)).await
             })
             .await?;

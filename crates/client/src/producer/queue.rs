@@ -125,10 +125,12 @@ impl PartitionQueue {
             }
             seal(&mut state);
             let open = state.open.get_or_insert_with(PendingBatch::new);
-            open.builder.append(record).map_err(|e| Error::InvalidArgument {
-                field: "record".into(),
-                reason: e.to_string(),
-            })?;
+            open.builder
+                .append(record)
+                .map_err(|e| Error::InvalidArgument {
+                    field: "record".into(),
+                    reason: e.to_string(),
+                })?;
         }
         let open = state.open.get_or_insert_with(PendingBatch::new);
         open.completions.push(completion);

@@ -139,7 +139,7 @@ async fn send_batch(
                 let offset = if response.base_offset < 0 {
                     -1
                 } else {
-                    response.base_offset + index as i64
+                    response.base_offset.saturating_add(index as i64)
                 };
                 let _ = completion.tx.send(Ok(RecordMetadata {
                     topic: queue.topic.clone(),

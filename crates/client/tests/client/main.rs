@@ -54,5 +54,32 @@ async fn connect_skips_dead_brokers_and_reads_metadata() {
         "{error:?}"
     );
     let error = Client::connect(Vec::<String>::new()).await.unwrap_err();
-    assert!(matches!(error, strata_client::Error::InvalidArgument { .. }));
+    assert!(matches!(
+        error,
+        strata_client::Error::InvalidArgument { .. }
+    ));
+}
+
+/// The client's types and futures can move between tasks (`tokio::spawn`).
+#[allow(dead_code)]
+fn futures_are_send(
+    client: strata_client::Client,
+    producer: strata_client::Producer,
+    mut consumer: strata_client::Consumer,
+    admin: strata_client::Admin,
+) {
+    fn send<T: Send>(_: T) {}
+    fn sync<T: Send + Sync>(_: &T) {}
+    sync(&client);
+    sync(&producer);
+    sync(&admin);
+    send(producer.send(strata_client::ProducerRecord::new("t", "v")));
+    send(producer.flush());
+    send(producer.close());
+    send(client.metadata(["t"]));
+    send(admin.list_topics());
+    send(consumer.end_offsets());
+    send(consumer.poll());
+    send(consumer);
+    send(strata_client::Client::connect(["a:1"]));
 }

@@ -104,7 +104,10 @@ impl PartitionLog {
 pub enum Fault {
     /// The next Produce (at any node) fails with this status. With `after_write`, the batch
     /// is written first (an indeterminate outcome).
-    Produce { status: MockStatus, after_write: bool },
+    Produce {
+        status: MockStatus,
+        after_write: bool,
+    },
     /// The next Fetch fails with this status.
     Fetch(MockStatus),
     /// The next admin call fails with this status.
@@ -366,8 +369,8 @@ impl MockCluster {
 
     /// Makes `Metadata` report `node` as the leader of a partition.
     pub fn advertise_leader(&self, topic: &str, partition: u32, node: u64) {
-        self.state().topics.get_mut(topic).expect("topic")[partition as usize]
-            .advertised_leader = node;
+        self.state().topics.get_mut(topic).expect("topic")[partition as usize].advertised_leader =
+            node;
     }
 
     pub fn push_fault(&self, fault: Fault) {
@@ -448,7 +451,10 @@ impl Node {
             return Err(strata_status(
                 Code::InvalidArgument,
                 "MESSAGE_TOO_LARGE",
-                &[("size", batch.len().to_string()), ("limit", max.to_string())],
+                &[
+                    ("size", batch.len().to_string()),
+                    ("limit", max.to_string()),
+                ],
             ));
         }
         let parsed = Batch::parse(batch.clone()).map_err(|e| {
@@ -735,7 +741,9 @@ impl Admin for Node {
         );
         let mut topic = state.topic_info(&req.name).expect("created");
         topic.configs = req.configs;
-        Ok(Response::new(pb::CreateTopicResponse { topic: Some(topic) }))
+        Ok(Response::new(pb::CreateTopicResponse {
+            topic: Some(topic),
+        }))
     }
 
     async fn delete_topic(

@@ -67,7 +67,12 @@ async fn follows_the_leader_hint_and_updates_its_cache() {
     let futures = send_all(&producer, [record("t", "v3")]).await;
     producer.flush().await;
     assert_eq!(offsets(futures).await, vec![3]);
-    let calls: Vec<u64> = cluster.state().produce_calls.iter().map(|c| c.node).collect();
+    let calls: Vec<u64> = cluster
+        .state()
+        .produce_calls
+        .iter()
+        .map(|c| c.node)
+        .collect();
     assert_eq!(calls, vec![1, 2, 2]);
     producer.close().await;
 }
@@ -130,7 +135,9 @@ async fn an_indeterminate_write_is_retried_with_the_same_bytes_and_not_duplicate
     let values: Vec<Option<Bytes>> = log.values().into_iter().map(|(_, v)| v).collect();
     assert_eq!(
         values,
-        ["v0", "v1", "v2", "v3"].map(|v| Some(Bytes::from(v))).to_vec()
+        ["v0", "v1", "v2", "v3"]
+            .map(|v| Some(Bytes::from(v)))
+            .to_vec()
     );
 }
 
@@ -155,26 +162,39 @@ async fn sequences_advance_per_partition_and_order_is_kept() {
     for (partition, f) in futures {
         let metadata = f.await.unwrap();
         assert_eq!(metadata.partition, partition);
-        assert_eq!(metadata.offset, next[partition as usize], "offsets in send order");
+        assert_eq!(
+            metadata.offset, next[partition as usize],
+            "offsets in send order"
+        );
         next[partition as usize] += 1;
     }
     assert_eq!(next, [100, 100]);
     let state = cluster.state();
-    assert_eq!(state.produce_in_flight_max, 1, "one request in flight per partition");
+    assert_eq!(
+        state.produce_in_flight_max, 1,
+        "one request in flight per partition"
+    );
     for partition in 0..2u32 {
         let values: Vec<i64> = state.topics["t"][partition as usize]
             .values()
             .into_iter()
             .map(|(_, v)| {
                 let v = v.unwrap();
-                std::str::from_utf8(&v["value-".len()..]).unwrap().parse().unwrap()
+                std::str::from_utf8(&v["value-".len()..])
+                    .unwrap()
+                    .parse()
+                    .unwrap()
             })
             .collect();
         let expected: Vec<i64> = (0..200).filter(|i| i % 2 == partition as i64).collect();
         assert_eq!(values, expected);
         // Sequences are contiguous from 0 within the partition.
         let mut sequence = 0;
-        for call in state.produce_calls.iter().filter(|c| c.partition == partition) {
+        for call in state
+            .produce_calls
+            .iter()
+            .filter(|c| c.partition == partition)
+        {
             let batch = Batch::parse(call.batch.clone()).unwrap();
             assert_eq!(batch.base_sequence(), sequence);
             sequence += batch.record_count();

@@ -1,0 +1,399 @@
+//! Faults on real node processes under load, checked end to end with the Rust client:
+//! SIGKILL of partition leaders, a rolling restart, a leader paused with SIGSTOP, and adding,
+//! rebalancing and decommissioning nodes. After each: every acknowledged record is read back
+//! exactly once, in order per partition and producer, and replicas hold identical logs up to
+//! the high watermark.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+use strata_client::{
+    Client, ConsumerConfig, Offset, ProducerConfig, ProducerRecord, RecordMetadata,
+};
+
+/// What the load acknowledged: value -> where it was written.
+type Acked = Arc<std::sync::Mutex<HashMap<String, RecordMetadata>>>;
+
+struct Load {
+    acked: Acked,
+    errors: Arc<std::sync::Mutex<Vec<String>>>,
+    sent: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// `producers` tasks, each sending `per_producer` records (or until stopped) to partitions
+/// round-robin, values `p{task}-{seq}`.
+async fn start_load(
+    brokers: Vec<String>,
+    topic: &str,
+    partitions: u32,
+    producers: usize,
+    per_producer: u64,
+) -> Load {
+    let acked: Acked = Arc::default();
+    let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sent = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for t in 0..producers {
+        let (brokers, topic) = (brokers.clone(), topic.to_string());
+        let (acked, errors, sent, stop) = (acked.clone(), errors.clone(), sent.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = Client::connect(brokers).await.expect("connect");
+            let producer = client
+                .producer(ProducerConfig {
+                    linger: Duration::from_millis(2),
+                    ..ProducerConfig::default()
+                })
+                .expect("producer");
+            let mut pending = std::collections::VecDeque::new();
+            for seq in 0..per_producer {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let value = format!("p{t}-{seq}");
+                let rec = ProducerRecord::new(topic.clone(), Bytes::from(value.clone()))
+                    .with_partition((seq % partitions as u64) as u32);
+                let fut = producer.send(rec).await.expect("send");
+                sent.fetch_add(1, Ordering::Relaxed);
+                pending.push_back((value, fut));
+                while pending.len() > 2000 {
+                    let (v, f) = pending.pop_front().expect("pending");
+                    settle(&acked, &errors, v, f.await);
+                }
+            }
+            while let Some((v, f)) = pending.pop_front() {
+                settle(&acked, &errors, v, f.await);
+            }
+            producer.close().await;
+        }));
+    }
+    Load {
+        acked,
+        errors,
+        sent,
+        stop,
+        tasks,
+    }
+}
+
+fn settle(
+    acked: &Acked,
+    errors: &std::sync::Mutex<Vec<String>>,
+    value: String,
+    r: Result<RecordMetadata, strata_client::Error>,
+) {
+    match r {
+        Ok(m) => {
+            acked.lock().expect("acked").insert(value, m);
+        }
+        Err(e) => errors.lock().expect("errors").push(format!("{value}: {e}")),
+    }
+}
+
+impl Load {
+    async fn wait_acked(&self, n: usize, timeout: Duration) {
+        let acked = self.acked.clone();
+        wait_until("acknowledgements", timeout, move || {
+            let acked = acked.clone();
+            async move { acked.lock().expect("acked").len() >= n }
+        })
+        .await;
+    }
+
+    /// Waits for the producers (stopping them first if `stop`).
+    async fn finish(self, stop: bool) -> (HashMap<String, RecordMetadata>, Vec<String>) {
+        self.stop.store(stop, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.expect("producer task");
+        }
+        let acked = self.acked.lock().expect("acked").clone();
+        let errors = self.errors.lock().expect("errors").clone();
+        (acked, errors)
+    }
+}
+
+/// Reads every partition from earliest to its end and checks the acknowledged records: each
+/// exactly once at its acknowledged offset, and per producer in send order within a partition.
+async fn verify(brokers: Vec<String>, topic: &str, acked: &HashMap<String, RecordMetadata>) {
+    let client = Client::connect(brokers).await.expect("connect");
+    let mut consumer = client.consumer(ConsumerConfig::default()).expect("consumer");
+    consumer.assign_all(topic, Offset::Earliest).await.expect("assign");
+    let ends = consumer.end_offsets().await.expect("ends");
+    let mut seen: HashMap<String, (u32, i64)> = HashMap::new();
+    let mut last_offset: BTreeMap<u32, i64> = BTreeMap::new();
+    let mut last_seq: HashMap<(u32, String), u64> = HashMap::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let done = ends
+            .iter()
+            .all(|(tp, end)| consumer.position(&tp.topic, tp.partition).unwrap_or(0) >= *end);
+        if done {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "replay did not finish");
+        for r in consumer.poll().await.expect("poll") {
+            let v = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned();
+            let prev = last_offset.insert(r.partition, r.offset);
+            assert!(
+                prev.is_none_or(|p| p < r.offset),
+                "offsets go back in partition {}: {prev:?} then {}",
+                r.partition,
+                r.offset
+            );
+            if let Some((p, o)) = seen.insert(v.clone(), (r.partition, r.offset)) {
+                panic!("{v} read twice: at {p}/{o} and {}/{}", r.partition, r.offset);
+            }
+            let (producer, seq) = v.split_once('-').expect("value format");
+            let seq: u64 = seq.parse().expect("seq");
+            let key = (r.partition, producer.to_string());
+            if let Some(prev) = last_seq.insert(key, seq) {
+                assert!(prev < seq, "{producer} out of order in partition {}", r.partition);
+            }
+        }
+    }
+    for (v, m) in acked {
+        let Some((p, o)) = seen.get(v) else {
+            panic!("acknowledged record {v} ({m:?}) was lost");
+        };
+        assert_eq!((*p, *o), (m.partition, m.offset), "{v} moved");
+    }
+}
+
+/// Stops the cluster and compares every replica's log, byte for byte, up to the smallest
+/// high watermark... of the committed prefix: entries present on all replicas must match, and
+/// every replica holds at least every acknowledged offset.
+fn compare_replicas(c: &mut ProcCluster, topic_id: &str, partitions: u32, hw: &BTreeMap<u32, i64>) {
+    let ids: Vec<u64> = c.nodes.keys().copied().collect();
+    for id in &ids {
+        c.node(*id).stop();
+    }
+    let flusher = strata_log::Flusher::start("compare").expect("flusher");
+    for p in 0..partitions {
+        let end = hw.get(&p).copied().unwrap_or(0);
+        let mut reference: Option<Vec<Bytes>> = None;
+        for id in &ids {
+            let dir = c
+                .node(*id)
+                .dir
+                .join("partitions")
+                .join(format!("{topic_id}-{p}"));
+            if !dir.exists() {
+                continue;
+            }
+            let log = strata_log::Log::open(
+                &dir,
+                strata_log::LogConfig::default(),
+                Arc::new(strata_log::RealDisk),
+                &flusher.handle(),
+            )
+            .expect("open replica log");
+            let entries = log
+                .reader()
+                .read(0, usize::MAX, end)
+                .expect("read replica log");
+            let batches: Vec<Bytes> = entries
+                .into_iter()
+                .filter(|e| e.base_offset < end && e.record_count > 0)
+                .map(|e| e.payload)
+                .collect();
+            match &reference {
+                None => reference = Some(batches),
+                Some(r) => assert!(
+                    r == &batches,
+                    "replica on node {id} of partition {p} differs below the high watermark {end}"
+                ),
+            }
+        }
+    }
+}
+
+async fn create_topic(c: &mut ProcCluster, name: &str, partitions: u32) -> String {
+    let client = Client::connect(c.brokers()).await.expect("connect");
+    let t = client
+        .admin()
+        .create_topic(name, partitions, 3, BTreeMap::new())
+        .await
+        .expect("create");
+    c.wait_healthy(Duration::from_secs(30)).await;
+    t.topic_id
+}
+
+fn high_watermarks(acked: &HashMap<String, RecordMetadata>) -> BTreeMap<u32, i64> {
+    let mut hw = BTreeMap::new();
+    for m in acked.values() {
+        let e = hw.entry(m.partition).or_insert(0);
+        *e = (*e).max(m.offset + 1);
+    }
+    hw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_leaders_under_load() {
+    let mut c = ProcCluster::start(3).await;
+    let topic_id = create_topic(&mut c, "load", 6).await;
+    let load = start_load(c.brokers(), "load", 6, 4, 25_000).await;
+    for round in 0..3u32 {
+        load.wait_acked(5_000 * (round as usize + 1), Duration::from_secs(60)).await;
+        let p = round * 2;
+        let leader = c.leader_of("load", p).await.expect("leader");
+        c.node(leader).kill();
+        let before = load.acked.lock().expect("acked").len();
+        load.wait_acked(before + 2_000, Duration::from_secs(60)).await;
+        c.restart(leader).await;
+    }
+    let sent = load.sent.clone();
+    let (acked, errors) = load.finish(false).await;
+    assert!(errors.is_empty(), "clients saw errors: {:?}", &errors[..errors.len().min(5)]);
+    assert_eq!(acked.len() as u64, sent.load(Ordering::Relaxed));
+    assert_eq!(acked.len(), 100_000);
+    c.wait_healthy(Duration::from_secs(60)).await;
+    verify(c.brokers(), "load", &acked).await;
+    compare_replicas(&mut c, &topic_id, 6, &high_watermarks(&acked));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_under_load_is_invisible_to_clients() {
+    let mut c = ProcCluster::start(3).await;
+    let topic_id = create_topic(&mut c, "roll", 3).await;
+    let load = start_load(c.brokers(), "roll", 3, 2, u64::MAX).await;
+    load.wait_acked(2_000, Duration::from_secs(60)).await;
+    let ids: Vec<u64> = c.nodes.keys().copied().collect();
+    for id in ids {
+        let status = c.node(id).stop();
+        assert!(status.is_some_and(|s| s.success()), "node {id} did not stop cleanly");
+        c.restart(id).await;
+        c.wait_healthy(Duration::from_secs(60)).await;
+        let before = load.acked.lock().expect("acked").len();
+        load.wait_acked(before + 1_000, Duration::from_secs(60)).await;
+    }
+    let (acked, errors) = load.finish(true).await;
+    assert!(errors.is_empty(), "clients saw errors: {:?}", &errors[..errors.len().min(5)]);
+    verify(c.brokers(), "roll", &acked).await;
+    compare_replicas(&mut c, &topic_id, 3, &high_watermarks(&acked));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_leader_steps_down_and_nothing_is_lost() {
+    let mut c = ProcCluster::start(3).await;
+    let topic_id = create_topic(&mut c, "pause", 1).await;
+    let load = start_load(c.brokers(), "pause", 1, 2, u64::MAX).await;
+    load.wait_acked(2_000, Duration::from_secs(60)).await;
+    let old = c.leader_of("pause", 0).await.expect("leader");
+    c.node(old).pause();
+    // A new leader is elected by the others (election timeout 0.5-1 s in tests).
+    let others: Vec<u64> = c.nodes.keys().copied().filter(|id| *id != old).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let new = loop {
+        let mut found = None;
+        for id in &others {
+            let addr = c.node(*id).client_addr();
+            if let Ok(mut d) = data(&addr).await
+                && let Ok(m) = d
+                    .metadata(strata_proto::v1::MetadataRequest {
+                        topics: vec!["pause".into()],
+                    })
+                    .await
+                && let Some(l) = m
+                    .into_inner()
+                    .topics
+                    .first()
+                    .and_then(|t| t.partitions.first())
+                    .map(|p| p.leader_id)
+                && l != 0
+                && l != old
+            {
+                found = Some(l);
+            }
+        }
+        if let Some(l) = found {
+            break l;
+        }
+        assert!(std::time::Instant::now() < deadline, "no new leader while {old} is paused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let before = load.acked.lock().expect("acked").len();
+    load.wait_acked(before + 1_000, Duration::from_secs(60)).await;
+    c.node(old).resume();
+    // The old leader learns of the new term and follows.
+    let old_addr = c.node(old).client_addr();
+    wait_until("old leader steps down", Duration::from_secs(30), || {
+        let old_addr = old_addr.clone();
+        async move {
+            let Ok(mut d) = data(&old_addr).await else { return false };
+            let Ok(m) = d
+                .metadata(strata_proto::v1::MetadataRequest {
+                    topics: vec!["pause".into()],
+                })
+                .await
+            else {
+                return false;
+            };
+            m.into_inner()
+                .topics
+                .first()
+                .and_then(|t| t.partitions.first())
+                .is_some_and(|p| p.leader_id != old && p.leader_id != 0)
+        }
+    })
+    .await;
+    let _ = new;
+    let (acked, errors) = load.finish(true).await;
+    assert!(errors.is_empty(), "clients saw errors: {:?}", &errors[..errors.len().min(5)]);
+    c.wait_healthy(Duration::from_secs(60)).await;
+    verify(c.brokers(), "pause", &acked).await;
+    compare_replicas(&mut c, &topic_id, 1, &high_watermarks(&acked));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_rebalance_and_decommission_under_load() {
+    let mut c = ProcCluster::start(3).await;
+    create_topic(&mut c, "grow", 6).await;
+    let load = start_load(c.brokers(), "grow", 6, 2, u64::MAX).await;
+    load.wait_acked(2_000, Duration::from_secs(60)).await;
+    let new = c.add_node(None).await;
+    assert_eq!(new, 4);
+    let client = Client::connect(c.brokers()).await.expect("connect");
+    let admin = client.admin();
+    let moves = admin.rebalance().await.expect("rebalance");
+    assert!(moves > 0, "a new node should take replicas");
+    let wait_settled = |what: &'static str| {
+        let admin = admin.clone();
+        async move {
+            wait_until(what, Duration::from_secs(120), || {
+                let admin = admin.clone();
+                async move {
+                    admin
+                        .cluster_status()
+                        .await
+                        .is_ok_and(|s| s.moves_in_progress == 0 && s.healthy)
+                }
+            })
+            .await;
+        }
+    };
+    wait_settled("rebalance onto node 4").await;
+    let t = admin.describe_topic("grow").await.expect("describe");
+    assert!(
+        t.partitions.iter().any(|p| p.replicas.contains(&4)),
+        "node 4 holds no replica: {t:?}"
+    );
+    admin.decommission(1).await.expect("decommission");
+    wait_settled("decommission of node 1").await;
+    let t = admin.describe_topic("grow").await.expect("describe");
+    assert!(
+        t.partitions.iter().all(|p| !p.replicas.contains(&1)),
+        "node 1 still holds replicas: {t:?}"
+    );
+    let before = load.acked.lock().expect("acked").len();
+    load.wait_acked(before + 1_000, Duration::from_secs(60)).await;
+    let (acked, errors) = load.finish(true).await;
+    assert!(errors.is_empty(), "clients saw errors: {:?}", &errors[..errors.len().min(5)]);
+    verify(c.brokers(), "grow", &acked).await;
+}
