@@ -1,7 +1,32 @@
 //! The client commands: cluster, topic, produce, consume, bench.
+//!
+//! - this file: the arguments of every client command, the dispatch, and the admin commands
+//!   (`cluster ...`, `topic ...`)
+//! - `client_produce.rs`: `strata produce` (one value, or pipelined stdin lines)
+//! - `client_consume.rs`: `strata consume`
+//! - `parse_time.rs`: `--from` (earliest, latest, offset, RFC 3339, `-10m`)
+//! - `bench.rs`: `strata bench produce|consume|e2e`
+//! - `output.rs` (the crate's): formats, tables, buffered stdout
 
+#[path = "bench.rs"]
+mod bench;
+#[path = "client_consume.rs"]
+mod consume;
+#[path = "parse_time.rs"]
+mod parse_time;
+#[path = "client_produce.rs"]
+mod produce;
+
+use crate::output::{self, id_list, or_dash, print_document};
 use crate::{Cmd, Format};
+use anyhow::Context;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use strata_client::{Admin, Client, ClusterStatus, TopicDescription};
 
 /// `strata cluster ...`
 #[derive(Debug, clap::Subcommand)]
@@ -162,12 +187,342 @@ pub struct BenchArgs {
     pub json_out: Option<PathBuf>,
 }
 
-/// Runs a client command against `brokers`.
-pub async fn run(
-    brokers: &str,
-    format: Format,
-    cmd: Cmd,
-) -> anyhow::Result<std::process::ExitCode> {
-    let _ = (brokers, format, cmd);
-    anyhow::bail!("client commands are being written")
+
+/// How long `topic create` waits for every new partition to elect a leader, so that a
+/// produce right after it finds one.
+const CREATE_LEADERS_WAIT: Duration = Duration::from_secs(30);
+
+/// Runs a client command against `brokers` (comma-separated client addresses).
+pub async fn run(brokers: &str, format: Format, cmd: Cmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Cmd::Cluster(cmd) => cluster(&connect(brokers).await?, format, cmd).await,
+        Cmd::Topic(cmd) => topic(&connect(brokers).await?, format, cmd).await,
+        Cmd::Produce(args) => produce::run(brokers, format, args).await,
+        Cmd::Consume(args) => consume::run(brokers, format, args).await,
+        Cmd::Bench(cmd) => bench::run(brokers, format, cmd).await,
+        Cmd::Node(_) | Cmd::Dev(_) => anyhow::bail!("not a client command"),
+    }
+}
+
+/// Connects to the cluster through any of `brokers`.
+async fn connect(brokers: &str) -> anyhow::Result<Client> {
+    Client::connect(brokers.split(','))
+        .await
+        .with_context(|| format!("cannot reach the cluster at {brokers}"))
+}
+
+/// Splits `KEY=VALUE` (`what` names the option in the error).
+fn parse_key_value(what: &str, s: &str) -> anyhow::Result<(String, String)> {
+    match s.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => anyhow::bail!("{what} {s:?} is not KEY=VALUE"),
+    }
+}
+
+/// `KEY=VALUE` options as a map (a repeated key keeps its last value).
+fn parse_configs(what: &str, items: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    items.iter().map(|s| parse_key_value(what, s)).collect()
+}
+
+fn exit_code(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+async fn cluster(client: &Client, format: Format, cmd: ClusterCmd) -> anyhow::Result<ExitCode> {
+    let admin = client.admin();
+    match cmd {
+        ClusterCmd::Status => {
+            let status = admin.cluster_status().await?;
+            print_document(format, &status_text(format, &status), &json!(status))?;
+            if !status.healthy {
+                eprintln!("cluster is not healthy: {}", unhealthy_reasons(&status));
+            }
+            Ok(exit_code(status.healthy))
+        }
+        ClusterCmd::Rebalance => {
+            let moves = admin.rebalance().await?;
+            print_document(format, &format!("moves started: {moves}"), &json!({ "moves": moves }))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        ClusterCmd::Decommission { id } => {
+            let moves = admin
+                .decommission(id)
+                .await
+                .with_context(|| format!("cannot decommission node {id}"))?;
+            print_document(
+                format,
+                &format!("node {id} is decommissioning; moves started: {moves}"),
+                &json!({ "node_id": id, "moves": moves }),
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn status_text(format: Format, s: &ClusterStatus) -> String {
+    let mut out = String::new();
+    if format == Format::Table {
+        let health = if s.healthy { "healthy" } else { "NOT HEALTHY" };
+        let _ = writeln!(out, "Cluster {}: {health}", s.cluster_id);
+        let _ = writeln!(out, "Controller: {}", or_dash(s.controller_id));
+        let _ = writeln!(
+            out,
+            "Partitions: {}, leaderless: {}, under-replicated: {}, moves in progress: {}\n",
+            s.partitions, s.leaderless, s.under_replicated, s.moves_in_progress
+        );
+        let mut t = output::table(&["ID", "CLIENT ADDR", "PEER ADDR", "HTTP ADDR", "STATE", "ALIVE"]);
+        for n in &s.nodes {
+            t.add_row(vec![
+                n.node_id.to_string(),
+                n.client_addr.clone(),
+                n.peer_addr.clone(),
+                n.http_addr.clone(),
+                n.state.clone(),
+                if n.alive { "yes" } else { "NO" }.to_string(),
+            ]);
+        }
+        let _ = write!(out, "{t}");
+    } else {
+        let _ = writeln!(
+            out,
+            "cluster_id={} healthy={} controller={} partitions={} leaderless={} \
+             under_replicated={} moves_in_progress={}",
+            s.cluster_id,
+            s.healthy,
+            or_dash(s.controller_id),
+            s.partitions,
+            s.leaderless,
+            s.under_replicated,
+            s.moves_in_progress
+        );
+        for n in &s.nodes {
+            let _ = writeln!(
+                out,
+                "node={} client_addr={} peer_addr={} http_addr={} state={} alive={}",
+                n.node_id, n.client_addr, n.peer_addr, n.http_addr, n.state, n.alive
+            );
+        }
+    }
+    out
+}
+
+/// Why `s` is not healthy, in words.
+fn unhealthy_reasons(s: &ClusterStatus) -> String {
+    let mut reasons = Vec::new();
+    if s.controller_id.is_none() {
+        reasons.push("the controller has no leader".to_string());
+    }
+    let down: Vec<u64> = s.nodes.iter().filter(|n| !n.alive).map(|n| n.node_id).collect();
+    if !down.is_empty() {
+        reasons.push(format!("nodes not alive: {}", id_list(&down)));
+    }
+    if s.leaderless > 0 {
+        reasons.push(format!("{} leaderless partitions", s.leaderless));
+    }
+    if s.under_replicated > 0 {
+        reasons.push(format!("{} under-replicated partitions", s.under_replicated));
+    }
+    if reasons.is_empty() {
+        reasons.push("as reported by the cluster".to_string());
+    }
+    reasons.join(", ")
+}
+
+async fn topic(client: &Client, format: Format, cmd: TopicCmd) -> anyhow::Result<ExitCode> {
+    let admin = client.admin();
+    match cmd {
+        TopicCmd::Create {
+            name,
+            partitions,
+            replication_factor,
+            configs,
+        } => {
+            let configs = parse_configs("--config", &configs)?;
+            admin
+                .create_topic(&name, partitions, replication_factor.unwrap_or(0), configs)
+                .await
+                .with_context(|| format!("cannot create topic {name:?}"))?;
+            let topic = wait_for_leaders(&admin, &name, CREATE_LEADERS_WAIT).await?;
+            print_topic(format, &topic)?;
+        }
+        TopicCmd::List => {
+            let topics = admin.list_topics().await?;
+            let text = if format == Format::Table {
+                let mut t = output::table(&["NAME", "PARTITIONS", "REPLICATION FACTOR", "ID"]);
+                for topic in &topics {
+                    t.add_row(vec![
+                        topic.name.clone(),
+                        topic.partitions.len().to_string(),
+                        topic.replication_factor.to_string(),
+                        topic.topic_id.clone(),
+                    ]);
+                }
+                t.to_string()
+            } else {
+                topics
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{} partitions={} replication_factor={} id={}\n",
+                            t.name,
+                            t.partitions.len(),
+                            t.replication_factor,
+                            t.topic_id
+                        )
+                    })
+                    .collect()
+            };
+            print_document(format, &text, &json!(topics))?;
+        }
+        TopicCmd::Describe { name } => {
+            let topic = admin.describe_topic(&name).await?;
+            print_topic(format, &topic)?;
+        }
+        TopicCmd::Delete { name } => {
+            let id = admin.delete_topic(&name).await?;
+            print_document(
+                format,
+                &format!("deleted topic {name} (id {id})"),
+                &json!({ "deleted": name, "topic_id": id }),
+            )?;
+        }
+        TopicCmd::AddPartitions { name, partitions } => {
+            let topic = admin.add_partitions(&name, partitions).await?;
+            print_topic(format, &topic)?;
+        }
+        TopicCmd::AlterConfig { name, set, remove } => {
+            if set.is_empty() && remove.is_empty() {
+                anyhow::bail!("nothing to change: give --set KEY=VALUE or --remove KEY");
+            }
+            let set = parse_configs("--set", &set)?;
+            let topic = admin.alter_topic_config(&name, set, remove).await?;
+            print_topic(format, &topic)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Describes `name` until every partition reports a leader (polling), or fails after
+/// `timeout` naming the partitions without one.
+async fn wait_for_leaders(
+    admin: &Admin,
+    name: &str,
+    timeout: Duration,
+) -> anyhow::Result<TopicDescription> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut wait = Duration::from_millis(20);
+    loop {
+        let topic = admin.describe_topic(name).await?;
+        let leaderless: Vec<u64> = topic
+            .partitions
+            .iter()
+            .filter(|p| p.leader_id.is_none())
+            .map(|p| u64::from(p.partition))
+            .collect();
+        if leaderless.is_empty() {
+            return Ok(topic);
+        }
+        if tokio::time::Instant::now() + wait > deadline {
+            anyhow::bail!(
+                "topic {name:?} was created, but partitions {} have no leader after {}",
+                id_list(&leaderless),
+                humantime::format_duration(timeout)
+            );
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_millis(200));
+    }
+}
+
+fn print_topic(format: Format, t: &TopicDescription) -> anyhow::Result<()> {
+    print_document(format, &topic_text(format, t), &json!(t))
+}
+
+fn topic_text(format: Format, t: &TopicDescription) -> String {
+    let mut out = String::new();
+    let configs: Vec<String> = t.configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if format == Format::Table {
+        let _ = writeln!(
+            out,
+            "Topic: {}  id: {}  partitions: {}  replication factor: {}",
+            t.name,
+            t.topic_id,
+            t.partitions.len(),
+            t.replication_factor
+        );
+        let configs = if configs.is_empty() {
+            "(defaults)".to_string()
+        } else {
+            configs.join("  ")
+        };
+        let _ = writeln!(out, "Configs: {configs}\n");
+        let mut table = output::table(&["PARTITION", "LEADER", "REPLICAS", "VOTERS", "HIGH WATERMARK"]);
+        for p in &t.partitions {
+            table.add_row(vec![
+                p.partition.to_string(),
+                or_dash(p.leader_id),
+                id_list(&p.replicas),
+                id_list(&p.voters),
+                or_dash(p.high_watermark),
+            ]);
+        }
+        let _ = write!(out, "{table}");
+    } else {
+        let _ = writeln!(
+            out,
+            "topic={} id={} partitions={} replication_factor={}",
+            t.name,
+            t.topic_id,
+            t.partitions.len(),
+            t.replication_factor
+        );
+        for c in configs {
+            let _ = writeln!(out, "config {c}");
+        }
+        for p in &t.partitions {
+            let _ = writeln!(
+                out,
+                "partition={} leader={} replicas={} voters={} high_watermark={}",
+                p.partition,
+                or_dash(p.leader_id),
+                id_list(&p.replicas),
+                id_list(&p.voters),
+                or_dash(p.high_watermark)
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_values() {
+        assert_eq!(
+            parse_key_value("--config", "retention.ms=1000").unwrap(),
+            ("retention.ms".to_string(), "1000".to_string())
+        );
+        assert_eq!(
+            parse_key_value("--header", "h=a=b").unwrap(),
+            ("h".to_string(), "a=b".to_string())
+        );
+        assert_eq!(
+            parse_key_value("--header", "h=").unwrap(),
+            ("h".to_string(), String::new())
+        );
+        let e = parse_key_value("--config", "retention.ms").unwrap_err();
+        assert!(e.to_string().contains("KEY=VALUE"));
+        assert!(parse_key_value("--config", "=1").is_err());
+        let m = parse_configs("--set", &["a=1".into(), "a=2".into()]).unwrap();
+        assert_eq!(m["a"], "2");
+    }
 }

@@ -194,15 +194,21 @@ fn compare_replicas(c: &mut ProcCluster, topic_id: &str, partitions: u32, hw: &B
                 &flusher.handle(),
             )
             .expect("open replica log");
-            let entries = log
-                .reader()
-                .read(0, usize::MAX, end)
-                .expect("read replica log");
-            let batches: Vec<Bytes> = entries
-                .into_iter()
-                .filter(|e| e.base_offset < end && e.record_count > 0)
-                .map(|e| e.payload)
-                .collect();
+            // A read may stop at a segment's end: read on until the high watermark.
+            let reader = log.reader();
+            let mut batches: Vec<Bytes> = Vec::new();
+            let mut from = 0i64;
+            while from < end {
+                let entries = reader.read(from, 64 << 20, end).expect("read replica log");
+                let Some(last) = entries.last() else { break };
+                from = last.base_offset + i64::from(last.record_count.max(1));
+                batches.extend(
+                    entries
+                        .into_iter()
+                        .filter(|e| e.base_offset < end && e.record_count > 0)
+                        .map(|e| e.payload),
+                );
+            }
             match &reference {
                 None => reference = Some(batches),
                 Some(r) => assert!(

@@ -36,6 +36,9 @@ pub fn murmur2(data: &[u8]) -> i32 {
 
 /// The partition Kafka's default partitioner gives `key` among `partitions`:
 /// `toPositive(murmur2(key)) % partitions`.
+///
+/// # Panics
+/// If `partitions` is 0 (a topic has at least one partition).
 pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
     assert!(partitions > 0, "a topic has at least one partition");
     ((murmur2(key) & 0x7fff_ffff) as u32) % partitions

@@ -1,0 +1,92 @@
+//! `strata consume`: prints records of one topic (all partitions, or one) from a start
+//! position, until a count, the end of the log (`--exit-at-end`), or Ctrl-C.
+
+use super::parse_time::{parse_from, time_from_millis};
+use super::{ConsumeArgs, connect};
+use crate::Format;
+use crate::output::{Out, json_bytes, text_bytes};
+use serde_json::json;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+use strata_client::{ConsumedRecord, ConsumerConfig};
+
+/// The fetch wait with `--exit-at-end`: a caught-up partition answers an empty fetch after
+/// this long, so the command ends soon after the last record.
+const EXIT_AT_END_FETCH_WAIT: Duration = Duration::from_millis(100);
+
+/// Runs `strata consume`.
+pub async fn run(brokers: &str, format: Format, args: ConsumeArgs) -> anyhow::Result<ExitCode> {
+    let start = parse_from(&args.from, SystemTime::now())
+        .map_err(|e| anyhow::anyhow!("--from: {e}"))?;
+    if args.count == Some(0) {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let client = connect(brokers).await?;
+    let mut config = ConsumerConfig::default();
+    if args.exit_at_end {
+        config.fetch_wait = EXIT_AT_END_FETCH_WAIT;
+    }
+    let mut consumer = client.consumer(config)?;
+    match args.partition {
+        Some(p) => consumer.assign(&args.topic, [p], start).await?,
+        None => consumer.assign_all(&args.topic, start).await?,
+    }
+    let mut out = Out::new();
+    let mut printed: u64 = 0;
+    let signal = crate::shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        let records = tokio::select! {
+            records = consumer.poll() => records?,
+            _ = &mut signal => break,
+        };
+        for record in &records {
+            if args.count.is_some_and(|count| printed >= count) {
+                break;
+            }
+            out.line(&record_line(format, record))?;
+            printed += 1;
+        }
+        out.flush()?;
+        if out.closed()
+            || args.count.is_some_and(|count| printed >= count)
+            || (args.exit_at_end && consumer.caught_up())
+        {
+            break;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One record as a line: `partition offset timestamp key value` (text and table), or a JSON
+/// object.
+fn record_line(format: Format, r: &ConsumedRecord) -> String {
+    match format {
+        Format::Json => {
+            let headers: Vec<serde_json::Value> = r
+                .headers
+                .iter()
+                .map(|(key, value)| json!({ "key": key, "value": json_bytes(value.as_ref()) }))
+                .collect();
+            json!({
+                "topic": r.topic,
+                "partition": r.partition,
+                "offset": r.offset,
+                "timestamp": r.timestamp_ms,
+                "key": json_bytes(r.key.as_ref()),
+                "value": json_bytes(r.value.as_ref()),
+                "headers": headers,
+            })
+            .to_string()
+        }
+        Format::Table | Format::Text => format!(
+            "{} {} {} {} {}",
+            r.partition,
+            r.offset,
+            humantime::format_rfc3339_millis(time_from_millis(r.timestamp_ms)),
+            text_bytes(r.key.as_ref()),
+            text_bytes(r.value.as_ref()),
+        ),
+    }
+}
