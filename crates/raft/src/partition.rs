@@ -159,6 +159,10 @@ struct Sleep {
 /// An idempotent producer's batches proposed by this leader and not yet applied.
 #[derive(Debug)]
 struct Inflight {
+    /// The term this replica led when the batches were proposed: entries of an earlier
+    /// leadership are either in the log (and applied before this leader serves) or gone, so
+    /// an entry of another term is stale and dropped.
+    term: u64,
     epoch: i16,
     next_sequence: i32,
     pending: HashMap<i32, watch::Receiver<Option<Result<i64, PartitionError>>>>,
@@ -237,6 +241,9 @@ fn fatal(e: impl std::fmt::Display) -> PartitionError {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// How a write that timed out waiting for its commit is reported (it may still commit).
+const COMMIT_TIMEOUT: &str = "not committed within";
 
 /// Where the outcome of an in-flight idempotent batch is published (for its retries).
 type OutcomeSender = watch::Sender<Option<Result<i64, PartitionError>>>;
@@ -404,8 +411,10 @@ impl Partition {
         self.ready_leader().await?;
         let h = *parsed.header();
         let mut report = None;
+        let term = self.with_metrics(|m| m.current_term);
         if h.producer_id >= 0 {
             match self.check_sequence(
+                term,
                 h.producer_id,
                 h.producer_epoch,
                 h.base_sequence,
@@ -435,8 +444,15 @@ impl Partition {
                 Err(e) => Err(e.clone()),
             };
             let _ = tx.send(Some(outcome.clone()));
+            // Timed out waiting for the commit: the entry may still commit in this term, so it
+            // stays in flight (a retry waits on it or finds it applied); a new leadership drops
+            // it.
+            let still_live = matches!(
+                &outcome,
+                Err(PartitionError::Indeterminate { reason }) if reason.starts_with(COMMIT_TIMEOUT)
+            );
             let mut inflight = lock(&self.inflight);
-            if let Some(f) = inflight.get_mut(&pid) {
+            if !still_live && let Some(f) = inflight.get_mut(&pid).filter(|f| f.term == term) {
                 f.pending.remove(&first_seq);
                 if outcome.is_err() {
                     // Later batches of this producer will fail too; retries are checked
@@ -452,6 +468,7 @@ impl Partition {
 
     fn check_sequence(
         &self,
+        term: u64,
         pid: i64,
         epoch: i16,
         first: i32,
@@ -459,6 +476,9 @@ impl Partition {
     ) -> Result<SequenceCheck, PartitionError> {
         let applied = self.state.producer(pid);
         let mut inflight = lock(&self.inflight);
+        if inflight.get(&pid).is_some_and(|f| f.term != term) {
+            inflight.remove(&pid);
+        }
         let (known_epoch, mut expected) = match (inflight.get(&pid), &applied) {
             (Some(f), _) => (Some(f.epoch), f.next_sequence),
             (None, Some(p)) => (Some(p.epoch), p.next_sequence()),
@@ -497,6 +517,7 @@ impl Partition {
         }
         let (tx, rx) = watch::channel(None);
         let f = inflight.entry(pid).or_insert(Inflight {
+            term,
             epoch,
             next_sequence: expected,
             pending: HashMap::new(),
@@ -539,7 +560,7 @@ impl Partition {
                 match r {
                     Ok(r) => self.write_outcome(r.ok(), &appended),
                     Err(_) => Err(PartitionError::Indeterminate {
-                        reason: format!("not committed within {:?}", self.write_timeout),
+                        reason: format!("{COMMIT_TIMEOUT} {:?}", self.write_timeout),
                     }),
                 }
             }
