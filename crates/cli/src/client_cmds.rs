@@ -187,7 +187,6 @@ pub struct BenchArgs {
     pub json_out: Option<PathBuf>,
 }
 
-
 /// How long `topic create` waits for every new partition to elect a leader, so that a
 /// produce right after it finds one.
 const CREATE_LEADERS_WAIT: Duration = Duration::from_secs(30);
@@ -247,7 +246,11 @@ async fn cluster(client: &Client, format: Format, cmd: ClusterCmd) -> anyhow::Re
         }
         ClusterCmd::Rebalance => {
             let moves = admin.rebalance().await?;
-            print_document(format, &format!("moves started: {moves}"), &json!({ "moves": moves }))?;
+            print_document(
+                format,
+                &format!("moves started: {moves}"),
+                &json!({ "moves": moves }),
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         ClusterCmd::Decommission { id } => {
@@ -276,7 +279,14 @@ fn status_text(format: Format, s: &ClusterStatus) -> String {
             "Partitions: {}, leaderless: {}, under-replicated: {}, moves in progress: {}\n",
             s.partitions, s.leaderless, s.under_replicated, s.moves_in_progress
         );
-        let mut t = output::table(&["ID", "CLIENT ADDR", "PEER ADDR", "HTTP ADDR", "STATE", "ALIVE"]);
+        let mut t = output::table(&[
+            "ID",
+            "CLIENT ADDR",
+            "PEER ADDR",
+            "HTTP ADDR",
+            "STATE",
+            "ALIVE",
+        ]);
         for n in &s.nodes {
             t.add_row(vec![
                 n.node_id.to_string(),
@@ -318,7 +328,12 @@ fn unhealthy_reasons(s: &ClusterStatus) -> String {
     if s.controller_id.is_none() {
         reasons.push("the controller has no leader".to_string());
     }
-    let down: Vec<u64> = s.nodes.iter().filter(|n| !n.alive).map(|n| n.node_id).collect();
+    let down: Vec<u64> = s
+        .nodes
+        .iter()
+        .filter(|n| !n.alive)
+        .map(|n| n.node_id)
+        .collect();
     if !down.is_empty() {
         reasons.push(format!("nodes not alive: {}", id_list(&down)));
     }
@@ -326,7 +341,10 @@ fn unhealthy_reasons(s: &ClusterStatus) -> String {
         reasons.push(format!("{} leaderless partitions", s.leaderless));
     }
     if s.under_replicated > 0 {
-        reasons.push(format!("{} under-replicated partitions", s.under_replicated));
+        reasons.push(format!(
+            "{} under-replicated partitions",
+            s.under_replicated
+        ));
     }
     if reasons.is_empty() {
         reasons.push("as reported by the cluster".to_string());
@@ -344,10 +362,10 @@ async fn topic(client: &Client, format: Format, cmd: TopicCmd) -> anyhow::Result
             configs,
         } => {
             let configs = parse_configs("--config", &configs)?;
-            admin
+            let created = admin
                 .create_topic(&name, partitions, replication_factor.unwrap_or(0), configs)
-                .await
-                .with_context(|| format!("cannot create topic {name:?}"))?;
+                .await;
+            created_or_err(&name, created)?;
             let topic = wait_for_leaders(&admin, &name, CREATE_LEADERS_WAIT).await?;
             print_topic(format, &topic)?;
         }
@@ -408,8 +426,24 @@ async fn topic(client: &Client, format: Format, cmd: TopicCmd) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
-/// Describes `name` until every partition reports a leader (polling), or fails after
-/// `timeout` naming the partitions without one.
+/// The outcome of creating `name`, where an answer without the topic counts as created: a
+/// node that forwarded the creation to the controller may answer before it applied it
+/// itself. [`wait_for_leaders`] then waits for the topic to show up.
+fn created_or_err(
+    name: &str,
+    created: Result<TopicDescription, strata_client::Error>,
+) -> anyhow::Result<()> {
+    match created {
+        Ok(_) => Ok(()),
+        Err(strata_client::Error::Other { code, .. }) if code == "InvalidResponse" => Ok(()),
+        Err(e) => Err(anyhow::Error::from(e).context(format!("cannot create topic {name:?}"))),
+    }
+}
+
+/// Describes the topic `name`, just created, until every partition reports a leader in two
+/// answers in a row (successive answers come from different nodes, which learn of leaders at
+/// different moments), or fails after `timeout` naming the partitions without one. A node
+/// that does not know the topic yet counts as not ready.
 async fn wait_for_leaders(
     admin: &Admin,
     name: &str,
@@ -417,17 +451,33 @@ async fn wait_for_leaders(
 ) -> anyhow::Result<TopicDescription> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut wait = Duration::from_millis(20);
+    let mut ready_answers = 0;
     loop {
-        let topic = admin.describe_topic(name).await?;
-        let leaderless: Vec<u64> = topic
-            .partitions
-            .iter()
-            .filter(|p| p.leader_id.is_none())
-            .map(|p| u64::from(p.partition))
-            .collect();
-        if leaderless.is_empty() {
-            return Ok(topic);
-        }
+        let leaderless: Vec<u64> = match admin.describe_topic(name).await {
+            Ok(topic) => {
+                let leaderless: Vec<u64> = topic
+                    .partitions
+                    .iter()
+                    .filter(|p| p.leader_id.is_none())
+                    .map(|p| u64::from(p.partition))
+                    .collect();
+                if leaderless.is_empty() {
+                    ready_answers += 1;
+                    if ready_answers == 2 {
+                        return Ok(topic);
+                    }
+                    continue;
+                }
+                leaderless
+            }
+            Err(strata_client::Error::UnknownTopic { .. })
+                if tokio::time::Instant::now() + wait <= deadline =>
+            {
+                Vec::new()
+            }
+            Err(e) => return Err(e.into()),
+        };
+        ready_answers = 0;
         if tokio::time::Instant::now() + wait > deadline {
             anyhow::bail!(
                 "topic {name:?} was created, but partitions {} have no leader after {}",
@@ -462,7 +512,13 @@ fn topic_text(format: Format, t: &TopicDescription) -> String {
             configs.join("  ")
         };
         let _ = writeln!(out, "Configs: {configs}\n");
-        let mut table = output::table(&["PARTITION", "LEADER", "REPLICAS", "VOTERS", "HIGH WATERMARK"]);
+        let mut table = output::table(&[
+            "PARTITION",
+            "LEADER",
+            "REPLICAS",
+            "VOTERS",
+            "HIGH WATERMARK",
+        ]);
         for p in &t.partitions {
             table.add_row(vec![
                 p.partition.to_string(),

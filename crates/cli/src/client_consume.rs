@@ -16,8 +16,8 @@ const EXIT_AT_END_FETCH_WAIT: Duration = Duration::from_millis(100);
 
 /// Runs `strata consume`.
 pub async fn run(brokers: &str, format: Format, args: ConsumeArgs) -> anyhow::Result<ExitCode> {
-    let start = parse_from(&args.from, SystemTime::now())
-        .map_err(|e| anyhow::anyhow!("--from: {e}"))?;
+    let start =
+        parse_from(&args.from, SystemTime::now()).map_err(|e| anyhow::anyhow!("--from: {e}"))?;
     if args.count == Some(0) {
         return Ok(ExitCode::SUCCESS);
     }

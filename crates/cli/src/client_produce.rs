@@ -114,7 +114,8 @@ pub async fn run(brokers: &str, format: Format, args: ProduceArgs) -> anyhow::Re
             Ok(ExitCode::SUCCESS)
         }
         None => {
-            let producer = client.producer(producer_config(args.acks, ProducerConfig::default().linger))?;
+            let producer =
+                client.producer(producer_config(args.acks, ProducerConfig::default().linger))?;
             produce_lines(format, producer, template).await
         }
     }

@@ -140,10 +140,7 @@ pub fn escape_line(s: &str) -> String {
 
 /// A list of numbers as `1,2,3`.
 pub fn id_list(ids: &[u64]) -> String {
-    ids.iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
+    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
 }
 
 /// An optional value, or `-`.
@@ -163,10 +160,7 @@ mod tests {
             text_bytes(Some(&Bytes::from_static(b"l1\nl2\t\r"))),
             "l1\\nl2\\t\\r"
         );
-        assert_eq!(
-            text_bytes(Some(&Bytes::from_static(b"\xff!"))),
-            "\u{fffd}!"
-        );
+        assert_eq!(text_bytes(Some(&Bytes::from_static(b"\xff!"))), "\u{fffd}!");
         assert_eq!(json_bytes(None), serde_json::Value::Null);
         assert_eq!(json_bytes(Some(&Bytes::from_static(b"v"))), "v");
     }

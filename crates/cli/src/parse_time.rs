@@ -37,7 +37,9 @@ pub fn parse_from(from: &str, now: SystemTime) -> Result<Offset, String> {
     }
     match humantime::parse_rfc3339_weak(s) {
         Ok(at) => Ok(Offset::Timestamp(millis_since_epoch(at))),
-        Err(e) => Err(format!("{from:?} is not valid ({e}); --from accepts {FROM_FORMS}")),
+        Err(e) => Err(format!(
+            "{from:?} is not valid ({e}); --from accepts {FROM_FORMS}"
+        )),
     }
 }
 

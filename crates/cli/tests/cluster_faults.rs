@@ -169,8 +169,38 @@ async fn verify(brokers: Vec<String>, topic: &str, acked: &HashMap<String, Recor
 /// Stops the cluster and compares every replica's log, byte for byte, up to the smallest
 /// high watermark... of the committed prefix: entries present on all replicas must match, and
 /// every replica holds at least every acknowledged offset.
-fn compare_replicas(c: &mut ProcCluster, topic_id: &str, partitions: u32, hw: &BTreeMap<u32, i64>) {
+async fn compare_replicas(
+    c: &mut ProcCluster,
+    topic: &str,
+    topic_id: &str,
+    partitions: u32,
+    hw: &BTreeMap<u32, i64>,
+) {
     let ids: Vec<u64> = c.nodes.keys().copied().collect();
+    // Followers apply asynchronously: wait until every replica applied up to the end.
+    for id in &ids {
+        let addr = c.node(*id).client_addr();
+        let (topic, hw) = (topic.to_string(), hw.clone());
+        wait_until("replicas caught up", Duration::from_secs(60), move || {
+            let (addr, topic, hw) = (addr.clone(), topic.clone(), hw.clone());
+            async move {
+                let Ok(mut d) = data(&addr).await else { return false };
+                let Ok(m) = d
+                    .metadata(strata_proto::v1::MetadataRequest { topics: vec![topic] })
+                    .await
+                else {
+                    return false;
+                };
+                m.into_inner().topics.first().is_some_and(|t| {
+                    t.partitions.iter().all(|p| {
+                        p.high_watermark < 0
+                            || p.high_watermark >= hw.get(&p.partition).copied().unwrap_or(0)
+                    })
+                })
+            }
+        })
+        .await;
+    }
     for id in &ids {
         c.node(*id).stop();
     }
@@ -211,10 +241,24 @@ fn compare_replicas(c: &mut ProcCluster, topic_id: &str, partitions: u32, hw: &B
             }
             match &reference {
                 None => reference = Some(batches),
-                Some(r) => assert!(
-                    r == &batches,
-                    "replica on node {id} of partition {p} differs below the high watermark {end}"
-                ),
+                Some(r) => {
+                    if r != &batches {
+                        let at = r.iter().zip(&batches).position(|(a, b)| a != b);
+                        let show = |v: &Vec<Bytes>, i: Option<usize>| {
+                            i.and_then(|i| v.get(i))
+                                .and_then(|b| strata_record::BatchHeader::parse(b).ok())
+                                .map(|h| (h.base_offset, h.partition_leader_epoch, h.record_count, h.base_sequence))
+                        };
+                        panic!(
+                            "replica on node {id} of partition {p} differs below the high watermark {end}: \
+                             {} vs {} batches, first difference at {at:?}: {:?} vs {:?}",
+                            r.len(),
+                            batches.len(),
+                            show(r, at),
+                            show(&batches, at)
+                        );
+                    }
+                }
             }
         }
     }
@@ -256,12 +300,12 @@ async fn sigkill_leaders_under_load() {
     }
     let sent = load.sent.clone();
     let (acked, errors) = load.finish(false).await;
+    c.wait_healthy(Duration::from_secs(60)).await;
+    verify(c.brokers(), "load", &acked).await;
     assert!(errors.is_empty(), "clients saw errors: {:?}", &errors[..errors.len().min(5)]);
     assert_eq!(acked.len() as u64, sent.load(Ordering::Relaxed));
     assert_eq!(acked.len(), 100_000);
-    c.wait_healthy(Duration::from_secs(60)).await;
-    verify(c.brokers(), "load", &acked).await;
-    compare_replicas(&mut c, &topic_id, 6, &high_watermarks(&acked));
+    compare_replicas(&mut c, "load", &topic_id, 6, &high_watermarks(&acked)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,7 +326,7 @@ async fn rolling_restart_under_load_is_invisible_to_clients() {
     let (acked, errors) = load.finish(true).await;
     assert!(errors.is_empty(), "clients saw errors: {:?}", &errors[..errors.len().min(5)]);
     verify(c.brokers(), "roll", &acked).await;
-    compare_replicas(&mut c, &topic_id, 3, &high_watermarks(&acked));
+    compare_replicas(&mut c, "roll", &topic_id, 3, &high_watermarks(&acked)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -354,7 +398,7 @@ async fn paused_leader_steps_down_and_nothing_is_lost() {
     assert!(errors.is_empty(), "clients saw errors: {:?}", &errors[..errors.len().min(5)]);
     c.wait_healthy(Duration::from_secs(60)).await;
     verify(c.brokers(), "pause", &acked).await;
-    compare_replicas(&mut c, &topic_id, 1, &high_watermarks(&acked));
+    compare_replicas(&mut c, "pause", &topic_id, 1, &high_watermarks(&acked)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

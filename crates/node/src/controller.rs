@@ -234,8 +234,9 @@ impl Controller {
         Ok(c)
     }
 
-    /// Proposes `cmd` on this node, which must lead group 0.
-    pub async fn propose_local(&self, cmd: &Command) -> Result<Outcome, ControllerError> {
+    /// Proposes `cmd` on this node, which must lead group 0. Returns the entry's index and
+    /// what applying it produced.
+    pub async fn propose_local(&self, cmd: &Command) -> Result<(u64, Outcome), ControllerError> {
         let p = self
             .partition()
             .ok_or_else(|| ControllerError::Unavailable("controller replica is down".into()))?;
@@ -245,11 +246,22 @@ impl Controller {
             .propose_control(Bytes::from(payload))
             .await
             .map_err(|e| ControllerError::Unavailable(e.to_string()))?;
-        self.hook.take_outcome(index).ok_or_else(|| {
+        let outcome = self.hook.take_outcome(index).ok_or_else(|| {
             ControllerError::Unavailable(format!(
                 "the outcome of controller entry {index} is no longer known"
             ))
-        })
+        })?;
+        Ok((index, outcome))
+    }
+
+    /// Waits (bounded) until this node applied controller entry `index`, so that what a
+    /// caller changed is visible in this node's metadata.
+    async fn wait_applied(&self, index: u64) {
+        let deadline = Instant::now() + self.timeout;
+        while self.hook.lock().applied < index && Instant::now() < deadline {
+            let mut rx = self.meta();
+            let _ = tokio::time::timeout(Duration::from_millis(20), rx.changed()).await;
+        }
     }
 
     async fn forward(
@@ -258,7 +270,7 @@ impl Controller {
         addr: &str,
         cmd: &[u8],
         forwarded: bool,
-    ) -> Result<Outcome, ControllerError> {
+    ) -> Result<(u64, Outcome), ControllerError> {
         let mut client = NodeControlClient::new(self.channel(addr)?);
         let mut req = Request::new(pb::ProposeRequest {
             header: Some(self.identity.header_to(to, 0)),
@@ -273,14 +285,14 @@ impl Controller {
             .propose(req)
             .await
             .map_err(|s| ControllerError::Unavailable(format!("node {to}: {}", s.message())))?;
-        let outcome: Outcome = serde_json::from_slice(&resp.into_inner().result)
+        let answer: Answer = serde_json::from_slice(&resp.into_inner().result)
             .map_err(|e| ControllerError::Unavailable(format!("bad answer from {to}: {e}")))?;
-        Ok(outcome)
+        Ok((answer.index, answer.outcome))
     }
 
     /// Proposes once: locally if this node leads, else to the leader it knows, else to the
     /// seeds (each forwards to its leader).
-    async fn propose_once(&self, cmd: &Command) -> Result<Outcome, ControllerError> {
+    async fn propose_once(&self, cmd: &Command) -> Result<(u64, Outcome), ControllerError> {
         let me = self.identity.node_id;
         let leader = self.leader();
         if let Some((id, _)) = &leader
@@ -324,8 +336,13 @@ impl Controller {
         let mut backoff = Duration::from_millis(20);
         loop {
             match self.propose_once(cmd).await {
-                Ok(Outcome::Refused(r)) => return Err(ControllerError::Refused(r)),
-                Ok(o) => return Ok(o),
+                Ok((index, outcome)) => {
+                    self.wait_applied(index).await;
+                    return match outcome {
+                        Outcome::Refused(r) => Err(ControllerError::Refused(r)),
+                        o => Ok(o),
+                    };
+                }
                 Err(e) => {
                     if Instant::now() + backoff > deadline {
                         return Err(e);
@@ -345,6 +362,13 @@ impl Controller {
             .await
             .is_ok_and(|r| r.is_ok())
     }
+}
+
+/// A forwarded proposal's answer: the entry's index and its outcome.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Answer {
+    index: u64,
+    outcome: Outcome,
 }
 
 /// The `NodeControl` service: proposals forwarded from other nodes.
@@ -382,8 +406,8 @@ impl pb::node_control_server::NodeControl for ControlService {
                 "node {me} does not know the controller's leader"
             ))),
         };
-        let outcome = outcome.map_err(|e| Status::unavailable(e.to_string()))?;
-        let result = serde_json::to_vec(&outcome)
+        let (index, outcome) = outcome.map_err(|e| Status::unavailable(e.to_string()))?;
+        let result = serde_json::to_vec(&Answer { index, outcome })
             .map_err(|e| Status::internal(format!("encode outcome: {e}")))?;
         Ok(Response::new(pb::ProposeResponse {
             result: Bytes::from(result),
