@@ -24,7 +24,12 @@ pub enum Format {
 #[command(name = "strata", version, about, propagate_version = true)]
 pub struct Cli {
     /// Client addresses of cluster nodes (HOST:PORT,...).
-    #[arg(long, global = true, env = "STRATA_BROKERS", default_value = "127.0.0.1:7101")]
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_BROKERS",
+        default_value = "127.0.0.1:7101"
+    )]
     pub brokers: String,
     /// Output format (default: table on a terminal, text otherwise).
     #[arg(short = 'o', long = "output", global = true, value_enum)]
@@ -59,15 +64,20 @@ pub enum Cmd {
 fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_writer(std::io::stderr)
         .try_init();
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -82,7 +92,8 @@ fn main() -> std::process::ExitCode {
                 dev::run(args).await
             }
             other => {
-                init_tracing("warn");
+                // The command reports failures itself; the library's warnings would repeat them.
+                init_tracing("error");
                 let format = cli.output.unwrap_or_else(output::default_format);
                 client_cmds::run(&cli.brokers, format, other).await
             }
@@ -100,7 +111,15 @@ fn main() -> std::process::ExitCode {
 async fn run_node(flags: strata_node::NodeFlags) -> anyhow::Result<std::process::ExitCode> {
     let config = strata_node::NodeConfig::load(flags.config.as_deref(), &flags)?;
     init_tracing(&config.log);
-    let mut node = strata_node::Node::start(config).await?;
+    // A signal during start-up (registration can wait for a controller quorum) stops the
+    // start rather than being ignored.
+    let mut node = tokio::select! {
+        n = strata_node::Node::start(config) => n?,
+        why = shutdown_signal() => {
+            tracing::info!(signal = why, "stopped while starting");
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+    };
     let why = tokio::select! {
         r = shutdown_signal() => r,
         f = node.failed() => {

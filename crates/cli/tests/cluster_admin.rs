@@ -128,7 +128,9 @@ async fn delete_and_recreate_while_a_replica_is_down() {
     let old = create(&mut c, "t", 1).await;
     produce(&mut c, "t", &["old-1", "old-2", "old-3"]).await;
     let node3_dir = c.node(3).dir.clone();
-    let old_dir = node3_dir.join("partitions").join(format!("{}-0", old.topic_id));
+    let old_dir = node3_dir
+        .join("partitions")
+        .join(format!("{}-0", old.topic_id));
     assert!(old_dir.exists());
     c.node(3).kill();
     let b = c.brokers()[0].clone();
@@ -153,10 +155,14 @@ async fn delete_and_recreate_while_a_replica_is_down() {
     produce(&mut c, "t", &["new-1"]).await;
     c.restart(3).await;
     c.wait_healthy(Duration::from_secs(30)).await;
-    wait_until("old replica removed on node 3", Duration::from_secs(20), || {
-        let d = old_dir.clone();
-        async move { !d.exists() }
-    })
+    wait_until(
+        "old replica removed on node 3",
+        Duration::from_secs(20),
+        || {
+            let d = old_dir.clone();
+            async move { !d.exists() }
+        },
+    )
     .await;
     assert_eq!(read_all(&mut c, "t").await, vec!["new-1".to_string()]);
 }
@@ -288,11 +294,19 @@ async fn bad_input_gets_documented_errors() {
     let peer = c.node(leader).addresses().expect("addrs").peer_addr;
     let mut idle = Vec::new();
     for _ in 0..20 {
-        idle.push(tokio::net::TcpStream::connect(&addr).await.expect("connect"));
+        idle.push(
+            tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect"),
+        );
     }
     for target in [&addr, &peer] {
-        let mut s = tokio::net::TcpStream::connect(target).await.expect("connect");
-        s.write_all(b"GET / HTTP/1.1\r\n\r\n\x00\x01garbage\xff\xfe").await.expect("write");
+        let mut s = tokio::net::TcpStream::connect(target)
+            .await
+            .expect("connect");
+        s.write_all(b"GET / HTTP/1.1\r\n\r\n\x00\x01garbage\xff\xfe")
+            .await
+            .expect("write");
         let mut buf = Vec::new();
         let r = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
         assert!(r.is_ok(), "the server must close a garbage connection");

@@ -43,14 +43,21 @@ async fn create_produce_fetch_replay() {
     let mut offsets = Vec::new();
     for i in 0..10 {
         let records = (0..10)
-            .map(|j| record(&format!("{}", i * 10 + j), 1_000_000 + i as i64 * 10 + j as i64))
+            .map(|j| {
+                record(
+                    &format!("{}", i * 10 + j),
+                    1_000_000 + i as i64 * 10 + j as i64,
+                )
+            })
             .collect();
         let r = d
             .produce(pb::ProduceRequest {
                 topic: "orders".into(),
                 partition: 0,
                 acks: pb::Acks::All as i32,
-                payload: Some(pb::produce_request::Payload::Records(pb::RecordSet { records })),
+                payload: Some(pb::produce_request::Payload::Records(pb::RecordSet {
+                    records,
+                })),
             })
             .await
             .expect("produce")
@@ -94,7 +101,12 @@ async fn create_produce_fetch_replay() {
     assert_eq!(o.offset, 52);
     assert_eq!(o.high_watermark, 100);
     // A follower redirects.
-    let follower = c.nodes.keys().copied().find(|id| *id != leader).expect("follower");
+    let follower = c
+        .nodes
+        .keys()
+        .copied()
+        .find(|id| *id != leader)
+        .expect("follower");
     let faddr = c.node(follower).client_addr();
     let mut fd = data(&faddr).await.expect("data");
     let e = fd
@@ -152,8 +164,14 @@ async fn subscribe_health_metrics_and_topic_admin() {
         .await
         .expect("alter")
         .into_inner();
-    assert_eq!(t.configs.get("max.message.bytes").map(String::as_str), Some("2048"));
-    assert_eq!(t.configs.get("retention.ms").map(String::as_str), Some("604800000"));
+    assert_eq!(
+        t.configs.get("max.message.bytes").map(String::as_str),
+        Some("2048")
+    );
+    assert_eq!(
+        t.configs.get("retention.ms").map(String::as_str),
+        Some("604800000")
+    );
     let t = admin
         .add_partitions(pb::AddPartitionsRequest {
             name: "events".into(),
@@ -265,5 +283,8 @@ async fn subscribe_health_metrics_and_topic_admin() {
         .await
         .expect("health")
         .into_inner();
-    assert_eq!(h.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    assert_eq!(
+        h.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
 }

@@ -43,7 +43,8 @@ async fn start_load(
     let mut tasks = Vec::new();
     for t in 0..producers {
         let (brokers, topic) = (brokers.clone(), topic.to_string());
-        let (acked, errors, sent, stop) = (acked.clone(), errors.clone(), sent.clone(), stop.clone());
+        let (acked, errors, sent, stop) =
+            (acked.clone(), errors.clone(), sent.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let client = Client::connect(brokers).await.expect("connect");
             let producer = client
@@ -123,8 +124,13 @@ impl Load {
 /// exactly once at its acknowledged offset, and per producer in send order within a partition.
 async fn verify(brokers: Vec<String>, topic: &str, acked: &HashMap<String, RecordMetadata>) {
     let client = Client::connect(brokers).await.expect("connect");
-    let mut consumer = client.consumer(ConsumerConfig::default()).expect("consumer");
-    consumer.assign_all(topic, Offset::Earliest).await.expect("assign");
+    let mut consumer = client
+        .consumer(ConsumerConfig::default())
+        .expect("consumer");
+    consumer
+        .assign_all(topic, Offset::Earliest)
+        .await
+        .expect("assign");
     let ends = consumer.end_offsets().await.expect("ends");
     let mut seen: HashMap<String, (u32, i64)> = HashMap::new();
     let mut last_offset: BTreeMap<u32, i64> = BTreeMap::new();
@@ -137,7 +143,10 @@ async fn verify(brokers: Vec<String>, topic: &str, acked: &HashMap<String, Recor
         if done {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "replay did not finish");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replay did not finish"
+        );
         for r in consumer.poll().await.expect("poll") {
             let v = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned();
             let prev = last_offset.insert(r.partition, r.offset);
@@ -148,13 +157,20 @@ async fn verify(brokers: Vec<String>, topic: &str, acked: &HashMap<String, Recor
                 r.offset
             );
             if let Some((p, o)) = seen.insert(v.clone(), (r.partition, r.offset)) {
-                panic!("{v} read twice: at {p}/{o} and {}/{}", r.partition, r.offset);
+                panic!(
+                    "{v} read twice: at {p}/{o} and {}/{}",
+                    r.partition, r.offset
+                );
             }
             let (producer, seq) = v.split_once('-').expect("value format");
             let seq: u64 = seq.parse().expect("seq");
             let key = (r.partition, producer.to_string());
             if let Some(prev) = last_seq.insert(key, seq) {
-                assert!(prev < seq, "{producer} out of order in partition {}", r.partition);
+                assert!(
+                    prev < seq,
+                    "{producer} out of order in partition {}",
+                    r.partition
+                );
             }
         }
     }
@@ -184,9 +200,13 @@ async fn compare_replicas(
         wait_until("replicas caught up", Duration::from_secs(60), move || {
             let (addr, topic, hw) = (addr.clone(), topic.clone(), hw.clone());
             async move {
-                let Ok(mut d) = data(&addr).await else { return false };
+                let Ok(mut d) = data(&addr).await else {
+                    return false;
+                };
                 let Ok(m) = d
-                    .metadata(strata_proto::v1::MetadataRequest { topics: vec![topic] })
+                    .metadata(strata_proto::v1::MetadataRequest {
+                        topics: vec![topic],
+                    })
                     .await
                 else {
                     return false;
@@ -247,7 +267,14 @@ async fn compare_replicas(
                         let show = |v: &Vec<Bytes>, i: Option<usize>| {
                             i.and_then(|i| v.get(i))
                                 .and_then(|b| strata_record::BatchHeader::parse(b).ok())
-                                .map(|h| (h.base_offset, h.partition_leader_epoch, h.record_count, h.base_sequence))
+                                .map(|h| {
+                                    (
+                                        h.base_offset,
+                                        h.partition_leader_epoch,
+                                        h.record_count,
+                                        h.base_sequence,
+                                    )
+                                })
                         };
                         panic!(
                             "replica on node {id} of partition {p} differs below the high watermark {end}: \
@@ -290,19 +317,25 @@ async fn sigkill_leaders_under_load() {
     let topic_id = create_topic(&mut c, "load", 6).await;
     let load = start_load(c.brokers(), "load", 6, 4, 25_000).await;
     for round in 0..3u32 {
-        load.wait_acked(5_000 * (round as usize + 1), Duration::from_secs(60)).await;
+        load.wait_acked(5_000 * (round as usize + 1), Duration::from_secs(60))
+            .await;
         let p = round * 2;
         let leader = c.leader_of("load", p).await.expect("leader");
         c.node(leader).kill();
         let before = load.acked.lock().expect("acked").len();
-        load.wait_acked(before + 2_000, Duration::from_secs(60)).await;
+        load.wait_acked(before + 2_000, Duration::from_secs(60))
+            .await;
         c.restart(leader).await;
     }
     let sent = load.sent.clone();
     let (acked, errors) = load.finish(false).await;
     c.wait_healthy(Duration::from_secs(60)).await;
     verify(c.brokers(), "load", &acked).await;
-    assert!(errors.is_empty(), "clients saw errors: {:?}", &errors[..errors.len().min(5)]);
+    assert!(
+        errors.is_empty(),
+        "clients saw errors: {:?}",
+        &errors[..errors.len().min(5)]
+    );
     assert_eq!(acked.len() as u64, sent.load(Ordering::Relaxed));
     assert_eq!(acked.len(), 100_000);
     compare_replicas(&mut c, "load", &topic_id, 6, &high_watermarks(&acked)).await;
@@ -317,14 +350,22 @@ async fn rolling_restart_under_load_is_invisible_to_clients() {
     let ids: Vec<u64> = c.nodes.keys().copied().collect();
     for id in ids {
         let status = c.node(id).stop();
-        assert!(status.is_some_and(|s| s.success()), "node {id} did not stop cleanly");
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "node {id} did not stop cleanly"
+        );
         c.restart(id).await;
         c.wait_healthy(Duration::from_secs(60)).await;
         let before = load.acked.lock().expect("acked").len();
-        load.wait_acked(before + 1_000, Duration::from_secs(60)).await;
+        load.wait_acked(before + 1_000, Duration::from_secs(60))
+            .await;
     }
     let (acked, errors) = load.finish(true).await;
-    assert!(errors.is_empty(), "clients saw errors: {:?}", &errors[..errors.len().min(5)]);
+    assert!(
+        errors.is_empty(),
+        "clients saw errors: {:?}",
+        &errors[..errors.len().min(5)]
+    );
     verify(c.brokers(), "roll", &acked).await;
     compare_replicas(&mut c, "roll", &topic_id, 3, &high_watermarks(&acked)).await;
 }
@@ -365,18 +406,24 @@ async fn paused_leader_steps_down_and_nothing_is_lost() {
         if let Some(l) = found {
             break l;
         }
-        assert!(std::time::Instant::now() < deadline, "no new leader while {old} is paused");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new leader while {old} is paused"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let before = load.acked.lock().expect("acked").len();
-    load.wait_acked(before + 1_000, Duration::from_secs(60)).await;
+    load.wait_acked(before + 1_000, Duration::from_secs(60))
+        .await;
     c.node(old).resume();
     // The old leader learns of the new term and follows.
     let old_addr = c.node(old).client_addr();
     wait_until("old leader steps down", Duration::from_secs(30), || {
         let old_addr = old_addr.clone();
         async move {
-            let Ok(mut d) = data(&old_addr).await else { return false };
+            let Ok(mut d) = data(&old_addr).await else {
+                return false;
+            };
             let Ok(m) = d
                 .metadata(strata_proto::v1::MetadataRequest {
                     topics: vec!["pause".into()],
@@ -395,7 +442,11 @@ async fn paused_leader_steps_down_and_nothing_is_lost() {
     .await;
     let _ = new;
     let (acked, errors) = load.finish(true).await;
-    assert!(errors.is_empty(), "clients saw errors: {:?}", &errors[..errors.len().min(5)]);
+    assert!(
+        errors.is_empty(),
+        "clients saw errors: {:?}",
+        &errors[..errors.len().min(5)]
+    );
     c.wait_healthy(Duration::from_secs(60)).await;
     verify(c.brokers(), "pause", &acked).await;
     compare_replicas(&mut c, "pause", &topic_id, 1, &high_watermarks(&acked)).await;
@@ -442,8 +493,13 @@ async fn add_rebalance_and_decommission_under_load() {
         "node 1 still holds replicas: {t:?}"
     );
     let before = load.acked.lock().expect("acked").len();
-    load.wait_acked(before + 1_000, Duration::from_secs(60)).await;
+    load.wait_acked(before + 1_000, Duration::from_secs(60))
+        .await;
     let (acked, errors) = load.finish(true).await;
-    assert!(errors.is_empty(), "clients saw errors: {:?}", &errors[..errors.len().min(5)]);
+    assert!(
+        errors.is_empty(),
+        "clients saw errors: {:?}",
+        &errors[..errors.len().min(5)]
+    );
     verify(c.brokers(), "grow", &acked).await;
 }

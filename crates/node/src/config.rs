@@ -57,8 +57,6 @@ pub struct NodeConfig {
     pub max_concurrent_streams: u32,
     /// Longest a client request may take before the node cancels it (subscriptions excepted).
     pub request_timeout_ms: u64,
-    /// A connection that sends nothing (not even HTTP/2 pings) this long is closed.
-    pub idle_timeout_ms: u64,
     /// Below this many free bytes on the data directory's disk, leaders refuse produce
     /// (RESOURCE_EXHAUSTED).
     pub min_free_disk_bytes: u64,
@@ -96,11 +94,10 @@ impl Default for NodeConfig {
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
             fetch_max_bytes: 16 << 20,
-            fetch_max_wait_ms: 30_000,
+            fetch_max_wait_ms: 10_000,
             max_connections: 1024,
             max_concurrent_streams: 256,
             request_timeout_ms: 30_000,
-            idle_timeout_ms: 60_000,
             min_free_disk_bytes: 100 << 20,
             retention_check_interval_ms: 5_000,
             heartbeat_ms: 300,
@@ -136,7 +133,6 @@ const ENV_KEYS: &[&str] = &[
     "max_connections",
     "max_concurrent_streams",
     "request_timeout_ms",
-    "idle_timeout_ms",
     "min_free_disk_bytes",
     "retention_check_interval_ms",
     "heartbeat_ms",
@@ -236,11 +232,31 @@ impl NodeConfig {
                 self.heartbeat_ms, self.election_timeout_min_ms, self.election_timeout_max_ms
             ));
         }
-        if self.max_message_bytes < 1024 || self.max_message_bytes > 64 << 20 {
+        if self.max_message_bytes < 1024
+            || self.max_message_bytes > crate::meta::MESSAGE_BYTES_LIMIT
+        {
             return bad(format!(
-                "max_message_bytes must be between 1024 and 67108864, got {}",
+                "max_message_bytes must be between 1024 and {} (a log entry and a peer message \
+                 hold at most 16 MiB), got {}",
+                crate::meta::MESSAGE_BYTES_LIMIT,
                 self.max_message_bytes
             ));
+        }
+        if u64::from(self.fetch_max_wait_ms) + 1_000 > self.request_timeout_ms {
+            return bad(format!(
+                "fetch_max_wait_ms ({}) must be at least 1 s below request_timeout_ms ({})",
+                self.fetch_max_wait_ms, self.request_timeout_ms
+            ));
+        }
+        let mut topic = crate::meta::TopicConfig::default();
+        for (k, v) in [
+            ("segment.bytes", self.segment_bytes.to_string()),
+            ("retention.ms", self.retention_ms.to_string()),
+            ("retention.bytes", self.retention_bytes.to_string()),
+        ] {
+            topic
+                .set(k, &v)
+                .map_err(|e| ConfigError(format!("node default: {e}")))?;
         }
         if self.default_replication_factor == 0 {
             return bad("default_replication_factor must be at least 1".into());
@@ -276,7 +292,9 @@ pub fn parse_initial_cluster(s: &str) -> Result<std::collections::BTreeMap<u64, 
             .parse()
             .map_err(|_| format!("initial_cluster entry {part:?}: {id:?} is not a node id"))?;
         if id == 0 {
-            return Err(format!("initial_cluster entry {part:?}: node ids start at 1"));
+            return Err(format!(
+                "initial_cluster entry {part:?}: node ids start at 1"
+            ));
         }
         if out.insert(id, addr.to_string()).is_some() {
             return Err(format!("initial_cluster names node {id} twice"));

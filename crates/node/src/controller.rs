@@ -162,10 +162,8 @@ impl Controller {
         identity: PeerIdentity,
         start: impl FnOnce(
             Arc<dyn StateHook>,
-        ) -> futures_util::future::BoxFuture<
-            'static,
-            Result<Replica, PartitionError>,
-        >,
+        )
+            -> futures_util::future::BoxFuture<'static, Result<Replica, PartitionError>>,
         seeds: BTreeMap<u64, String>,
         timeout: Duration,
     ) -> Result<Controller, PartitionError> {

@@ -90,6 +90,10 @@ impl Default for TopicConfig {
     }
 }
 
+/// The largest `max.message.bytes` (8 MiB): a log entry and a peer message hold at most 16
+/// MiB, and a batch must fit with room to spare.
+pub const MESSAGE_BYTES_LIMIT: u32 = 8 << 20;
+
 /// The config keys a topic accepts.
 pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "retention.ms",
@@ -132,9 +136,9 @@ impl TopicConfig {
             }
             "max.message.bytes" => {
                 let v = int(value)?;
-                if !(1024..=64 << 20).contains(&v) {
+                if !(1024..=i64::from(MESSAGE_BYTES_LIMIT)).contains(&v) {
                     return Err(format!(
-                        "max.message.bytes must be between 1024 and 67108864, got {v}"
+                        "max.message.bytes must be between 1024 and {MESSAGE_BYTES_LIMIT}, got {v}"
                     ));
                 }
                 self.max_message_bytes = v as u32;
@@ -528,16 +532,12 @@ impl ClusterMeta {
             } => {
                 for n in target {
                     if self.nodes.get(n).map(|m| m.state) != Some(NodeState::Active) {
-                        return Err(Refusal::Invalid(format!(
-                            "node {n} is not an active node"
-                        )));
+                        return Err(Refusal::Invalid(format!("node {n} is not an active node")));
                     }
                 }
                 let distinct: BTreeSet<_> = target.iter().collect();
                 if target.is_empty() || distinct.len() != target.len() {
-                    return Err(Refusal::Invalid(format!(
-                        "invalid replica set {target:?}"
-                    )));
+                    return Err(Refusal::Invalid(format!("invalid replica set {target:?}")));
                 }
                 let p = self
                     .topics
@@ -733,8 +733,14 @@ mod tests {
         let mut m = three();
         create(&mut m, "t", 2, 3);
         let old = m.topics["t"].clone();
-        assert_eq!(create(&mut m, "t", 2, 3), Outcome::Refused(Refusal::TopicExists("t".into())));
-        assert_eq!(m.apply(&Command::DeleteTopic { name: "t".into() }), Outcome::Ok);
+        assert_eq!(
+            create(&mut m, "t", 2, 3),
+            Outcome::Refused(Refusal::TopicExists("t".into()))
+        );
+        assert_eq!(
+            m.apply(&Command::DeleteTopic { name: "t".into() }),
+            Outcome::Ok
+        );
         assert!(m.deleted_topics.contains(&old.id));
         create(&mut m, "t", 2, 3);
         let new = &m.topics["t"];

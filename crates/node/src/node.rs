@@ -187,9 +187,10 @@ impl Shared {
     /// Whether node `id` was heard from within the election timeout (this node: always).
     pub fn alive(&self, id: u64) -> bool {
         id == self.identity.node_id
-            || self.liveness.heard_from(id).is_some_and(|d| {
-                d < Duration::from_millis(self.config.election_timeout_max_ms)
-            })
+            || self
+                .liveness
+                .heard_from(id)
+                .is_some_and(|d| d < Duration::from_millis(self.config.election_timeout_max_ms))
     }
 
     /// DISK_FULL when the data directory's disk is below the threshold.
@@ -227,8 +228,7 @@ impl Shared {
                     h.under_replicated += 1;
                     continue;
                 }
-                let Some(part) = self.replicas.get(p.group_id).and_then(|r| r.partition())
-                else {
+                let Some(part) = self.replicas.get(p.group_id).and_then(|r| r.partition()) else {
                     if p.replicas.contains(&self.identity.node_id) {
                         // Ours but not open (yet, or reopening).
                         h.leaderless += 1;
@@ -305,16 +305,20 @@ impl Probe for Shared {
                 metrics::gauge!("strata_partition_leader", &labels)
                     .set(m.current_leader.unwrap_or(0) as f64);
                 metrics::gauge!("strata_partition_term", &labels).set(m.current_term as f64);
-                metrics::gauge!("strata_partition_is_leader", &labels)
-                    .set(if m.current_leader == Some(me) { 1.0 } else { 0.0 });
+                metrics::gauge!("strata_partition_is_leader", &labels).set(
+                    if m.current_leader == Some(me) {
+                        1.0
+                    } else {
+                        0.0
+                    },
+                );
                 if let Some(rep) = &m.replication {
                     let last = m.last_log_index.unwrap_or(0);
                     for (id, matched) in rep.iter() {
                         let lag = last.saturating_sub(matched.as_ref().map_or(0, |l| l.index));
                         let mut l = labels.to_vec();
                         l.push(("replica", id.to_string()));
-                        metrics::gauge!("strata_partition_replica_lag_entries", &l)
-                            .set(lag as f64);
+                        metrics::gauge!("strata_partition_replica_lag_entries", &l).set(lag as f64);
                     }
                 }
             });
@@ -337,7 +341,9 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     }
     // SAFETY: statvfs returned 0, so it initialized `s`.
     let s = unsafe { s.assume_init() };
-    Some((s.f_bavail as u64).saturating_mul(s.f_frsize as u64))
+    #[allow(clippy::unnecessary_cast)] // c_ulong width differs across targets
+    let free = (s.f_bavail as u64).saturating_mul(s.f_frsize as u64);
+    Some(free)
 }
 
 /// A running node.
@@ -408,9 +414,24 @@ impl Node {
         // A restarted node asked for port 0 takes the ports it had before when they are free:
         // its peers and the Raft memberships know it by them.
         let before = read_addresses(&data);
-        let client_l = rebind(&config.client_addr, before.as_ref().map(|a| &a.client_addr), "client").await?;
-        let peer_l = rebind(&config.peer_addr, before.as_ref().map(|a| &a.peer_addr), "peer").await?;
-        let http_l = rebind(&config.http_addr, before.as_ref().map(|a| &a.http_addr), "http").await?;
+        let client_l = rebind(
+            &config.client_addr,
+            before.as_ref().map(|a| &a.client_addr),
+            "client",
+        )
+        .await?;
+        let peer_l = rebind(
+            &config.peer_addr,
+            before.as_ref().map(|a| &a.peer_addr),
+            "peer",
+        )
+        .await?;
+        let http_l = rebind(
+            &config.http_addr,
+            before.as_ref().map(|a| &a.http_addr),
+            "http",
+        )
+        .await?;
         let addresses = Addresses {
             client_addr: config
                 .advertise_client_addr
@@ -425,10 +446,11 @@ impl Node {
                 .clone()
                 .map_or_else(|| local(&http_l), Ok)?,
         };
-        let addr_json = serde_json::to_vec_pretty(&addresses)
-            .map_err(|e| NodeError::Other(e.to_string()))?;
+        let addr_json =
+            serde_json::to_vec_pretty(&addresses).map_err(|e| NodeError::Other(e.to_string()))?;
         write_atomic(&data.join(ADDRESSES_FILE), &addr_json).map_err(io("write addresses"))?;
 
+        let created = read_identity(&data).is_none();
         let identity = establish_identity(&config, &addresses).await?;
         tracing::info!(node = identity.node_id, cluster = %identity.cluster_id,
             client = %addresses.client_addr, peer = %addresses.peer_addr,
@@ -460,7 +482,8 @@ impl Node {
 
         // The controller replica.
         let ctl_config = {
-            let mut c = PartitionConfig::new(CONTROLLER_GROUP, identity.node_id, data.join("controller"));
+            let mut c =
+                PartitionConfig::new(CONTROLLER_GROUP, identity.node_id, data.join("controller"));
             c.timing = timing.clone();
             c
         };
@@ -508,11 +531,10 @@ impl Node {
             let stop = async {
                 let _ = peer_stop_rx.await;
             };
-            if let Err(e) =
-                strata_raft::transport::serve_with(peer_l, stop, peer_service, |r| {
-                    r.add_service(control)
-                })
-                .await
+            if let Err(e) = strata_raft::transport::serve_with(peer_l, stop, peer_service, |r| {
+                r.add_service(control)
+            })
+            .await
             {
                 tracing::error!(error = %e, "peer server failed");
             }
@@ -575,15 +597,21 @@ impl Node {
             state: NodeState::Active,
             boot: random_incarnation(),
         };
-        register(&controller, identity.node_id, me.clone()).await?;
+        if let Err(e) = register(&controller, identity.node_id, me.clone()).await {
+            if created {
+                // Leave the directory as it was found, so the operator can --join with it.
+                let _ = std::fs::remove_file(data.join(IDENTITY_FILE));
+            }
+            return Err(e);
+        }
         // Serve only once this node's metadata has caught up with its own registration (so
         // with every change before it): a restarted node must not answer "unknown topic".
         let node_id = identity.node_id;
         while !controller
             .wait_meta(Duration::from_secs(5), |m| {
-                m.nodes.get(&node_id).is_some_and(|n| {
-                    n.incarnation == me.incarnation && n.boot == me.boot
-                })
+                m.nodes
+                    .get(&node_id)
+                    .is_some_and(|n| n.incarnation == me.incarnation && n.boot == me.boot)
             })
             .await
         {
@@ -665,7 +693,10 @@ impl Node {
     /// replicas, stops serving, closes the replicas.
     pub async fn shutdown(self) {
         let patience = Duration::from_millis(self.shared.config.shutdown_timeout_ms);
-        tracing::info!(node = self.node_id(), "shutting down: handing off leadership");
+        tracing::info!(
+            node = self.node_id(),
+            "shutting down: handing off leadership"
+        );
         self.shared.replicas.hand_off_leadership(patience).await;
         if let Some(p) = self.shared.controller.partition() {
             handoff(
@@ -743,7 +774,8 @@ async fn establish_identity(
             bootstrap: true,
         }
     };
-    let bytes = serde_json::to_vec_pretty(&identity).map_err(|e| NodeError::Other(e.to_string()))?;
+    let bytes =
+        serde_json::to_vec_pretty(&identity).map_err(|e| NodeError::Other(e.to_string()))?;
     write_atomic(&path, &bytes).map_err(io("write the identity file"))?;
     Ok(identity)
 }
@@ -882,7 +914,11 @@ async fn maintain_controller(shared: &Shared, meta: &ClusterMeta) {
     let promote: std::collections::BTreeSet<u64> = active
         .iter()
         .filter(|id| !voters.contains(id) && shared.alive(**id))
-        .filter(|id| matched.get(id).is_some_and(|m| last.saturating_sub(*m) < 16))
+        .filter(|id| {
+            matched
+                .get(id)
+                .is_some_and(|m| last.saturating_sub(*m) < 16)
+        })
         .take(want - voters.len())
         .copied()
         .collect();
@@ -909,7 +945,7 @@ async fn periodic(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         let meta = shared.controller.snapshot();
         shared.replicas.drive_moves(&meta, &shared.controller);
         maintain_controller(&shared, &meta).await;
-        if n % 10 == 0 {
+        if n.is_multiple_of(10) {
             shared.replicas.prefer_leaders(&meta).await;
         }
         // A replica that came back after a failure may have been registered under a stale

@@ -88,7 +88,10 @@ pub async fn serve_http(
 async fn readyz(State(probe): State<Arc<dyn Probe>>) -> (StatusCode, String) {
     match probe.ready() {
         Ok(()) => (StatusCode::OK, "ready\n".into()),
-        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        ),
     }
 }
 

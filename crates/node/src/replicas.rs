@@ -122,8 +122,8 @@ impl Replicas {
         let mut out = BTreeMap::new();
         for (name, t) in &meta.topics {
             for (i, p) in t.partitions.iter().enumerate() {
-                let mine = p.replicas.contains(&me)
-                    || p.target.as_ref().is_some_and(|t| t.contains(&me));
+                let mine =
+                    p.replicas.contains(&me) || p.target.as_ref().is_some_and(|t| t.contains(&me));
                 if mine {
                     out.insert(
                         p.group_id,
@@ -234,7 +234,12 @@ impl Replicas {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(group, hosted);
-        tracing::info!(topic = d.topic, partition = d.partition, group, "replica open");
+        tracing::info!(
+            topic = d.topic,
+            partition = d.partition,
+            group,
+            "replica open"
+        );
         Ok(())
     }
 

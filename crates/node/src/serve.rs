@@ -139,12 +139,15 @@ pub async fn serve_client(
     let limit = Arc::new(Semaphore::new(config.max_connections as usize));
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(accept_loop(listener, limit, tx, stop.clone()));
-    let msg_max = (config.max_message_bytes as usize).max(config.fetch_max_bytes as usize) + (1 << 20);
+    let msg_max =
+        (config.max_message_bytes as usize).max(config.fetch_max_bytes as usize) + (1 << 20);
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<StrataServer<ClientService>>()
         .await;
-    health_reporter.set_serving::<AdminServer<ClientService>>().await;
+    health_reporter
+        .set_serving::<AdminServer<ClientService>>()
+        .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
         .build_v1();

@@ -70,7 +70,9 @@ impl ClientService {
     }
 
     fn perr(&self, topic: &str, partition: u32, e: strata_raft::error::PartitionError) -> Status {
-        partition_error(&format!("{topic}/{partition}"), e, |id| self.client_addr(id))
+        partition_error(&format!("{topic}/{partition}"), e, |id| {
+            self.client_addr(id)
+        })
     }
 
     fn controller_error(&self, e: ControllerError) -> Status {
@@ -104,7 +106,11 @@ impl ClientService {
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let local = self.shared.replicas.get(p.group_id).and_then(|h| h.partition());
+                let local = self
+                    .shared
+                    .replicas
+                    .get(p.group_id)
+                    .and_then(|h| h.partition());
                 let (leader_id, term, voters, hw) = match &local {
                     Some(part) => part.with_metrics(|m| {
                         (
@@ -157,12 +163,25 @@ impl ClientService {
 
     fn max_bytes(&self, asked: u32) -> usize {
         let cap = self.shared.config.fetch_max_bytes;
-        (if asked == 0 { cap.min(4 << 20) } else { asked.min(cap) }) as usize
+        (if asked == 0 {
+            cap.min(4 << 20)
+        } else {
+            asked.min(cap)
+        }) as usize
     }
 
     fn max_wait(&self, asked: u32) -> Duration {
         Duration::from_millis(asked.min(self.shared.config.fetch_max_wait_ms) as u64)
     }
+}
+
+fn limit_exceeded(limit: &str, max: u32, value: u32) -> Status {
+    errors::status(
+        Code::ResourceExhausted,
+        "LIMIT_EXCEEDED",
+        format!("{value} is over {limit} ({max})"),
+        &[("limit", max.to_string()), ("value", value.to_string())],
+    )
 }
 
 fn refusal(r: Refusal) -> Status {
@@ -324,7 +343,10 @@ impl pb::strata_server::Strata for ClientService {
             let hint = p
                 .leader()
                 .and_then(|(id, _)| self.client_addr(id).map(|a| (id, a)));
-            return Err(not_leader(&format!("{}/{}", req.topic, req.partition), hint));
+            return Err(not_leader(
+                &format!("{}/{}", req.topic, req.partition),
+                hint,
+            ));
         }
         self.shared.check_disk()?;
         let count = Batch::parse(batch.clone())
@@ -567,19 +589,26 @@ impl pb::admin_server::Admin for ClientService {
         let req = request.into_inner();
         crate::meta::check_topic_name(&req.name).map_err(|e| invalid("name", e))?;
         let max = self.shared.config.max_partitions_per_topic;
-        if req.partitions == 0 || req.partitions > max {
+        if req.partitions == 0 {
             return Err(invalid(
                 "partitions",
-                format!(
-                    "partition count must be between 1 and {max} (max_partitions_per_topic), got {}",
-                    req.partitions
-                ),
+                "a topic needs at least 1 partition".into(),
+            ));
+        }
+        if req.partitions > max {
+            return Err(limit_exceeded(
+                "max_partitions_per_topic",
+                max,
+                req.partitions,
             ));
         }
         let meta = self.meta();
         let active = meta.active_nodes().len() as u32;
         let rf = if req.replication_factor == 0 {
-            self.shared.config.default_replication_factor.min(active.max(1))
+            self.shared
+                .config
+                .default_replication_factor
+                .min(active.max(1))
         } else {
             req.replication_factor
         };
@@ -597,7 +626,11 @@ impl pb::admin_server::Admin for ClientService {
             Ok(_) => {}
             // A retry of our own creation after an indeterminate outcome.
             Err(ControllerError::Refused(Refusal::TopicExists(_)))
-                if self.meta().topics.get(&req.name).is_some_and(|t| t.id == id) => {}
+                if self
+                    .meta()
+                    .topics
+                    .get(&req.name)
+                    .is_some_and(|t| t.id == id) => {}
             Err(e) => return Err(self.controller_error(e)),
         }
         let meta = self.meta();
@@ -659,12 +692,10 @@ impl pb::admin_server::Admin for ClientService {
         let req = request.into_inner();
         let max = self.shared.config.max_partitions_per_topic;
         if req.partitions > max {
-            return Err(invalid(
-                "partitions",
-                format!(
-                    "partition count must be at most {max} (max_partitions_per_topic), got {}",
-                    req.partitions
-                ),
+            return Err(limit_exceeded(
+                "max_partitions_per_topic",
+                max,
+                req.partitions,
             ));
         }
         let cmd = Command::AddPartitions {

@@ -208,7 +208,10 @@ impl ProcCluster {
     /// Starts a node: the first with `--node-id`, later ones with `--join`. Returns its id.
     pub async fn add_node(&mut self, bootstrap_id: Option<u64>) -> u64 {
         let idx = self.nodes.len() as u64 + 1;
-        let dir = self.root.path().join(format!("n{idx}-{}", self.nodes.len()));
+        let dir = self
+            .root
+            .path()
+            .join(format!("n{idx}-{}", self.nodes.len()));
         let extra: Vec<String> = match bootstrap_id {
             Some(id) => vec!["--node-id".into(), id.to_string()],
             None => {
@@ -256,7 +259,13 @@ impl ProcCluster {
     pub fn brokers(&mut self) -> Vec<String> {
         self.nodes
             .values_mut()
-            .filter_map(|p| if p.running() { Some(p.client_addr()) } else { None })
+            .filter_map(|p| {
+                if p.running() {
+                    Some(p.client_addr())
+                } else {
+                    None
+                }
+            })
             .collect()
     }
 
@@ -433,13 +442,10 @@ pub async fn ready(p: &Proc) -> bool {
 /// A minimal HTTP/1.1 GET: (status, body).
 pub async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::time::timeout(
-        Duration::from_secs(2),
-        tokio::net::TcpStream::connect(addr),
-    )
-    .await
-    .ok()?
-    .ok()?;
+    let mut s = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
+        .await
+        .ok()?
+        .ok()?;
     let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.ok()?;
     let mut buf = Vec::new();
