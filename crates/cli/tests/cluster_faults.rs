@@ -100,12 +100,19 @@ fn settle(
 
 impl Load {
     async fn wait_acked(&self, n: usize, timeout: Duration) {
-        let acked = self.acked.clone();
-        wait_until("acknowledgements", timeout, move || {
-            let acked = acked.clone();
-            async move { acked.lock().expect("acked").len() >= n }
-        })
-        .await;
+        let deadline = std::time::Instant::now() + timeout;
+        while self.acked.lock().expect("acked").len() < n {
+            if std::time::Instant::now() > deadline {
+                let errors = self.errors.lock().expect("errors").clone();
+                panic!(
+                    "timed out waiting for {n} acknowledgements: {} acked, {} sent, errors {:?}",
+                    self.acked.lock().expect("acked").len(),
+                    self.sent.load(Ordering::Relaxed),
+                    &errors[..errors.len().min(5)]
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Waits for the producers (stopping them first if `stop`).
@@ -480,18 +487,30 @@ async fn add_rebalance_and_decommission_under_load() {
         }
     };
     wait_settled("rebalance onto node 4").await;
-    let t = admin.describe_topic("grow").await.expect("describe");
-    assert!(
-        t.partitions.iter().any(|p| p.replicas.contains(&4)),
-        "node 4 holds no replica: {t:?}"
-    );
+    wait_until("node 4 holds replicas", Duration::from_secs(60), || {
+        let admin = admin.clone();
+        async move {
+            admin
+                .describe_topic("grow")
+                .await
+                .is_ok_and(|t| t.partitions.iter().any(|p| p.voters.contains(&4)))
+        }
+    })
+    .await;
     admin.decommission(1).await.expect("decommission");
     wait_settled("decommission of node 1").await;
-    let t = admin.describe_topic("grow").await.expect("describe");
-    assert!(
-        t.partitions.iter().all(|p| !p.replicas.contains(&1)),
-        "node 1 still holds replicas: {t:?}"
-    );
+    // Metadata reaches every node asynchronously: ask until the answering node has it.
+    wait_until("node 1 emptied", Duration::from_secs(60), || {
+        let admin = admin.clone();
+        async move {
+            admin.describe_topic("grow").await.is_ok_and(|t| {
+                t.partitions
+                    .iter()
+                    .all(|p| !p.replicas.contains(&1) && !p.voters.contains(&1))
+            })
+        }
+    })
+    .await;
     let before = load.acked.lock().expect("acked").len();
     load.wait_acked(before + 1_000, Duration::from_secs(60))
         .await;

@@ -509,6 +509,17 @@ impl Partition {
             {
                 return Ok(SequenceCheck::Wait(rx.clone()));
             }
+            tracing::warn!(
+                node = self.node_id,
+                term,
+                producer_id = pid,
+                expected,
+                got = first,
+                applied = ?applied.as_ref().map(|p| p.recent.iter().map(|b| (b.first_sequence, b.last_sequence, b.base_offset)).collect::<Vec<_>>()),
+                inflight = ?inflight.get(&pid).map(|f| (f.term, f.next_sequence, f.pending.keys().copied().collect::<Vec<_>>())),
+                hw = self.high_watermark(),
+                "out of order sequence"
+            );
             return Err(PartitionError::OutOfOrderSequence {
                 producer_id: pid,
                 expected,

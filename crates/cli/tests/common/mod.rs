@@ -53,7 +53,10 @@ impl Proc {
             .expect("open node log");
         let child = Command::new(strata_bin())
             .args(&self.args)
-            .env("RUST_LOG", "warn,strata_node=info")
+            .env(
+                "RUST_LOG",
+                "error,strata_raft::partition=warn,strata_node=info",
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log"))
             .stderr(log)
@@ -140,7 +143,7 @@ impl Proc {
     pub fn log_tail(&self) -> String {
         let s = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = s.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        lines[lines.len().saturating_sub(60)..].join("\n")
     }
 }
 
@@ -357,8 +360,12 @@ impl ProcCluster {
 
 impl Drop for ProcCluster {
     fn drop(&mut self) {
+        let failed = std::thread::panicking();
         for p in self.nodes.values_mut() {
             p.kill();
+            if failed {
+                eprintln!("--- log of node {} ---\n{}", p.id, p.log_tail());
+            }
         }
     }
 }
