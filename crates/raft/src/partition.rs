@@ -183,6 +183,8 @@ pub struct Partition {
     lease_ms: u64,
     /// Hibernation state (see [`Partition::hibernate_if_idle`]).
     sleep: Mutex<Sleep>,
+    /// When this replica's current leadership started (see [`ready_leader`]).
+    lead: Arc<LeadStart>,
     inflight: Mutex<HashMap<i64, Inflight>>,
 }
 
@@ -222,14 +224,36 @@ async fn retention_task(raft: Raft, mut retained: watch::Receiver<Option<crate::
     }
 }
 
-fn ready_leader(m: &RaftMetrics<TypeConfig>, me: NodeId, lease_ms: u64) -> bool {
-    m.current_leader == Some(me)
-        && m.state == ServerState::Leader
-        && m.last_applied
-            .is_some_and(|l| l.committed_leader_id().term == m.current_term)
-        && m.last_quorum_acked
-            .as_ref()
-            .is_some_and(|t| t.elapsed() <= Duration::from_millis(lease_ms))
+/// The leadership this replica observed: its term and the last log index when it was first
+/// seen leading in that term.
+type LeadStart = Mutex<Option<(u64, u64)>>;
+
+/// Whether `m` shows a leader that may serve: it leads, has applied everything its log held
+/// when its leadership was first observed (every committed entry is in a leader's log, so its
+/// high watermark and producer state are then current; an entry of its own term is not
+/// enough, because openraft restores a leader's committed vote after a restart, with the
+/// same term and a stale commit index), and a quorum acknowledged it within the lease.
+fn ready_leader(m: &RaftMetrics<TypeConfig>, me: NodeId, lease_ms: u64, lead: &LeadStart) -> bool {
+    if m.current_leader != Some(me) || m.state != ServerState::Leader {
+        return false;
+    }
+    let start = {
+        let mut l = lock(lead);
+        match *l {
+            Some((term, start)) if term == m.current_term => start,
+            _ => {
+                let start = m.last_log_index.unwrap_or(0);
+                *l = Some((m.current_term, start));
+                start
+            }
+        }
+    };
+    m.last_applied.is_some_and(|l| {
+        l.committed_leader_id().term == m.current_term && l.index >= start
+    }) && m
+        .last_quorum_acked
+        .as_ref()
+        .is_some_and(|t| t.elapsed() <= Duration::from_millis(lease_ms))
 }
 
 fn fatal(e: impl std::fmt::Display) -> PartitionError {
@@ -305,6 +329,7 @@ impl Partition {
                 last_activity: std::time::Instant::now(),
             }),
             inflight: Mutex::new(HashMap::new()),
+            lead: Arc::default(),
         })
     }
 
@@ -368,7 +393,7 @@ impl Partition {
     /// it within the leader lease (a leader cut off from its quorum stops serving before a new
     /// one can be elected).
     pub fn is_ready_leader(&self) -> bool {
-        self.with_metrics(|m| ready_leader(m, self.node_id, self.lease_ms))
+        self.with_metrics(|m| ready_leader(m, self.node_id, self.lease_ms, &self.lead))
     }
 
     /// Waits (bounded) until this replica is a ready leader (see [`Partition::is_ready_leader`]).
@@ -377,7 +402,8 @@ impl Partition {
         self.wake().await;
         let me = self.node_id;
         let lease = self.lease_ms;
-        let ready = move |m: &RaftMetrics<TypeConfig>| ready_leader(m, me, lease);
+        let lead = self.lead.clone();
+        let ready = move |m: &RaftMetrics<TypeConfig>| ready_leader(m, me, lease, &lead);
         let m = self.metrics();
         if ready(&m) {
             return Ok(());
