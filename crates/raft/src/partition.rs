@@ -248,12 +248,11 @@ fn ready_leader(m: &RaftMetrics<TypeConfig>, me: NodeId, lease_ms: u64, lead: &L
             }
         }
     };
-    m.last_applied.is_some_and(|l| {
-        l.committed_leader_id().term == m.current_term && l.index >= start
-    }) && m
-        .last_quorum_acked
-        .as_ref()
-        .is_some_and(|t| t.elapsed() <= Duration::from_millis(lease_ms))
+    m.last_applied
+        .is_some_and(|l| l.committed_leader_id().term == m.current_term && l.index >= start)
+        && m.last_quorum_acked
+            .as_ref()
+            .is_some_and(|t| t.elapsed() <= Duration::from_millis(lease_ms))
 }
 
 fn fatal(e: impl std::fmt::Display) -> PartitionError {

@@ -193,13 +193,7 @@ impl ProcCluster {
     /// Starts node 1 as a new cluster, then nodes 2..=n joining it, and waits until the
     /// cluster is healthy.
     pub async fn start(n: u64) -> ProcCluster {
-        let one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-        let root = tempfile::tempdir().expect("tempdir");
-        let mut c = ProcCluster {
-            _one: one,
-            root,
-            nodes: BTreeMap::new(),
-        };
+        let mut c = ProcCluster::empty();
         c.add_node(Some(1)).await;
         for _ in 2..=n {
             c.add_node(None).await;
@@ -208,14 +202,38 @@ impl ProcCluster {
         c
     }
 
+    /// No nodes yet (holds the one-cluster lock): start them with
+    /// [`ProcCluster::add_node_with`].
+    pub fn empty() -> ProcCluster {
+        let one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+        let root = tempfile::tempdir().expect("tempdir");
+        ProcCluster {
+            _one: one,
+            root,
+            nodes: BTreeMap::new(),
+        }
+    }
+
     /// Starts a node: the first with `--node-id`, later ones with `--join`. Returns its id.
     pub async fn add_node(&mut self, bootstrap_id: Option<u64>) -> u64 {
+        self.add_node_with(bootstrap_id, &[], |_| {}).await
+    }
+
+    /// As [`ProcCluster::add_node`], with more arguments, after `prepare` ran on the node's
+    /// (not yet created) data directory.
+    pub async fn add_node_with(
+        &mut self,
+        bootstrap_id: Option<u64>,
+        more: &[String],
+        prepare: impl FnOnce(&Path),
+    ) -> u64 {
         let idx = self.nodes.len() as u64 + 1;
         let dir = self
             .root
             .path()
             .join(format!("n{idx}-{}", self.nodes.len()));
-        let extra: Vec<String> = match bootstrap_id {
+        prepare(&dir);
+        let mut extra: Vec<String> = match bootstrap_id {
             Some(id) => vec!["--node-id".into(), id.to_string()],
             None => {
                 let join = self
@@ -227,6 +245,7 @@ impl ProcCluster {
                 vec!["--join".into(), join]
             }
         };
+        extra.extend_from_slice(more);
         let mut p = Proc {
             id: 0,
             dir: dir.clone(),
