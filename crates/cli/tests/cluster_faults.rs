@@ -522,3 +522,64 @@ async fn add_rebalance_and_decommission_under_load() {
     );
     verify(c.brokers(), "grow", &acked).await;
 }
+
+/// The (leader, term) node `addr` reports for `topic`/`partition`.
+async fn leader_and_term(addr: &str, topic: &str, partition: u32) -> Option<(u64, u64)> {
+    let mut d = data(addr).await.ok()?;
+    let m = d
+        .metadata(strata_proto::v1::MetadataRequest {
+            topics: vec![topic.into()],
+        })
+        .await
+        .ok()?;
+    m.into_inner()
+        .topics
+        .first()
+        .and_then(|t| t.partitions.get(partition as usize))
+        .map(|p| (p.leader_id, p.leader_term))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_cut_off_by_the_network_steps_down_and_nothing_is_lost() {
+    let Some(mut c) = ProcCluster::start_netns(3).await else {
+        eprintln!("SKIPPED: cannot create network namespaces here (needs root and `ip`)");
+        return;
+    };
+    let topic_id = create_topic(&mut c, "cut", 3).await;
+    let load = start_load(c.brokers(), "cut", 3, 2, u64::MAX).await;
+    load.wait_acked(2_000, Duration::from_secs(60)).await;
+    let old = c.leader_of("cut", 0).await.expect("leader");
+    let old_addr = c.node(old).client_addr();
+    let (_, old_term) = leader_and_term(&old_addr, "cut", 0).await.expect("term");
+    let net = c.net.take().expect("net");
+    net.cut(old);
+    // The majority side elects a new leader and keeps taking writes.
+    let before = load.acked.lock().expect("acked").len();
+    load.wait_acked(before + 2_000, Duration::from_secs(60))
+        .await;
+    net.heal(old);
+    // The old leader learns of the newer term and follows (its uncommitted tail, if any, is
+    // truncated by the new leader).
+    wait_until("old leader steps down", Duration::from_secs(30), || {
+        let a = old_addr.clone();
+        async move {
+            leader_and_term(&a, "cut", 0)
+                .await
+                .is_some_and(|(l, t)| l != 0 && t > old_term)
+        }
+    })
+    .await;
+    c.net = Some(net);
+    let before = load.acked.lock().expect("acked").len();
+    load.wait_acked(before + 1_000, Duration::from_secs(60))
+        .await;
+    let (acked, errors) = load.finish(true).await;
+    c.wait_healthy(Duration::from_secs(60)).await;
+    verify(c.brokers(), "cut", &acked).await;
+    assert!(
+        errors.is_empty(),
+        "clients saw errors: {:?}",
+        &errors[..errors.len().min(5)]
+    );
+    compare_replicas(&mut c, "cut", &topic_id, 3, &high_watermarks(&acked)).await;
+}

@@ -42,6 +42,8 @@ pub struct Proc {
     /// Where its log goes.
     pub log: PathBuf,
     paused: bool,
+    /// The network namespace it runs in (`ip netns exec`, which execs: same pid).
+    pub netns: Option<String>,
 }
 
 impl Proc {
@@ -51,7 +53,15 @@ impl Proc {
             .append(true)
             .open(&self.log)
             .expect("open node log");
-        let child = Command::new(strata_bin())
+        let mut cmd = match self.netns.as_deref() {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(strata_bin());
+                c
+            }
+            None => Command::new(strata_bin()),
+        };
+        let child = cmd
             .args(&self.args)
             .env(
                 "RUST_LOG",
@@ -163,6 +173,102 @@ pub struct ProcCluster {
     pub root: tempfile::TempDir,
     /// Nodes by id.
     pub nodes: BTreeMap<u64, Proc>,
+    /// The test network, if the nodes run in network namespaces (removed after the nodes).
+    pub net: Option<Net>,
+}
+
+/// Network namespaces made by a test: one per node, each joined by a veth pair to a bridge in
+/// the test's namespace, which has an address on the bridge so the test reaches every node.
+/// Cutting a node's link isolates it from its peers (and the test). Everything is removed on
+/// drop.
+pub struct Net {
+    tag: String,
+    subnet: u8,
+    nodes: u64,
+}
+
+fn ip(args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl Net {
+    /// Creates namespaces for `nodes` nodes; `None` where that is not possible (not root, no
+    /// `ip`).
+    pub fn create(nodes: u64) -> Option<Net> {
+        let pid = std::process::id();
+        let net = Net {
+            tag: format!("st{}", pid % 100_000),
+            subnet: (pid % 200) as u8 + 20,
+            nodes,
+        };
+        let br = net.bridge();
+        if !ip(&["link", "add", &br, "type", "bridge"]) {
+            return None;
+        }
+        let gw = format!("{}/24", net.addr_of(0));
+        if !(ip(&["link", "set", &br, "up"]) && ip(&["addr", "add", &gw, "dev", &br])) {
+            return None;
+        }
+        for i in 1..=nodes {
+            let (ns, v, peer) = (net.ns(i), net.veth(i), format!("{}p{i}", net.tag));
+            let me = format!("{}/24", net.addr_of(i));
+            let ok = ip(&["netns", "add", &ns])
+                && ip(&["link", "add", &v, "type", "veth", "peer", "name", &peer])
+                && ip(&["link", "set", &peer, "netns", &ns])
+                && ip(&["link", "set", &v, "master", &br])
+                && ip(&["link", "set", &v, "up"])
+                && ip(&["netns", "exec", &ns, "ip", "addr", "add", &me, "dev", &peer])
+                && ip(&["netns", "exec", &ns, "ip", "link", "set", &peer, "up"])
+                && ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+            if !ok {
+                return None;
+            }
+        }
+        Some(net)
+    }
+
+    fn bridge(&self) -> String {
+        format!("{}br", self.tag)
+    }
+
+    fn veth(&self, i: u64) -> String {
+        format!("{}v{i}", self.tag)
+    }
+
+    /// Node `i`'s namespace.
+    pub fn ns(&self, i: u64) -> String {
+        format!("{}n{i}", self.tag)
+    }
+
+    /// Node `i`'s address (0: the test's address on the bridge).
+    pub fn addr_of(&self, i: u64) -> String {
+        format!("10.213.{}.{}", self.subnet, if i == 0 { 1 } else { 10 + i })
+    }
+
+    /// Cuts node `i` off (its link goes down).
+    pub fn cut(&self, i: u64) {
+        assert!(ip(&["link", "set", &self.veth(i), "down"]), "cut node {i}");
+    }
+
+    /// Heals node `i`'s link.
+    pub fn heal(&self, i: u64) {
+        assert!(ip(&["link", "set", &self.veth(i), "up"]), "heal node {i}");
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for i in 1..=self.nodes {
+            ip(&["link", "del", &self.veth(i)]);
+            ip(&["netns", "del", &self.ns(i)]);
+        }
+        ip(&["link", "del", &self.bridge()]);
+    }
 }
 
 fn node_args(dir: &Path, extra: &[String]) -> Vec<String> {
@@ -211,6 +317,7 @@ impl ProcCluster {
             _one: one,
             root,
             nodes: BTreeMap::new(),
+            net: None,
         }
     }
 
@@ -253,6 +360,7 @@ impl ProcCluster {
             child: None,
             log: self.root.path().join(format!("n{idx}.log")),
             paused: false,
+            netns: None,
         };
         spawn_fast(&mut p);
         let started = Instant::now();
@@ -413,6 +521,7 @@ impl ProcCluster {
             _one: one,
             root,
             nodes: BTreeMap::new(),
+            net: None,
         };
         for (i, (cp, pp, hp)) in ports.iter().enumerate() {
             let id = i as u64 + 1;
@@ -439,12 +548,59 @@ impl ProcCluster {
                 child: None,
                 log: c.root.path().join(format!("n{id}.log")),
                 paused: false,
+                netns: None,
             };
             spawn_fast(&mut p);
             c.nodes.insert(id, p);
         }
         c.wait_healthy(Duration::from_secs(60)).await;
         c
+    }
+}
+
+impl ProcCluster {
+    /// Starts `n` nodes, each in its own network namespace, bootstrapping with
+    /// `--initial-cluster` on their namespace addresses; `None` where namespaces cannot be
+    /// made (not root).
+    pub async fn start_netns(n: u64) -> Option<ProcCluster> {
+        let mut c = ProcCluster::empty();
+        let net = Net::create(n)?;
+        let initial: Vec<String> = (1..=n)
+            .map(|i| format!("{i}@{}:7201", net.addr_of(i)))
+            .collect();
+        for id in 1..=n {
+            let dir = c.root.path().join(format!("n{id}"));
+            let a = net.addr_of(id);
+            let args: Vec<String> = vec![
+                "node".into(),
+                "--node-id".into(),
+                id.to_string(),
+                "--data-dir".into(),
+                dir.display().to_string(),
+                "--client-addr".into(),
+                format!("{a}:7101"),
+                "--peer-addr".into(),
+                format!("{a}:7201"),
+                "--http-addr".into(),
+                format!("{a}:7301"),
+                "--initial-cluster".into(),
+                initial.join(","),
+            ];
+            let mut p = Proc {
+                id,
+                dir,
+                args,
+                child: None,
+                log: c.root.path().join(format!("n{id}.log")),
+                paused: false,
+                netns: Some(net.ns(id)),
+            };
+            spawn_fast(&mut p);
+            c.nodes.insert(id, p);
+        }
+        c.net = Some(net);
+        c.wait_healthy(Duration::from_secs(60)).await;
+        Some(c)
     }
 }
 
