@@ -319,3 +319,99 @@ async fn bad_input_gets_documented_errors() {
     drop(idle);
     c.wait_healthy(Duration::from_secs(10)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_drops_old_segments_by_size_and_time() {
+    let mut c = ProcCluster::start(3).await;
+    let b = c.brokers()[0].clone();
+    let mut a = admin(&b).await.expect("admin");
+    for (name, configs) in [
+        (
+            "by-size",
+            [("segment.bytes", "1048576"), ("retention.bytes", "2097152")],
+        ),
+        (
+            "by-time",
+            [("segment.bytes", "1048576"), ("retention.ms", "1500")],
+        ),
+    ] {
+        a.create_topic(pb::CreateTopicRequest {
+            name: name.into(),
+            partitions: 1,
+            replication_factor: 3,
+            configs: configs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        })
+        .await
+        .expect("create");
+    }
+    c.wait_healthy(Duration::from_secs(30)).await;
+    // About 6 MiB into each: several 1 MiB segments.
+    for topic in ["by-size", "by-time"] {
+        let leader = c.leader_of(topic, 0).await.expect("leader");
+        let addr = c.node(leader).client_addr();
+        let mut d = data(&addr).await.expect("data");
+        for _ in 0..24 {
+            let records = (0..16)
+                .map(|_| pb::Record {
+                    key: None,
+                    value: Some(Bytes::from(vec![1u8; 16 << 10])),
+                    headers: vec![],
+                    timestamp_ms: 0,
+                })
+                .collect();
+            d.produce(pb::ProduceRequest {
+                topic: topic.into(),
+                partition: 0,
+                acks: pb::Acks::All as i32,
+                payload: Some(pb::produce_request::Payload::Records(pb::RecordSet {
+                    records,
+                })),
+            })
+            .await
+            .expect("produce");
+        }
+    }
+    // Leaders apply retention every 200 ms in tests: the log start moves past 0, the high
+    // watermark stays, and reading below the start is OUT_OF_RANGE.
+    for topic in ["by-size", "by-time"] {
+        let leader = c.leader_of(topic, 0).await.expect("leader");
+        let addr = c.node(leader).client_addr();
+        wait_until("retention", Duration::from_secs(30), || {
+            let addr = addr.clone();
+            async move {
+                let Ok(mut d) = data(&addr).await else {
+                    return false;
+                };
+                d.list_offsets(pb::ListOffsetsRequest {
+                    topic: topic.into(),
+                    partition: 0,
+                    position: Some(pb::Position {
+                        at: Some(pb::position::At::Earliest(true)),
+                    }),
+                })
+                .await
+                .is_ok_and(|o| {
+                    let o = o.into_inner();
+                    o.log_start_offset > 0 && o.high_watermark == 384
+                })
+            }
+        })
+        .await;
+        let mut d = data(&addr).await.expect("data");
+        let e = d
+            .fetch(pb::FetchRequest {
+                topic: topic.into(),
+                partition: 0,
+                offset: 0,
+                max_bytes: 0,
+                max_wait_ms: 0,
+                format: 0,
+            })
+            .await
+            .expect_err("below the log start");
+        assert_eq!(e.code(), tonic::Code::OutOfRange, "{topic}: {e}");
+    }
+}

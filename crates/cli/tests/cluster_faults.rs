@@ -50,6 +50,8 @@ async fn start_load(
             let producer = client
                 .producer(ProducerConfig {
                     linger: Duration::from_millis(2),
+                    // A request to a leader cut off by the network hangs until this deadline.
+                    request_timeout: Duration::from_secs(5),
                     ..ProducerConfig::default()
                 })
                 .expect("producer");

@@ -238,12 +238,8 @@ impl Shared {
                     }
                     continue;
                 };
-                let (leader, voters): (Option<u64>, Vec<u64>) = part.with_metrics(|m| {
-                    (
-                        m.current_leader,
-                        m.membership_config.membership().voter_ids().collect(),
-                    )
-                });
+                let st = part.status();
+                let (leader, voters) = (st.leader, st.voters);
                 if leader.is_none() {
                     h.leaderless += 1;
                 }
@@ -301,27 +297,24 @@ impl Probe for Shared {
                 ("partition", r.partition.to_string()),
             ];
             let me = self.identity.node_id;
-            p.with_metrics(|m| {
-                metrics::gauge!("strata_partition_leader", &labels)
-                    .set(m.current_leader.unwrap_or(0) as f64);
-                metrics::gauge!("strata_partition_term", &labels).set(m.current_term as f64);
-                metrics::gauge!("strata_partition_is_leader", &labels).set(
-                    if m.current_leader == Some(me) {
-                        1.0
-                    } else {
-                        0.0
-                    },
-                );
-                if let Some(rep) = &m.replication {
-                    let last = m.last_log_index.unwrap_or(0);
-                    for (id, matched) in rep.iter() {
-                        let lag = last.saturating_sub(matched.as_ref().map_or(0, |l| l.index));
-                        let mut l = labels.to_vec();
-                        l.push(("replica", id.to_string()));
-                        metrics::gauge!("strata_partition_replica_lag_entries", &l).set(lag as f64);
-                    }
-                }
+            let st = p.status();
+            metrics::gauge!("strata_partition_leader", &labels).set(st.leader.unwrap_or(0) as f64);
+            metrics::gauge!("strata_partition_term", &labels).set(st.term as f64);
+            metrics::gauge!("strata_partition_is_leader", &labels).set(if st.leader == Some(me) {
+                1.0
+            } else {
+                0.0
             });
+            if st.leader == Some(me) {
+                let last = st.last_log_index.unwrap_or(0);
+                for id in st.members.keys().filter(|id| **id != me) {
+                    let matched = st.matched.get(id).copied().unwrap_or(0);
+                    let mut l = labels.to_vec();
+                    l.push(("replica", id.to_string()));
+                    metrics::gauge!("strata_partition_replica_lag_entries", &l)
+                        .set(last.saturating_sub(matched) as f64);
+                }
+            }
             metrics::gauge!("strata_partition_high_watermark", &labels)
                 .set(p.high_watermark() as f64);
         }
@@ -504,7 +497,7 @@ impl Node {
                             move || PeerNetwork::new(CONTROLLER_GROUP, p2.clone()),
                             Some(hook),
                             move |p: &Arc<Partition>| {
-                                r2.insert(CONTROLLER_GROUP, Arc::new(p.raft().clone()));
+                                p.register_with(&r2, CONTROLLER_GROUP);
                                 l2.register(CONTROLLER_GROUP, p);
                             },
                             Duration::from_millis(200),
@@ -543,13 +536,13 @@ impl Node {
         // A new cluster: the initial voters each write the same first membership.
         if identity.bootstrap
             && let Some(p) = controller.partition()
-            && p.with_metrics(|m| m.last_log_index.is_none())
+            && p.status().last_log_index.is_none()
         {
             if let Err(e) = p.initialize(identity.seeds.clone()).await {
                 tracing::debug!(error = %e, "controller initialize");
             }
             if identity.seeds.keys().next() == Some(&identity.node_id) {
-                let _ = p.raft().trigger().elect(true).await;
+                let _ = p.elect().await;
             }
         }
 
@@ -871,13 +864,8 @@ async fn maintain_controller(shared: &Shared, meta: &ClusterMeta) {
     if !p.is_ready_leader() {
         return;
     }
-    let members: Vec<u64> = p.with_metrics(|m| {
-        m.membership_config
-            .membership()
-            .nodes()
-            .map(|(id, _)| *id)
-            .collect()
-    });
+    let st = p.status();
+    let members: Vec<u64> = st.members.keys().copied().collect();
     for (id, n) in &meta.nodes {
         if !members.contains(id) {
             tracing::info!(node = id, "adding node to the controller as a learner");
@@ -886,32 +874,22 @@ async fn maintain_controller(shared: &Shared, meta: &ClusterMeta) {
             }
         }
     }
-    // Voters: 1 below 3 active nodes, 3 below 5, then 5. Caught-up, live learners are
-    // promoted; voters are never demoted here.
+    // Voters: 1 below 3 active nodes, 3 below 5, then 5, chosen among active nodes.
+    // Caught-up, live learners are promoted; a decommissioning voter is removed once enough
+    // active voters remain (or none can replace it).
     let active = meta.active_nodes();
     let want = match active.len() {
         0..=2 => 1,
         3 | 4 => 3,
         _ => 5,
     };
-    let (voters, last, matched): (Vec<u64>, u64, BTreeMap<u64, u64>) = p.with_metrics(|m| {
-        (
-            m.membership_config.membership().voter_ids().collect(),
-            m.last_log_index.unwrap_or(0),
-            m.replication
-                .as_ref()
-                .map(|r| {
-                    r.iter()
-                        .map(|(id, l)| (*id, l.as_ref().map_or(0, |l| l.index)))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        )
-    });
-    if voters.len() >= want {
-        return;
-    }
-    let promote: std::collections::BTreeSet<u64> = active
+    let (voters, last, matched) = (
+        st.voters.clone(),
+        st.last_log_index.unwrap_or(0),
+        st.matched.clone(),
+    );
+    let active_voters = voters.iter().filter(|v| active.contains(v)).count();
+    let candidates: Vec<u64> = active
         .iter()
         .filter(|id| !voters.contains(id) && shared.alive(**id))
         .filter(|id| {
@@ -919,13 +897,37 @@ async fn maintain_controller(shared: &Shared, meta: &ClusterMeta) {
                 .get(id)
                 .is_some_and(|m| last.saturating_sub(*m) < 16)
         })
-        .take(want - voters.len())
         .copied()
         .collect();
-    if promote.len() == want - voters.len() {
-        tracing::info!(?promote, "promoting nodes to controller voters");
-        if let Err(e) = p.promote(promote).await {
-            tracing::warn!(error = %e, "promote controller voters");
+    if active_voters < want && !candidates.is_empty() {
+        let promote: std::collections::BTreeSet<u64> = candidates
+            .iter()
+            .take(want - active_voters)
+            .copied()
+            .collect();
+        // Keep an odd number of voters: promote one short only when a leaving voter goes next.
+        let leaving = voters.len() - active_voters;
+        if promote.len() == want - active_voters || leaving > 0 {
+            tracing::info!(?promote, "promoting nodes to controller voters");
+            if let Err(e) = p.promote(promote).await {
+                tracing::warn!(error = %e, "promote controller voters");
+            }
+            return;
+        }
+    }
+    let leaving: std::collections::BTreeSet<u64> = voters
+        .iter()
+        .filter(|v| !active.contains(v) && meta.nodes.contains_key(v))
+        .copied()
+        .collect();
+    if !leaving.is_empty() && (active_voters >= want || candidates.is_empty()) && active_voters > 0
+    {
+        tracing::info!(
+            ?leaving,
+            "removing decommissioned nodes from the controller voters"
+        );
+        if let Err(e) = p.remove_voters(leaving).await {
+            tracing::warn!(error = %e, "remove controller voters");
         }
     }
 }

@@ -193,7 +193,7 @@ impl Replicas {
             move || PeerNetwork::new(group, peers.clone()),
             None,
             move |p: &Arc<Partition>| {
-                registry.insert(group, Arc::new(p.raft().clone()));
+                p.register_with(&registry, group);
                 liveness.register(group, p);
             },
             Duration::from_millis(200),
@@ -213,7 +213,7 @@ impl Replicas {
         let initial = &d.meta.initial;
         if let Some(p) = hosted.partition()
             && initial.contains(&env.node_id)
-            && p.with_metrics(|m| m.last_log_index.is_none())
+            && p.status().last_log_index.is_none()
         {
             let voters: BTreeMap<u64, String> = initial
                 .iter()
@@ -223,7 +223,7 @@ impl Replicas {
                 match p.initialize(voters).await {
                     Ok(()) => {
                         if initial.first() == Some(&env.node_id) {
-                            let _ = p.raft().trigger().elect(true).await;
+                            let _ = p.elect().await;
                         }
                     }
                     Err(e) => tracing::debug!(group, error = %e, "initialize"),
@@ -402,18 +402,9 @@ impl Replicas {
                 .liveness
                 .heard_from(preferred)
                 .is_some_and(|d| d < Duration::from_secs(1));
-            let caught_up = p.with_metrics(|m| {
-                let last = m.last_log_index;
-                m.replication
-                    .as_ref()
-                    .and_then(|r| r.get(&preferred).cloned())
-                    .flatten()
-                    .is_some_and(|matched| Some(matched.index) == last)
-                    && m.membership_config
-                        .membership()
-                        .voter_ids()
-                        .any(|v| v == preferred)
-            });
+            let st = p.status();
+            let caught_up = st.matched.get(&preferred).copied() == st.last_log_index
+                && st.voters.contains(&preferred);
             if alive && caught_up {
                 tracing::info!(topic = %h.topic, partition = h.partition, to = preferred,
                     "handing leadership to the preferred leader");
@@ -455,22 +446,14 @@ pub async fn handoff(p: &Arc<Partition>, me: NodeId, deadline: tokio::time::Inst
     if !p.leads() {
         return;
     }
-    let others: Vec<NodeId> = p.with_metrics(|m| {
-        m.membership_config
-            .membership()
-            .voter_ids()
-            .filter(|v| *v != me)
-            .collect()
-    });
-    let Some(to) = others.into_iter().max_by_key(|v| {
-        p.with_metrics(|m| {
-            m.replication
-                .as_ref()
-                .and_then(|r| r.get(v).cloned())
-                .flatten()
-                .map(|l| l.index)
-        })
-    }) else {
+    let st = p.status();
+    let Some(to) = st
+        .voters
+        .iter()
+        .copied()
+        .filter(|v| *v != me)
+        .max_by_key(|v| st.matched.get(v).copied())
+    else {
         return;
     };
     if p.transfer_leader(to).await.is_err() {
@@ -478,9 +461,7 @@ pub async fn handoff(p: &Arc<Partition>, me: NodeId, deadline: tokio::time::Inst
     }
     let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
     let _ = p
-        .raft()
-        .wait(Some(wait.min(Duration::from_secs(3))))
-        .metrics(|m| m.current_leader != Some(me), "leadership handed off")
+        .wait_leader_is_not(me, wait.min(Duration::from_secs(3)))
         .await;
 }
 
@@ -491,8 +472,7 @@ async fn move_partition(
     target: &[NodeId],
     addrs: &BTreeMap<u64, String>,
 ) -> Result<bool, String> {
-    let voters: BTreeSet<NodeId> =
-        p.with_metrics(|m| m.membership_config.membership().voter_ids().collect());
+    let voters: BTreeSet<NodeId> = p.status().voters.into_iter().collect();
     let target_set: BTreeSet<NodeId> = target.iter().copied().collect();
     if voters == target_set {
         return Ok(true);
@@ -520,8 +500,7 @@ async fn move_partition(
     if !old.is_empty() {
         p.remove_voters(old).await.map_err(|e| e.to_string())?;
     }
-    let voters: BTreeSet<NodeId> =
-        p.with_metrics(|m| m.membership_config.membership().voter_ids().collect());
+    let voters: BTreeSet<NodeId> = p.status().voters.into_iter().collect();
     Ok(voters == target_set)
 }
 

@@ -112,14 +112,15 @@ impl ClientService {
                     .get(p.group_id)
                     .and_then(|h| h.partition());
                 let (leader_id, term, voters, hw) = match &local {
-                    Some(part) => part.with_metrics(|m| {
+                    Some(part) => {
+                        let st = part.status();
                         (
-                            m.current_leader.unwrap_or(0),
-                            m.current_term,
-                            m.membership_config.membership().voter_ids().collect(),
+                            st.leader.unwrap_or(0),
+                            st.term,
+                            st.voters,
                             part.high_watermark(),
                         )
-                    }),
+                    }
                     None => (
                         p.replicas.first().copied().unwrap_or(0),
                         0,
@@ -809,15 +810,7 @@ impl pb::admin_server::Admin for ClientService {
             .shared
             .controller
             .partition()
-            .map(|p| {
-                p.with_metrics(|m| {
-                    m.membership_config
-                        .membership()
-                        .nodes()
-                        .map(|(id, n)| (*id, n.addr.clone()))
-                        .collect()
-                })
-            })
+            .map(|p| p.status().members.into_iter().collect())
             .unwrap_or_default();
         Ok(Response::new(pb::JoinNodeResponse {
             cluster_id: self.shared.cluster_id_text(),

@@ -131,6 +131,23 @@ pub struct Fetched {
     pub log_start_offset: i64,
 }
 
+/// A plain snapshot of a replica's Raft state, for the layers above (no openraft types).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PartitionStatus {
+    /// The leader this replica knows, if any.
+    pub leader: Option<NodeId>,
+    /// Its current term.
+    pub term: u64,
+    /// Voters of the group's current membership.
+    pub voters: Vec<NodeId>,
+    /// Every member (voters and learners) with its peer address.
+    pub members: BTreeMap<NodeId, String>,
+    /// Index of the last entry in this replica's log (`None`: an empty, never-written log).
+    pub last_log_index: Option<u64>,
+    /// On the leader: the last index each other member is known to hold.
+    pub matched: BTreeMap<NodeId, u64>,
+}
+
 /// Whether this replica's timers are off because its group is idle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SleepState {
@@ -342,7 +359,8 @@ impl Partition {
         self.raft.initialize(nodes).await.map_err(fatal)
     }
 
-    /// The openraft handle (for the node layer's routing and the transport).
+    /// The openraft handle, for this crate's transport and for tests and benchmarks; the node
+    /// layer uses [`Partition::status`] and the methods above instead.
     pub fn raft(&self) -> &Raft {
         &self.raft
     }
@@ -358,6 +376,52 @@ impl Partition {
         let rx = self.raft.metrics();
         let m = rx.borrow_watched();
         f(&m)
+    }
+
+    /// This replica's Raft state in plain numbers.
+    pub fn status(&self) -> PartitionStatus {
+        self.with_metrics(|m| {
+            let membership = m.membership_config.membership();
+            PartitionStatus {
+                leader: m.current_leader,
+                term: m.current_term,
+                voters: membership.voter_ids().collect(),
+                members: membership
+                    .nodes()
+                    .map(|(id, n)| (*id, n.addr.clone()))
+                    .collect(),
+                last_log_index: m.last_log_index,
+                matched: m
+                    .replication
+                    .as_ref()
+                    .map(|r| {
+                        r.iter()
+                            .filter_map(|(id, l)| l.as_ref().map(|l| (*id, l.index)))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }
+        })
+    }
+
+    /// Stands for election at once (after a pre-vote round, so a healthy leader is not
+    /// disturbed). Used by a new group's preferred leader.
+    pub async fn elect(&self) -> Result<(), PartitionError> {
+        self.raft.trigger().elect(true).await.map_err(fatal)
+    }
+
+    /// Registers this replica with a peer server's group registry, under its group id.
+    pub fn register_with(&self, registry: &crate::transport::GroupRegistry, group_id: u64) {
+        registry.insert(group_id, Arc::new(self.raft.clone()));
+    }
+
+    /// Waits up to `timeout` until this replica no longer counts `node` as its leader.
+    pub async fn wait_leader_is_not(&self, node: NodeId, timeout: Duration) -> bool {
+        self.raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader != Some(node), "leader changed")
+            .await
+            .is_ok()
     }
 
     /// The leader as this replica knows it: (node id, peer address).
