@@ -74,6 +74,12 @@ where
     S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
 {
     let call = setup.call;
+    // Take the first request before connecting: openraft applies its backoff (after an
+    // unreachable peer) while producing a request, so a stream that failed before asking for
+    // one would be retried at once, in a tight loop, for as long as the peer is down.
+    let mut input = input;
+    let first = input.next().await;
+    let input = futures_util::stream::iter(first).chain(input);
     if setup.peers.links().verdict(call.from, call.target) == Verdict::Cut {
         return Err(call.unreachable("link cut by LinkControl"));
     }
