@@ -288,3 +288,116 @@ async fn subscribe_health_metrics_and_topic_admin() {
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_a_replica_points_at_the_leader_and_reflection_lists_services() {
+    use futures_util::StreamExt;
+    let mut c = ProcCluster::start(4).await;
+    let b = c.brokers()[0].clone();
+    let mut admin = admin(&b).await.expect("admin");
+    let t = admin
+        .create_topic(pb::CreateTopicRequest {
+            name: "spread".into(),
+            partitions: 4,
+            replication_factor: 3,
+            configs: Default::default(),
+        })
+        .await
+        .expect("create")
+        .into_inner()
+        .topic
+        .expect("topic");
+    c.wait_healthy(Duration::from_secs(30)).await;
+    for p in &t.partitions {
+        let outsider = c
+            .nodes
+            .keys()
+            .copied()
+            .find(|id| !p.replicas.contains(id))
+            .expect("a node without a replica");
+        let leader = loop {
+            let replica = c.node(p.replicas[0]).client_addr();
+            let mut d = data(&replica).await.expect("data");
+            let m = d
+                .metadata(pb::MetadataRequest {
+                    topics: vec!["spread".into()],
+                })
+                .await
+                .expect("metadata")
+                .into_inner();
+            let l = m.topics[0].partitions[p.partition as usize].leader_id;
+            if l != 0 {
+                break l;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        // The outsider learns the leader from the hints the leader sends every second, and
+        // answers a produce with the leader's client address: one redirect.
+        let out_addr = c.node(outsider).client_addr();
+        let leader_addr = c.node(leader).client_addr();
+        wait_until("hint reaches the outsider", Duration::from_secs(10), || {
+            let (out_addr, leader_addr) = (out_addr.clone(), leader_addr.clone());
+            let partition = p.partition;
+            async move {
+                let Ok(mut d) = data(&out_addr).await else {
+                    return false;
+                };
+                let e = d
+                    .produce(pb::ProduceRequest {
+                        topic: "spread".into(),
+                        partition,
+                        acks: 0,
+                        payload: Some(pb::produce_request::Payload::Records(pb::RecordSet {
+                            records: vec![record("x", 0)],
+                        })),
+                    })
+                    .await;
+                e.is_err_and(|e| e.message().contains(&leader_addr))
+            }
+        })
+        .await;
+        let mut d = data(&leader_addr).await.expect("data");
+        d.produce(pb::ProduceRequest {
+            topic: "spread".into(),
+            partition: p.partition,
+            acks: 0,
+            payload: Some(pb::produce_request::Payload::Records(pb::RecordSet {
+                records: vec![record("y", 0)],
+            })),
+        })
+        .await
+        .expect("produce at the hinted leader");
+    }
+    // Server reflection (what grpcurl uses) lists the services.
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{b}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let mut r = ServerReflectionClient::new(ch);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut resp = r
+        .server_reflection_info(futures_util::stream::iter(vec![req]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let msg = resp.next().await.expect("answer").expect("ok");
+    let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else {
+        panic!("unexpected reflection answer");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for want in [
+        "strata.v1.Strata",
+        "strata.v1.Admin",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+    }
+}

@@ -369,16 +369,72 @@ struct Answer {
     outcome: Outcome,
 }
 
-/// The `NodeControl` service: proposals forwarded from other nodes.
+/// Who leads which partition group, as other nodes said (for partitions this node does not
+/// host).
+#[derive(Debug, Default)]
+pub struct LeaderHints {
+    map: Mutex<HashMap<u64, (u64, u64, Instant)>>,
+}
+
+/// How long a hint is believed without being repeated.
+const HINT_TTL: Duration = Duration::from_secs(5);
+
+impl LeaderHints {
+    /// Records that `node` leads `group` in `term` (a lower term than known is ignored).
+    pub fn record(&self, node: u64, group: u64, term: u64) {
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let newer = m
+            .get(&group)
+            .is_none_or(|(_, t, at)| term >= *t || at.elapsed() > HINT_TTL);
+        if newer {
+            m.insert(group, (node, term, now));
+        }
+    }
+
+    /// The leader of `group` and its term, if a node said so recently.
+    pub fn get(&self, group: u64) -> Option<(u64, u64)> {
+        let m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(&group)
+            .filter(|(_, _, at)| at.elapsed() <= HINT_TTL)
+            .map(|(n, t, _)| (*n, *t))
+    }
+
+    /// Sends this node's led groups to `to` at `addr`.
+    pub async fn send(
+        controller: &Controller,
+        to: u64,
+        addr: &str,
+        led: Vec<(u64, u64)>,
+    ) -> Result<(), ControllerError> {
+        let mut client = NodeControlClient::new(controller.channel(addr)?);
+        let mut req = Request::new(pb::HintsRequest {
+            header: Some(controller.identity.header_to(to, 0)),
+            led: led
+                .into_iter()
+                .map(|(group_id, term)| pb::LedGroup { group_id, term })
+                .collect(),
+        });
+        req.set_timeout(Duration::from_secs(1));
+        client
+            .hints(req)
+            .await
+            .map(|_| ())
+            .map_err(|s| ControllerError::Unavailable(s.message().to_string()))
+    }
+}
+
+/// The `NodeControl` service: proposals forwarded from other nodes, and leadership hints.
 #[derive(Clone)]
 pub struct ControlService {
     controller: Arc<Controller>,
+    hints: Arc<LeaderHints>,
 }
 
 impl ControlService {
-    /// A service proposing through `controller`.
-    pub fn new(controller: Arc<Controller>) -> ControlService {
-        ControlService { controller }
+    /// A service proposing through `controller` and recording hints into `hints`.
+    pub fn new(controller: Arc<Controller>, hints: Arc<LeaderHints>) -> ControlService {
+        ControlService { controller, hints }
     }
 }
 
@@ -410,5 +466,18 @@ impl pb::node_control_server::NodeControl for ControlService {
         Ok(Response::new(pb::ProposeResponse {
             result: Bytes::from(result),
         }))
+    }
+
+    async fn hints(
+        &self,
+        request: Request<pb::HintsRequest>,
+    ) -> Result<Response<pb::HintsResponse>, Status> {
+        let req = request.into_inner();
+        self.controller.identity.check(req.header.as_ref())?;
+        let from = req.header.as_ref().map_or(0, |h| h.from_node);
+        for g in req.led {
+            self.hints.record(from, g.group_id, g.term);
+        }
+        Ok(Response::new(pb::HintsResponse {}))
     }
 }

@@ -174,6 +174,8 @@ pub struct Shared {
     pub liveness: Arc<Liveness>,
     /// Counters.
     pub metrics: NodeMetrics,
+    /// Partition leaders other nodes announced (for partitions not hosted here).
+    pub hints: Arc<crate::controller::LeaderHints>,
     disk_free: AtomicU64,
     registered: AtomicBool,
 }
@@ -516,8 +518,9 @@ impl Node {
         let peer_service = PeerService::new(peer_identity, registry.clone(), &transport)
             .map_err(|e| NodeError::Other(e.to_string()))?
             .with_liveness(liveness.clone());
+        let hints = Arc::new(crate::controller::LeaderHints::default());
         let control = strata_proto::internal::v1::node_control_server::NodeControlServer::new(
-            ControlService::new(controller.clone()),
+            ControlService::new(controller.clone(), hints.clone()),
         );
         let (peer_stop, peer_stop_rx) = tokio::sync::oneshot::channel::<()>();
         let peer_server = tokio::spawn(async move {
@@ -563,6 +566,7 @@ impl Node {
             replicas: replicas.clone(),
             liveness: liveness.clone(),
             metrics: NodeMetrics,
+            hints,
             disk_free: AtomicU64::new(u64::MAX),
             registered: AtomicBool::new(false),
         });
@@ -932,6 +936,32 @@ async fn maintain_controller(shared: &Shared, meta: &ClusterMeta) {
     }
 }
 
+/// Tells every other node which groups this node leads (fire and forget, in the background).
+fn send_hints(shared: &Arc<Shared>, meta: &ClusterMeta) {
+    let me = shared.identity.node_id;
+    let led: Vec<(u64, u64)> = shared
+        .replicas
+        .all()
+        .iter()
+        .filter_map(|h| {
+            let st = h.partition()?.status();
+            (st.leader == Some(me)).then_some((h.group_id, st.term))
+        })
+        .collect();
+    if led.is_empty() {
+        return;
+    }
+    for (id, n) in &meta.nodes {
+        if *id == me || n.state != NodeState::Active || !shared.alive(*id) {
+            continue;
+        }
+        let (shared, to, addr, led) = (shared.clone(), *id, n.peer_addr.clone(), led.clone());
+        tokio::spawn(async move {
+            let _ = crate::controller::LeaderHints::send(&shared.controller, to, &addr, led).await;
+        });
+    }
+}
+
 async fn periodic(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -950,6 +980,7 @@ async fn periodic(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         if n.is_multiple_of(10) {
             shared.replicas.prefer_leaders(&meta).await;
         }
+        send_hints(&shared, &meta);
         // A replica that came back after a failure may have been registered under a stale
         // handle: the supervisor's on_open re-registered it.
         for r in shared.replicas.all() {

@@ -148,12 +148,18 @@ pub async fn serve_client(
     health_reporter
         .set_serving::<AdminServer<ClientService>>()
         .await;
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
-        .build_v1();
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
-        .build_v1alpha();
+    // Reflection lists what this port serves (the descriptor set also holds the peer API,
+    // which lives on the peer port).
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("strata.v1.Strata")
+            .with_service_name("strata.v1.Admin")
+            .with_service_name("grpc.health.v1.Health")
+    };
+    let reflection_v1 = reflection().build_v1();
+    let reflection_v1alpha = reflection().build_v1alpha();
     let mut stop_rx = stop.clone();
     let shutdown = async move {
         let _ = stop_rx.wait_for(|s| *s).await;

@@ -61,9 +61,14 @@ impl ClientService {
         match hosted {
             Some(p) => Ok(p),
             None => {
-                let hint = replicas
-                    .first()
-                    .and_then(|id| self.client_addr(*id).map(|a| (*id, a)));
+                // Not hosted here: the leader another node announced, else the preferred one.
+                let hint = self
+                    .shared
+                    .hints
+                    .get(group)
+                    .map(|(id, _)| id)
+                    .or_else(|| replicas.first().copied())
+                    .and_then(|id| self.client_addr(id).map(|a| (id, a)));
                 Err(not_leader(&what, hint))
             }
         }
@@ -121,12 +126,14 @@ impl ClientService {
                             part.high_watermark(),
                         )
                     }
-                    None => (
-                        p.replicas.first().copied().unwrap_or(0),
-                        0,
-                        p.replicas.clone(),
-                        -1,
-                    ),
+                    None => {
+                        let (leader, term) = self
+                            .shared
+                            .hints
+                            .get(p.group_id)
+                            .unwrap_or((p.replicas.first().copied().unwrap_or(0), 0));
+                        (leader, term, p.replicas.clone(), -1)
+                    }
                 };
                 pb::PartitionInfo {
                     partition: i as u32,
