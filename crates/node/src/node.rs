@@ -27,7 +27,8 @@ use tokio::task::JoinHandle;
 
 /// File in the data directory holding the node's identity.
 pub const IDENTITY_FILE: &str = "identity.json";
-/// File in the data directory holding the addresses the node bound (rewritten every start).
+/// File in the data directory holding the node's addresses (rewritten every start): the ones it
+/// bound (so port 0 resolves to the real port), or the `advertise_*` ones when set.
 pub const ADDRESSES_FILE: &str = "addresses.json";
 
 /// Why a node could not start or stopped.
