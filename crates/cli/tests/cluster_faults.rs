@@ -550,27 +550,65 @@ async fn leader_cut_off_by_the_network_steps_down_and_nothing_is_lost() {
     let topic_id = create_topic(&mut c, "cut", 3).await;
     let load = start_load(c.brokers(), "cut", 3, 2, u64::MAX).await;
     load.wait_acked(2_000, Duration::from_secs(60)).await;
-    let old = c.leader_of("cut", 0).await.expect("leader");
-    let old_addr = c.node(old).client_addr();
-    let (_, old_term) = leader_and_term(&old_addr, "cut", 0).await.expect("term");
+    // The leader of partition 0, as it says itself (with its term).
+    let (old, old_addr, old_term) = loop {
+        let l = c.leader_of("cut", 0).await.expect("leader");
+        let addr = c.node(l).client_addr();
+        if let Some((me, term)) = leader_and_term(&addr, "cut", 0).await
+            && me == l
+        {
+            break (l, addr, term);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let net = c.net.take().expect("net");
     net.cut(old);
     // The majority side elects a new leader and keeps taking writes.
     let before = load.acked.lock().expect("acked").len();
     load.wait_acked(before + 2_000, Duration::from_secs(60))
         .await;
+    // The majority elected a leader in a newer term.
+    let others: Vec<String> = c
+        .nodes
+        .values()
+        .filter(|p| p.id != old)
+        .map(|p| p.client_addr())
+        .collect();
+    wait_until(
+        "a new leader on the majority side",
+        Duration::from_secs(30),
+        || {
+            let others = others.clone();
+            async move {
+                for a in &others {
+                    if leader_and_term(a, "cut", 0)
+                        .await
+                        .is_some_and(|(l, t)| l != 0 && l != old && t > old_term)
+                    {
+                        return true;
+                    }
+                }
+                false
+            }
+        },
+    )
+    .await;
     net.heal(old);
     // The old leader learns of the newer term and follows (its uncommitted tail, if any, is
-    // truncated by the new leader).
-    wait_until("old leader steps down", Duration::from_secs(30), || {
-        let a = old_addr.clone();
-        async move {
-            leader_and_term(&a, "cut", 0)
-                .await
-                .is_some_and(|(l, t)| l != 0 && t > old_term)
+    // truncated by the new leader). Dead TCP connections from the cut are replaced within the
+    // peer keepalive (10 s + 5 s).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = leader_and_term(&old_addr, "cut", 0).await;
+        if seen.is_some_and(|(l, t)| l != 0 && l != old && t > old_term) {
+            break;
         }
-    })
-    .await;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node {old} still reports {seen:?} (it led in term {old_term})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     c.net = Some(net);
     let before = load.acked.lock().expect("acked").len();
     load.wait_acked(before + 1_000, Duration::from_secs(60))
