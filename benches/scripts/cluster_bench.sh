@@ -19,6 +19,7 @@ declare -a PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  for i in 1 2 3; do cp "$ROOT/n$i.log" "$OUT/node-$i.log" 2>/dev/null || true; done
   rm -rf "$ROOT"
 }
 trap cleanup EXIT
@@ -26,14 +27,18 @@ declare -a CP PP HP
 for i in 1 2 3; do CP[$i]=$(free_port); PP[$i]=$(free_port); HP[$i]=$(free_port); done
 INITIAL="1@127.0.0.1:${PP[1]},2@127.0.0.1:${PP[2]},3@127.0.0.1:${PP[3]}"
 for i in 1 2 3; do
-  RUST_LOG=warn "$BIN" node --node-id "$i" --data-dir "$ROOT/n$i" \
+  RUST_LOG=warn,strata_node=info,openraft::engine=info "$BIN" node --node-id "$i" --data-dir "$ROOT/n$i" \
     --client-addr "127.0.0.1:${CP[$i]}" --peer-addr "127.0.0.1:${PP[$i]}" \
     --http-addr "127.0.0.1:${HP[$i]}" --initial-cluster "$INITIAL" >"$ROOT/n$i.log" 2>&1 &
   PIDS+=($!)
 done
 export STRATA_BROKERS="127.0.0.1:${CP[1]},127.0.0.1:${CP[2]},127.0.0.1:${CP[3]}"
-for _ in $(seq 1 300); do "$BIN" cluster status >/dev/null 2>&1 && break; sleep 0.1; done
-"$BIN" cluster status -o text >/dev/null
+healthy=0
+for _ in $(seq 1 300); do
+  if "$BIN" cluster status >/dev/null 2>&1; then healthy=1; break; fi
+  sleep 0.1
+done
+[ "$healthy" = 1 ] || { echo "the cluster did not become healthy" >&2; exit 1; }
 
 run() {
   local name=$1; shift

@@ -937,6 +937,9 @@ async fn maintain_controller(shared: &Shared, meta: &ClusterMeta) {
     }
 }
 
+/// How often (seconds) leaders hand leadership back to preferred leaders.
+const PREFER_LEADERS_EVERY_S: u64 = 30;
+
 /// Tells every other node which groups this node leads (fire and forget, in the background).
 fn send_hints(shared: &Arc<Shared>, meta: &ClusterMeta) {
     let me = shared.identity.node_id;
@@ -978,7 +981,7 @@ async fn periodic(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         let meta = shared.controller.snapshot();
         shared.replicas.drive_moves(&meta, &shared.controller);
         maintain_controller(&shared, &meta).await;
-        if n.is_multiple_of(10) {
+        if n.is_multiple_of(PREFER_LEADERS_EVERY_S) {
             shared.replicas.prefer_leaders(&meta).await;
         }
         send_hints(&shared, &meta);

@@ -17,6 +17,10 @@ use strata_raft::partition::{Partition, PartitionConfig, RaftTiming};
 use strata_raft::replica::{Replica, ReplicaStatus};
 use strata_raft::transport::{GroupRegistry, PeerNetwork, Peers};
 
+/// How long a new group's other first replicas wait for its preferred leader before they
+/// start the group themselves.
+const INIT_GRACE: Duration = Duration::from_secs(5);
+
 /// A replica this node hosts.
 pub struct Hosted {
     /// Topic name.
@@ -208,8 +212,11 @@ impl Replicas {
             replica,
             dir,
         });
-        // A new group: every first replica writes the same first membership (so it does not
-        // matter which of them starts it), and the preferred leader stands for election at once.
+        // A new group: the preferred leader writes the first membership and stands for
+        // election at once; the other first replicas wait to hear from it, and start the group
+        // themselves (with the same membership) only if it is still empty after a grace period
+        // (the preferred leader may be down). Several replicas starting at once would split
+        // the first votes and leave leaders off their preferred nodes.
         let initial = &d.meta.initial;
         if let Some(p) = hosted.partition()
             && initial.contains(&env.node_id)
@@ -220,14 +227,21 @@ impl Replicas {
                 .filter_map(|n| meta.nodes.get(n).map(|m| (*n, m.peer_addr.clone())))
                 .collect();
             if voters.len() == initial.len() {
-                match p.initialize(voters).await {
-                    Ok(()) => {
-                        if initial.first() == Some(&env.node_id) {
-                            let _ = p.elect().await;
+                let preferred = initial.first() == Some(&env.node_id);
+                tokio::spawn(async move {
+                    if !preferred {
+                        tokio::time::sleep(INIT_GRACE).await;
+                        if p.status().last_log_index.is_some() {
+                            return;
                         }
                     }
-                    Err(e) => tracing::debug!(group, error = %e, "initialize"),
-                }
+                    match p.initialize(voters).await {
+                        Ok(()) => {
+                            let _ = p.elect().await;
+                        }
+                        Err(e) => tracing::debug!(group, error = %e, "initialize"),
+                    }
+                });
             }
         }
         self.hosted
