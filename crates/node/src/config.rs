@@ -68,6 +68,9 @@ pub struct NodeConfig {
     pub election_timeout_min_ms: u64,
     /// Raft election timeout, upper bound.
     pub election_timeout_max_ms: u64,
+    /// A partition group with no client activity for this long goes to sleep (no heartbeats or
+    /// ticks; one liveness message per node instead). 0 keeps every group awake.
+    pub idle_group_sleep_ms: u64,
     /// Longest a graceful shutdown spends handing leadership away.
     pub shutdown_timeout_ms: u64,
     /// Log filter (tracing-subscriber `EnvFilter` syntax; `RUST_LOG` wins when set).
@@ -103,6 +106,7 @@ impl Default for NodeConfig {
             heartbeat_ms: 300,
             election_timeout_min_ms: 1_500,
             election_timeout_max_ms: 3_000,
+            idle_group_sleep_ms: 3_000,
             shutdown_timeout_ms: 10_000,
             log: "info".into(),
         }
@@ -138,6 +142,7 @@ const ENV_KEYS: &[&str] = &[
     "heartbeat_ms",
     "election_timeout_min_ms",
     "election_timeout_max_ms",
+    "idle_group_sleep_ms",
     "shutdown_timeout_ms",
     "log",
 ];

@@ -464,7 +464,12 @@ impl Node {
             identity.node_id,
             LivenessConfig {
                 interval_ms: config.heartbeat_ms,
-                idle_ms: 3_000,
+                // 0 disables sleeping: a group is never idle that long.
+                idle_ms: if config.idle_group_sleep_ms == 0 {
+                    u64::MAX / 4
+                } else {
+                    config.idle_group_sleep_ms
+                },
                 silence_ms: config.election_timeout_min_ms,
             },
         );
