@@ -433,6 +433,28 @@ impl ProcCluster {
         None
     }
 
+    /// Waits until every one of `n` nodes answers ready (registered, metadata caught up) and
+    /// the metadata lists `n` nodes.
+    pub async fn wait_registered(&mut self, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut all = true;
+            for p in self.nodes.values() {
+                all &= ready(p).await;
+            }
+            if all
+                && self
+                    .status()
+                    .await
+                    .is_some_and(|s| s.nodes.len() as u64 == n)
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "nodes did not all register");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until a node reports the cluster healthy.
     pub async fn wait_healthy(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
@@ -553,6 +575,7 @@ impl ProcCluster {
             spawn_fast(&mut p);
             c.nodes.insert(id, p);
         }
+        c.wait_registered(n).await;
         c.wait_healthy(Duration::from_secs(60)).await;
         c
     }
@@ -599,6 +622,7 @@ impl ProcCluster {
             c.nodes.insert(id, p);
         }
         c.net = Some(net);
+        c.wait_registered(n).await;
         c.wait_healthy(Duration::from_secs(60)).await;
         Some(c)
     }
