@@ -9,25 +9,6 @@ use std::time::Duration;
 use strata_proto::v1 as pb;
 use tonic_types::StatusExt;
 
-async fn create(c: &mut ProcCluster, name: &str, partitions: u32) -> pb::TopicInfo {
-    let b = c.brokers()[0].clone();
-    let mut a = admin(&b).await.expect("admin");
-    let t = a
-        .create_topic(pb::CreateTopicRequest {
-            name: name.into(),
-            partitions,
-            replication_factor: 3,
-            configs: Default::default(),
-        })
-        .await
-        .expect("create")
-        .into_inner()
-        .topic
-        .expect("topic");
-    c.wait_healthy(Duration::from_secs(30)).await;
-    t
-}
-
 /// Produces `values` to partition 0 through its leader (waiting for one), one request each.
 async fn produce(c: &mut ProcCluster, topic: &str, values: &[&str]) -> Vec<i64> {
     let mut out = Vec::new();
@@ -76,14 +57,7 @@ async fn read_all(c: &mut ProcCluster, topic: &str) -> Vec<String> {
     let addr = c.node(l).client_addr();
     let mut d = data(&addr).await.expect("data");
     let f = d
-        .fetch(pb::FetchRequest {
-            topic: topic.into(),
-            partition: 0,
-            offset: 0,
-            max_bytes: 0,
-            max_wait_ms: 0,
-            format: 0,
-        })
+        .fetch(fetch_from(topic, 0, 0))
         .await
         .expect("fetch")
         .into_inner();
@@ -96,7 +70,7 @@ async fn read_all(c: &mut ProcCluster, topic: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wiped_node_cannot_rejoin_under_its_old_id() {
     let mut c = ProcCluster::start_static(3).await;
-    create(&mut c, "t", 1).await;
+    create_topic_rf3(&mut c, "t", 1).await;
     produce(&mut c, "t", &["a", "b"]).await;
     let n2 = c.node(2);
     n2.kill();
@@ -125,7 +99,7 @@ async fn wiped_node_cannot_rejoin_under_its_old_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_and_recreate_while_a_replica_is_down() {
     let mut c = ProcCluster::start(3).await;
-    let old = create(&mut c, "t", 1).await;
+    let old = create_topic_rf3(&mut c, "t", 1).await;
     produce(&mut c, "t", &["old-1", "old-2", "old-3"]).await;
     let node3_dir = c.node(3).dir.clone();
     let old_dir = node3_dir
@@ -178,7 +152,7 @@ fn info(s: &tonic::Status) -> (String, std::collections::HashMap<String, String>
 async fn bad_input_gets_documented_errors() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut c = ProcCluster::start(3).await;
-    create(&mut c, "t", 2).await;
+    create_topic_rf3(&mut c, "t", 2).await;
     let b = c.brokers()[0].clone();
     let mut a = admin(&b).await.expect("admin");
     // Topic names.
@@ -402,14 +376,7 @@ async fn retention_drops_old_segments_by_size_and_time() {
         .await;
         let mut d = data(&addr).await.expect("data");
         let e = d
-            .fetch(pb::FetchRequest {
-                topic: topic.into(),
-                partition: 0,
-                offset: 0,
-                max_bytes: 0,
-                max_wait_ms: 0,
-                format: 0,
-            })
+            .fetch(fetch_from(topic, 0, 0))
             .await
             .expect_err("below the log start");
         assert_eq!(e.code(), tonic::Code::OutOfRange, "{topic}: {e}");

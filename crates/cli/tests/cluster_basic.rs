@@ -67,14 +67,7 @@ async fn create_produce_fetch_replay() {
     assert_eq!(offsets, (0..10).map(|i| i * 10).collect::<Vec<i64>>());
     // Fetch from 35: records 35.. in order.
     let f = d
-        .fetch(pb::FetchRequest {
-            topic: "orders".into(),
-            partition: 0,
-            offset: 35,
-            max_bytes: 0,
-            max_wait_ms: 0,
-            format: pb::FetchFormat::Records as i32,
-        })
+        .fetch(fetch_from("orders", 0, 35))
         .await
         .expect("fetch")
         .into_inner();
@@ -110,28 +103,14 @@ async fn create_produce_fetch_replay() {
     let faddr = c.node(follower).client_addr();
     let mut fd = data(&faddr).await.expect("data");
     let e = fd
-        .fetch(pb::FetchRequest {
-            topic: "orders".into(),
-            partition: 0,
-            offset: 0,
-            max_bytes: 0,
-            max_wait_ms: 0,
-            format: 0,
-        })
+        .fetch(fetch_from("orders", 0, 0))
         .await
         .expect_err("not leader");
     assert_eq!(e.code(), tonic::Code::Unavailable);
     assert!(e.message().contains(&addr), "{}", e.message());
     // Out of range names the range.
     let e = d
-        .fetch(pb::FetchRequest {
-            topic: "orders".into(),
-            partition: 0,
-            offset: 500,
-            max_bytes: 0,
-            max_wait_ms: 0,
-            format: 0,
-        })
+        .fetch(fetch_from("orders", 0, 500))
         .await
         .expect_err("out of range");
     assert_eq!(e.code(), tonic::Code::OutOfRange);
@@ -294,20 +273,7 @@ async fn a_node_without_a_replica_points_at_the_leader_and_reflection_lists_serv
     use futures_util::StreamExt;
     let mut c = ProcCluster::start(4).await;
     let b = c.brokers()[0].clone();
-    let mut admin = admin(&b).await.expect("admin");
-    let t = admin
-        .create_topic(pb::CreateTopicRequest {
-            name: "spread".into(),
-            partitions: 4,
-            replication_factor: 3,
-            configs: Default::default(),
-        })
-        .await
-        .expect("create")
-        .into_inner()
-        .topic
-        .expect("topic");
-    c.wait_healthy(Duration::from_secs(30)).await;
+    let t = create_topic_rf3(&mut c, "spread", 4).await;
     for p in &t.partitions {
         let outsider = c
             .nodes

@@ -31,21 +31,6 @@ fn mount_tmpfs(dir: &Path, size: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-async fn node_hw(addr: &str, topic: &str) -> Option<i64> {
-    let mut d = data(addr).await.ok()?;
-    let m = d
-        .metadata(strata_proto::v1::MetadataRequest {
-            topics: vec![topic.into()],
-        })
-        .await
-        .ok()?;
-    m.into_inner()
-        .topics
-        .first()
-        .and_then(|t| t.partitions.first())
-        .map(|p| p.high_watermark)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_follower_disk_keeps_partition_available_and_recovers() {
     let mut c = ProcCluster::start(2).await;
@@ -130,9 +115,9 @@ async fn full_follower_disk_keeps_partition_available_and_recovers() {
     wait_until("node 3 caught up", Duration::from_secs(60), || {
         let addr = addr.clone();
         async move {
-            node_hw(&addr, "full")
+            partition_at(&addr, "full", 0)
                 .await
-                .is_some_and(|hw| hw >= acked as i64)
+                .is_some_and(|p| p.high_watermark >= acked as i64)
         }
     })
     .await;

@@ -209,18 +209,7 @@ async fn compare_replicas(
         wait_until("replicas caught up", Duration::from_secs(60), move || {
             let (addr, topic, hw) = (addr.clone(), topic.clone(), hw.clone());
             async move {
-                let Ok(mut d) = data(&addr).await else {
-                    return false;
-                };
-                let Ok(m) = d
-                    .metadata(strata_proto::v1::MetadataRequest {
-                        topics: vec![topic],
-                    })
-                    .await
-                else {
-                    return false;
-                };
-                m.into_inner().topics.first().is_some_and(|t| {
+                topic_at(&addr, &topic).await.is_some_and(|t| {
                     t.partitions.iter().all(|p| {
                         p.high_watermark < 0
                             || p.high_watermark >= hw.get(&p.partition).copied().unwrap_or(0)
@@ -394,18 +383,7 @@ async fn paused_leader_steps_down_and_nothing_is_lost() {
         let mut found = None;
         for id in &others {
             let addr = c.node(*id).client_addr();
-            if let Ok(mut d) = data(&addr).await
-                && let Ok(m) = d
-                    .metadata(strata_proto::v1::MetadataRequest {
-                        topics: vec!["pause".into()],
-                    })
-                    .await
-                && let Some(l) = m
-                    .into_inner()
-                    .topics
-                    .first()
-                    .and_then(|t| t.partitions.first())
-                    .map(|p| p.leader_id)
+            if let Some(l) = partition_at(&addr, "pause", 0).await.map(|p| p.leader_id)
                 && l != 0
                 && l != old
             {
@@ -430,21 +408,8 @@ async fn paused_leader_steps_down_and_nothing_is_lost() {
     wait_until("old leader steps down", Duration::from_secs(30), || {
         let old_addr = old_addr.clone();
         async move {
-            let Ok(mut d) = data(&old_addr).await else {
-                return false;
-            };
-            let Ok(m) = d
-                .metadata(strata_proto::v1::MetadataRequest {
-                    topics: vec!["pause".into()],
-                })
+            partition_at(&old_addr, "pause", 0)
                 .await
-            else {
-                return false;
-            };
-            m.into_inner()
-                .topics
-                .first()
-                .and_then(|t| t.partitions.first())
                 .is_some_and(|p| p.leader_id != old && p.leader_id != 0)
         }
     })
@@ -527,17 +492,8 @@ async fn add_rebalance_and_decommission_under_load() {
 
 /// The (leader, term) node `addr` reports for `topic`/`partition`.
 async fn leader_and_term(addr: &str, topic: &str, partition: u32) -> Option<(u64, u64)> {
-    let mut d = data(addr).await.ok()?;
-    let m = d
-        .metadata(strata_proto::v1::MetadataRequest {
-            topics: vec![topic.into()],
-        })
+    partition_at(addr, topic, partition)
         .await
-        .ok()?;
-    m.into_inner()
-        .topics
-        .first()
-        .and_then(|t| t.partitions.get(partition as usize))
         .map(|p| (p.leader_id, p.leader_term))
 }
 

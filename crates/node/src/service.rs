@@ -44,9 +44,16 @@ impl ClientService {
             .map(|n| n.client_addr.clone())
     }
 
-    /// The local leader replica of `topic`/`partition`, or the status to answer.
+    /// The local replica of `topic`/`partition`, or the status to answer.
     fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>, Status> {
-        let (group, replicas) = {
+        self.route(topic, partition).map(|(p, _)| p)
+    }
+
+    /// The local replica of `topic`/`partition` and the topic's `max.message.bytes`, from one
+    /// look at the metadata; or the status to answer (unknown topic or partition, or
+    /// `NOT_LEADER` naming the leader when no replica is hosted here).
+    fn route(&self, topic: &str, partition: u32) -> Result<(Arc<Partition>, usize), Status> {
+        let (group, replicas, limit) = {
             let meta = self.shared.controller.meta();
             let meta = meta.borrow();
             let t = meta.topics.get(topic).ok_or_else(|| unknown_topic(topic))?;
@@ -54,12 +61,12 @@ impl ClientService {
                 .partitions
                 .get(partition as usize)
                 .ok_or_else(|| unknown_partition(topic, partition, t.partitions.len()))?;
-            (p.group_id, p.replicas.clone())
+            let limit = t.config.max_message_bytes as usize;
+            (p.group_id, p.replicas.first().copied(), limit)
         };
-        let what = format!("{topic}/{partition}");
         let hosted = self.shared.replicas.get(group).and_then(|h| h.partition());
         match hosted {
-            Some(p) => Ok(p),
+            Some(p) => Ok((p, limit)),
             None => {
                 // Not hosted here: the leader another node announced, else the preferred one.
                 let hint = self
@@ -67,9 +74,9 @@ impl ClientService {
                     .hints
                     .get(group)
                     .map(|(id, _)| id)
-                    .or_else(|| replicas.first().copied())
+                    .or(replicas)
                     .and_then(|id| self.client_addr(id).map(|a| (id, a)));
-                Err(not_leader(&what, hint))
+                Err(not_leader(&format!("{topic}/{partition}"), hint))
             }
         }
     }
@@ -321,15 +328,7 @@ impl pb::strata_server::Strata for ClientService {
         let started = Instant::now();
         let req = request.into_inner();
         let acks = acks(req.acks)?;
-        let limit = {
-            let meta = self.shared.controller.meta();
-            let meta = meta.borrow();
-            let t = meta
-                .topics
-                .get(&req.topic)
-                .ok_or_else(|| unknown_topic(&req.topic))?;
-            t.config.max_message_bytes as usize
-        };
+        let (p, limit) = self.route(&req.topic, req.partition)?;
         let batch = match req.payload {
             Some(pb::produce_request::Payload::Batch(b)) => {
                 if b.len() > limit {
@@ -346,7 +345,6 @@ impl pb::strata_server::Strata for ClientService {
             }
             None => return Err(invalid("payload", "records or batch is required".into())),
         };
-        let p = self.partition(&req.topic, req.partition)?;
         if !p.leads() {
             let hint = p
                 .leader()
@@ -357,14 +355,17 @@ impl pb::strata_server::Strata for ClientService {
             ));
         }
         self.shared.check_disk()?;
-        let count = Batch::parse(batch.clone())
-            .map(|b| b.header().record_count.max(0) as u32)
+        // The header alone gives the count; `append` checks the whole batch (CRC, records)
+        // once, before anything is written.
+        let count = strata_record::BatchHeader::parse(&batch)
+            .map(|h| h.record_count.max(0) as u32)
             .map_err(|e| {
-                errors::status(
-                    Code::InvalidArgument,
-                    "INVALID_BATCH",
-                    format!("invalid batch: {e}"),
-                    &[("reason", e.to_string())],
+                self.perr(
+                    &req.topic,
+                    req.partition,
+                    strata_raft::error::PartitionError::InvalidBatch {
+                        reason: e.to_string(),
+                    },
                 )
             })?;
         let base = p
@@ -710,15 +711,7 @@ impl pb::admin_server::Admin for ClientService {
             name: req.name.clone(),
             partitions: req.partitions,
         };
-        self.shared
-            .controller
-            .propose(&cmd, ADMIN_PATIENCE)
-            .await
-            .map_err(|e| self.controller_error(e))?;
-        let meta = self.meta();
-        self.topic_info(&meta, &req.name)
-            .map(Response::new)
-            .ok_or_else(|| unknown_topic(&req.name))
+        self.change_then_describe(&cmd, &req.name).await
     }
 
     async fn alter_topic_config(
@@ -732,11 +725,10 @@ impl pb::admin_server::Admin for ClientService {
             .get(&req.name)
             .map(|t| t.config.clone())
             .ok_or_else(|| unknown_topic(&req.name))?;
-        let defaults = self.shared.config.topic_defaults();
+        let defaults = self.shared.config.topic_defaults().to_map();
         let mut config = current;
         for k in &req.remove {
-            let d = defaults.to_map();
-            let v = d
+            let v = defaults
                 .get(k)
                 .ok_or_else(|| invalid(&format!("remove[{k}]"), "unknown topic config".into()))?;
             config
@@ -749,15 +741,7 @@ impl pb::admin_server::Admin for ClientService {
             name: req.name.clone(),
             config,
         };
-        self.shared
-            .controller
-            .propose(&cmd, ADMIN_PATIENCE)
-            .await
-            .map_err(|e| self.controller_error(e))?;
-        let meta = self.meta();
-        self.topic_info(&meta, &req.name)
-            .map(Response::new)
-            .ok_or_else(|| unknown_topic(&req.name))
+        self.change_then_describe(&cmd, &req.name).await
     }
 
     async fn cluster_status(
@@ -855,6 +839,23 @@ impl pb::admin_server::Admin for ClientService {
 }
 
 impl ClientService {
+    /// Applies a topic change through the controller and describes the topic as this node
+    /// then sees it (the controller answers once this node applied the change).
+    async fn change_then_describe(
+        &self,
+        cmd: &Command,
+        name: &str,
+    ) -> Result<Response<pb::TopicInfo>, Status> {
+        self.shared
+            .controller
+            .propose(cmd, ADMIN_PATIENCE)
+            .await
+            .map_err(|e| self.controller_error(e))?;
+        self.topic_info(&self.meta(), name)
+            .map(Response::new)
+            .ok_or_else(|| unknown_topic(name))
+    }
+
     async fn start_moves(&self) -> Result<u32, Status> {
         let plan = self.meta().plan_rebalance();
         let mut started = 0;

@@ -282,9 +282,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// How a write that timed out waiting for its commit is reported (it may still commit).
-const COMMIT_TIMEOUT: &str = "not committed within";
-
 /// Where the outcome of an in-flight idempotent batch is published (for its retries).
 type OutcomeSender = watch::Sender<Option<Result<i64, PartitionError>>>;
 
@@ -451,10 +448,10 @@ impl Partition {
         }
     }
 
-    /// Whether this replica may serve as leader now: it leads, has applied an entry of its own
-    /// term (so its high watermark and producer state are current), and a quorum acknowledged
-    /// it within the leader lease (a leader cut off from its quorum stops serving before a new
-    /// one can be elected).
+    /// Whether this replica may serve as leader now: it leads, has applied everything its log
+    /// held when its leadership was first observed (so its high watermark and producer state
+    /// are current; see [`ready_leader`]), and a quorum acknowledged it within the leader lease
+    /// (a leader cut off from its quorum stops serving before a new one can be elected).
     pub fn is_ready_leader(&self) -> bool {
         self.with_metrics(|m| ready_leader(m, self.node_id, self.lease_ms, &self.lead))
     }
@@ -523,7 +520,7 @@ impl Partition {
                 SequenceCheck::Propose(r) => report = r,
             }
         }
-        let result = self.propose(batch, acks).await;
+        let (result, live) = self.propose(batch, acks).await;
         if let Some((pid, first_seq, tx)) = report {
             let outcome = match &result {
                 Ok(Some(o)) => Ok(*o),
@@ -533,15 +530,11 @@ impl Partition {
                 Err(e) => Err(e.clone()),
             };
             let _ = tx.send(Some(outcome.clone()));
-            // Timed out waiting for the commit: the entry may still commit in this term, so it
-            // stays in flight (a retry waits on it or finds it applied); a new leadership drops
-            // it.
-            let still_live = matches!(
-                &outcome,
-                Err(PartitionError::Indeterminate { reason }) if reason.starts_with(COMMIT_TIMEOUT)
-            );
+            // An entry whose fate is still open (not awaited, or timed out waiting for its
+            // commit) may still commit in this term, so it stays in flight: a retry waits on
+            // it or finds it applied, and a new leadership drops it.
             let mut inflight = lock(&self.inflight);
-            if !still_live && let Some(f) = inflight.get_mut(&pid).filter(|f| f.term == term) {
+            if !live && let Some(f) = inflight.get_mut(&pid).filter(|f| f.term == term) {
                 f.pending.remove(&first_seq);
                 if outcome.is_err() {
                     // Later batches of this producer will fail too; retries are checked
@@ -631,7 +624,14 @@ impl Partition {
         Ok(SequenceCheck::Propose(Some((pid, first, tx))))
     }
 
-    async fn propose(&self, batch: Bytes, acks: Acks) -> Result<Option<i64>, PartitionError> {
+    /// Proposes one batch and waits as `acks` says. Also returns whether the entry may still
+    /// commit in this term although no outcome is known (acks=none, or the commit wait timed
+    /// out).
+    async fn propose(
+        &self,
+        batch: Bytes,
+        acks: Acks,
+    ) -> (Result<Option<i64>, PartitionError>, bool) {
         let (local_tx, local_rx) = oneshot::channel::<i64>();
         let appended = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = appended.clone();
@@ -643,27 +643,33 @@ impl Partition {
             }),
         );
         let (responder, _commit_rx, complete_rx) = ProgressResponder::new();
-        self.raft
+        if let Err(e) = self
+            .raft
             .client_write_ff(Command::Batch(cmd), Some(responder))
             .await
-            .map_err(fatal)?;
+        {
+            return (Err(fatal(e)), false);
+        }
         match acks {
-            Acks::None => Ok(None),
-            Acks::Leader => tokio::select! {
-                r = local_rx => r.map(Some).map_err(|_| PartitionError::Indeterminate {
-                    reason: "the leader stopped before appending".into(),
-                }),
-                r = complete_rx => self.write_outcome(r.ok(), &appended),
-            },
-            Acks::All => {
-                let r = tokio::time::timeout(self.write_timeout, complete_rx).await;
-                match r {
-                    Ok(r) => self.write_outcome(r.ok(), &appended),
-                    Err(_) => Err(PartitionError::Indeterminate {
-                        reason: format!("{COMMIT_TIMEOUT} {:?}", self.write_timeout),
+            Acks::None => (Ok(None), true),
+            Acks::Leader => {
+                let r = tokio::select! {
+                    r = local_rx => r.map(Some).map_err(|_| PartitionError::Indeterminate {
+                        reason: "the leader stopped before appending".into(),
                     }),
-                }
+                    r = complete_rx => self.write_outcome(r.ok(), &appended),
+                };
+                (r, false)
             }
+            Acks::All => match tokio::time::timeout(self.write_timeout, complete_rx).await {
+                Ok(r) => (self.write_outcome(r.ok(), &appended), false),
+                Err(_) => (
+                    Err(PartitionError::Indeterminate {
+                        reason: format!("not committed within {:?}", self.write_timeout),
+                    }),
+                    true,
+                ),
+            },
         }
     }
 

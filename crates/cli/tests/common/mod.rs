@@ -483,20 +483,8 @@ impl ProcCluster {
     /// The node leading `topic`/`partition`, as the metadata of a running node says.
     pub async fn leader_of(&mut self, topic: &str, partition: u32) -> Option<u64> {
         for b in self.brokers() {
-            let Ok(mut c) = data(&b).await else { continue };
-            let Ok(m) = c
-                .metadata(pb::MetadataRequest {
-                    topics: vec![topic.to_string()],
-                })
+            let leader = partition_at(&b, topic, partition)
                 .await
-            else {
-                continue;
-            };
-            let m = m.into_inner();
-            let leader = m
-                .topics
-                .first()
-                .and_then(|t| t.partitions.get(partition as usize))
                 .map(|p| p.leader_id)
                 .filter(|l| *l != 0);
             if leader.is_some() {
@@ -687,4 +675,58 @@ pub async fn data(
         .connect()
         .await?;
     Ok(pb::strata_client::StrataClient::new(ch))
+}
+
+/// `topic` as the node at `addr` describes it (`None`: unreachable, or unknown there).
+pub async fn topic_at(addr: &str, topic: &str) -> Option<pb::TopicInfo> {
+    let mut d = data(addr).await.ok()?;
+    let m = d
+        .metadata(pb::MetadataRequest {
+            topics: vec![topic.to_string()],
+        })
+        .await
+        .ok()?;
+    m.into_inner().topics.into_iter().next()
+}
+
+/// One partition of `topic` as the node at `addr` describes it.
+pub async fn partition_at(addr: &str, topic: &str, partition: u32) -> Option<pb::PartitionInfo> {
+    topic_at(addr, topic)
+        .await?
+        .partitions
+        .into_iter()
+        .nth(partition as usize)
+}
+
+/// A fetch of decoded records from `offset`, with the node's default size and no wait.
+pub fn fetch_from(topic: &str, partition: u32, offset: i64) -> pb::FetchRequest {
+    pb::FetchRequest {
+        topic: topic.into(),
+        partition,
+        offset,
+        max_bytes: 0,
+        max_wait_ms: 0,
+        format: pb::FetchFormat::Records as i32,
+    }
+}
+
+/// Creates `name` with `partitions` partitions of 3 replicas through the raw Admin API of the
+/// first running node, then waits until the cluster is healthy (every partition led).
+pub async fn create_topic_rf3(c: &mut ProcCluster, name: &str, partitions: u32) -> pb::TopicInfo {
+    let b = c.brokers()[0].clone();
+    let mut a = admin(&b).await.expect("admin");
+    let t = a
+        .create_topic(pb::CreateTopicRequest {
+            name: name.into(),
+            partitions,
+            replication_factor: 3,
+            configs: Default::default(),
+        })
+        .await
+        .expect("create")
+        .into_inner()
+        .topic
+        .expect("topic");
+    c.wait_healthy(Duration::from_secs(30)).await;
+    t
 }
