@@ -3,4 +3,5 @@
 
 mod many_groups;
 mod replication;
+mod safety;
 mod storage_kill;

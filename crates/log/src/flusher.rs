@@ -158,6 +158,10 @@ impl FlusherHandle {
 fn round(shared: &Shared) {
     let (dirty, manifest, unlinks, requests, target, committed, purged) = {
         let mut s = lock(&shared.sync);
+        // A truncation, reset or close holds the log's sync work (see `Shared::exclusive`).
+        while s.busy {
+            s = shared.idle.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
         s.queued = false;
         // A dropped log is treated as crashed: no IO on its files any more.
         let stop = s

@@ -279,6 +279,30 @@ impl Shared {
             s = self.idle.wait(s).unwrap_or_else(|e| e.into_inner());
         }
     }
+
+    /// Runs `f` with the log's sync work to itself: waits for a running flusher round to end,
+    /// and keeps the next one from starting until `f` returns. Truncation, reset and close use
+    /// it: a round takes its files out of the dirty list before it syncs them, so without it a
+    /// truncation could record a sealed length in the manifest while the round's `fdatasync`
+    /// of that data is still running (or about to fail), and a reset's state slot could race
+    /// the round's. Fails without running `f` if the log failed meanwhile.
+    pub fn exclusive<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        {
+            let mut s = lock(&self.sync);
+            while s.busy {
+                s = self.idle.wait(s).unwrap_or_else(|e| e.into_inner());
+            }
+            if let Some(reason) = &s.failed {
+                return Err(self.failed_error(reason));
+            }
+            s.busy = true;
+        }
+        let r = f();
+        let mut s = lock(&self.sync);
+        s.busy = false;
+        self.idle.notify_all();
+        r
+    }
 }
 
 /// One partition's log: the only writer of its directory.
@@ -738,7 +762,8 @@ impl Log {
     /// fsync), and the next append starts a new segment. Durable on return.
     pub fn truncate_after(&mut self, index: u64) -> Result<()> {
         self.shared.check_failed()?;
-        let r = self.truncate_inner(index);
+        let shared = self.shared.clone();
+        let r = shared.exclusive(|| self.truncate_inner(index));
         if let Err(e) = &r
             && !matches!(e, LogError::IndexOutOfRange { .. })
         {
@@ -769,7 +794,11 @@ impl Log {
         let mut view = self.shared.write_view();
         let keep = view.segments.partition_point(|s| s.first_index <= index);
         let removed: Vec<Segment> = view.segments.drain(keep..).collect();
+        let mut cut_file = None;
         let (end_offset, end_term) = if let Some(s) = view.segments.last_mut() {
+            if s.last_index > index || !s.sealed {
+                cut_file = Some((s.file.clone(), s.path.clone()));
+            }
             if s.last_index > index {
                 let (cut_pos, next_offset, term, max_ts) = reader.cut_point(s, index)?;
                 s.len = cut_pos;
@@ -795,13 +824,43 @@ impl Log {
         self.next_index = index + 1;
         self.next_offset = end_offset;
         self.last_term = end_term;
+        let cut_indexes = cut_file.as_ref().and_then(|(file, _)| {
+            let v = self.shared.read_view();
+            v.segments
+                .last()
+                .filter(|s| Arc::ptr_eq(&s.file, file))
+                .map(|s| {
+                    vec![
+                        (s.path.with_extension("index"), s.encode_index()),
+                        (s.path.with_extension("timeindex"), s.encode_time_index()),
+                    ]
+                })
+        });
         {
-            // Never trim a segment that was cut: views may cover bytes past the cut.
             let mut s = lock(&self.shared.sync);
             s.appended_index = index;
-            for d in s.dirty.iter_mut() {
-                d.trim_to = None;
-                d.indexes = None;
+            // Everything kept was synced above (no round runs meanwhile); nothing past the cut
+            // may count as durable when new entries take those indexes.
+            s.durable_index = index;
+            // Segments past the cut are about to be removed: no sync, trim or index for them.
+            s.dirty
+                .retain(|d| !removed.iter().any(|r| Arc::ptr_eq(&r.file, &d.file)));
+            // The segment the cut sealed is never trimmed (views may cover bytes past the
+            // cut); its indexes are written for its new length. Segments an earlier roll
+            // sealed keep their trim and indexes.
+            if let Some((file, path)) = cut_file {
+                match s.dirty.iter_mut().find(|d| Arc::ptr_eq(&d.file, &file)) {
+                    Some(d) => {
+                        d.trim_to = None;
+                        d.indexes = cut_indexes;
+                    }
+                    None => s.dirty.push(DirtyFile {
+                        file,
+                        path,
+                        trim_to: None,
+                        indexes: cut_indexes,
+                    }),
+                }
             }
         }
         // 3. Record the cut durably, then remove whole segments past it.
@@ -911,16 +970,15 @@ impl Log {
             let mut s = lock(&self.shared.sync);
             s.last_purged = Some(last);
             s.appended_index = last.index;
-            s.durable_index = s.durable_index.max(last.index);
+            s.durable_index = last.index;
         }
-        let r = self
-            .shared
-            .persist_manifest(&m)
-            .and_then(|()| self.remove_segment_files(&removed))
-            .and_then(|()| {
-                let committed = lock(&self.shared.sync).committed;
-                self.shared.persist_state(committed, Some(last), true)
-            });
+        let shared = self.shared.clone();
+        let r = shared.exclusive(|| {
+            shared.persist_manifest(&m)?;
+            self.remove_segment_files(&removed)?;
+            let committed = lock(&shared.sync).committed;
+            shared.persist_state(committed, Some(last), true)
+        });
         if let Err(e) = &r {
             self.shared.fail(e.to_string());
         }
@@ -940,7 +998,11 @@ impl Log {
     /// checkpoint covers the whole log, so the next open scans nothing.
     pub fn close(self) -> Result<()> {
         self.flush_wait()?;
-        self.shared.wait_idle();
+        let shared = self.shared.clone();
+        shared.exclusive(|| self.close_inner())
+    }
+
+    fn close_inner(&self) -> Result<()> {
         let mut view = self.shared.write_view();
         let mut m = view.manifest();
         if let (Some(s), Some(rec)) = (view.segments.last(), m.segments.last_mut())

@@ -6,8 +6,17 @@
 //! `sync_dir`: files created since disappear, removed or renamed-over files come back. Killing a
 //! process cannot test this: the page cache survives it.
 //!
+//! A failed `sync_data` has Linux's semantics ("fsyncgate"): the writes it covered stay
+//! readable (the page cache keeps them, marked clean) but are not on disk, and a later
+//! successful sync of the same file does not bring them back: a crash still undoes them.
+//!
+//! [`SimDisk::hold_syncs`] makes matching syncs block until [`SimDisk::release_syncs`], so a
+//! test can keep one node's fsync behind its peers' or race another operation against a sync in
+//! progress.
+//!
 //! Simplifications: directories created through the seam are durable at once; hard links are
-//! not modelled (the log makes none).
+//! not modelled (the log makes none); a write that a failed sync lost and a later durable write
+//! over the same bytes are not modelled together (the log never rewrites bytes in place).
 
 use crate::disk::{Disk, RealDisk};
 use std::collections::HashMap;
@@ -66,6 +75,21 @@ enum Undo {
 struct Inode {
     path: PathBuf,
     undo: Vec<Undo>,
+    /// Writes a failed sync covered: gone at a crash whatever later syncs do.
+    lost: Vec<Undo>,
+}
+
+/// Which files' syncs [`SimDisk::hold_syncs`] blocks.
+type SyncFilter = Box<dyn Fn(&Path) -> bool + Send>;
+
+/// Which syncs block, and how the blocked ones end.
+#[derive(Default)]
+struct Hold {
+    filter: Option<SyncFilter>,
+    waiting: usize,
+    /// Bumped by each release, so a waiter knows its hold ended.
+    generation: u64,
+    fail_released: bool,
 }
 
 #[derive(Debug)]
@@ -90,6 +114,17 @@ struct State {
 pub struct SimDisk {
     trash: PathBuf,
     state: Mutex<State>,
+    hold: Mutex<Hold>,
+    released: std::sync::Condvar,
+}
+
+impl std::fmt::Debug for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hold")
+            .field("active", &self.filter.is_some())
+            .field("waiting", &self.waiting)
+            .finish()
+    }
 }
 
 fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
@@ -131,6 +166,8 @@ impl SimDisk {
         Ok(SimDisk {
             trash,
             state: Mutex::new(State::default()),
+            hold: Mutex::new(Hold::default()),
+            released: std::sync::Condvar::new(),
         })
     }
 
@@ -159,7 +196,47 @@ impl SimDisk {
         lock(&self.state)
             .inodes
             .values()
-            .any(|i| !i.undo.is_empty())
+            .any(|i| !i.undo.is_empty() || !i.lost.is_empty())
+    }
+
+    /// Makes every `sync_data` of a file whose path matches `filter` block until
+    /// [`SimDisk::release_syncs`] (a slow or stuck device under that file).
+    pub fn hold_syncs(&self, filter: impl Fn(&Path) -> bool + Send + 'static) {
+        let mut h = self.hold.lock().unwrap_or_else(|e| e.into_inner());
+        h.filter = Some(Box::new(filter));
+    }
+
+    /// How many syncs are blocked by [`SimDisk::hold_syncs`] now.
+    pub fn held_syncs(&self) -> usize {
+        self.hold.lock().unwrap_or_else(|e| e.into_inner()).waiting
+    }
+
+    /// Ends the hold: blocked syncs go on, or fail with EIO (losing what they covered) when
+    /// `fail`.
+    pub fn release_syncs(&self, fail: bool) {
+        let mut h = self.hold.lock().unwrap_or_else(|e| e.into_inner());
+        h.filter = None;
+        h.generation += 1;
+        h.fail_released = fail;
+        self.released.notify_all();
+    }
+
+    /// Blocks while `path`'s syncs are held; `Err` if the hold ended in a failure.
+    fn wait_hold(&self, path: &Path) -> io::Result<()> {
+        let mut h = self.hold.lock().unwrap_or_else(|e| e.into_inner());
+        if !h.filter.as_ref().is_some_and(|f| f(path)) {
+            return Ok(());
+        }
+        let generation = h.generation;
+        h.waiting += 1;
+        while h.generation == generation {
+            h = self.released.wait(h).unwrap_or_else(|e| e.into_inner());
+        }
+        h.waiting -= 1;
+        if h.fail_released {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        Ok(())
     }
 
     fn check(&self, st: &mut State, op: Op) -> io::Result<()> {
@@ -214,13 +291,20 @@ impl SimDisk {
             CrashMode::TornPrefix(seed) => Some(SplitMix(seed)),
         };
         // 1. File contents: undo what no sync covered.
-        let inodes: Vec<(u64, PathBuf, Vec<Undo>)> = st
+        let inodes: Vec<(u64, PathBuf, Vec<Undo>, Vec<Undo>)> = st
             .inodes
             .iter_mut()
-            .map(|(n, i)| (*n, i.path.clone(), std::mem::take(&mut i.undo)))
+            .map(|(n, i)| {
+                (
+                    *n,
+                    i.path.clone(),
+                    std::mem::take(&mut i.undo),
+                    std::mem::take(&mut i.lost),
+                )
+            })
             .collect();
-        for (_, path, undo) in inodes {
-            if undo.is_empty() {
+        for (_, path, undo, lost) in inodes {
+            if undo.is_empty() && lost.is_empty() {
                 continue;
             }
             let Ok(file) = fs::OpenOptions::new().read(true).write(true).open(&path) else {
@@ -258,12 +342,21 @@ impl SimDisk {
                             file.write_all_at(&new[..torn], *pos)?;
                         }
                     }
-                    Undo::Len { old_len, old_tail } => {
-                        file.set_len(*old_len)?;
-                        if !old_tail.is_empty() {
-                            file.write_all_at(old_tail, *old_len - old_tail.len() as u64)?;
+                    Undo::Len { old_len, old_tail } => undo_len(&file, *old_len, old_tail)?,
+                }
+            }
+            // What failed syncs covered is gone too (it is older than `undo`).
+            for u in lost.iter().rev() {
+                match u {
+                    Undo::Write {
+                        pos, old, old_len, ..
+                    } => {
+                        file.write_all_at(old, *pos)?;
+                        if file.metadata()?.len() > *old_len {
+                            file.set_len(*old_len)?;
                         }
                     }
+                    Undo::Len { old_len, old_tail } => undo_len(&file, *old_len, old_tail)?,
                 }
             }
         }
@@ -302,6 +395,14 @@ impl SimDisk {
         }
         Ok(())
     }
+}
+
+fn undo_len(file: &File, old_len: u64, old_tail: &[u8]) -> io::Result<()> {
+    file.set_len(old_len)?;
+    if !old_tail.is_empty() {
+        file.write_all_at(old_tail, old_len - old_tail.len() as u64)?;
+    }
+    Ok(())
 }
 
 struct SplitMix(u64);
@@ -383,10 +484,17 @@ impl Disk for SimDisk {
     }
 
     fn sync_data(&self, file: &File) -> io::Result<()> {
+        let path = Self::inode(&mut lock(&self.state), file)?.path.clone();
+        let held = self.wait_hold(&path);
         let mut st = lock(&self.state);
-        // A failed sync leaves the unsynced writes undone at the next crash, as Linux may have
-        // dropped the dirty pages.
-        self.check(&mut st, Op::Sync)?;
+        // A failed sync loses the writes it covered for good (see the module docs): they stay
+        // readable until the crash, and no later sync makes them durable.
+        if let Err(e) = held.and_then(|()| self.check(&mut st, Op::Sync)) {
+            let inode = Self::inode(&mut st, file)?;
+            let failed = std::mem::take(&mut inode.undo);
+            inode.lost.extend(failed);
+            return Err(e);
+        }
         Self::inode(&mut st, file)?.undo.clear();
         Ok(())
     }

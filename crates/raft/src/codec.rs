@@ -67,6 +67,12 @@ pub fn encode_payload(payload: &Payload) -> (EntryKind, Bytes) {
             (EntryKind::Control, out.freeze())
         }
         Payload::Normal(Command::Retain(r)) => (EntryKind::Control, encode_retain(r)),
+        Payload::Normal(Command::Clock(ms)) => {
+            let mut out = BytesMut::with_capacity(9);
+            out.put_u8(CONTROL_CLOCK);
+            out.put_i64_le(*ms);
+            (EntryKind::Control, out.freeze())
+        }
         Payload::Membership(m) => (EntryKind::Membership, encode_membership(m)),
     }
 }
@@ -97,6 +103,8 @@ pub fn decode_entry(
 const CONTROL_HOOK: u8 = 0;
 /// First byte of a control frame's payload: a retention entry.
 const CONTROL_RETAIN: u8 = 1;
+/// First byte of a control frame's payload: the leader's clock (i64 milliseconds).
+const CONTROL_CLOCK: u8 = 2;
 
 fn encode_retain(r: &RetainCommand) -> Bytes {
     let membership = encode_stored_membership(&r.membership);
@@ -118,6 +126,12 @@ fn decode_control(mut b: Bytes) -> Result<Command, DecodeError> {
     }
     match b.get_u8() {
         CONTROL_HOOK => Ok(Command::Control(b)),
+        CONTROL_CLOCK => {
+            if b.remaining() != 8 {
+                return Err(bad(W, "clock entry is not 8 bytes"));
+            }
+            Ok(Command::Clock(b.get_i64_le()))
+        }
         CONTROL_RETAIN => {
             let term = take_u64(&mut b, W)?;
             let index = take_u64(&mut b, W)?;

@@ -83,6 +83,12 @@ pub struct PartitionConfig {
     pub write_timeout_ms: u64,
     /// The disk seam the log writes through (tests pass a `SimDisk`).
     pub disk: Arc<dyn strata_log::Disk>,
+    /// Drop every log entry past this log index when opening. The supervisor sets it when it
+    /// reopens a replica after a storage failure: entries no successful sync covered may be
+    /// only in the page cache (Linux keeps a failed sync's pages readable but never writes
+    /// them again), and recovery, which reads through the page cache, would take them as
+    /// durable and let this replica acknowledge them.
+    pub durable_cut: Option<u64>,
 }
 
 impl PartitionConfig {
@@ -98,6 +104,7 @@ impl PartitionConfig {
             producer_expiry_ms: 7 * 24 * 3600 * 1000,
             write_timeout_ms: WRITE_TIMEOUT_DEFAULT_MS,
             disk: Arc::new(strata_log::RealDisk),
+            durable_cut: None,
         }
     }
 
@@ -108,6 +115,11 @@ impl PartitionConfig {
             election_timeout_min: self.timing.election_timeout_min_ms,
             election_timeout_max: self.timing.election_timeout_max_ms,
             enable_pre_vote: Some(true),
+            // A restarted leader must win a new election: restoring its committed vote would
+            // let it lead again in the same term with a log that lost entries its followers
+            // hold (its own fsync may have been behind theirs when the entry committed), and
+            // then hand out the offsets of acknowledged records again.
+            enable_leader_restore: Some(false),
             // Snapshots hold no record data; openraft must never purge records on its own.
             // Retention purges through the log explicitly.
             snapshot_policy: SnapshotPolicy::Never,
@@ -203,7 +215,14 @@ pub struct Partition {
     /// When this replica's current leadership started (see [`ready_leader`]).
     lead: Arc<LeadStart>,
     inflight: Mutex<HashMap<i64, Inflight>>,
+    /// When this replica last proposed its clock, and in which term (see [`CLOCK_INTERVAL`]).
+    clock_proposed: Mutex<Option<(u64, std::time::Instant)>>,
 }
+
+/// How often a leader serving idempotent producers proposes its wall clock (a `Clock` entry),
+/// the replicated clock producer expiry runs on. Expiry is days; a minute's staleness is
+/// nothing, and one 57-byte entry a minute per busy partition costs nothing either.
+pub const CLOCK_INTERVAL: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for Partition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -267,7 +286,17 @@ fn ready_leader(m: &RaftMetrics<TypeConfig>, me: NodeId, lease_ms: u64, lead: &L
     };
     m.last_applied
         .is_some_and(|l| l.committed_leader_id().term == m.current_term && l.index >= start)
-        && m.last_quorum_acked
+        && quorum_acked_within(m, me, lease_ms)
+}
+
+/// Whether a quorum acknowledged this leader within `lease_ms`. A leader that is the only
+/// voter is its own quorum: openraft never refreshes `last_quorum_acked` for it (nobody
+/// answers), and no other leader can be elected without a membership change it commits itself.
+fn quorum_acked_within(m: &RaftMetrics<TypeConfig>, me: NodeId, lease_ms: u64) -> bool {
+    let mut voters = m.membership_config.membership().voter_ids();
+    let sole_voter = voters.next() == Some(me) && voters.next().is_none();
+    sole_voter
+        || m.last_quorum_acked
             .as_ref()
             .is_some_and(|t| t.elapsed() <= Duration::from_millis(lease_ms))
 }
@@ -312,10 +341,26 @@ impl Partition {
         let log_config = config.log.clone();
         let flusher = flusher.clone();
         let disk = config.disk.clone();
-        let log = tokio::task::spawn_blocking(move || Log::open(dir, log_config, disk, &flusher))
-            .await
-            .map_err(fatal)?
-            .map_err(fatal)?;
+        let cut = config.durable_cut;
+        let log = tokio::task::spawn_blocking(move || {
+            let mut log = Log::open(dir, log_config, disk, &flusher)?;
+            if let Some(cut) = cut
+                && cut < log.next_index().saturating_sub(1)
+            {
+                let keep = cut.max(log.reader().bounds().first_index.saturating_sub(1));
+                tracing::warn!(
+                    dir = %log.dir().display(),
+                    durable = cut,
+                    last = log.next_index().saturating_sub(1),
+                    "dropping log entries no successful sync covered before the failure"
+                );
+                log.truncate_after(keep)?;
+            }
+            Ok::<_, strata_log::LogError>(log)
+        })
+        .await
+        .map_err(fatal)?
+        .map_err(fatal)?;
         let state = PartitionState::new(0, config.producer_expiry_ms);
         let store =
             LogStore::new(log, config.append_bytes_max, Some(state.clone())).map_err(fatal)?;
@@ -342,6 +387,7 @@ impl Partition {
                 last_activity: std::time::Instant::now(),
             }),
             inflight: Mutex::new(HashMap::new()),
+            clock_proposed: Mutex::new(None),
             lead: Arc::default(),
         })
     }
@@ -494,11 +540,23 @@ impl Partition {
         let parsed = Batch::parse(batch.clone()).map_err(|e| PartitionError::InvalidBatch {
             reason: e.to_string(),
         })?;
-        self.ready_leader().await?;
         let h = *parsed.header();
+        if h.producer_id >= 0 && acks != Acks::All {
+            // Kafka refuses the same: with acks=leader the entry's fate is unknown when the
+            // answer leaves (a retry could be written twice), and with acks=none nobody would
+            // ever learn it.
+            return Err(PartitionError::InvalidBatch {
+                reason: format!(
+                    "an idempotent producer's batch (producer id {}) requires acks=all",
+                    h.producer_id
+                ),
+            });
+        }
+        self.ready_leader().await?;
         let mut report = None;
         let term = self.with_metrics(|m| m.current_term);
         if h.producer_id >= 0 {
+            self.propose_clock_if_due(term).await;
             match self.check_sequence(
                 term,
                 h.producer_id,
@@ -556,8 +614,11 @@ impl Partition {
         first: i32,
         count: u32,
     ) -> Result<SequenceCheck, PartitionError> {
-        let applied = self.state.producer(pid);
+        // The applied state is read under the in-flight lock: the original of a retried batch
+        // leaves the in-flight map (under this lock) only after it was applied, so a retry
+        // sees it either in flight or applied, never neither.
         let mut inflight = lock(&self.inflight);
+        let applied = self.state.producer(pid);
         if inflight.get(&pid).is_some_and(|f| f.term != term) {
             inflight.remove(&pid);
         }
@@ -622,6 +683,26 @@ impl Partition {
         f.next_sequence = next_sequence_after(last_sequence(first, count));
         f.pending.insert(first, rx);
         Ok(SequenceCheck::Propose(Some((pid, first, tx))))
+    }
+
+    /// Proposes this leader's wall clock (see [`CLOCK_INTERVAL`]) if it has not in this term
+    /// or not for an interval. Fire and forget: it commits with the batches behind it, and a
+    /// lost one is proposed again next time.
+    async fn propose_clock_if_due(&self, term: u64) {
+        {
+            let mut last = lock(&self.clock_proposed);
+            if last.is_some_and(|(t, at)| t == term && at.elapsed() < CLOCK_INTERVAL) {
+                return;
+            }
+            *last = Some((term, std::time::Instant::now()));
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let _ = self
+            .raft
+            .client_write_ff(Command::Clock(now_ms), None)
+            .await;
     }
 
     /// Proposes one batch and waits as `acks` says. Also returns whether the entry may still
@@ -741,6 +822,11 @@ impl Partition {
     /// The high watermark as applied on this replica (authoritative only on a ready leader).
     pub fn high_watermark(&self) -> i64 {
         self.state.high_watermark()
+    }
+
+    /// The highest log index a successful sync of this replica's log covered.
+    pub fn durable_log_index(&self) -> u64 {
+        self.store.durable_index()
     }
 
     /// A reader of this replica's log (tests compare replicas byte for byte with it).
@@ -878,10 +964,7 @@ impl Partition {
         let applied = m.last_applied.map(|l| l.index) == last;
         // Only a leader a quorum answered recently may sleep: one cut off from its followers
         // stays awake (and not ready), so it never looks like a sleeping, healthy leader.
-        let acked = m
-            .last_quorum_acked
-            .as_ref()
-            .is_some_and(|t| t.elapsed() <= Duration::from_millis(self.lease_ms));
+        let acked = quorum_acked_within(m, self.node_id, self.lease_ms);
         if !caught_up || !applied || !acked {
             return None;
         }
@@ -960,7 +1043,18 @@ impl Partition {
             membership: cp.membership,
             state: crate::state_machine::encode_snapshot(&cp.state),
         });
-        match self.raft.client_write(cmd).await {
+        // Bounded: a leader cut off from its followers must not hold the caller (the node's
+        // retention loop serves every partition) for as long as the fault lasts.
+        let write = tokio::time::timeout(self.write_timeout, self.raft.client_write(cmd));
+        let Ok(r) = write.await else {
+            return Err(PartitionError::Indeterminate {
+                reason: format!(
+                    "retention entry not committed within {:?}",
+                    self.write_timeout
+                ),
+            });
+        };
+        match r {
             Ok(resp) => match resp.data {
                 Applied::Retained { start_offset } => Ok(Some(start_offset)),
                 _ => Err(fatal(

@@ -1,7 +1,11 @@
 //! Idempotent producer state: per producer id, its epoch, the sequence of its last batch and
 //! the offsets of its last few batches (to answer a retried duplicate with its original
-//! offset). Replicated: every replica updates it when it applies a batch, and expiry uses batch
-//! timestamps (not local clocks) so every replica expires the same producers.
+//! offset). Replicated: every replica updates it when it applies a batch. Expiry runs on a
+//! replicated clock: the leader proposes its wall clock as a `Clock` entry (see
+//! `Partition::append`), every replica advances [`ProducerTable::clock_ms`] when it applies
+//! one, so every replica expires the same producers at the same entry. Record timestamps are
+//! never used: a client sets them (backfills, mirroring, skewed clocks, -1), and a producer
+//! forgotten early would have its retries written twice.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -28,7 +32,8 @@ pub struct ProducerEntry {
     pub epoch: i16,
     /// The most recent batches, oldest first.
     pub recent: VecDeque<RecentBatch>,
-    /// Largest timestamp of its batches (for expiry).
+    /// The replicated clock ([`ProducerTable::clock_ms`]) when its last batch was applied (for
+    /// expiry).
     pub last_timestamp: i64,
 }
 
@@ -56,15 +61,21 @@ pub fn last_sequence(first: i32, count: u32) -> i32 {
 pub struct ProducerTable {
     /// State by producer id.
     pub producers: HashMap<i64, ProducerEntry>,
+    /// The replicated clock: the largest leader wall clock applied so far (milliseconds since
+    /// the epoch; 0 before the first `Clock` entry). Not encoded: a decoded table restarts it
+    /// at its producers' latest `last_timestamp`, and the next `Clock` entry moves it on.
+    pub clock_ms: i64,
 }
 
 impl ProducerTable {
-    /// Records a committed batch (called in apply order on every replica).
-    pub fn record(&mut self, producer_id: i64, epoch: i16, batch: RecentBatch, max_timestamp: i64) {
+    /// Records a committed batch (called in apply order on every replica), seen at the
+    /// replicated clock.
+    pub fn record(&mut self, producer_id: i64, epoch: i16, batch: RecentBatch) {
+        let now = self.clock_ms;
         let entry = self.producers.entry(producer_id).or_insert(ProducerEntry {
             epoch,
             recent: VecDeque::new(),
-            last_timestamp: max_timestamp,
+            last_timestamp: now,
         });
         if epoch > entry.epoch {
             entry.epoch = epoch;
@@ -74,13 +85,16 @@ impl ProducerTable {
         while entry.recent.len() > RECENT_BATCHES_MAX {
             entry.recent.pop_front();
         }
-        entry.last_timestamp = entry.last_timestamp.max(max_timestamp);
+        entry.last_timestamp = entry.last_timestamp.max(now);
     }
 
-    /// Forgets producers idle for longer than `expiry_ms` before `now_ms` (a batch timestamp).
-    pub fn expire(&mut self, now_ms: i64, expiry_ms: i64) {
-        self.producers
-            .retain(|_, p| p.last_timestamp >= now_ms.saturating_sub(expiry_ms));
+    /// Applies a leader's `Clock` entry: the clock moves to `now_ms` (never back: a new
+    /// leader's clock may be behind its predecessor's), then producers idle for longer than
+    /// `expiry_ms` by that clock are forgotten.
+    pub fn advance_clock(&mut self, now_ms: i64, expiry_ms: i64) {
+        self.clock_ms = self.clock_ms.max(now_ms);
+        let horizon = self.clock_ms.saturating_sub(expiry_ms);
+        self.producers.retain(|_, p| p.last_timestamp >= horizon);
     }
 
     /// Encodes the table (for snapshots).
@@ -141,6 +155,14 @@ impl ProducerTable {
                 },
             );
         }
-        Some(ProducerTable { producers })
+        let clock_ms = producers
+            .values()
+            .map(|p| p.last_timestamp)
+            .max()
+            .unwrap_or(0);
+        Some(ProducerTable {
+            producers,
+            clock_ms,
+        })
     }
 }

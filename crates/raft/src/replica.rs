@@ -162,6 +162,15 @@ async fn supervise<N, F>(
             reason: reason.clone(),
         });
         let taken = write(&slot).take();
+        let mut config = config.clone();
+        if let Some(p) = &taken {
+            // Reopen with nothing past what a successful sync covered (see
+            // `PartitionConfig::durable_cut`). Read before the stop: the log is failed, so no
+            // sync can complete and move it any more. If the process dies before the reopen
+            // cuts, a restart reads the same page cache: see docs/testing.md.
+            let durable = p.durable_log_index();
+            config.durable_cut = Some(durable);
+        }
         if let Some(p) = taken {
             // Wait for in-flight users to let go, then drop it without a clean close.
             let mut p = p;

@@ -383,10 +383,7 @@ impl StateMachine {
                             base_offset: h.base_offset,
                             record_count: h.record_count as u32,
                         },
-                        h.max_timestamp,
                     );
-                    a.producers
-                        .expire(h.max_timestamp, self.state.producer_expiry_ms);
                 }
                 if let Some(hook) = &self.hook {
                     hook.apply_batch(&log_id, h.base_offset, &b.bytes);
@@ -401,6 +398,11 @@ impl StateMachine {
                 if let Some(hook) = &self.hook {
                     hook.apply_control(&log_id, bytes);
                 }
+                Some(Applied::Control)
+            }
+            Payload::Normal(Command::Clock(now_ms)) => {
+                a.producers
+                    .advance_clock(*now_ms, self.state.producer_expiry_ms);
                 Some(Applied::Control)
             }
             Payload::Normal(Command::Retain(r)) => {

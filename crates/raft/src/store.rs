@@ -109,6 +109,11 @@ impl LogStore {
             .map_err(io_err)
     }
 
+    /// The highest log index a successful sync covered (see `Log::durable_index`).
+    pub fn durable_index(&self) -> u64 {
+        lock(&self.inner.log).durable_index()
+    }
+
     /// Stops all disk IO of this store's log now (see `Log::halt`), even while openraft's tasks
     /// still hold handles to it.
     pub async fn halt(&self) -> io::Result<()> {

@@ -51,6 +51,11 @@ pub enum Command {
     /// Retention: every replica makes the state at `upto` its snapshot, then drops the log up
     /// to it (stored as a control frame).
     Retain(RetainCommand),
+    /// The leader's wall clock (milliseconds since the epoch) when it proposed the entry: the
+    /// replicated clock that idempotent producer expiry runs on, so every replica expires the
+    /// same producers at the same entry and no client timestamp can move it (stored as a
+    /// control frame).
+    Clock(i64),
 }
 
 /// The retention entry: the log up to `upto` (the last entry before a segment boundary) may go;
@@ -72,6 +77,7 @@ impl fmt::Display for Command {
             Command::Batch(b) => write!(f, "Batch({} bytes)", b.bytes.len()),
             Command::Control(b) => write!(f, "Control({} bytes)", b.len()),
             Command::Retain(r) => write!(f, "Retain(upto {})", r.upto),
+            Command::Clock(ms) => write!(f, "Clock({ms})"),
         }
     }
 }
