@@ -720,6 +720,8 @@ struct FaultTimes {
     longest_gap: BTreeMap<u32, Duration>,
     /// How long the fault lasted.
     length: Duration,
+    /// Per partition: when the other nodes first named a leader other than the faulty node.
+    elected: BTreeMap<u32, Duration>,
 }
 
 /// How each partition fared in the fault that started at `start` and ended at `healed`, by
@@ -731,6 +733,7 @@ fn fault_times(
     start: std::time::Instant,
     healed: std::time::Instant,
     end: std::time::Instant,
+    elected: BTreeMap<u32, Duration>,
 ) -> FaultTimes {
     let mut first_ack = BTreeMap::new();
     let mut longest_gap = BTreeMap::new();
@@ -762,6 +765,7 @@ fn fault_times(
         first_ack,
         longest_gap,
         length: healed - start,
+        elected,
     }
 }
 
@@ -775,16 +779,50 @@ impl std::fmt::Display for FaultTimes {
         )?;
         for (p, first) in &self.first_ack {
             let gap = self.longest_gap.get(p).copied().unwrap_or_default();
-            let first = first.map_or("none".to_string(), |d| format!("{:.2} s", d.as_secs_f64()));
+            let secs = |d: Option<Duration>| {
+                d.map_or("none".to_string(), |d| format!("{:.2} s", d.as_secs_f64()))
+            };
             writeln!(
                 f,
-                "  partition {p}: first ack of a record sent after the start {first}, \
-                 longest gap {:.2} s",
+                "  partition {p}: other leader named at {}, first ack of a record sent after \
+                 the start at {}, longest gap {:.2} s",
+                secs(self.elected.get(p).copied()),
+                secs(*first),
                 gap.as_secs_f64()
             )?;
         }
         Ok(())
     }
+}
+
+/// Watches, from `start` until `stop`, the metadata of the nodes at `addrs` (not the faulty
+/// one): for each partition of `topic`, when one of them first named a leader other than
+/// `faulty` (the election, as the cluster saw it). Returned when stopped.
+fn watch_new_leaders(
+    addrs: Vec<String>,
+    topic: &str,
+    faulty: u64,
+    start: std::time::Instant,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<BTreeMap<u32, Duration>> {
+    let topic = topic.to_string();
+    tokio::spawn(async move {
+        let mut seen = BTreeMap::new();
+        while !stop.load(Ordering::Relaxed) {
+            for addr in &addrs {
+                let Some(t) = topic_at(addr, &topic).await else {
+                    continue;
+                };
+                for p in t.partitions {
+                    if p.leader_id != 0 && p.leader_id != faulty {
+                        seen.entry(p.partition).or_insert_with(|| start.elapsed());
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        seen
+    })
 }
 
 /// The node leading the most partitions of `topic` among `candidates` (by the metadata).
@@ -821,19 +859,18 @@ async fn writes_resume_within_seconds_when_a_leader_is_paused_or_cut_off() {
     const PARTITIONS: u32 = 6;
     const FAULT: Duration = Duration::from_secs(15);
     const BOUND: Duration = Duration::from_secs(5);
+    if let Ok(filter) = std::env::var("STRATA_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let Some(mut c) = ProcCluster::start_netns_with(3, false).await else {
         eprintln!("SKIPPED: cannot create network namespaces here (needs root and `ip`)");
         return;
     };
     let topic_id = create_topic(&mut c, "live", PARTITIONS).await;
-    let load = start_timed_load(
-        c.brokers(),
-        "live",
-        PARTITIONS,
-        4,
-        Duration::from_millis(5),
-    )
-    .await;
+    let load = start_timed_load(c.brokers(), "live", PARTITIONS, 4, Duration::from_millis(5)).await;
     let warm = std::time::Instant::now();
     load.wait_all_acked_since(PARTITIONS, warm, Duration::from_secs(60))
         .await;
@@ -842,14 +879,23 @@ async fn writes_resume_within_seconds_when_a_leader_is_paused_or_cut_off() {
 
     // Fault 1: the busiest leader is frozen.
     let paused = busiest_leader(&mut c, "live", PARTITIONS, &ids).await;
+    let addrs: Vec<String> = ids
+        .iter()
+        .filter(|id| **id != paused)
+        .map(|id| c.node(*id).client_addr())
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
     let start = std::time::Instant::now();
     c.node(paused).pause();
+    let elections = watch_new_leaders(addrs, "live", paused, start, stop.clone());
     // The fault lasts FAULT whatever happens: that is the drill.
     while start.elapsed() < FAULT {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     c.node(paused).resume();
     let healed = std::time::Instant::now();
+    stop.store(true, Ordering::Relaxed);
+    let elected = elections.await.expect("leader watch");
     c.wait_healthy(Duration::from_secs(90)).await;
     load.wait_all_acked_since(PARTITIONS, healed, Duration::from_secs(60))
         .await;
@@ -860,21 +906,31 @@ async fn writes_resume_within_seconds_when_a_leader_is_paused_or_cut_off() {
         start,
         healed,
         std::time::Instant::now(),
+        elected,
     ));
     eprintln!("{}", faults[0]);
 
     // Fault 2: another leader is cut off from the network (peers and clients).
     let others: Vec<u64> = ids.iter().copied().filter(|id| *id != paused).collect();
     let cut = busiest_leader(&mut c, "live", PARTITIONS, &others).await;
+    let addrs: Vec<String> = ids
+        .iter()
+        .filter(|id| **id != cut)
+        .map(|id| c.node(*id).client_addr())
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
     let net = c.net.take().expect("net");
     let start = std::time::Instant::now();
     net.cut(cut);
+    let elections = watch_new_leaders(addrs, "live", cut, start, stop.clone());
     while start.elapsed() < FAULT {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     net.heal(cut);
     c.net = Some(net);
     let healed = std::time::Instant::now();
+    stop.store(true, Ordering::Relaxed);
+    let elected = elections.await.expect("leader watch");
     c.wait_healthy(Duration::from_secs(90)).await;
     load.wait_all_acked_since(PARTITIONS, healed, Duration::from_secs(60))
         .await;
@@ -885,6 +941,7 @@ async fn writes_resume_within_seconds_when_a_leader_is_paused_or_cut_off() {
         start,
         healed,
         std::time::Instant::now(),
+        elected,
     ));
     eprintln!("{}", faults[1]);
 
