@@ -162,14 +162,15 @@ async fn a_request_to_a_frozen_leader_is_resent_to_the_leader_the_others_name() 
     // Probes every 500 ms; the frozen node's request timeout is 30 s.
     let elapsed = started.elapsed();
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
-    let state = cluster.state();
-    // Node 1 never handled its copy (frozen); node 2 got the second batch, sequence 1.
-    let calls: Vec<u64> = state.produce_calls.iter().map(|c| c.node).collect();
-    assert_eq!(calls, vec![1, 2]);
-    let batch = Batch::parse(state.produce_calls[1].batch.clone()).unwrap();
-    assert_eq!(batch.base_sequence(), 1);
-    assert_eq!(state.init_producer_calls, 1, "the same producer id goes on");
-    drop(state);
+    {
+        let state = cluster.state();
+        // Node 1 never handled its copy (frozen); node 2 got the second batch, sequence 1.
+        let calls: Vec<u64> = state.produce_calls.iter().map(|c| c.node).collect();
+        assert_eq!(calls, vec![1, 2]);
+        let batch = Batch::parse(state.produce_calls[1].batch.clone()).unwrap();
+        assert_eq!(batch.base_sequence(), 1);
+        assert_eq!(state.init_producer_calls, 1, "the same producer id goes on");
+    }
     producer.close().await;
 }
 
