@@ -313,7 +313,9 @@ fn high_watermarks(acked: &HashMap<String, RecordMetadata>) -> BTreeMap<u32, i64
 async fn sigkill_leaders_under_load() {
     let mut c = ProcCluster::start(3).await;
     let topic_id = create_topic(&mut c, "load", 6).await;
-    let load = start_load(c.brokers(), "load", 6, 4, 25_000).await;
+    // Continuous: a fixed count could all be acknowledged before the last kill (restarts
+    // take longer than the load needs).
+    let load = start_load(c.brokers(), "load", 6, 4, u64::MAX).await;
     for round in 0..3u32 {
         load.wait_acked(5_000 * (round as usize + 1), Duration::from_secs(60))
             .await;
@@ -326,7 +328,7 @@ async fn sigkill_leaders_under_load() {
         c.restart(leader).await;
     }
     let sent = load.sent.clone();
-    let (acked, errors) = load.finish(false).await;
+    let (acked, errors) = load.finish(true).await;
     c.wait_healthy(Duration::from_secs(60)).await;
     verify(c.brokers(), "load", &acked).await;
     assert!(
@@ -335,7 +337,7 @@ async fn sigkill_leaders_under_load() {
         &errors[..errors.len().min(5)]
     );
     assert_eq!(acked.len() as u64, sent.load(Ordering::Relaxed));
-    assert_eq!(acked.len(), 100_000);
+    assert!(acked.len() >= 15_000, "{} acknowledged", acked.len());
     compare_replicas(&mut c, "load", &topic_id, 6, &high_watermarks(&acked)).await;
 }
 
