@@ -313,7 +313,9 @@ fn high_watermarks(acked: &HashMap<String, RecordMetadata>) -> BTreeMap<u32, i64
 async fn sigkill_leaders_under_load() {
     let mut c = ProcCluster::start(3).await;
     let topic_id = create_topic(&mut c, "load", 6).await;
-    let load = start_load(c.brokers(), "load", 6, 4, 25_000).await;
+    // Continuous: a fixed count could all be acknowledged before the last kill (restarts
+    // take longer than the load needs).
+    let load = start_load(c.brokers(), "load", 6, 4, u64::MAX).await;
     for round in 0..3u32 {
         load.wait_acked(5_000 * (round as usize + 1), Duration::from_secs(60))
             .await;
@@ -326,7 +328,7 @@ async fn sigkill_leaders_under_load() {
         c.restart(leader).await;
     }
     let sent = load.sent.clone();
-    let (acked, errors) = load.finish(false).await;
+    let (acked, errors) = load.finish(true).await;
     c.wait_healthy(Duration::from_secs(60)).await;
     verify(c.brokers(), "load", &acked).await;
     assert!(
@@ -335,7 +337,7 @@ async fn sigkill_leaders_under_load() {
         &errors[..errors.len().min(5)]
     );
     assert_eq!(acked.len() as u64, sent.load(Ordering::Relaxed));
-    assert_eq!(acked.len(), 100_000);
+    assert!(acked.len() >= 15_000, "{} acknowledged", acked.len());
     compare_replicas(&mut c, "load", &topic_id, 6, &high_watermarks(&acked)).await;
 }
 
@@ -578,4 +580,396 @@ async fn leader_cut_off_by_the_network_steps_down_and_nothing_is_lost() {
         &errors[..errors.len().min(5)]
     );
     compare_replicas(&mut c, "cut", &topic_id, 3, &high_watermarks(&acked)).await;
+}
+
+/// One acknowledged record of [`TimedLoad`]: its partition, when it was sent and when its
+/// acknowledgement arrived.
+#[derive(Debug, Clone, Copy)]
+struct TimedAck {
+    partition: u32,
+    sent: std::time::Instant,
+    acked: std::time::Instant,
+}
+
+/// Producers writing at a steady rate, each record's outcome awaited on its own (a partition
+/// whose leader hangs never holds the others back), recording when each was acknowledged.
+struct TimedLoad {
+    acks: Arc<std::sync::Mutex<Vec<TimedAck>>>,
+    acked: Acked,
+    errors: Arc<std::sync::Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// `producers` tasks, each with its own client and producer (default settings), each sending
+/// one record every `every` to the partitions in turn, values `p{task}-{seq}`.
+async fn start_timed_load(
+    brokers: Vec<String>,
+    topic: &str,
+    partitions: u32,
+    producers: usize,
+    every: Duration,
+) -> TimedLoad {
+    let acks = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let acked: Acked = Arc::default();
+    let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for t in 0..producers {
+        let (brokers, topic) = (brokers.clone(), topic.to_string());
+        let (acks, acked, errors, stop) =
+            (acks.clone(), acked.clone(), errors.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = Client::connect(brokers).await.expect("connect");
+            let producer = client
+                .producer(ProducerConfig::default())
+                .expect("producer");
+            let mut outcomes = tokio::task::JoinSet::new();
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut seq = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let value = format!("p{t}-{seq}");
+                let partition = (seq % u64::from(partitions)) as u32;
+                seq += 1;
+                let rec = ProducerRecord::new(topic.clone(), Bytes::from(value.clone()))
+                    .with_partition(partition);
+                let sent = std::time::Instant::now();
+                let fut = producer.send(rec).await.expect("send");
+                let (acks, acked, errors) = (acks.clone(), acked.clone(), errors.clone());
+                outcomes.spawn(async move {
+                    let r = fut.await;
+                    if r.is_ok() {
+                        acks.lock().expect("acks").push(TimedAck {
+                            partition,
+                            sent,
+                            acked: std::time::Instant::now(),
+                        });
+                    }
+                    settle(&acked, &errors, value, r);
+                });
+                while let Some(done) = outcomes.try_join_next() {
+                    done.expect("outcome task");
+                }
+            }
+            while let Some(done) = outcomes.join_next().await {
+                done.expect("outcome task");
+            }
+            producer.close().await;
+        }));
+    }
+    TimedLoad {
+        acks,
+        acked,
+        errors,
+        stop,
+        tasks,
+    }
+}
+
+impl TimedLoad {
+    fn acks(&self) -> Vec<TimedAck> {
+        self.acks.lock().expect("acks").clone()
+    }
+
+    /// Whether every partition acknowledged a record sent at or after `since`.
+    fn all_acked_since(&self, partitions: u32, since: std::time::Instant) -> bool {
+        let acks = self.acks.lock().expect("acks");
+        (0..partitions).all(|p| acks.iter().any(|a| a.partition == p && a.sent >= since))
+    }
+
+    /// Waits until every partition acknowledged a record sent at or after `since`.
+    async fn wait_all_acked_since(
+        &self,
+        partitions: u32,
+        since: std::time::Instant,
+        timeout: Duration,
+    ) {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.all_acked_since(partitions, since) {
+            if std::time::Instant::now() > deadline {
+                let errors = self.errors.lock().expect("errors").clone();
+                panic!(
+                    "not every partition acknowledged a record within {timeout:?}: errors {:?}",
+                    &errors[..errors.len().min(5)]
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn finish(self) -> (HashMap<String, RecordMetadata>, Vec<String>, Vec<TimedAck>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.expect("producer task");
+        }
+        let acked = self.acked.lock().expect("acked").clone();
+        let errors = self.errors.lock().expect("errors").clone();
+        let acks = self.acks.lock().expect("acks").clone();
+        (acked, errors, acks)
+    }
+}
+
+/// How each partition fared in one fault.
+struct FaultTimes {
+    name: String,
+    /// Per partition: from the fault's start to the first acknowledgement of a record sent
+    /// after it (`None`: none before `end`).
+    first_ack: BTreeMap<u32, Option<Duration>>,
+    /// Per partition: the longest time without an acknowledgement between the last one
+    /// before the fault and `end`.
+    longest_gap: BTreeMap<u32, Duration>,
+    /// How long the fault lasted.
+    length: Duration,
+    /// Per partition: when the other nodes first named a leader other than the faulty node.
+    elected: BTreeMap<u32, Duration>,
+}
+
+/// How each partition fared in the fault that started at `start` and ended at `healed`, by
+/// the acknowledgements up to `end` (after the fault).
+fn fault_times(
+    name: &str,
+    acks: &[TimedAck],
+    partitions: u32,
+    start: std::time::Instant,
+    healed: std::time::Instant,
+    end: std::time::Instant,
+    elected: BTreeMap<u32, Duration>,
+) -> FaultTimes {
+    let mut first_ack = BTreeMap::new();
+    let mut longest_gap = BTreeMap::new();
+    for p in 0..partitions {
+        let first = acks
+            .iter()
+            .filter(|a| a.partition == p && a.sent >= start && a.acked <= end)
+            .map(|a| a.acked - start)
+            .min();
+        first_ack.insert(p, first);
+        let mut times: Vec<std::time::Instant> = acks
+            .iter()
+            .filter(|a| a.partition == p)
+            .map(|a| a.acked)
+            .collect();
+        times.sort();
+        let before = times.iter().rev().find(|t| **t < start).copied();
+        let mut last = before.unwrap_or(start);
+        let mut gap = Duration::ZERO;
+        for t in times.iter().filter(|t| **t >= start && **t <= end) {
+            gap = gap.max(*t - last);
+            last = *t;
+        }
+        gap = gap.max(end - last);
+        longest_gap.insert(p, gap);
+    }
+    FaultTimes {
+        name: name.to_string(),
+        first_ack,
+        longest_gap,
+        length: healed - start,
+        elected,
+    }
+}
+
+impl std::fmt::Display for FaultTimes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} (healed after {:.2} s):",
+            self.name,
+            self.length.as_secs_f64()
+        )?;
+        for (p, first) in &self.first_ack {
+            let gap = self.longest_gap.get(p).copied().unwrap_or_default();
+            let secs = |d: Option<Duration>| {
+                d.map_or("none".to_string(), |d| format!("{:.2} s", d.as_secs_f64()))
+            };
+            writeln!(
+                f,
+                "  partition {p}: other leader named at {}, first ack of a record sent after \
+                 the start at {}, longest gap {:.2} s",
+                secs(self.elected.get(p).copied()),
+                secs(*first),
+                gap.as_secs_f64()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Watches, from `start` until `stop`, the metadata of the nodes at `addrs` (not the faulty
+/// one): for each partition of `topic`, when one of them first named a leader other than
+/// `faulty` (the election, as the cluster saw it). Returned when stopped.
+fn watch_new_leaders(
+    addrs: Vec<String>,
+    topic: &str,
+    faulty: u64,
+    start: std::time::Instant,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<BTreeMap<u32, Duration>> {
+    let topic = topic.to_string();
+    tokio::spawn(async move {
+        let mut seen = BTreeMap::new();
+        while !stop.load(Ordering::Relaxed) {
+            for addr in &addrs {
+                let Some(t) = topic_at(addr, &topic).await else {
+                    continue;
+                };
+                for p in t.partitions {
+                    if p.leader_id != 0 && p.leader_id != faulty {
+                        seen.entry(p.partition).or_insert_with(|| start.elapsed());
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        seen
+    })
+}
+
+/// The node leading the most partitions of `topic` among `candidates` (by the metadata).
+async fn busiest_leader(
+    c: &mut ProcCluster,
+    topic: &str,
+    partitions: u32,
+    candidates: &[u64],
+) -> u64 {
+    let mut led: BTreeMap<u64, usize> = candidates.iter().map(|id| (*id, 0)).collect();
+    for p in 0..partitions {
+        if let Some(l) = c.leader_of(topic, p).await
+            && let Some(n) = led.get_mut(&l)
+        {
+            *n += 1;
+        }
+    }
+    let (id, n) = led
+        .into_iter()
+        .max_by_key(|(id, n)| (*n, std::cmp::Reverse(*id)))
+        .expect("a candidate");
+    assert!(n > 0, "none of {candidates:?} leads a partition of {topic}");
+    id
+}
+
+/// Liveness under the faults of a failure drill, with the default Raft timing (heartbeat
+/// 300 ms, elections 1.5-3 s) and default client settings: the node leading the most
+/// partitions is paused (SIGSTOP) for 15 s, then another leader is cut off from the network
+/// for 15 s. Every partition must acknowledge a record sent after each fault's start within 5 s
+/// of it (the others elect a new leader within the election timeout, and the client must
+/// notice and go there), and nothing acknowledged may be lost, duplicated or reordered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_resume_within_seconds_when_a_leader_is_paused_or_cut_off() {
+    const PARTITIONS: u32 = 6;
+    const FAULT: Duration = Duration::from_secs(15);
+    const BOUND: Duration = Duration::from_secs(5);
+    if let Ok(filter) = std::env::var("STRATA_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+    let Some(mut c) = ProcCluster::start_netns_with(3, false).await else {
+        eprintln!("SKIPPED: cannot create network namespaces here (needs root and `ip`)");
+        return;
+    };
+    let topic_id = create_topic(&mut c, "live", PARTITIONS).await;
+    let load = start_timed_load(c.brokers(), "live", PARTITIONS, 4, Duration::from_millis(5)).await;
+    let warm = std::time::Instant::now();
+    load.wait_all_acked_since(PARTITIONS, warm, Duration::from_secs(60))
+        .await;
+    let ids: Vec<u64> = c.nodes.keys().copied().collect();
+    let mut faults = Vec::new();
+
+    // Fault 1: the busiest leader is frozen.
+    let paused = busiest_leader(&mut c, "live", PARTITIONS, &ids).await;
+    let addrs: Vec<String> = ids
+        .iter()
+        .filter(|id| **id != paused)
+        .map(|id| c.node(*id).client_addr())
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = std::time::Instant::now();
+    c.node(paused).pause();
+    let elections = watch_new_leaders(addrs, "live", paused, start, stop.clone());
+    // The fault lasts FAULT whatever happens: that is the drill.
+    while start.elapsed() < FAULT {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.node(paused).resume();
+    let healed = std::time::Instant::now();
+    stop.store(true, Ordering::Relaxed);
+    let elected = elections.await.expect("leader watch");
+    c.wait_healthy(Duration::from_secs(90)).await;
+    load.wait_all_acked_since(PARTITIONS, healed, Duration::from_secs(60))
+        .await;
+    faults.push(fault_times(
+        &format!("node {paused} paused (SIGSTOP)"),
+        &load.acks(),
+        PARTITIONS,
+        start,
+        healed,
+        std::time::Instant::now(),
+        elected,
+    ));
+    eprintln!("{}", faults[0]);
+
+    // Fault 2: another leader is cut off from the network (peers and clients).
+    let others: Vec<u64> = ids.iter().copied().filter(|id| *id != paused).collect();
+    let cut = busiest_leader(&mut c, "live", PARTITIONS, &others).await;
+    let addrs: Vec<String> = ids
+        .iter()
+        .filter(|id| **id != cut)
+        .map(|id| c.node(*id).client_addr())
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let net = c.net.take().expect("net");
+    let start = std::time::Instant::now();
+    net.cut(cut);
+    let elections = watch_new_leaders(addrs, "live", cut, start, stop.clone());
+    while start.elapsed() < FAULT {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    net.heal(cut);
+    c.net = Some(net);
+    let healed = std::time::Instant::now();
+    stop.store(true, Ordering::Relaxed);
+    let elected = elections.await.expect("leader watch");
+    c.wait_healthy(Duration::from_secs(90)).await;
+    load.wait_all_acked_since(PARTITIONS, healed, Duration::from_secs(60))
+        .await;
+    faults.push(fault_times(
+        &format!("node {cut} cut off from the network"),
+        &load.acks(),
+        PARTITIONS,
+        start,
+        healed,
+        std::time::Instant::now(),
+        elected,
+    ));
+    eprintln!("{}", faults[1]);
+
+    let (acked, errors, acks) = load.finish().await;
+    eprintln!("{} records acknowledged", acks.len());
+    assert!(
+        errors.is_empty(),
+        "clients saw errors: {:?}",
+        &errors[..errors.len().min(5)]
+    );
+    verify(c.brokers(), "live", &acked).await;
+    compare_replicas(
+        &mut c,
+        "live",
+        &topic_id,
+        PARTITIONS,
+        &high_watermarks(&acked),
+    )
+    .await;
+    for fault in &faults {
+        for (p, first) in &fault.first_ack {
+            assert!(
+                first.is_some_and(|d| d <= BOUND),
+                "{}: partition {p} acknowledged nothing within {BOUND:?} of the fault's start\n{fault}",
+                fault.name
+            );
+        }
+    }
 }

@@ -44,6 +44,7 @@ impl Admin {
             backoff: BACKOFF,
             backoff_max: BACKOFF_MAX,
             deadline: Instant::now() + timeout,
+            probe_after: None,
         };
         let client = &self.client;
         let op = &op;

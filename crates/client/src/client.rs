@@ -10,6 +10,13 @@
 //! - `Client::leader_call` (internal): sends a partition request to its leader, follows
 //!   `NOT_LEADER` hints (the leader's client address) at once, and retries retriable failures
 //!   with backoff until a deadline.
+//! - Dead nodes: HTTP/2 keepalive pings (also while requests are in flight) close a connection
+//!   whose node stopped answering ([`ClientConfig::keepalive_timeout`]). A partition request
+//!   unanswered for [`ClientConfig::leader_probe_interval`] makes the client ask every node who
+//!   leads the partition (`Client::probe_leader`, coalesced per topic); if the answers name a
+//!   new leader and the node asked does not answer for itself, the request is abandoned and
+//!   sent to the new leader. Metadata requests are hedged: a node that has not answered within
+//!   the same interval is joined by the next, and the first answer wins.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,6 +24,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use strata_proto::v1 as pb;
 use strata_proto::v1::admin_client::AdminClient;
 use strata_proto::v1::strata_client::StrataClient;
@@ -59,7 +68,37 @@ struct Inner {
     last_refresh: tokio::sync::Mutex<Option<Instant>>,
     /// Rotates the node that metadata and admin requests try first.
     next_node: AtomicUsize,
+    /// The latest leader probe of each topic (see [`Client::probe_leader`]); a topic's slot is
+    /// held while it is probed, so concurrent callers share one probe.
+    probes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Probe>>>>>,
 }
+
+/// What the nodes said, in one probe, leads each partition of a topic.
+#[derive(Debug, Clone)]
+struct Probe {
+    /// When the probe started.
+    at: Instant,
+    /// The claim with the newest term, by partition.
+    leaders: HashMap<u32, Claim>,
+}
+
+/// A node's claim on who leads a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Claim {
+    /// The leader's node id.
+    pub(crate) leader_id: u64,
+    /// Its client address, as the answering node lists it.
+    pub(crate) leader_addr: String,
+    /// The leader's term.
+    pub(crate) term: u64,
+}
+
+/// After the first node answers a probe, how long the others may still take: a node that
+/// answers later is frozen, cut off or overloaded, and its word is not waited for.
+const PROBE_GRACE: Duration = Duration::from_millis(200);
+
+/// The longest a probe waits for any answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How [`Client::leader_call`] retries.
 #[derive(Debug, Clone, Copy)]
@@ -70,6 +109,17 @@ pub(crate) struct RetryPolicy {
     pub(crate) backoff_max: Duration,
     /// Give up (returning the last error) rather than wait past this.
     pub(crate) deadline: Instant,
+    /// How long an attempt may go unanswered before the client probes who leads the
+    /// partition (then every [`ClientConfig::leader_probe_interval`]); `None`: never.
+    pub(crate) probe_after: Option<Duration>,
+}
+
+/// How one attempt of [`Client::leader_call`] ended.
+enum Attempt<T> {
+    /// The node answered (or the call failed).
+    Done(Result<T, Error>),
+    /// The node did not answer while the others named a new leader.
+    Moved(Claim),
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -110,6 +160,7 @@ impl Client {
                 cache: RwLock::new(MetadataCache::default()),
                 last_refresh: tokio::sync::Mutex::new(None),
                 next_node: AtomicUsize::new(0),
+                probes: Mutex::new(HashMap::new()),
             }),
         };
         client.refresh_after(0).await?;
@@ -251,34 +302,168 @@ impl Client {
         addrs
     }
 
-    /// Asks the nodes in turn for metadata until one answers.
+    /// Asks the nodes in turn for metadata until one answers. A node that has not answered
+    /// within [`ClientConfig::leader_probe_interval`] (or failed) is joined by the next one,
+    /// and the first answer wins, so a frozen or unreachable node delays a refresh by that
+    /// interval rather than by the request timeout.
     async fn fetch_metadata(&self, topics: Vec<String>) -> Result<pb::MetadataResponse, Error> {
-        let timeout = self.inner.config.request_timeout;
+        let hedge = self.inner.config.leader_probe_interval;
+        let mut addrs = self.node_addrs().into_iter();
+        let mut pending = FuturesUnordered::new();
         let mut last = Error::Unavailable("no node address known".into());
-        for addr in self.node_addrs() {
-            let mut stub = match self.strata(&addr) {
-                Ok(stub) => stub,
-                Err(e) => {
-                    last = e;
-                    continue;
+        loop {
+            if pending.is_empty() {
+                match addrs.next() {
+                    Some(addr) => pending.push(self.metadata_from(addr, topics.clone())),
+                    None => return Err(last),
                 }
-            };
-            let request = request(
-                pb::MetadataRequest {
-                    topics: topics.clone(),
+            }
+            tokio::select! {
+                Some((addr, result)) = pending.next() => match result {
+                    Ok(metadata) => return Ok(metadata),
+                    Err(e) if e.is_retriable() => {
+                        debug!(%addr, error = %e, "metadata request failed; trying the next node");
+                        last = e;
+                        if let Some(addr) = addrs.next() {
+                            pending.push(self.metadata_from(addr, topics.clone()));
+                        }
+                    }
+                    Err(e) => return Err(e),
                 },
-                timeout,
-            );
-            match Client::call(timeout, "Metadata", stub.metadata(request)).await {
-                Ok(metadata) => return Ok(metadata),
-                Err(e) if e.is_retriable() => {
-                    debug!(%addr, error = %e, "metadata request failed; trying the next node");
-                    last = e;
+                () = tokio::time::sleep(hedge) => {
+                    if let Some(addr) = addrs.next() {
+                        debug!(%addr, "metadata request unanswered; asking another node too");
+                        pending.push(self.metadata_from(addr, topics.clone()));
+                    }
                 }
-                Err(e) => return Err(e),
             }
         }
-        Err(last)
+    }
+
+    /// One `Metadata` request to `addr`, returned with the address.
+    async fn metadata_from(
+        &self,
+        addr: String,
+        topics: Vec<String>,
+    ) -> (String, Result<pb::MetadataResponse, Error>) {
+        let timeout = self.inner.config.request_timeout;
+        let result = match self.strata(&addr) {
+            Ok(mut stub) => {
+                let request = request(pb::MetadataRequest { topics }, timeout);
+                Client::call(timeout, "Metadata", stub.metadata(request)).await
+            }
+            Err(e) => Err(e),
+        };
+        (addr, result)
+    }
+
+    /// Who leads `topic`/`partition` according to every known node, asked at once: the claim
+    /// with the newest term among the nodes that answered within [`PROBE_GRACE`] of the first
+    /// (`None`: no node named a leader). Probes of a topic are shared: a caller reuses a probe
+    /// that started at or after `since`, and waits for one under way.
+    pub(crate) async fn probe_leader(
+        &self,
+        topic: &str,
+        partition: u32,
+        since: Instant,
+    ) -> Option<Claim> {
+        let slot = lock(&self.inner.probes)
+            .entry(topic.to_string())
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().await;
+        if let Some(probe) = slot.as_ref().filter(|p| p.at >= since) {
+            return probe.leaders.get(&partition).cloned();
+        }
+        let probe = self.probe_topic(topic).await;
+        let claim = probe.leaders.get(&partition).cloned();
+        *slot = Some(probe);
+        claim
+    }
+
+    /// Asks every known node for `topic`'s metadata at once (see [`Client::probe_leader`]).
+    async fn probe_topic(&self, topic: &str) -> Probe {
+        let at = Instant::now();
+        let timeout = PROBE_TIMEOUT;
+        let mut pending: FuturesUnordered<_> = self
+            .node_addrs()
+            .into_iter()
+            .map(|addr| async move {
+                let mut stub = self.strata(&addr)?;
+                let request = request(
+                    pb::MetadataRequest {
+                        topics: vec![topic.to_string()],
+                    },
+                    timeout,
+                );
+                Client::call(timeout, "Metadata", stub.metadata(request)).await
+            })
+            .collect();
+        let mut leaders: HashMap<u32, Claim> = HashMap::new();
+        let mut deadline = at + timeout;
+        loop {
+            let answer = tokio::select! {
+                answer = pending.next() => answer,
+                () = tokio::time::sleep_until(deadline) => None,
+            };
+            let Some(answer) = answer else { break };
+            let Ok(metadata) = answer else { continue };
+            deadline = deadline.min(Instant::now() + PROBE_GRACE);
+            let addrs: HashMap<u64, &str> = metadata
+                .nodes
+                .iter()
+                .map(|n| (n.node_id, n.client_addr.as_str()))
+                .collect();
+            for t in metadata.topics.iter().filter(|t| t.name == topic) {
+                for p in &t.partitions {
+                    let Some(addr) = addrs.get(&p.leader_id).filter(|a| !a.is_empty()) else {
+                        continue;
+                    };
+                    if p.leader_id == 0
+                        || leaders
+                            .get(&p.partition)
+                            .is_some_and(|c| c.term >= p.leader_term)
+                    {
+                        continue;
+                    }
+                    leaders.insert(
+                        p.partition,
+                        Claim {
+                            leader_id: p.leader_id,
+                            leader_addr: (*addr).to_string(),
+                            term: p.leader_term,
+                        },
+                    );
+                }
+            }
+        }
+        debug!(topic, ?leaders, elapsed = ?at.elapsed(), "leader probe");
+        Probe { at, leaders }
+    }
+
+    /// Resolves once a probe finds that another node than the one at `addr` leads
+    /// `topic`/`partition` (and `addr` claims it in no newer term): first after `after`, then
+    /// every [`ClientConfig::leader_probe_interval`]. Never resolves otherwise.
+    async fn leader_moved(
+        &self,
+        topic: &str,
+        partition: u32,
+        addr: &str,
+        after: Duration,
+    ) -> Claim {
+        let every = self.inner.config.leader_probe_interval;
+        let mut next = Instant::now() + after;
+        loop {
+            tokio::time::sleep_until(next).await;
+            // A probe that started since the previous one (or half an interval ago) will do.
+            let since = next - every / 2;
+            next += every;
+            if let Some(claim) = self.probe_leader(topic, partition, since).await
+                && claim.leader_addr != addr
+            {
+                return claim;
+            }
+        }
     }
 
     /// The cache's refresh count: pass it to [`Client::refresh_after`].
@@ -381,7 +566,11 @@ impl Client {
     ///   backoff first: leadership is moving).
     /// - `NOT_LEADER` without one, unavailable, transport error, timeout: refresh the metadata
     ///   (coalesced), wait a backoff, retry.
-    /// - `INDETERMINATE`: wait a backoff, retry at the same leader.
+    /// - `INDETERMINATE`: wait a backoff, retry at the same leader (which, if it lost the
+    ///   leadership meanwhile, names the new leader).
+    /// - No answer for `policy.probe_after`: probe who leads (see [`Client::probe_leader`]);
+    ///   if another node does, abandon the attempt and go there at once. The attempt's
+    ///   outcome is unknown, so `observe` sees a [`Error::Timeout`].
     /// - `UNKNOWN_TOPIC` / `UNKNOWN_PARTITION` from the node: refresh once and retry; the
     ///   second time (or when the refreshed cache does not know it either) it is returned.
     ///
@@ -405,13 +594,43 @@ impl Client {
         loop {
             let (error, seen) = match self.leader(topic, partition).await {
                 Ok((addr, seen)) => {
-                    let result = match self.strata(&addr) {
-                        Ok(stub) => op(stub).await,
-                        Err(e) => Err(e),
+                    let attempt = async {
+                        match self.strata(&addr) {
+                            Ok(stub) => op(stub).await,
+                            Err(e) => Err(e),
+                        }
                     };
-                    match result {
-                        Ok(value) => return Ok(value),
-                        Err(e) => (e, seen),
+                    let attempt = match policy.probe_after {
+                        Some(after) => tokio::select! {
+                            result = attempt => Attempt::Done(result),
+                            claim = self.leader_moved(topic, partition, &addr, after) => {
+                                Attempt::Moved(claim)
+                            }
+                        },
+                        None => Attempt::Done(attempt.await),
+                    };
+                    match attempt {
+                        Attempt::Done(Ok(value)) => return Ok(value),
+                        Attempt::Done(Err(e)) => (e, seen),
+                        Attempt::Moved(claim) => {
+                            // The abandoned request may still be written: a timeout says so.
+                            let error = Error::Timeout(format!(
+                                "no answer from {addr} while the other nodes name node {} at \
+                                 {} the leader (term {})",
+                                claim.leader_id, claim.leader_addr, claim.term
+                            ));
+                            debug!(topic, partition, %error, "abandoning the request");
+                            observe(&error);
+                            self.follow_hint(
+                                topic,
+                                partition,
+                                Some(claim.leader_id),
+                                Some(&claim.leader_addr),
+                            );
+                            // A redirect: a NOT_LEADER answer from there waits a backoff.
+                            redirected = true;
+                            continue;
+                        }
                     }
                 }
                 Err(e @ (Error::UnknownTopic { .. } | Error::UnknownPartition { .. })) => {

@@ -14,12 +14,28 @@ pub struct ClientConfig {
     /// Deadline of one request (Metadata, ListOffsets, admin calls; a fetch gets this plus its
     /// wait). Default 30 s.
     pub request_timeout: Duration,
-    /// Interval of HTTP/2 keepalive pings on idle connections, so a dead node is noticed
-    /// without a request. Default 10 s.
+    /// A connection from which nothing was received for this long is sent an HTTP/2 ping,
+    /// whether or not requests are in flight on it. With [`ClientConfig::keepalive_timeout`]
+    /// this is how a frozen node (SIGSTOP, a stalled VM) or one cut off by the network is
+    /// noticed: the connection is closed and every request on it fails with
+    /// [`Error::Transport`], which the producer and the consumer retry (the producer resends
+    /// the same batch). Default 1 s.
     pub keepalive_interval: Duration,
-    /// How long a keepalive ping may go unanswered before the connection is dropped.
-    /// Default 20 s.
+    /// How long a keepalive ping may go unanswered before the connection is closed. A dead
+    /// connection is noticed at most `keepalive_interval + keepalive_timeout` after the node
+    /// last sent anything. Default 2 s.
     pub keepalive_timeout: Duration,
+    /// While a partition request (a produce, a fetch past its long-poll wait, a list-offsets)
+    /// has had no answer for this long, the client asks every node which node leads the
+    /// partition, and again every interval until the answer comes. If the nodes that answer
+    /// name another leader and the node the request went to does not claim the partition (in
+    /// a term at least as new), the request is abandoned and sent to the new leader: a leader
+    /// that froze or was cut off stalls its partitions for about an election timeout, not for
+    /// the request timeout. An idempotent producer resends the same batch, so the new leader
+    /// writes it once; without idempotence an abandoned batch may be written twice (as after
+    /// any retry whose outcome is unknown). The same interval spaces the metadata requests
+    /// that go to several nodes while the first ones asked do not answer. Default 500 ms.
+    pub leader_probe_interval: Duration,
     /// Shortest interval between two metadata refreshes: when many partitions lose their
     /// leader at once, they share one refresh per interval instead of each sending one.
     /// Default 50 ms.
@@ -35,8 +51,9 @@ impl Default for ClientConfig {
         ClientConfig {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
-            keepalive_interval: Duration::from_secs(10),
-            keepalive_timeout: Duration::from_secs(20),
+            keepalive_interval: Duration::from_secs(1),
+            keepalive_timeout: Duration::from_secs(2),
+            leader_probe_interval: Duration::from_millis(500),
             metadata_refresh_backoff: Duration::from_millis(50),
             message_bytes_max: 64 << 20,
         }
@@ -50,6 +67,7 @@ impl ClientConfig {
         positive("request_timeout", self.request_timeout)?;
         positive("keepalive_interval", self.keepalive_interval)?;
         positive("keepalive_timeout", self.keepalive_timeout)?;
+        positive("leader_probe_interval", self.leader_probe_interval)?;
         if self.message_bytes_max < 64 << 10 {
             return Err(invalid("message_bytes_max", "must be at least 64 KiB"));
         }
@@ -88,7 +106,9 @@ pub struct ProducerConfig {
     /// Most bytes of records held by the producer (buffered or in flight): `send` waits while
     /// the buffer is full. Bounds the producer's memory. Default 32 MiB.
     pub buffer_bytes: usize,
-    /// Deadline of one Produce request. Default 30 s.
+    /// Deadline of one Produce request (one attempt; a request to a node that stopped
+    /// answering ends sooner, see [`ClientConfig::keepalive_timeout`] and
+    /// [`ClientConfig::leader_probe_interval`]). Default 30 s.
     pub request_timeout: Duration,
     /// Longest time from a batch's first record until its outcome, retries included; past it
     /// the batch fails. Default 120 s.

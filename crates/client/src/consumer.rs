@@ -13,6 +13,7 @@
 //!   [`ConsumerConfig::auto_reset`] says where to restart.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use strata_proto::v1 as pb;
 use strata_record::Batch;
@@ -328,11 +329,14 @@ fn not_assigned(key: &TopicPartition) -> Error {
     }
 }
 
-fn retry_policy(config: &ConsumerConfig, deadline: Instant) -> RetryPolicy {
+/// Retries until `deadline`; a request unanswered for `probe_after` makes the client probe
+/// who leads the partition.
+fn retry_policy(config: &ConsumerConfig, deadline: Instant, probe_after: Duration) -> RetryPolicy {
     RetryPolicy {
         backoff: config.retry_backoff,
         backoff_max: config.retry_backoff_max,
         deadline,
+        probe_after: Some(probe_after),
     }
 }
 
@@ -354,7 +358,11 @@ async fn list_offsets(
         .leader_call(
             topic,
             partition,
-            retry_policy(config, Instant::now() + timeout),
+            retry_policy(
+                config,
+                Instant::now() + timeout,
+                client.config().leader_probe_interval,
+            ),
             |mut stub| {
                 let request = client::request(request.clone(), timeout);
                 async move {
@@ -377,7 +385,9 @@ async fn fetch(
 ) -> FetchOutcome {
     let wait = config.fetch_wait;
     let timeout = client.config().request_timeout + wait;
-    let policy = retry_policy(&config, Instant::now() + timeout);
+    // A long poll is expected to take up to `wait`.
+    let probe_after = wait + client.config().leader_probe_interval;
+    let policy = retry_policy(&config, Instant::now() + timeout, probe_after);
     let mut reset = false;
     loop {
         let request = pb::FetchRequest {

@@ -448,7 +448,8 @@ impl Partition {
     }
 
     /// Stands for election at once (after a pre-vote round, so a healthy leader is not
-    /// disturbed). Used by a new group's preferred leader.
+    /// disturbed). Used by a new group's preferred leader, and by the liveness ticker for the
+    /// followers of a leader whose node fell silent.
     pub async fn elect(&self) -> Result<(), PartitionError> {
         self.raft.trigger().elect(true).await.map_err(fatal)
     }
@@ -706,8 +707,8 @@ impl Partition {
     }
 
     /// Proposes one batch and waits as `acks` says. Also returns whether the entry may still
-    /// commit in this term although no outcome is known (acks=none, or the commit wait timed
-    /// out).
+    /// commit although no outcome is known (acks=none, or with acks=all the commit wait timed
+    /// out or this replica lost the leadership first).
     async fn propose(
         &self,
         batch: Bytes,
@@ -742,15 +743,36 @@ impl Partition {
                 };
                 (r, false)
             }
-            Acks::All => match tokio::time::timeout(self.write_timeout, complete_rx).await {
-                Ok(r) => (self.write_outcome(r.ok(), &appended), false),
-                Err(_) => (
-                    Err(PartitionError::Indeterminate {
-                        reason: format!("not committed within {:?}", self.write_timeout),
-                    }),
-                    true,
-                ),
-            },
+            // Until committed, deposed (the entry's fate is then decided by the new leader: the
+            // client retries, learns the leader from this node and resends there) or timed out.
+            Acks::All => {
+                let reason = tokio::select! {
+                    biased;
+                    r = complete_rx => return (self.write_outcome(r.ok(), &appended), false),
+                    leader = self.deposed() => format!(
+                        "leadership lost before the entry committed (leader now {leader:?})"
+                    ),
+                    () = tokio::time::sleep(self.write_timeout) => {
+                        format!("not committed within {:?}", self.write_timeout)
+                    }
+                };
+                (Err(PartitionError::Indeterminate { reason }), true)
+            }
+        }
+    }
+
+    /// Resolves with the new leader (if known) once this replica no longer leads (or stops).
+    /// Watches the server metrics, which change only with the vote, state or leader.
+    async fn deposed(&self) -> Option<NodeId> {
+        let mut server = self.raft.server_metrics();
+        loop {
+            let leader = server.borrow_watched().current_leader;
+            if leader != Some(self.node_id) {
+                return leader;
+            }
+            if server.changed().await.is_err() {
+                return None;
+            }
         }
     }
 

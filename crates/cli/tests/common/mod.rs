@@ -44,6 +44,8 @@ pub struct Proc {
     paused: bool,
     /// The network namespace it runs in (`ip netns exec`, which execs: same pid).
     pub netns: Option<String>,
+    /// Runs with [`FAST_TIMING`] (the default); `false`: the node's default Raft timing.
+    pub fast: bool,
 }
 
 impl Proc {
@@ -61,6 +63,13 @@ impl Proc {
             }
             None => Command::new(strata_bin()),
         };
+        for (k, v) in FAST_TIMING {
+            if self.fast {
+                cmd.env(k, v);
+            } else {
+                cmd.env_remove(k);
+            }
+        }
         let child = cmd
             .args(&self.args)
             .env(
@@ -361,6 +370,7 @@ impl ProcCluster {
             log: self.root.path().join(format!("n{idx}.log")),
             paused: false,
             netns: None,
+            fast: true,
         };
         spawn_fast(&mut p);
         let started = Instant::now();
@@ -559,6 +569,7 @@ impl ProcCluster {
                 log: c.root.path().join(format!("n{id}.log")),
                 paused: false,
                 netns: None,
+                fast: true,
             };
             spawn_fast(&mut p);
             c.nodes.insert(id, p);
@@ -574,6 +585,12 @@ impl ProcCluster {
     /// `--initial-cluster` on their namespace addresses; `None` where namespaces cannot be
     /// made (not root).
     pub async fn start_netns(n: u64) -> Option<ProcCluster> {
+        ProcCluster::start_netns_with(n, true).await
+    }
+
+    /// As [`ProcCluster::start_netns`]; `fast: false` runs the nodes with their default Raft
+    /// timing (heartbeat 300 ms, elections 1.5-3 s) instead of [`FAST_TIMING`].
+    pub async fn start_netns_with(n: u64, fast: bool) -> Option<ProcCluster> {
         let mut c = ProcCluster::empty();
         let net = Net::create(n)?;
         let initial: Vec<String> = (1..=n)
@@ -605,6 +622,7 @@ impl ProcCluster {
                 log: c.root.path().join(format!("n{id}.log")),
                 paused: false,
                 netns: Some(net.ns(id)),
+                fast,
             };
             spawn_fast(&mut p);
             c.nodes.insert(id, p);
@@ -616,12 +634,8 @@ impl ProcCluster {
     }
 }
 
+/// Spawns `p` (with [`FAST_TIMING`] unless `p.fast` is off).
 fn spawn_fast(p: &mut Proc) {
-    for (k, v) in FAST_TIMING {
-        // The child inherits the test process's environment.
-        // SAFETY: tests set these before spawning and never read them concurrently.
-        unsafe { std::env::set_var(k, v) };
-    }
     p.spawn();
 }
 

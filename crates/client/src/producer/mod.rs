@@ -299,11 +299,14 @@ impl Shared {
         lock(&self.fenced).get_or_insert(error);
     }
 
+    /// Retries until `deadline`; a produce unanswered for the client's
+    /// `leader_probe_interval` makes it probe who leads the partition.
     fn retry_policy(&self, deadline: Instant) -> RetryPolicy {
         RetryPolicy {
             backoff: self.config.retry_backoff,
             backoff_max: self.config.retry_backoff_max,
             deadline,
+            probe_after: Some(self.client.config().leader_probe_interval),
         }
     }
 

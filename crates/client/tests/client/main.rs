@@ -60,6 +60,25 @@ async fn connect_skips_dead_brokers_and_reads_metadata() {
     ));
 }
 
+#[tokio::test]
+async fn metadata_does_not_wait_for_a_frozen_node() {
+    let cluster = MockCluster::start(2).await;
+    cluster.add_topic("t", &[1, 2]);
+    // Node 1 accepts connections and answers pings, but no request.
+    cluster.freeze(1, true);
+    let started = tokio::time::Instant::now();
+    let client = Client::connect(cluster.addrs.clone()).await.unwrap();
+    let metadata = client.metadata(["t"]).await.unwrap();
+    assert_eq!(metadata.topics.len(), 1);
+    // Node 2 is asked once node 1 kept silent for `leader_probe_interval` (500 ms), not after
+    // the 30 s request timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 /// The client's types and futures can move between tasks (`tokio::spawn`).
 #[allow(dead_code)]
 fn futures_are_send(

@@ -142,6 +142,71 @@ async fn an_indeterminate_write_is_retried_with_the_same_bytes_and_not_duplicate
 }
 
 #[tokio::test]
+async fn a_request_to_a_frozen_leader_is_resent_to_the_leader_the_others_name() {
+    let cluster = MockCluster::start(3).await;
+    cluster.add_topic("t", &[1]);
+    let client = client(&cluster).await;
+    let producer = client.producer(lingering()).unwrap();
+    let futures = send_all(&producer, [record("t", "a")]).await;
+    producer.flush().await;
+    assert_eq!(offsets(futures).await, vec![0]);
+    // Node 1 freezes with its connection up (so keepalive does not notice); the others elect
+    // node 2 and say so.
+    cluster.freeze(1, true);
+    cluster.move_leader("t", 0, 2);
+    cluster.advertise_leader("t", 0, 2);
+    let started = tokio::time::Instant::now();
+    let futures = send_all(&producer, [record("t", "b")]).await;
+    producer.flush().await;
+    assert_eq!(offsets(futures).await, vec![1]);
+    // Probes every 500 ms; the frozen node's request timeout is 30 s.
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    {
+        let state = cluster.state();
+        // Node 1 never handled its copy (frozen); node 2 got the second batch, sequence 1.
+        let calls: Vec<u64> = state.produce_calls.iter().map(|c| c.node).collect();
+        assert_eq!(calls, vec![1, 2]);
+        let batch = Batch::parse(state.produce_calls[1].batch.clone()).unwrap();
+        assert_eq!(batch.base_sequence(), 1);
+        assert_eq!(state.init_producer_calls, 1, "the same producer id goes on");
+    }
+    producer.close().await;
+}
+
+#[tokio::test]
+async fn a_slow_leader_that_still_claims_the_partition_keeps_its_request() {
+    let cluster = MockCluster::start(3).await;
+    cluster.add_topic("t", &[1]);
+    let client = client(&cluster).await;
+    let producer = client.producer(lingering()).unwrap();
+    cluster.set_gate(false);
+    let metadata_calls = cluster.state().metadata_calls;
+    let futures = send_all(&producer, [record("t", "a")]).await;
+    let flushing = {
+        let producer = producer.clone();
+        tokio::spawn(async move { producer.flush().await })
+    };
+    // Two probes (every node asked twice) while the leader holds the request.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while cluster.state().metadata_calls < metadata_calls + 6 {
+        assert!(tokio::time::Instant::now() < deadline, "no probes");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cluster.set_gate(true);
+    flushing.await.unwrap();
+    assert_eq!(offsets(futures).await, vec![0]);
+    let calls: Vec<u64> = cluster
+        .state()
+        .produce_calls
+        .iter()
+        .map(|c| c.node)
+        .collect();
+    assert_eq!(calls, vec![1], "the request was not abandoned");
+    producer.close().await;
+}
+
+#[tokio::test]
 async fn sequences_advance_per_partition_and_order_is_kept() {
     let cluster = MockCluster::start(1).await;
     cluster.add_topic("t", &[1, 1]);

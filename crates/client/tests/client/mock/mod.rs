@@ -183,6 +183,8 @@ pub struct ClusterState {
     /// Produce requests being handled now, and the most at once, per partition.
     pub produce_in_flight: HashMap<(String, u32), usize>,
     pub produce_in_flight_max: usize,
+    /// Nodes that answer no data-plane request (a frozen process whose connections stay up).
+    pub frozen: std::collections::HashSet<u64>,
 }
 
 impl ClusterState {
@@ -406,6 +408,15 @@ impl MockCluster {
         }
         drop(state);
         self.shared.appended.notify_waiters();
+    }
+
+    /// Freezes (true) or thaws node `id`: while frozen, its data-plane calls wait.
+    pub fn freeze(&self, id: u64, frozen: bool) {
+        if frozen {
+            self.state().frozen.insert(id);
+        } else {
+            self.state().frozen.remove(&id);
+        }
     }
 
     /// Stops node `id`'s server (new connections are refused).

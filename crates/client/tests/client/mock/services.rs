@@ -144,6 +144,7 @@ impl Strata for Node {
         &self,
         request: Request<pb::ProduceRequest>,
     ) -> Result<Response<pb::ProduceResponse>, Status> {
+        self.thawed().await;
         let req = request.into_inner();
         let Some(pb::produce_request::Payload::Batch(batch)) = req.payload.clone() else {
             return Err(Status::invalid_argument("the mock takes batches only"));
@@ -176,6 +177,7 @@ impl Strata for Node {
         &self,
         request: Request<pb::FetchRequest>,
     ) -> Result<Response<pb::FetchResponse>, Status> {
+        self.thawed().await;
         let req = request.into_inner();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.into());
         loop {
@@ -208,6 +210,7 @@ impl Strata for Node {
         &self,
         request: Request<pb::ListOffsetsRequest>,
     ) -> Result<Response<pb::ListOffsetsResponse>, Status> {
+        self.thawed().await;
         let req = request.into_inner();
         let mut state = self.state();
         state.list_offsets_calls += 1;
@@ -241,6 +244,7 @@ impl Strata for Node {
         &self,
         request: Request<pb::MetadataRequest>,
     ) -> Result<Response<pb::MetadataResponse>, Status> {
+        self.thawed().await;
         let req = request.into_inner();
         let mut state = self.state();
         state.metadata_calls += 1;
@@ -284,6 +288,13 @@ impl Strata for Node {
 }
 
 impl Node {
+    /// Waits while this node is frozen.
+    async fn thawed(&self) {
+        while self.state().frozen.contains(&self.id) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     fn admin_fault(&self) -> Result<MutexGuard<'_, ClusterState>, Status> {
         let mut state = self.state();
         state.admin_calls += 1;
