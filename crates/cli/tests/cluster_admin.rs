@@ -263,6 +263,29 @@ async fn bad_input_gets_documented_errors() {
         .expect("offsets")
         .into_inner();
     assert_eq!(o.high_watermark, 0);
+    // A follower does not answer ListOffsets from its own state, whatever the position
+    // (by offset it did: issue 8, item 6).
+    let follower = c
+        .brokers()
+        .into_iter()
+        .find(|b| *b != addr)
+        .expect("a follower");
+    let mut f = data(&follower).await.expect("data");
+    for at in [
+        pb::position::At::Offset(0),
+        pb::position::At::Latest(true),
+        pb::position::At::Earliest(true),
+    ] {
+        let e = f
+            .list_offsets(pb::ListOffsetsRequest {
+                topic: "t".into(),
+                partition: 0,
+                position: Some(pb::Position { at: Some(at) }),
+            })
+            .await
+            .expect_err("a follower answered ListOffsets");
+        assert_eq!(info(&e).0, "NOT_LEADER", "{at:?}: {e}");
+    }
 
     // Garbage bytes on the client and peer ports, and silent connections, do not hurt others.
     let peer = c.node(leader).addresses().expect("addrs").peer_addr;

@@ -184,9 +184,12 @@ impl Controller {
         &self.replica
     }
 
-    /// Gives up the controller, returning its replica (to stop it).
-    pub fn into_replica(self) -> Replica {
-        self.replica
+    /// Stops the controller replica, whoever else still holds the controller (see
+    /// `Partition::close`).
+    pub async fn close(&self) {
+        if let Some(p) = self.replica.stop().await {
+            let _ = p.close().await;
+        }
     }
 
     /// The running partition of group 0, if up.

@@ -229,6 +229,12 @@ pub enum Command {
     DeleteTopic {
         /// Name.
         name: String,
+        /// The id of the topic meant. A proposal whose outcome was uncertain is retried, and
+        /// the retry must not delete a topic recreated under the same name in between: with an
+        /// id, a topic of that name but another id is refused as unknown. (Absent in entries
+        /// written before ids were carried: those delete by name.)
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
     },
     /// Grows a topic's partition count.
     AddPartitions {
@@ -476,7 +482,14 @@ impl ClusterMeta {
                 );
                 Ok(Outcome::Ok)
             }
-            Command::DeleteTopic { name } => {
+            Command::DeleteTopic { name, id } => {
+                match (self.topics.get(name), id) {
+                    (None, _) => return Err(Refusal::UnknownTopic(name.clone())),
+                    (Some(t), Some(id)) if t.id != *id => {
+                        return Err(Refusal::UnknownTopic(format!("{name} (id {id})")));
+                    }
+                    _ => {}
+                }
                 let t = self
                     .topics
                     .remove(name)
@@ -738,7 +751,10 @@ mod tests {
             Outcome::Refused(Refusal::TopicExists("t".into()))
         );
         assert_eq!(
-            m.apply(&Command::DeleteTopic { name: "t".into() }),
+            m.apply(&Command::DeleteTopic {
+                name: "t".into(),
+                id: None
+            }),
             Outcome::Ok
         );
         assert!(m.deleted_topics.contains(&old.id));
@@ -748,6 +764,31 @@ mod tests {
         for p in &new.partitions {
             assert!(old.partitions.iter().all(|o| o.group_id != p.group_id));
         }
+    }
+
+    /// Issue 8, item 6: the controller retries a proposal whose outcome was uncertain; by name
+    /// alone, the retry deleted a topic recreated under the same name in between.
+    #[test]
+    fn a_retried_delete_does_not_delete_the_recreated_topic() {
+        let mut m = three();
+        create(&mut m, "t", 1, 3);
+        let delete = Command::DeleteTopic {
+            name: "t".into(),
+            id: Some(m.topics["t"].id.clone()),
+        };
+        assert_eq!(m.apply(&delete), Outcome::Ok);
+        create(&mut m, "t", 1, 3);
+        let new_id = m.topics["t"].id.clone();
+        assert!(matches!(
+            m.apply(&delete),
+            Outcome::Refused(Refusal::UnknownTopic(_))
+        ));
+        assert_eq!(m.topics["t"].id, new_id, "the recreated topic was deleted");
+        // An entry written before ids were carried still deletes by name.
+        let old: Command = serde_json::from_str(r#"{"DeleteTopic":{"name":"t"}}"#)
+            .expect("an old delete entry decodes");
+        assert_eq!(m.apply(&old), Outcome::Ok);
+        assert!(!m.topics.contains_key("t"));
     }
 
     #[test]

@@ -276,8 +276,28 @@ impl Probe for Shared {
         if !self.registered.load(Ordering::Relaxed) {
             return Err("not registered with the controller yet".into());
         }
-        if self.controller.leader().is_none() {
-            return Err("no controller leader known".into());
+        // The controller must be able to act now, not merely be remembered: its leader is
+        // this node and serves (a quorum acknowledged it within the lease), or another node
+        // heard from within the election timeout. A leader known from before its quorum was
+        // lost does not count.
+        match self.controller.leader() {
+            None => return Err("no controller leader known".into()),
+            Some((id, _)) if id == self.identity.node_id => {
+                if !self
+                    .controller
+                    .partition()
+                    .is_some_and(|p| p.can_serve(|id| self.alive(id)))
+                {
+                    return Err("this node leads the controller but has no quorum".into());
+                }
+            }
+            Some((id, _)) => {
+                if !self.alive(id) {
+                    return Err(format!(
+                        "the controller leader (node {id}) has not been heard from"
+                    ));
+                }
+            }
         }
         let down = self.replicas.down();
         if down > 0 {
@@ -303,11 +323,15 @@ impl Probe for Shared {
             let st = p.status();
             metrics::gauge!("strata_partition_leader", &labels).set(st.leader.unwrap_or(0) as f64);
             metrics::gauge!("strata_partition_term", &labels).set(st.term as f64);
-            metrics::gauge!("strata_partition_is_leader", &labels).set(if st.leader == Some(me) {
-                1.0
-            } else {
-                0.0
-            });
+            // 1 only while this replica can serve as leader (see `Partition::can_serve`), not
+            // while it merely believes it leads (cut off from its quorum, or catching up).
+            metrics::gauge!("strata_partition_is_leader", &labels).set(
+                if p.can_serve(|id| self.alive(id)) {
+                    1.0
+                } else {
+                    0.0
+                },
+            );
             if st.leader == Some(me) {
                 let last = st.last_log_index.unwrap_or(0);
                 for id in st.members.keys().filter(|id| **id != me) {
@@ -716,9 +740,7 @@ impl Node {
         self.shared.replicas.close_all().await;
         let controller = self.shared.controller.clone();
         drop(self.shared);
-        if let Ok(c) = Arc::try_unwrap(controller) {
-            c.close().await;
-        }
+        controller.close().await;
         let _ = self.peer_stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(5), self.peer_server).await;
         tracing::info!("node stopped");
@@ -996,17 +1018,6 @@ async fn periodic(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             if let ReplicaStatus::Down { reason } = r.replica.status() {
                 tracing::debug!(topic = %r.topic, partition = r.partition, %reason, "replica down");
             }
-        }
-    }
-}
-
-impl Controller {
-    /// Stops the controller replica.
-    pub async fn close(self) {
-        if let Some(p) = self.into_replica().into_partition().await
-            && let Ok(p) = Arc::try_unwrap(p)
-        {
-            let _ = p.shutdown().await;
         }
     }
 }

@@ -271,16 +271,14 @@ impl Replicas {
         self.env.registry.remove(group_id);
         self.env.liveness.unregister(group_id);
         let dir = h.dir.clone();
-        match Arc::try_unwrap(h) {
-            Ok(h) => {
-                if let Some(p) = h.replica.into_partition().await
-                    && let Ok(p) = Arc::try_unwrap(p)
-                {
-                    let _ = p.shutdown().await;
-                }
-            }
-            Err(_) => tracing::warn!(group_id, "replica still in use; closed without waiting"),
+        // Others may hold the replica (a long-poll fetch, a subscription, the retention
+        // loop): the group stops regardless, and they get an error (`Partition::close`).
+        if let Some(p) = h.replica.stop().await
+            && let Err(e) = p.close().await
+        {
+            tracing::debug!(group_id, error = %e, "replica close");
         }
+        drop(h);
         if remove {
             let d = dir.clone();
             let r = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&d)).await;

@@ -519,15 +519,12 @@ async fn resolve(
     pos: Option<&pb::Position>,
 ) -> Result<i64, strata_raft::error::PartitionError> {
     use pb::position::At;
+    // Only the serving leader's bounds are the partition's: a follower or a deposed leader
+    // answers NOT_LEADER whatever the position.
+    p.ensure_serving().await?;
     match pos.and_then(|p| p.at) {
-        Some(At::Earliest(_)) => {
-            p.read(p.log_start_offset(), 0, Duration::ZERO).await?;
-            Ok(p.log_start_offset())
-        }
-        None | Some(At::Latest(_)) => {
-            p.read(p.high_watermark(), 0, Duration::ZERO).await?;
-            Ok(p.high_watermark())
-        }
+        Some(At::Earliest(_)) => Ok(p.log_start_offset()),
+        None | Some(At::Latest(_)) => Ok(p.high_watermark()),
         Some(At::Offset(o)) => Ok(o),
         Some(At::TimestampMs(t)) => match p.offset_for_timestamp(t).await? {
             Some(o) => Ok(o),
@@ -660,6 +657,7 @@ impl pb::admin_server::Admin for ClientService {
             .ok_or_else(|| unknown_topic(&req.name))?;
         let cmd = Command::DeleteTopic {
             name: req.name.clone(),
+            id: Some(id.clone()),
         };
         match self.shared.controller.propose(&cmd, ADMIN_PATIENCE).await {
             Ok(_) => {}

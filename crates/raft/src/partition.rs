@@ -217,6 +217,9 @@ pub struct Partition {
     inflight: Mutex<HashMap<i64, Inflight>>,
     /// When this replica last proposed its clock, and in which term (see [`CLOCK_INTERVAL`]).
     clock_proposed: Mutex<Option<(u64, std::time::Instant)>>,
+    /// Set once the group is stopped under other holders (see [`Partition::close`]): waits end
+    /// and every later call fails with [`PartitionError::Fatal`].
+    closed: watch::Sender<bool>,
 }
 
 /// How often a leader serving idempotent producers proposes its wall clock (a `Clock` entry),
@@ -388,6 +391,7 @@ impl Partition {
             }),
             inflight: Mutex::new(HashMap::new()),
             clock_proposed: Mutex::new(None),
+            closed: watch::channel(false).0,
             lead: Arc::default(),
         })
     }
@@ -503,9 +507,35 @@ impl Partition {
         self.with_metrics(|m| ready_leader(m, self.node_id, self.lease_ms, &self.lead))
     }
 
+    /// Whether this replica serves the partition now: a ready leader (see
+    /// [`Partition::is_ready_leader`]), or the leader of an idle group that sleeps (no
+    /// heartbeats, so no lease) while a majority of its voters, itself included, is `alive`
+    /// (the node's liveness view): it wakes on the next request. What `/readyz` and the
+    /// `is_leader` gauge report.
+    pub fn can_serve(&self, alive: impl Fn(NodeId) -> bool) -> bool {
+        if *self.closed.borrow() {
+            return false;
+        }
+        if self.is_ready_leader() {
+            return true;
+        }
+        if !matches!(self.sleep_state(), SleepState::LeaderAsleep { .. }) {
+            return false;
+        }
+        self.with_metrics(|m| {
+            let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
+            let up = voters
+                .iter()
+                .filter(|v| **v == self.node_id || alive(**v))
+                .count();
+            m.current_leader == Some(self.node_id) && up * 2 > voters.len()
+        })
+    }
+
     /// Waits (bounded) until this replica is a ready leader (see [`Partition::is_ready_leader`]).
     /// Wakes the group first if it sleeps.
     async fn ready_leader(&self) -> Result<(), PartitionError> {
+        self.check_open()?;
         self.wake().await;
         let me = self.node_id;
         let lease = self.lease_ms;
@@ -883,7 +913,12 @@ impl Partition {
         let mut hw = hw;
         if from == hw && !max_wait.is_zero() {
             let mut rx = self.state.watch_high_watermark();
-            let _ = tokio::time::timeout(max_wait, rx.wait_for(|h| *h > from)).await;
+            let mut closed = self.closed.subscribe();
+            tokio::select! {
+                _ = tokio::time::timeout(max_wait, rx.wait_for(|h| *h > from)) => {}
+                _ = closed.wait_for(|c| *c) => {}
+            }
+            self.check_open()?;
             hw = self.high_watermark();
         }
         let reader = self.reader.clone();
@@ -905,6 +940,13 @@ impl Partition {
             high_watermark: hw,
             log_start_offset: self.log_start_offset(),
         })
+    }
+
+    /// Fails unless this replica can serve as the partition's leader now (leader, caught up,
+    /// within its lease): what a caller checks before answering from this replica's state
+    /// (a follower's or a deposed leader's high watermark may be behind).
+    pub async fn ensure_serving(&self) -> Result<(), PartitionError> {
+        self.ready_leader().await
     }
 
     /// The offset of the first committed record whose timestamp is at least `timestamp`, or
@@ -1150,6 +1192,36 @@ impl Partition {
     pub async fn transfer_leader(&self, to: NodeId) -> Result<(), PartitionError> {
         self.wake().await;
         self.raft.trigger().transfer_leader(to).await.map_err(fatal)
+    }
+
+    fn check_open(&self) -> Result<(), PartitionError> {
+        if *self.closed.borrow() {
+            return Err(PartitionError::Fatal {
+                reason:
+                    "the replica was closed (its topic was deleted, or it moved off this node, \
+                         or the node is stopping)"
+                        .to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Closes the group whoever else still holds a handle: cleanly (flush, indexes, manifest)
+    /// when this is the last one; otherwise the Raft group stops and the log's IO is halted
+    /// at once, as a crash would stop it (nothing unsynced was acknowledged by this replica),
+    /// so no task keeps a deleted directory alive, and the holders' waits end with
+    /// [`PartitionError::Fatal`]. Their handles keep only memory until they drop them.
+    pub async fn close(self: Arc<Self>) -> Result<(), PartitionError> {
+        self.closed.send_replace(true);
+        match Arc::try_unwrap(self) {
+            Ok(p) => p.shutdown().await,
+            Err(p) => {
+                p.retention.abort();
+                let r = p.raft.shutdown().await.map_err(fatal);
+                p.store.halt().await.map_err(fatal)?;
+                r
+            }
+        }
     }
 
     /// Stops the Raft group and drops the log without a clean close, as a crash would (tests

@@ -121,6 +121,18 @@ impl Replica {
         let _ = self.task.await;
         write(&self.slot).take()
     }
+
+    /// Stops supervising through a shared reference (others may hold the replica) and takes
+    /// the partition (if up) for the caller to close; later [`Replica::partition`] calls
+    /// return `None`. Waits until the supervisor has stopped, so no reopen can follow.
+    pub async fn stop(&self) -> Option<Arc<Partition>> {
+        let _ = self.stop.send(true);
+        let mut status = self.status.clone();
+        let _ = status
+            .wait_for(|s| matches!(s, ReplicaStatus::Stopped))
+            .await;
+        write(&self.slot).take()
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -142,7 +154,10 @@ async fn supervise<N, F>(
     use openraft::type_config::async_runtime::WatchReceiver;
     loop {
         // Wait until the running replica fails (or we are told to stop).
-        let Some(p) = read(&slot) else { return };
+        let Some(p) = read(&slot) else {
+            let _ = status.send(ReplicaStatus::Stopped);
+            return;
+        };
         let mut metrics = p.raft().metrics();
         drop(p);
         let reason = loop {

@@ -90,6 +90,11 @@ impl Proc {
         strata_node::node::read_addresses(&self.dir)
     }
 
+    /// Its process id, while started.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Its client address.
     pub fn client_addr(&self) -> String {
         self.addresses().map(|a| a.client_addr).unwrap_or_default()
@@ -393,6 +398,11 @@ impl ProcCluster {
         let id = p.id;
         self.nodes.insert(id, p);
         id
+    }
+
+    /// The ids of every node started (running or not).
+    pub fn ids(&self) -> Vec<u64> {
+        self.nodes.keys().copied().collect()
     }
 
     /// Client addresses of the running nodes.
@@ -743,4 +753,110 @@ pub async fn create_topic_rf3(c: &mut ProcCluster, name: &str, partitions: u32) 
         .expect("topic");
     c.wait_healthy(Duration::from_secs(30)).await;
     t
+}
+
+/// What one `strata` run printed.
+pub struct Run {
+    /// The arguments, joined.
+    pub args: String,
+    /// The exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// What it printed on stdout.
+    pub stdout: String,
+    /// What it printed on stderr.
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts exit code 0.
+    pub fn ok(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "`strata {}` failed:\n{}\n{}",
+            self.args, self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Asserts exit code 1 and that stderr has `needle`.
+    pub fn fails_with(self, needle: &str) -> Run {
+        assert_eq!(
+            self.code, 1,
+            "`strata {}` should fail:\n{}\n{}",
+            self.args, self.stdout, self.stderr
+        );
+        assert!(
+            self.stderr.contains(needle),
+            "`strata {}`: no {needle:?} in {}",
+            self.args,
+            self.stderr
+        );
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("`strata {}`: no JSON ({e}):\n{}", self.args, self.stdout))
+    }
+
+    /// One JSON object per line.
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        let parse = |l: &str| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("`strata {}`: bad JSON line {l:?}: {e}", self.args))
+        };
+        self.stdout.lines().map(parse).collect()
+    }
+
+    pub fn lines(&self) -> Vec<&str> {
+        self.stdout.lines().collect()
+    }
+}
+
+/// Runs `strata --brokers BROKERS ARGS...` with `input` on stdin (else none).
+pub async fn strata_args(brokers: &str, args: &[&str], input: Option<Vec<u8>>) -> Run {
+    use tokio::io::AsyncWriteExt;
+    let stdin = if input.is_some() {
+        std::process::Stdio::piped()
+    } else {
+        std::process::Stdio::null()
+    };
+    let mut child = tokio::process::Command::new(strata_bin())
+        .arg("--brokers")
+        .arg(brokers)
+        .args(args)
+        .env_remove("STRATA_BROKERS")
+        .env("RUST_LOG", "error")
+        .stdin(stdin)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn strata");
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        // The command may exit before reading everything; its test checks why.
+        tokio::spawn(async move { stdin.write_all(&input).await });
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("`strata {}` did not finish", args.join(" ")))
+        .expect("wait for strata");
+    Run {
+        args: args.join(" "),
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs `strata --brokers BROKERS` with `command` split at whitespace.
+pub async fn strata(brokers: &str, command: &str) -> Run {
+    let args: Vec<&str> = command.split_whitespace().collect();
+    strata_args(brokers, &args, None).await
+}
+
+/// Runs `strata --brokers BROKERS` with `command` split at whitespace and `input` on stdin.
+pub async fn strata_stdin(brokers: &str, command: &str, input: impl Into<Vec<u8>>) -> Run {
+    let args: Vec<&str> = command.split_whitespace().collect();
+    strata_args(brokers, &args, Some(input.into())).await
 }
