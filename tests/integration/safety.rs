@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use std::time::Duration;
+use strata_log::sim::{CrashMode, Op};
 use strata_raft::error::PartitionError;
 use strata_raft::partition::Acks;
 use strata_tests::cluster::{Cluster, test_batch};
@@ -93,5 +94,103 @@ async fn idempotent_produce_requires_acks_all() {
             .expect("acks=all"),
         Some(0)
     );
+    c.shutdown().await;
+}
+
+fn is_segment(p: &std::path::Path) -> bool {
+    p.extension().is_some_and(|e| e == "log")
+}
+
+/// Item 2: openraft counts a leader's own copy only after its own flush, so two followers can
+/// commit an entry the leader has not synced. With leader restore on (openraft's default), a
+/// leader that lost that entry in a power loss of the whole cluster came back as leader of the
+/// same term with a shorter log, and wrote a new batch at the acknowledged one's offset. With
+/// it off, the restarted leader must win an election, which the followers' longer logs deny.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_lost_its_unsynced_tail_does_not_resume_its_term() {
+    let c = Cluster::start(3, strata_tests::test_seed()).await;
+    let mut acked = std::collections::BTreeMap::new();
+    for i in 0..3 {
+        let b = test_batch(1, 40, i, -1, 0);
+        let o = c.append(b.clone(), Acks::All, T).await.expect("append");
+        acked.insert(o.expect("offset"), b);
+    }
+    let leader = c.leader(T).await;
+    // The leader's segment syncs stall; its followers' do not.
+    c.disk(leader).hold_syncs(is_segment);
+    let lost_here = test_batch(1, 40, 100, -1, 0);
+    let o = c
+        .partition(leader)
+        .append(lost_here.clone(), Acks::All)
+        .await
+        .expect("committed by the two followers")
+        .expect("offset");
+    acked.insert(o, lost_here);
+    assert!(
+        c.disk(leader).held_syncs() > 0,
+        "the leader's sync was not held"
+    );
+    // Power loss of the whole cluster, the leader first; then all restart together.
+    let mut order = vec![leader];
+    order.extend(c.ids().into_iter().filter(|id| *id != leader));
+    for id in &order {
+        c.crash(*id, CrashMode::DropAll).await;
+    }
+    for id in &order {
+        c.open_node(*id).await;
+    }
+    let next = test_batch(1, 40, 200, -1, 0);
+    let o = c
+        .append(next.clone(), Acks::All, T)
+        .await
+        .expect("append after restart")
+        .expect("offset");
+    assert!(
+        !acked.contains_key(&o),
+        "offset {o} was acknowledged twice, for two different batches"
+    );
+    acked.insert(o, next);
+    c.check_acknowledged(&acked, T).await;
+    c.check_replicas_agree(T).await;
+    c.leaders.check();
+    c.shutdown().await;
+}
+
+/// Item 3: a failed fsync loses the writes it covered, although they stay readable in the
+/// page cache (and a sync on a new descriptor succeeds). The replica that reopened after the
+/// failure scanned them from the cache and took them as durable: a single voter then
+/// committed them, an idempotent retry was answered from them, and a power loss took them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_failed_fsync_is_acknowledged_only_once_durable() {
+    let c = Cluster::start(1, strata_tests::test_seed()).await;
+    let leader = c.leader(T).await;
+    let mut acked = std::collections::BTreeMap::new();
+    let first = batch_at(5, 0, now_ms());
+    let o = c.append(first.clone(), Acks::All, T).await.expect("first");
+    acked.insert(o.expect("offset"), first);
+    c.disk(leader).inject(Op::Sync, libc::EIO, Some(1));
+    let second = batch_at(5, 1, now_ms());
+    let r = c.partition(leader).append(second.clone(), Acks::All).await;
+    assert!(
+        r.is_err(),
+        "a batch whose only sync failed was acknowledged: {r:?}"
+    );
+    // The replica fails and reopens from disk; the producer retries the same bytes.
+    let deadline = std::time::Instant::now() + T;
+    let o = loop {
+        match c.append(second.clone(), Acks::All, T).await {
+            Ok(o) => break o.expect("offset"),
+            // The failed instance answers until the supervisor takes it down.
+            Err(PartitionError::Fatal { .. }) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("retry: {e}"),
+        }
+    };
+    assert_eq!(o, 1);
+    acked.insert(o, second);
+    c.crash(leader, CrashMode::DropAll).await;
+    c.open_node(leader).await;
+    c.check_acknowledged(&acked, T).await;
     c.shutdown().await;
 }
