@@ -81,7 +81,7 @@ async fn a_thousand_groups_on_three_nodes_commit_then_sleep() {
                     .await
                     .unwrap(),
             );
-            router.register(g, id, p.raft().clone());
+            router.register(g, id, p.peer_handle());
             livenesses.lock().unwrap()[&id].register(g, &p);
             partitions.insert((g, id), p);
         }

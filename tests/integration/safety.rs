@@ -194,3 +194,109 @@ async fn a_retry_after_a_failed_fsync_is_acknowledged_only_once_durable() {
     c.check_acknowledged(&acked, T).await;
     c.shutdown().await;
 }
+
+/// Item 8: a replica whose disk lost recorded data (here a zeroed page in a sealed segment,
+/// found when it re-applies its log after a restart) cuts its log before the damage and is
+/// quarantined until the leader has repaired it: it neither votes nor campaigns. Without the
+/// quarantine, its vote and the two lagging voters' votes made a majority of five that
+/// elected a leader lacking entries acknowledged with acks=all, and offsets were reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_lost_acknowledged_entries_cannot_help_elect_a_leader_without_them() {
+    let c = Cluster::start(5, strata_tests::test_seed()).await;
+    let mut acked = std::collections::BTreeMap::new();
+    for i in 0..5 {
+        let b = test_batch(1, 40, i, -1, 0);
+        let o = c.append(b.clone(), Acks::All, T).await.expect("append");
+        acked.insert(o.expect("offset"), b);
+    }
+    let leader = c.leader(T).await;
+    let others: Vec<u64> = c.ids().into_iter().filter(|id| *id != leader).collect();
+    let (damaged, holder, lagging) = (others[0], others[1], [others[2], others[3]]);
+    for l in lagging {
+        c.router.isolate(l, true);
+    }
+    // Committed on the leader, the holder and the soon-damaged replica only; enough to roll
+    // segments (64 KiB), so the first segment is sealed.
+    for i in 0..40 {
+        let b = test_batch(4, 1000, 100 + i, -1, 0);
+        let o = c.append(b.clone(), Acks::All, T).await.expect("append");
+        acked.insert(o.expect("offset"), b);
+    }
+    c.crash(damaged, CrashMode::DropAll).await;
+    let mut segments: Vec<std::path::PathBuf> = std::fs::read_dir(c.node_dir(damaged))
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| is_segment(p))
+        .collect();
+    segments.sort();
+    assert!(segments.len() >= 2, "no sealed segment: {segments:?}");
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segments[0])
+            .expect("open segment");
+        let len = f.metadata().expect("stat").len();
+        f.write_all_at(&[0u8; 4096], len / 2).expect("zero a page");
+    }
+    // The leader and the holder go away; the damaged replica comes back beside the two
+    // lagging ones: three of five, a majority if it votes.
+    c.router.isolate(leader, true);
+    c.router.isolate(holder, true);
+    for l in lagging {
+        c.router.isolate(l, false);
+    }
+    c.open_node(damaged).await;
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        if c.try_partition(damaged)
+            .is_some_and(|p| p.quarantined_until().is_some())
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the damaged replica was never quarantined"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Writes may only land on a leader that has every acknowledged entry: none can be
+    // elected among these three (a short try; an acknowledgement is checked like the rest).
+    let during = test_batch(1, 40, 500, -1, 0);
+    if let Ok(Some(o)) = c
+        .append(during.clone(), Acks::All, Duration::from_secs(2))
+        .await
+    {
+        assert!(
+            !acked.contains_key(&o),
+            "offset {o} was acknowledged twice: a leader without the lost entries was elected"
+        );
+        acked.insert(o, during);
+    }
+    // Heal: the leader repairs the damaged replica, whose quarantine then ends.
+    c.router.isolate(leader, false);
+    c.router.isolate(holder, false);
+    let after = test_batch(1, 40, 600, -1, 0);
+    let o = c
+        .append(after.clone(), Acks::All, T)
+        .await
+        .expect("append after heal")
+        .expect("offset");
+    assert!(!acked.contains_key(&o), "offset {o} acknowledged twice");
+    acked.insert(o, after);
+    let deadline = std::time::Instant::now() + T;
+    while c
+        .try_partition(damaged)
+        .is_none_or(|p| p.quarantined_until().is_some())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the damaged replica was never repaired"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    c.check_acknowledged(&acked, T).await;
+    c.check_replicas_agree(T).await;
+    c.leaders.check();
+    c.shutdown().await;
+}

@@ -166,9 +166,14 @@ impl Cluster {
         );
     }
 
+    /// Node `id`'s partition directory (its log files), to damage them between a crash and a
+    /// restart.
+    pub fn node_dir(&self, id: NodeId) -> std::path::PathBuf {
+        self.root.path().join(format!("node-{id}"))
+    }
+
     fn config(&self, id: NodeId) -> PartitionConfig {
-        let mut cfg =
-            PartitionConfig::new(self.group, id, self.root.path().join(format!("node-{id}")));
+        let mut cfg = PartitionConfig::new(self.group, id, self.node_dir(id));
         cfg.timing = self.timing.clone();
         cfg.log = self.log_config.clone();
         cfg.write_timeout_ms = 5_000;
@@ -193,7 +198,7 @@ impl Cluster {
         let liveness = lock(&self.nodes)[&id].liveness.clone();
         let on_open = move |p: &Arc<Partition>| {
             liveness.register(group, p);
-            router.register(group, id, p.raft().clone());
+            router.register(group, id, p.peer_handle());
             let mut rx = p.raft().metrics();
             let leaders = leaders.clone();
             tokio::spawn(async move {

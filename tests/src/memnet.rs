@@ -1,5 +1,5 @@
 //! An in-memory Raft transport for in-process clusters: every message is a direct call on the
-//! target node's Raft handle, through per-link rules the test controls (cut, drop with a seeded
+//! target node's peer handle (what its real transport would dispatch to), through per-link rules the test controls (cut, drop with a seeded
 //! probability, delay with jitter; jitter reorders messages).
 
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use strata_raft::partition::Raft;
+use strata_raft::transport::GroupHandle;
 use strata_raft::types::{NodeId, TypeConfig, Vote};
 
 /// Rules for the link from one node to another.
@@ -29,14 +29,22 @@ pub struct LinkRule {
 }
 
 /// Routes messages between the nodes of one process, per group.
-#[derive(Debug)]
 pub struct Router {
-    rafts: RwLock<HashMap<(u64, NodeId), Raft>>,
+    rafts: RwLock<HashMap<(u64, NodeId), Arc<dyn GroupHandle>>>,
     rules: Mutex<HashMap<(NodeId, NodeId), LinkRule>>,
     isolated: Mutex<HashSet<NodeId>>,
     rng: Mutex<u64>,
     /// Raft messages routed so far (to see that sleeping groups send none).
     pub messages: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("rules", &self.rules)
+            .field("isolated", &self.isolated)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Router {
@@ -51,8 +59,8 @@ impl Router {
         })
     }
 
-    /// Registers the Raft handle of `node` for `group`.
-    pub fn register(&self, group: u64, node: NodeId, raft: Raft) {
+    /// Registers the peer handle of `node` for `group` (`Partition::peer_handle`).
+    pub fn register(&self, group: u64, node: NodeId, raft: Arc<dyn GroupHandle>) {
         self.rafts
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -115,7 +123,7 @@ impl Router {
         group: u64,
         from: NodeId,
         to: NodeId,
-    ) -> Result<Raft, RPCError<TypeConfig>> {
+    ) -> Result<Arc<dyn GroupHandle>, RPCError<TypeConfig>> {
         let unreachable = |why: &str| {
             RPCError::Unreachable(Unreachable::new(&AnyError::error(format!(
                 "{from} -> {to}: {why}"
@@ -237,7 +245,7 @@ impl RaftNetworkV2<TypeConfig> for MemConnection {
         _option: RPCOption,
     ) -> Result<openraft::raft::TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
         let raft = self.router.pass(self.group, self.from, self.to).await?;
-        raft.handle_transfer_leader(req).await.map_err(remote)
+        raft.transfer_leader(req).await.map_err(remote)
     }
 
     async fn full_snapshot(

@@ -36,7 +36,7 @@ pub use disk::{Disk, RealDisk};
 pub use error::{LogError, Result};
 pub use flusher::{Flusher, FlusherHandle};
 pub use frame::EntryKind;
-pub use log::{Appended, Log, NewEntry};
+pub use log::{Appended, Damage, Log, NewEntry};
 pub use read::{Entry, LogBounds, LogReader};
 
 /// A Raft log id: the term of the leader that created the entry and its index.

@@ -320,6 +320,16 @@ pub struct Log {
     pub(crate) next_index: u64,
     pub(crate) next_offset: i64,
     pub(crate) last_term: u64,
+    pub(crate) damage: Option<Damage>,
+}
+
+/// What a verified open lost (see [`Log::open_verified`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Damage {
+    /// The first index no longer in the log: the log now ends just before it.
+    pub first_lost_index: u64,
+    /// The last index the log had recorded as written before the damage.
+    pub recorded_last_index: u64,
 }
 
 /// The writer's handle on the active segment, so an append reads no shared state.
@@ -349,7 +359,28 @@ impl Log {
         disk: Arc<dyn Disk>,
         flusher: &FlusherHandle,
     ) -> Result<Log> {
-        crate::recover::open(dir.as_ref(), config, disk, flusher)
+        crate::recover::open(dir.as_ref(), config, disk, flusher, false)
+    }
+
+    /// As [`Log::open`], but checks every frame of every segment, sealed ones and the
+    /// checkpointed prefix included (a normal open trusts them), and cuts the log at the first
+    /// bad frame. What was lost is reported by [`Log::damage`]. Used after a failure, when a
+    /// read found a corrupt frame: the cost is a read of the whole log.
+    pub fn open_verified(
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+        disk: Arc<dyn Disk>,
+        flusher: &FlusherHandle,
+    ) -> Result<Log> {
+        crate::recover::open(dir.as_ref(), config, disk, flusher, true)
+    }
+
+    /// Damage a verified open found in data the log had recorded as written (sealed segments,
+    /// the checkpointed prefix): unlike a torn tail after a crash, entries up to
+    /// [`Damage::recorded_last_index`] may have been acknowledged to others before they were
+    /// lost.
+    pub fn damage(&self) -> Option<Damage> {
+        self.damage
     }
 
     /// A handle for concurrent reads.

@@ -60,6 +60,7 @@ pub(crate) fn open(
     config: LogConfig,
     disk: Arc<dyn Disk>,
     flusher: &FlusherHandle,
+    verify: bool,
 ) -> Result<Log> {
     config.validate()?;
     disk.create_dir_all(dir)
@@ -183,9 +184,25 @@ pub(crate) fn open(
     let mut segments: Vec<Segment> = Vec::new();
     let mut needs_seal = false;
     let mut expect: Option<Expect> = None;
+    let mut damage: Option<crate::log::Damage> = None;
+    let recorded_last_index = plans
+        .iter()
+        .filter(|p| p.trusted_len > 0)
+        .map(|p| p.last_index)
+        .max()
+        .unwrap_or(0);
     let plan_count = plans.len();
-    for (i, plan) in plans.into_iter().enumerate() {
+    for (i, mut plan) in plans.into_iter().enumerate() {
         let last = i + 1 == plan_count;
+        // What the manifest recorded for this segment, before a verified scan ignores it.
+        let recorded = (plan.trusted_len > 0).then_some(plan.last_index);
+        if verify {
+            plan.sealed = false;
+            plan.trusted_len = 0;
+            plan.last_index = plan.first_index - 1;
+            plan.last_term = 0;
+            plan.next_offset = plan.base_offset;
+        }
         if rebuilt
             && let Some(x) = expect
             && (plan.first_index != x.index || plan.base_offset != x.offset)
@@ -210,9 +227,35 @@ pub(crate) fn open(
         if rebuilt && empty_scanned && !last {
             break;
         }
+        if verify && let Some(r) = recorded.filter(|r| seg.last_index < *r) {
+            // Frames the manifest recorded are damaged: the log ends before the first bad one.
+            tracing::error!(path = %seg.path.display(), valid_to = seg.last_index, recorded = r,
+                "verified open: damaged frames in recorded data; the log is cut before them");
+            damage = Some(crate::log::Damage {
+                first_lost_index: seg.last_index + 1,
+                recorded_last_index,
+            });
+            needs_seal = true;
+            let drop_it = seg.len == 0;
+            if !drop_it {
+                segments.push(seg);
+            }
+            break;
+        }
+        if verify && !last {
+            // A scanned segment that is not the last one stays sealed.
+            let mut seg = seg;
+            seg.sealed = true;
+            segments.push(seg);
+            continue;
+        }
         segments.push(seg);
     }
-    if rebuilt && segments.len() < plan_count {
+    if damage.is_some() && segments.is_empty() {
+        // Nothing valid is left: the log restarts after its purge point.
+        needs_seal = false;
+    }
+    if (rebuilt || damage.is_some()) && segments.len() < plan_count {
         // Later segments did not connect: they are not part of the log.
         needs_seal = true;
     }
@@ -237,6 +280,12 @@ pub(crate) fn open(
     };
     let (next_index, next_offset, last_term) = match segments.last() {
         Some(s) => (s.last_index + 1, s.next_offset, s.last_term),
+        // Damage took every segment: the log ends at its purge point.
+        None if damage.is_some() => (
+            first_index,
+            header.log_start_offset,
+            header.last_purged.map_or(0, |p| p.term),
+        ),
         None => (header.next_index, header.next_offset, header.last_term),
     };
     let log_start_offset = if rebuilt {
@@ -301,7 +350,7 @@ pub(crate) fn open(
         last_term,
         generation: header.generation,
     };
-    let rewrite = rebuilt || needs_seal || manifest.is_none();
+    let rewrite = rebuilt || needs_seal || manifest.is_none() || damage.is_some();
     let shared = Arc::new(Shared {
         dir: dir.to_path_buf(),
         config,
@@ -337,6 +386,7 @@ pub(crate) fn open(
         next_index,
         next_offset,
         last_term,
+        damage,
     })
 }
 

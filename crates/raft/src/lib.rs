@@ -18,6 +18,7 @@ pub mod error;
 pub mod liveness;
 pub mod partition;
 pub mod producers;
+pub mod quarantine;
 pub mod replica;
 pub mod state_machine;
 pub mod store;

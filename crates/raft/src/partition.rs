@@ -4,6 +4,7 @@
 
 use crate::error::PartitionError;
 use crate::producers::{last_sequence, next_sequence_after};
+use crate::quarantine::{self, PeerHandle, Quarantine};
 use crate::state_machine::{PartitionState, StateHook, StateMachine};
 use crate::store::LogStore;
 use crate::types::{Applied, BatchCommand, Command, NodeId, TypeConfig};
@@ -89,6 +90,10 @@ pub struct PartitionConfig {
     /// them again), and recovery, which reads through the page cache, would take them as
     /// durable and let this replica acknowledge them.
     pub durable_cut: Option<u64>,
+    /// Open the log with a full check of every frame (`Log::open_verified`) and quarantine
+    /// the replica if recorded data was lost (see [`crate::quarantine`]). The supervisor sets
+    /// it when it reopens a replica after a failure.
+    pub verify_on_open: bool,
 }
 
 impl PartitionConfig {
@@ -105,6 +110,7 @@ impl PartitionConfig {
             write_timeout_ms: WRITE_TIMEOUT_DEFAULT_MS,
             disk: Arc::new(strata_log::RealDisk),
             durable_cut: None,
+            verify_on_open: false,
         }
     }
 
@@ -220,6 +226,10 @@ pub struct Partition {
     /// Set once the group is stopped under other holders (see [`Partition::close`]): waits end
     /// and every later call fails with [`PartitionError::Fatal`].
     closed: watch::Sender<bool>,
+    /// Set while the replica may not vote or campaign (see [`crate::quarantine`]).
+    quarantine: Arc<Quarantine>,
+    /// Set when a read found damaged data: the supervisor reopens the replica verified.
+    damaged: watch::Sender<Option<String>>,
 }
 
 /// How often a leader serving idempotent producers proposes its wall clock (a `Clock` entry),
@@ -345,8 +355,13 @@ impl Partition {
         let flusher = flusher.clone();
         let disk = config.disk.clone();
         let cut = config.durable_cut;
+        let verify = config.verify_on_open;
         let log = tokio::task::spawn_blocking(move || {
-            let mut log = Log::open(dir, log_config, disk, &flusher)?;
+            let mut log = if verify {
+                Log::open_verified(dir, log_config, disk, &flusher)?
+            } else {
+                Log::open(dir, log_config, disk, &flusher)?
+            };
             if let Some(cut) = cut
                 && cut < log.next_index().saturating_sub(1)
             {
@@ -364,6 +379,7 @@ impl Partition {
         .await
         .map_err(fatal)?
         .map_err(fatal)?;
+        let damage = log.damage();
         let state = PartitionState::new(0, config.producer_expiry_ms);
         let store =
             LogStore::new(log, config.append_bytes_max, Some(state.clone())).map_err(fatal)?;
@@ -376,7 +392,49 @@ impl Partition {
             .await
             .map_err(fatal)?;
         let retention = tokio::spawn(retention_task(raft.clone(), state.watch_retained()));
+        let quarantine = Arc::new(Quarantine::default());
+        if let Some(d) = damage {
+            // The membership is loaded from the log as the group starts; only a replica known
+            // to be its group's sole voter skips the quarantine (a membership lost with the
+            // damage is not known).
+            let me = config.node_id;
+            let sole = |m: &RaftMetrics<TypeConfig>| {
+                let mut v = m.membership_config.membership().voter_ids();
+                v.next() == Some(me) && v.next().is_none()
+            };
+            let loaded = raft
+                .wait(Some(Duration::from_secs(2)))
+                .metrics(
+                    |m| {
+                        m.membership_config
+                            .membership()
+                            .voter_ids()
+                            .next()
+                            .is_some()
+                    },
+                    "membership loaded",
+                )
+                .await;
+            let sole_voter = loaded.is_ok_and(|m| sole(&m));
+            if !sole_voter {
+                tracing::error!(
+                    group = config.group_id,
+                    lost_from = d.first_lost_index,
+                    recorded_to = d.recorded_last_index,
+                    "the log lost recorded entries: quarantined (no votes, no elections) until the leader has repaired them"
+                );
+                quarantine::start(&raft, &quarantine, d.recorded_last_index, config.group_id);
+            } else {
+                tracing::error!(
+                    group = config.group_id,
+                    lost_from = d.first_lost_index,
+                    recorded_to = d.recorded_last_index,
+                    "the log lost recorded entries and this replica is the group's only voter: they are gone"
+                );
+            }
+        }
         Ok(Partition {
+            quarantine,
             retention,
             raft,
             store,
@@ -392,6 +450,7 @@ impl Partition {
             inflight: Mutex::new(HashMap::new()),
             clock_proposed: Mutex::new(None),
             closed: watch::channel(false).0,
+            damaged: watch::channel(None).0,
             lead: Arc::default(),
         })
     }
@@ -455,12 +514,33 @@ impl Partition {
     /// disturbed). Used by a new group's preferred leader, and by the liveness ticker for the
     /// followers of a leader whose node fell silent.
     pub async fn elect(&self) -> Result<(), PartitionError> {
+        if self.quarantine.until().is_some() {
+            return Ok(());
+        }
         self.raft.trigger().elect(true).await.map_err(fatal)
     }
 
     /// Registers this replica with a peer server's group registry, under its group id.
     pub fn register_with(&self, registry: &crate::transport::GroupRegistry, group_id: u64) {
-        registry.insert(group_id, Arc::new(self.raft.clone()));
+        registry.insert(group_id, self.peer_handle());
+    }
+
+    /// What this replica answers to its peers (its Raft group, gated by its quarantine):
+    /// what a transport dispatches incoming messages to.
+    pub fn peer_handle(&self) -> Arc<PeerHandle> {
+        Arc::new(PeerHandle::new(self.raft.clone(), self.quarantine.clone()))
+    }
+
+    /// The log index this replica must hold again before it may vote, while it is
+    /// quarantined after losing recorded data (see [`crate::quarantine`]).
+    pub fn quarantined_until(&self) -> Option<u64> {
+        self.quarantine.until()
+    }
+
+    /// A receiver that turns `Some(reason)` when a read found damaged data in this replica's
+    /// log (the supervisor then reopens it with a full check).
+    pub fn watch_damage(&self) -> watch::Receiver<Option<String>> {
+        self.damaged.subscribe()
     }
 
     /// Waits up to `timeout` until this replica no longer counts `node` as its leader.
@@ -933,6 +1013,12 @@ impl Partition {
                     start,
                     end: hw,
                 },
+                e @ strata_log::LogError::Corrupt { .. } => {
+                    // Damaged data is never served; the replica is reopened with a full check
+                    // (it then repairs from the other replicas).
+                    self.damaged.send_replace(Some(e.to_string()));
+                    fatal(e)
+                }
                 other => fatal(other),
             })?;
         Ok(Fetched {

@@ -75,8 +75,19 @@ impl Replica {
         F: Fn() -> N + Send + Sync + 'static,
     {
         let on_open: OnOpen = Arc::new(on_open);
-        let first =
-            Arc::new(Partition::open(config.clone(), &flusher, network(), hook.clone()).await?);
+        let first = match Partition::open(config.clone(), &flusher, network(), hook.clone()).await {
+            Ok(p) => p,
+            Err(e) => {
+                // Reading the log at start found damage (or another failure): check every
+                // frame and open what is intact (quarantined if recorded data was lost).
+                tracing::warn!(group = config.group_id, error = %e,
+                    "opening the replica failed; retrying with a full check of its log");
+                let mut verified = config.clone();
+                verified.verify_on_open = true;
+                Partition::open(verified, &flusher, network(), hook.clone()).await?
+            }
+        };
+        let first = Arc::new(first);
         on_open(&first);
         let slot = Arc::new(RwLock::new(Some(first)));
         let (status_tx, status) = watch::channel(ReplicaStatus::Running);
@@ -159,13 +170,18 @@ async fn supervise<N, F>(
             return;
         };
         let mut metrics = p.raft().metrics();
+        let mut damage = p.watch_damage();
         drop(p);
         let reason = loop {
             if let Err(e) = &metrics.borrow_watched().running_state {
                 break e.to_string();
             }
+            if let Some(d) = damage.borrow().clone() {
+                break format!("damaged data: {d}");
+            }
             tokio::select! {
                 r = metrics.changed() => if r.is_err() { break "the replica stopped".to_string() },
+                r = damage.changed() => if r.is_err() { break "the replica stopped".to_string() },
                 _ = stop.changed() => {
                     let _ = status.send(ReplicaStatus::Stopped);
                     return;
@@ -186,6 +202,9 @@ async fn supervise<N, F>(
             let durable = p.durable_log_index();
             config.durable_cut = Some(durable);
         }
+        // Whatever failed (a read of damaged data, a storage error), check every frame on the
+        // way back: recorded data that is damaged must be found now, not served later.
+        config.verify_on_open = true;
         if let Some(p) = taken {
             // Wait for in-flight users to let go, then drop it without a clean close.
             let mut p = p;

@@ -273,3 +273,72 @@ fn corruption_inside_a_sealed_segment_is_refused() {
     let last = all.last().unwrap();
     assert_eq!(r.entry(last.index).unwrap(), *last);
 }
+
+/// A verified open checks sealed segments and the checkpointed prefix too: damage there
+/// (a flipped byte, a zeroed page, a truncated file) cuts the log before the first bad frame,
+/// drops every later segment, and is reported with what the log had recorded; appends then
+/// continue right after the cut. A clean log verifies with no damage.
+#[test]
+fn a_verified_open_cuts_damaged_recorded_data_and_reports_it() {
+    let root = tempfile::tempdir().unwrap();
+    let flusher = Flusher::start("t").unwrap();
+    let clean = root.path().join("clean");
+    let all = multi_segment(&clean, &flusher);
+    {
+        let log = Log::open_verified(
+            &clean,
+            small_config(),
+            Arc::new(RealDisk),
+            &flusher.handle(),
+        )
+        .unwrap();
+        assert_eq!(log.damage(), None);
+        assert_eq!(log.next_index(), 61);
+    }
+    type Harm = fn(&Path);
+    let harms: Vec<(&str, Harm)> = vec![
+        ("flipped byte", |p| {
+            let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+            f.write_all_at(b"\xAA", 700).unwrap();
+        }),
+        ("zeroed page", |p| {
+            let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+            f.write_all_at(&[0u8; 4096][..2000], 600).unwrap();
+        }),
+        ("truncated", |p| {
+            let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+            f.set_len(650).unwrap();
+        }),
+    ];
+    for (what, harm) in harms {
+        let dir = root.path().join(what.replace(' ', "-"));
+        copy_dir(&clean, &dir);
+        let segments = files_with(&dir, "log");
+        assert!(segments.len() > 3, "{what}: too few segments");
+        harm(&segments[1]);
+        let mut log =
+            Log::open_verified(&dir, small_config(), Arc::new(RealDisk), &flusher.handle())
+                .unwrap();
+        let damage = log.damage().unwrap_or_else(|| panic!("{what}: no damage"));
+        assert_eq!(damage.recorded_last_index, 60, "{what}");
+        let last = log.next_index() - 1;
+        assert_eq!(damage.first_lost_index, last + 1, "{what}");
+        assert!(last < 60 && last >= all[0].index, "{what}: cut at {last}");
+        // Everything kept is intact; the later segments are gone.
+        let kept = log.reader().entries(1, last + 1, usize::MAX).unwrap();
+        assert_eq!(kept[..], all[..last as usize], "{what}");
+        assert!(files_with(&dir, "log").len() <= 2, "{what}");
+        // Appends continue after the cut, and a normal open agrees.
+        let b = batch(1, 10, 999, 0);
+        log.append(&[data(2, last + 1, &b)]).unwrap();
+        log.flush_wait().unwrap();
+        drop(log);
+        let log = open_real(&dir, &flusher, &small_config()).unwrap();
+        assert_eq!(log.next_index(), last + 2, "{what}");
+        assert_eq!(
+            log.reader().entries(1, last + 2, usize::MAX).unwrap().len() as u64,
+            last + 1,
+            "{what}"
+        );
+    }
+}
