@@ -68,6 +68,7 @@ async fn a_thousand_groups_on_three_nodes_commit_then_sleep() {
             cfg.log = LogConfig {
                 segment_bytes_max: 1 << 20,
                 preallocate_bytes_step: 64 * 1024,
+                preallocate_bytes_min: 64 * 1024,
                 entry_bytes_max: 1 << 20,
                 ..LogConfig::default()
             };

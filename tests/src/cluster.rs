@@ -119,6 +119,7 @@ impl Cluster {
             log_config: LogConfig {
                 segment_bytes_max: 64 * 1024,
                 preallocate_bytes_step: 16 * 1024,
+                preallocate_bytes_min: 16 * 1024,
                 ..LogConfig::default()
             },
             leaders: Arc::new(LeaderLog::default()),

@@ -13,9 +13,14 @@ pub struct LogConfig {
     /// A segment rolls at the next append once it is this old (0: never by age), so retention
     /// by time can delete data that stops arriving.
     pub segment_ms_max: u64,
-    /// The file is extended with `fallocate` in steps of this size ahead of the write position,
-    /// so a full disk is an error at append rather than a SIGBUS or a failed write later.
+    /// The file is extended with `fallocate` ahead of the write position, so a full disk is an
+    /// error at append rather than a SIGBUS or a failed write later. The step starts at
+    /// [`LogConfig::preallocate_bytes_min`] and doubles at each extension up to this size, so a
+    /// busy log extends rarely and an idle one holds little space.
     pub preallocate_bytes_step: u64,
+    /// The first preallocation of a log, and of a segment started by age (the log is idle):
+    /// what an idle replica's active segment occupies on disk.
+    pub preallocate_bytes_min: u64,
     /// One sparse index entry per this many bytes of log. Bounds the scan a lookup does after
     /// its binary search.
     pub index_interval_bytes: u64,
@@ -29,6 +34,7 @@ impl Default for LogConfig {
             segment_bytes_max: 1 << 30,
             segment_ms_max: 7 * 24 * 3600 * 1000,
             preallocate_bytes_step: 8 << 20,
+            preallocate_bytes_min: 64 << 10,
             index_interval_bytes: 4096,
             entry_bytes_max: 16 << 20,
         }
@@ -50,8 +56,13 @@ impl LogConfig {
                 "segment_bytes_max must fit in 32 bits (positions are u32)",
             ));
         }
-        if self.preallocate_bytes_step < 4096 {
-            return Err(bad("preallocate_bytes_step must be at least 4096"));
+        if self.preallocate_bytes_min < 4096 {
+            return Err(bad("preallocate_bytes_min must be at least 4096"));
+        }
+        if self.preallocate_bytes_step < self.preallocate_bytes_min {
+            return Err(bad(
+                "preallocate_bytes_step must be at least preallocate_bytes_min",
+            ));
         }
         if self.index_interval_bytes == 0 {
             return Err(bad("index_interval_bytes must be positive"));

@@ -321,6 +321,9 @@ pub struct Log {
     pub(crate) next_offset: i64,
     pub(crate) last_term: u64,
     pub(crate) damage: Option<Damage>,
+    /// The next preallocation step: doubles from `preallocate_bytes_min` at each extension up
+    /// to `preallocate_bytes_step`, and starts over when a segment rolls by age.
+    pub(crate) prealloc_step: u64,
 }
 
 /// What a verified open lost (see [`Log::open_verified`]).
@@ -551,15 +554,20 @@ impl Log {
     fn prepare_room(&mut self, plans: &[Plan]) -> Result<usize> {
         let config = &self.shared.config;
         let first_len = plans[0].frame.frame_len as u64;
+        let mut aged = false;
         let must_roll = match &self.active {
             None => true,
             Some(a) => {
-                let aged = config.segment_ms_max > 0
+                aged = config.segment_ms_max > 0
                     && a.created.elapsed().as_millis() as u64 >= config.segment_ms_max;
                 a.len > 0 && (a.len + first_len > config.segment_bytes_max || aged)
             }
         };
         if must_roll {
+            if aged {
+                // Rolled by age, not size: the log is slow; start small again.
+                self.prealloc_step = config.preallocate_bytes_min;
+            }
             self.roll()?;
         }
         let config = &self.shared.config;
@@ -578,14 +586,15 @@ impl Log {
             n += 1;
         }
         if end > active.alloc {
-            let step = config.preallocate_bytes_step;
-            let target = end.div_ceil(step) * step;
+            let step = self.prealloc_step;
+            let target = (active.alloc + step).max(end.div_ceil(4096) * 4096);
             let target = target.min(config.segment_capacity()).max(end);
             self.shared
                 .disk
                 .allocate(&active.file, target)
                 .map_err(|e| LogError::io("fallocate segment", &active.path, e))?;
             active.alloc = target;
+            self.prealloc_step = (step * 2).min(config.preallocate_bytes_step);
         }
         Ok(n)
     }
@@ -654,7 +663,7 @@ impl Log {
         let disk = &self.shared.disk;
         // A file of this name is an orphan of a crash or a cut: not part of the log.
         let file = crate::disk::create_replacing(&**disk, &path)?;
-        let step = self.shared.config.preallocate_bytes_step;
+        let step = self.prealloc_step;
         let setup = disk
             .allocate(&file, step)
             .map_err(|e| LogError::io("fallocate segment", &path, e))

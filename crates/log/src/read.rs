@@ -86,6 +86,13 @@ impl LogReader {
         v.segments.get(i).is_some_and(|s| s.first_index == index)
     }
 
+    /// Each segment's base offset and the bytes of data it holds (not its preallocated
+    /// length), oldest first: what retention by size counts.
+    pub fn segment_sizes(&self) -> Vec<(i64, u64)> {
+        let v = self.shared.read_view();
+        v.segments.iter().map(|s| (s.base_offset, s.len)).collect()
+    }
+
     /// The current extent of the log.
     pub fn bounds(&self) -> LogBounds {
         let v = self.shared.read_view();

@@ -379,6 +379,7 @@ pub(crate) fn open(
         disk.sync_dir(dir)
             .map_err(|e| LogError::io("fsync directory", dir, e))?;
     }
+    let prealloc_step = shared.config.preallocate_bytes_min;
     Ok(Log {
         shared,
         flusher: flusher.clone(),
@@ -387,6 +388,7 @@ pub(crate) fn open(
         next_offset,
         last_term,
         damage,
+        prealloc_step,
     })
 }
 

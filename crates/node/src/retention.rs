@@ -4,7 +4,6 @@
 //! whole segments below it on every replica.
 
 use crate::node::Shared;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -44,12 +43,8 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 }
             }
             if config.retention_bytes > 0 {
-                let dir = h.dir.clone();
                 let limit = config.retention_bytes as u64;
-                let by_size = tokio::task::spawn_blocking(move || keep_from_size(&dir, limit))
-                    .await
-                    .ok()
-                    .flatten();
+                let by_size = keep_from_size(p.log_reader().segment_sizes(), limit);
                 if let Some(o) = by_size {
                     keep_from = Some(keep_from.map_or(o, |k| k.max(o)));
                 }
@@ -79,19 +74,9 @@ fn now_ms() -> i64 {
 }
 
 /// The base offset of the oldest segment to keep so that the segments kept (newest first)
-/// hold at most `limit` bytes, beyond the active one; `None` if all fit.
-fn keep_from_size(dir: &Path, limit: u64) -> Option<i64> {
-    let mut segs: Vec<(i64, u64)> = std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_str()?.to_string();
-            let stem = name.strip_suffix(".log")?;
-            let base: i64 = stem.split('-').next()?.parse().ok()?;
-            Some((base, e.metadata().ok()?.len()))
-        })
-        .collect();
-    segs.sort_unstable();
+/// hold at most `limit` bytes of data, beyond the active one; `None` if all fit. `segs` are
+/// (base offset, data bytes), oldest first (`LogReader::segment_sizes`).
+fn keep_from_size(segs: Vec<(i64, u64)>, limit: u64) -> Option<i64> {
     let mut total = 0u64;
     for i in (0..segs.len()).rev() {
         total += segs[i].1;
@@ -100,4 +85,20 @@ fn keep_from_size(dir: &Path, limit: u64) -> Option<i64> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keep_from_size;
+
+    /// Sizes are data bytes (an active segment preallocated to megabytes but holding 5 bytes
+    /// counts 5), the active segment is always kept, and whole segments go oldest first.
+    #[test]
+    fn retention_by_size_counts_data_and_keeps_the_newest() {
+        let segs = vec![(0, 100), (10, 100), (20, 100), (30, 5)];
+        assert_eq!(keep_from_size(segs.clone(), 150), Some(20));
+        assert_eq!(keep_from_size(segs.clone(), 305), None);
+        assert_eq!(keep_from_size(segs.clone(), 1), Some(30));
+        assert_eq!(keep_from_size(vec![(0, 1 << 30)], 1), None);
+    }
 }

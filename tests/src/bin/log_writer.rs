@@ -12,6 +12,7 @@ fn main() -> anyhow::Result<()> {
     let config = LogConfig {
         segment_bytes_max: 64 * 1024,
         preallocate_bytes_step: 16 * 1024,
+        preallocate_bytes_min: 16 * 1024,
         ..LogConfig::default()
     };
     let mut log = Log::open(&dir, config, Arc::new(RealDisk), &flusher.handle())?;

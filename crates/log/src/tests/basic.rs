@@ -291,3 +291,45 @@ fn a_halted_log_does_no_more_io() {
     drop(log);
     assert_eq!(h.sim.op_count(), ops, "a halted log touched the disk");
 }
+
+/// Preallocation starts at `preallocate_bytes_min` (an idle log holds little disk) and doubles
+/// with each extension up to `preallocate_bytes_step` (a busy log extends rarely).
+#[test]
+fn preallocation_starts_small_and_grows_with_the_write_rate() {
+    let config = LogConfig {
+        segment_bytes_max: 1 << 20,
+        segment_ms_max: 0,
+        preallocate_bytes_step: 64 << 10,
+        preallocate_bytes_min: 8 << 10,
+        index_interval_bytes: 4096,
+        entry_bytes_max: 64 << 10,
+    };
+    let h = Harness::new(config);
+    let mut log = h.open().unwrap();
+    let b = batch(1, 100, 1, 0);
+    log.append(&[data(1, 1, &b)]).unwrap();
+    let file_len = |log: &Log| {
+        let path = log.shared.read_view().segments.last().unwrap().path.clone();
+        std::fs::metadata(path).unwrap().len()
+    };
+    assert_eq!(file_len(&log), 8 << 10, "a new log starts small");
+    let mut sizes = vec![file_len(&log)];
+    let big = batch(1, 3000, 2, 0);
+    for i in 2..200 {
+        log.append(&[data(1, i, &big)]).unwrap();
+        let l = file_len(&log);
+        if l != *sizes.last().unwrap() {
+            sizes.push(l);
+        }
+    }
+    let steps: Vec<u64> = sizes.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(
+        steps[..4],
+        [8 << 10, 16 << 10, 32 << 10, 64 << 10],
+        "steps double: {steps:?}"
+    );
+    assert!(
+        steps[4..].iter().all(|s| *s == 64 << 10),
+        "capped: {steps:?}"
+    );
+}

@@ -36,6 +36,7 @@ pub(crate) fn small_config() -> LogConfig {
         segment_bytes_max: 4096,
         segment_ms_max: 0,
         preallocate_bytes_step: 4096,
+        preallocate_bytes_min: 4096,
         index_interval_bytes: 256,
         entry_bytes_max: 64 * 1024,
     }
