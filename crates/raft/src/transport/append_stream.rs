@@ -78,8 +78,13 @@ where
     // unreachable peer) while producing a request, so a stream that failed before asking for
     // one would be retried at once, in a tight loop, for as long as the peer is down.
     let mut input = input;
-    let first = input.next().await;
-    let input = futures_util::stream::iter(first).chain(input);
+    let Some(first) = input.next().await else {
+        // openraft closed the input before a first request (replication is stopping): there
+        // is nothing to send. (Chaining after an ended input would poll it again, which
+        // openraft's stream answers with a panic.)
+        return Ok(stream::empty().boxed());
+    };
+    let input = futures_util::stream::iter(Some(first)).chain(input.fuse());
     if setup.peers.links().verdict(call.from, call.target) == Verdict::Cut {
         return Err(call.unreachable("link cut by LinkControl"));
     }

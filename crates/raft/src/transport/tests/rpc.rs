@@ -78,6 +78,27 @@ async fn append_with_entries_delivers_identical_payloads() {
     server.stop().await;
 }
 
+/// openraft can close a replication stream's input before its first request (replication
+/// stopping: a shutdown, a step-down). The transport used to chain the (absent) first request
+/// in front of the ended input and poll it again, which openraft's input stream answers with a
+/// panic ("Unfold must not be polled after it returned `Poll::Ready(None)`", once per group at
+/// every shutdown). It now answers an empty stream.
+#[tokio::test]
+async fn an_append_stream_whose_input_ended_at_once_is_empty() {
+    let config = test_config();
+    let server = TestServer::start(&config).await;
+    let _group = server.host(4, FakeGroup::default());
+    let peers = peers(CLIENT, &config);
+    let mut c = client(&peers, 4, SERVER.node_id, &server.node()).await;
+    // Like openraft's input: ended at once, and panics if polled after it ended.
+    let ended = Box::pin(stream::unfold((), |()| async { None::<(Req, ())> }));
+    let answers = c.stream_append(ended, option()).await.expect("open");
+    let answers: Vec<_> = answers.collect().await;
+    assert!(answers.is_empty(), "{answers:?}");
+    drop((c, peers));
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn append_stream_pipelines_and_stops_at_the_first_conflict() {
     let config = test_config();
