@@ -126,7 +126,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<std::process::ExitCode> {
     eprintln!("{why}: stopping the cluster");
     let mut stops = tokio::task::JoinSet::new();
     for n in nodes {
-        stops.spawn(n.shutdown());
+        stops.spawn(n.shutdown_with_cluster());
     }
     while stops.join_next().await.is_some() {}
     if temporary {

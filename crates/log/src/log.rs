@@ -194,6 +194,11 @@ impl Shared {
     /// Marks the log failed: every later operation errors until it is reopened.
     pub fn fail(&self, reason: String) {
         tracing::error!(dir = %self.dir.display(), %reason, "log failed; it must be reopened");
+        self.stop_with(reason);
+    }
+
+    /// As [`Shared::fail`], for a stop asked for (`Log::halt`): nothing went wrong.
+    pub fn stop_with(&self, reason: String) {
         let mut s = lock(&self.sync);
         if s.failed.is_none() {
             s.failed = Some(reason);
@@ -1029,8 +1034,9 @@ impl Log {
     /// pending flushes complete with an error; returns once the flusher is not working on it.
     /// (A process that reopens the directory must not have an old instance still writing.)
     pub fn halt(&self) {
+        tracing::debug!(dir = %self.shared.dir.display(), "log halted");
         self.shared
-            .fail("halted: this log instance was stopped".to_string());
+            .stop_with("halted: this log instance was stopped".to_string());
         self.shared.wait_idle();
     }
 

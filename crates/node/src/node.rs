@@ -6,7 +6,7 @@ use crate::controller::{CONTROLLER_GROUP, ControlService, Controller, Controller
 use crate::errors;
 use crate::meta::{ClusterMeta, Command, NodeMeta, NodeState, Refusal};
 use crate::observe::{NodeMetrics, Probe};
-use crate::replicas::{ReplicaEnv, Replicas, handoff};
+use crate::replicas::{ReplicaEnv, Replicas};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -719,19 +719,36 @@ impl Node {
     /// Graceful shutdown: hands leadership of every partition (and the controller) to other
     /// replicas, stops serving, closes the replicas.
     pub async fn shutdown(self) {
-        let patience = Duration::from_millis(self.shared.config.shutdown_timeout_ms);
-        tracing::info!(
-            node = self.node_id(),
-            "shutting down: handing off leadership"
-        );
-        self.shared.replicas.hand_off_leadership(patience).await;
-        if let Some(p) = self.shared.controller.partition() {
-            handoff(
-                &p,
-                self.node_id(),
-                tokio::time::Instant::now() + Duration::from_secs(3),
-            )
-            .await;
+        self.stop(true).await;
+    }
+
+    /// Shutdown of a node whose whole cluster stops with it (`strata dev`): no leadership is
+    /// handed to nodes that are stopping too.
+    pub async fn shutdown_with_cluster(self) {
+        self.stop(false).await;
+    }
+
+    /// Stops in order: hand leadership away (when `handoff`), stop the background tasks and
+    /// listeners, stop every Raft group and close its log (many at once), then the controller
+    /// and the peer server.
+    async fn stop(self, handoff: bool) {
+        if handoff {
+            let patience = Duration::from_millis(self.shared.config.shutdown_timeout_ms);
+            tracing::info!(
+                node = self.node_id(),
+                "shutting down: handing off leadership"
+            );
+            self.shared.replicas.hand_off_leadership(patience).await;
+            if let Some(p) = self.shared.controller.partition() {
+                crate::replicas::handoff(
+                    &p,
+                    self.node_id(),
+                    tokio::time::Instant::now() + Duration::from_secs(3),
+                )
+                .await;
+            }
+        } else {
+            tracing::info!(node = self.node_id(), "shutting down with the cluster");
         }
         let _ = self.stop.send(true);
         for t in self.tasks {

@@ -44,6 +44,10 @@ impl Hosted {
     }
 }
 
+/// How many replicas hand leadership away or stop at once during a shutdown (each waits on
+/// other nodes or on its log's last sync; one after another, 300 replicas took 20 s).
+const PARALLEL_STOPS: usize = 64;
+
 /// What replicas need from the node.
 #[derive(Clone)]
 pub struct ReplicaEnv {
@@ -428,19 +432,29 @@ impl Replicas {
     /// Hands leadership of every partition this node leads to another voter (graceful
     /// shutdown), waiting up to `patience` in all.
     pub async fn hand_off_leadership(&self, patience: Duration) {
+        use futures_util::StreamExt;
         let deadline = tokio::time::Instant::now() + patience;
-        for h in self.all() {
-            let Some(p) = h.partition() else { continue };
-            handoff(&p, self.env.node_id, deadline).await;
-        }
+        let me = self.env.node_id;
+        let led: Vec<Arc<Partition>> = self
+            .all()
+            .iter()
+            .filter_map(|h| h.partition())
+            .filter(|p| p.leads())
+            .collect();
+        futures_util::stream::iter(led)
+            .for_each_concurrent(PARALLEL_STOPS, |p| async move {
+                handoff(&p, me, deadline).await;
+            })
+            .await;
     }
 
-    /// Stops every replica (without removing data).
+    /// Stops every replica (without removing data), many at once.
     pub async fn close_all(&self) {
+        use futures_util::StreamExt;
         let groups: Vec<u64> = self.all().iter().map(|h| h.group_id).collect();
-        for g in groups {
-            self.close(g, false).await;
-        }
+        futures_util::stream::iter(groups)
+            .for_each_concurrent(PARALLEL_STOPS, |g| self.close(g, false))
+            .await;
     }
 
     /// Replicas that are down (storage failure, reopening).
