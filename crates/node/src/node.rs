@@ -2,8 +2,9 @@
 //! client services, health and metrics, background tasks, and graceful shutdown.
 
 use crate::config::{NodeConfig, parse_initial_cluster};
-use crate::controller::{CONTROLLER_GROUP, ControlService, Controller, ControllerError};
+use crate::controller::{CONTROLLER_GROUP, Controller, ControllerError};
 use crate::errors;
+use crate::grpc::control::{ControlService, GrpcControlLink};
 use crate::meta::{ClusterMeta, Command, NodeMeta, NodeState, Refusal};
 use crate::observe::{NodeMetrics, Probe};
 use crate::replicas::{ReplicaEnv, Replicas};
@@ -518,9 +519,12 @@ impl Node {
             registry.clone(),
             liveness.clone(),
         );
+        let control_timeout = Duration::from_millis(config.request_timeout_ms.min(10_000));
+        let link = Arc::new(GrpcControlLink::new(peer_identity, control_timeout));
         let controller = Arc::new(
             Controller::open(
-                peer_identity,
+                identity.node_id,
+                link,
                 move |hook| {
                     Box::pin(async move {
                         Replica::start(
@@ -538,7 +542,7 @@ impl Node {
                     })
                 },
                 identity.seeds.clone(),
-                Duration::from_millis(config.request_timeout_ms.min(10_000)),
+                control_timeout,
             )
             .await
             .map_err(|e| NodeError::Other(format!("open the controller: {e}")))?,
@@ -550,7 +554,7 @@ impl Node {
             .with_liveness(liveness.clone());
         let hints = Arc::new(crate::controller::LeaderHints::default());
         let control = strata_proto::internal::v1::node_control_server::NodeControlServer::new(
-            ControlService::new(controller.clone(), hints.clone()),
+            ControlService::new(peer_identity, controller.clone(), hints.clone()),
         );
         let (peer_stop, peer_stop_rx) = tokio::sync::oneshot::channel::<()>();
         let peer_server = tokio::spawn(async move {
@@ -1005,7 +1009,7 @@ fn send_hints(shared: &Arc<Shared>, meta: &ClusterMeta) {
         }
         let (shared, to, addr, led) = (shared.clone(), *id, n.peer_addr.clone(), led.clone());
         tokio::spawn(async move {
-            let _ = crate::controller::LeaderHints::send(&shared.controller, to, &addr, led).await;
+            let _ = shared.controller.send_hints(to, &addr, led).await;
         });
     }
 }

@@ -4,35 +4,52 @@
 //! joined later as learners), so every node applies the same metadata and can answer metadata
 //! requests. Commands are JSON control entries of group 0; [`MetaHook`] applies them and keeps
 //! the outcome of recent ones by log index so that the proposer can read its own. A node that
-//! does not lead group 0 forwards its proposal to the leader over the peer port
-//! (`strata.internal.v1.NodeControl`).
+//! does not lead group 0 forwards its proposal to the leader through a [`ControlLink`] (the
+//! node's implementation speaks `strata.internal.v1.NodeControl` on the peer port); the node
+//! that receives it answers with [`Controller::propose_forwarded`].
 
 use crate::meta::{ClusterMeta, Command, Outcome, Refusal};
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use strata_proto::internal::v1 as pb;
-use strata_proto::internal::v1::node_control_client::NodeControlClient;
 use strata_raft::error::PartitionError;
 use strata_raft::partition::Partition;
 use strata_raft::replica::Replica;
 use strata_raft::state_machine::StateHook;
-use strata_raft::transport::PeerIdentity;
 use strata_raft::types::LogId;
 use tokio::sync::watch;
-use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Response, Status};
+
+/// How a controller reaches the others: forwarded proposals and leadership hints. The node
+/// implements it over its peer port; tests may implement it in memory.
+pub trait ControlLink: Send + Sync + 'static {
+    /// Sends `command` (a JSON [`Command`]) to node `to` at `addr`, which proposes it (or
+    /// forwards it once more to its leader, unless `forwarded`). Resolves to the entry's index
+    /// and the outcome of applying it.
+    fn propose(
+        &self,
+        to: u64,
+        addr: &str,
+        command: Bytes,
+        forwarded: bool,
+    ) -> BoxFuture<'static, Result<(u64, Outcome), ControllerError>>;
+
+    /// Tells node `to` at `addr` which groups this node leads, in which terms.
+    fn hints(
+        &self,
+        to: u64,
+        addr: &str,
+        led: Vec<(u64, u64)>,
+    ) -> BoxFuture<'static, Result<(), ControllerError>>;
+}
 
 /// The controller's Raft group id.
 pub const CONTROLLER_GROUP: u64 = 0;
 
 /// Outcomes kept for proposers to collect (a proposer reads its own right after apply).
 const OUTCOMES_KEPT: usize = 4096;
-
-/// Request metadata key marking a proposal forwarded once (it is not forwarded again).
-const FORWARDED: &str = "x-strata-forwarded";
 
 /// Why a proposal failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -138,10 +155,10 @@ impl StateHook for MetaHook {
 
 /// This node's replica of the controller group, and the way to change the metadata.
 pub struct Controller {
-    identity: PeerIdentity,
+    node_id: u64,
     hook: Arc<MetaHook>,
     replica: Replica,
-    channels: Mutex<HashMap<String, Channel>>,
+    link: Arc<dyn ControlLink>,
     /// Peer addresses to try when the leader is unknown (the initial cluster, or the voters
     /// a join answered).
     seeds: Mutex<BTreeMap<u64, String>>,
@@ -151,7 +168,7 @@ pub struct Controller {
 impl std::fmt::Debug for Controller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Controller")
-            .field("node", &self.identity.node_id)
+            .field("node", &self.node_id)
             .finish()
     }
 }
@@ -159,7 +176,8 @@ impl std::fmt::Debug for Controller {
 impl Controller {
     /// Opens this node's controller replica (supervised: reopened after a storage failure).
     pub async fn open(
-        identity: PeerIdentity,
+        node_id: u64,
+        link: Arc<dyn ControlLink>,
         start: impl FnOnce(
             Arc<dyn StateHook>,
         )
@@ -170,10 +188,10 @@ impl Controller {
         let hook = MetaHook::new();
         let replica = start(hook.clone()).await?;
         Ok(Controller {
-            identity,
+            node_id,
             hook,
             replica,
-            channels: Mutex::default(),
+            link,
             seeds: Mutex::new(seeds),
             timeout,
         })
@@ -220,21 +238,6 @@ impl Controller {
             .extend(seeds);
     }
 
-    fn channel(&self, addr: &str) -> Result<Channel, ControllerError> {
-        let mut ch = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = ch.get(addr) {
-            return Ok(c.clone());
-        }
-        let c = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| ControllerError::Unavailable(format!("bad peer address {addr}: {e}")))?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(self.timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
-        ch.insert(addr.to_string(), c.clone());
-        Ok(c)
-    }
-
     /// Proposes `cmd` on this node, which must lead group 0. Returns the entry's index and
     /// what applying it produced.
     pub async fn propose_local(&self, cmd: &Command) -> Result<(u64, Outcome), ControllerError> {
@@ -272,29 +275,48 @@ impl Controller {
         cmd: &[u8],
         forwarded: bool,
     ) -> Result<(u64, Outcome), ControllerError> {
-        let mut client = NodeControlClient::new(self.channel(addr)?);
-        let mut req = Request::new(pb::ProposeRequest {
-            header: Some(self.identity.header_to(to, 0)),
-            command: Bytes::copy_from_slice(cmd),
-        });
-        req.set_timeout(self.timeout);
-        if forwarded {
-            req.metadata_mut()
-                .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
-        }
-        let resp = client
-            .propose(req)
+        self.link
+            .propose(to, addr, Bytes::copy_from_slice(cmd), forwarded)
             .await
-            .map_err(|s| ControllerError::Unavailable(format!("node {to}: {}", s.message())))?;
-        let answer: Answer = serde_json::from_slice(&resp.into_inner().result)
-            .map_err(|e| ControllerError::Unavailable(format!("bad answer from {to}: {e}")))?;
-        Ok((answer.index, answer.outcome))
+    }
+
+    /// Answers a proposal another node forwarded here (`forwarded`: it was forwarded once
+    /// already and must not travel further): proposed here if this node leads, else
+    /// forwarded once to the leader this node knows.
+    pub async fn propose_forwarded(
+        &self,
+        command: &[u8],
+        forwarded: bool,
+    ) -> Result<(u64, Outcome), ControllerError> {
+        let cmd: Command = serde_json::from_slice(command).map_err(|e| {
+            ControllerError::Refused(Refusal::Invalid(format!("undecodable command: {e}")))
+        })?;
+        let me = self.node_id;
+        match self.leader() {
+            Some((id, _)) if id == me => self.propose_local(&cmd).await,
+            Some((id, addr)) if !forwarded && !addr.is_empty() => {
+                self.forward(id, &addr, command, true).await
+            }
+            _ => Err(ControllerError::Unavailable(format!(
+                "node {me} does not know the controller's leader"
+            ))),
+        }
+    }
+
+    /// Tells node `to` at `addr` which groups this node leads (see [`LeaderHints`]).
+    pub async fn send_hints(
+        &self,
+        to: u64,
+        addr: &str,
+        led: Vec<(u64, u64)>,
+    ) -> Result<(), ControllerError> {
+        self.link.hints(to, addr, led).await
     }
 
     /// Proposes once: locally if this node leads, else to the leader it knows, else to the
     /// seeds (each forwards to its leader).
     async fn propose_once(&self, cmd: &Command) -> Result<(u64, Outcome), ControllerError> {
-        let me = self.identity.node_id;
+        let me = self.node_id;
         let leader = self.leader();
         if let Some((id, _)) = &leader
             && *id == me
@@ -365,11 +387,13 @@ impl Controller {
     }
 }
 
-/// A forwarded proposal's answer: the entry's index and its outcome.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Answer {
-    index: u64,
-    outcome: Outcome,
+/// A forwarded proposal's answer as it travels back: the entry's index and its outcome.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Answer {
+    /// The controller log index of the proposal.
+    pub index: u64,
+    /// What applying it produced.
+    pub outcome: Outcome,
 }
 
 /// Who leads which partition group, as other nodes said (for partitions this node does not
@@ -401,86 +425,5 @@ impl LeaderHints {
         m.get(&group)
             .filter(|(_, _, at)| at.elapsed() <= HINT_TTL)
             .map(|(n, t, _)| (*n, *t))
-    }
-
-    /// Sends this node's led groups to `to` at `addr`.
-    pub async fn send(
-        controller: &Controller,
-        to: u64,
-        addr: &str,
-        led: Vec<(u64, u64)>,
-    ) -> Result<(), ControllerError> {
-        let mut client = NodeControlClient::new(controller.channel(addr)?);
-        let mut req = Request::new(pb::HintsRequest {
-            header: Some(controller.identity.header_to(to, 0)),
-            led: led
-                .into_iter()
-                .map(|(group_id, term)| pb::LedGroup { group_id, term })
-                .collect(),
-        });
-        req.set_timeout(Duration::from_secs(1));
-        client
-            .hints(req)
-            .await
-            .map(|_| ())
-            .map_err(|s| ControllerError::Unavailable(s.message().to_string()))
-    }
-}
-
-/// The `NodeControl` service: proposals forwarded from other nodes, and leadership hints.
-#[derive(Clone)]
-pub struct ControlService {
-    controller: Arc<Controller>,
-    hints: Arc<LeaderHints>,
-}
-
-impl ControlService {
-    /// A service proposing through `controller` and recording hints into `hints`.
-    pub fn new(controller: Arc<Controller>, hints: Arc<LeaderHints>) -> ControlService {
-        ControlService { controller, hints }
-    }
-}
-
-#[tonic::async_trait]
-impl pb::node_control_server::NodeControl for ControlService {
-    async fn propose(
-        &self,
-        request: Request<pb::ProposeRequest>,
-    ) -> Result<Response<pb::ProposeResponse>, Status> {
-        let forwarded = request.metadata().contains_key(FORWARDED);
-        let req = request.into_inner();
-        self.controller.identity.check(req.header.as_ref())?;
-        let cmd: Command = serde_json::from_slice(&req.command)
-            .map_err(|e| Status::invalid_argument(format!("undecodable command: {e}")))?;
-        let c = &self.controller;
-        let me = c.identity.node_id;
-        let outcome = match c.leader() {
-            Some((id, _)) if id == me => c.propose_local(&cmd).await,
-            Some((id, addr)) if !forwarded && !addr.is_empty() => {
-                c.forward(id, &addr, &req.command, true).await
-            }
-            _ => Err(ControllerError::Unavailable(format!(
-                "node {me} does not know the controller's leader"
-            ))),
-        };
-        let (index, outcome) = outcome.map_err(|e| Status::unavailable(e.to_string()))?;
-        let result = serde_json::to_vec(&Answer { index, outcome })
-            .map_err(|e| Status::internal(format!("encode outcome: {e}")))?;
-        Ok(Response::new(pb::ProposeResponse {
-            result: Bytes::from(result),
-        }))
-    }
-
-    async fn hints(
-        &self,
-        request: Request<pb::HintsRequest>,
-    ) -> Result<Response<pb::HintsResponse>, Status> {
-        let req = request.into_inner();
-        self.controller.identity.check(req.header.as_ref())?;
-        let from = req.header.as_ref().map_or(0, |h| h.from_node);
-        for g in req.led {
-            self.hints.record(from, g.group_id, g.term);
-        }
-        Ok(Response::new(pb::HintsResponse {}))
     }
 }
