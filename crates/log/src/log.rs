@@ -3,16 +3,18 @@
 //! The durable path of an append, step by step:
 //! 1. `append` checks every entry (contiguous index, term not going back, size, and for data
 //!    entries the batch header and its CRC32C), stamps the base offset and leader epoch into the
-//!    batch header copy it writes, frames the entries and writes them with one `pwritev` into
-//!    space reserved by `fallocate`. The entries are readable at once.
+//!    batch header copy it writes, frames the entries and writes them with one `pwritev` per
+//!    segment touched into space reserved by `fallocate`. The entries are readable at once.
 //! 2. `flush` queues a completion with the [`crate::Flusher`] and returns.
 //! 3. The flusher's next round, for every file with unsynced writes: trims a segment being
 //!    sealed to its length, then `fdatasync` (file).
-//! 4. If the round carries a manifest (a roll, a purge), it writes `manifest.tmp`, `fdatasync`
-//!    (file), renames it over `manifest`, `fsync` (directory), then unlinks the files the
-//!    manifest no longer lists.
-//! 5. If the committed log id or the purge point changed, it writes the next slot of `state`
-//!    and `fdatasync`s it (file).
+//! 4. If the round carries a manifest (a roll, a purge), it first `fsync`s the directory (so
+//!    the new segment's entry is durable before a manifest names it), writes `manifest.tmp`,
+//!    `fdatasync` (file), renames it over `manifest`, `fsync` (directory), then unlinks the
+//!    files the manifest no longer lists.
+//! 5. If the purge point changed, or the committed log id changed and the last write of
+//!    `state` is at least 1 s old (the committed id only helps recovery, so those writes are
+//!    throttled), it writes the next slot of `state` and `fdatasync`s it (file).
 //! 6. Completions fire in order: every entry appended before the `flush` call is durable.
 //!
 //! `truncate_after` and `reset_to` make their manifest durable before returning, after syncing
