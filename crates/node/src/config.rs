@@ -275,6 +275,20 @@ impl NodeConfig {
         Ok(())
     }
 
+    /// The limits and defaults the broker enforces, from this configuration.
+    pub fn broker_config(&self) -> strata_broker::BrokerConfig {
+        strata_broker::BrokerConfig {
+            fetch_bytes_max: self.fetch_max_bytes,
+            fetch_wait_max_ms: self.fetch_max_wait_ms,
+            partitions_per_topic_max: self.max_partitions_per_topic,
+            default_replication_factor: self.default_replication_factor,
+            min_free_disk_bytes: self.min_free_disk_bytes,
+            election_timeout_max_ms: self.election_timeout_max_ms,
+            topic_defaults: self.topic_defaults(),
+            admin_patience: std::time::Duration::from_secs(15),
+        }
+    }
+
     /// The default topic config of this node.
     pub fn topic_defaults(&self) -> crate::meta::TopicConfig {
         crate::meta::TopicConfig {

@@ -3,18 +3,18 @@
 
 use crate::config::{NodeConfig, parse_initial_cluster};
 use crate::controller::{CONTROLLER_GROUP, Controller, ControllerError};
-use crate::errors;
 use crate::grpc::control::{ControlService, GrpcControlLink};
 use crate::meta::{ClusterMeta, Command, NodeMeta, NodeState, Refusal};
-use crate::observe::{NodeMetrics, Probe};
+use crate::observe::Probe;
 use crate::replicas::{ReplicaEnv, Replicas};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use strata_broker::{Broker, BrokerParts};
 use strata_log::Flusher;
 use strata_raft::liveness::{Liveness, LivenessConfig, LivenessSender};
 use strata_raft::partition::{Partition, PartitionConfig, RaftTiming};
@@ -144,130 +144,46 @@ fn random_incarnation() -> u64 {
 }
 
 /// Health summary of the cluster as one node sees it.
-#[derive(Debug, Clone, Default)]
-pub struct Health {
-    /// Controller leader (0 if unknown).
-    pub controller_id: u64,
-    /// Partitions in the metadata.
-    pub partitions: u32,
-    /// Hosted partitions with no known leader.
-    pub leaderless: u32,
-    /// Partitions with a dead voter, a lagging one, or a move in progress.
-    pub under_replicated: u32,
-    /// Moves in progress.
-    pub moves: u32,
-    /// Everything fine.
-    pub healthy: bool,
-}
+pub use strata_broker::types::Health;
 
 /// What the services and tasks of a node share.
 pub struct Shared {
     /// The configuration.
     pub config: NodeConfig,
-    /// Identity on the wire.
+    /// This node's identity on the peer port.
     pub identity: PeerIdentity,
-    /// Cluster id text.
-    cluster_id: String,
-    /// The controller replica.
+    /// The controller.
     pub controller: Arc<Controller>,
-    /// Partition replicas.
+    /// The replicas hosted here.
     pub replicas: Arc<Replicas>,
-    /// Liveness ticker (also: when peers were last heard from).
+    /// Which nodes this node hears from.
     pub liveness: Arc<Liveness>,
-    /// Counters.
-    pub metrics: NodeMetrics,
-    /// Partition leaders other nodes announced (for partitions not hosted here).
+    /// Leaders of partitions not hosted here, as other nodes said.
     pub hints: Arc<crate::controller::LeaderHints>,
-    disk_free: AtomicU64,
+    /// The broker the client API calls.
+    pub broker: Arc<Broker>,
     registered: AtomicBool,
 }
 
 impl Shared {
     /// The cluster id as text.
     pub fn cluster_id_text(&self) -> String {
-        self.cluster_id.clone()
+        self.broker.cluster_id().to_string()
     }
 
     /// Whether node `id` was heard from within the election timeout (this node: always).
     pub fn alive(&self, id: u64) -> bool {
-        id == self.identity.node_id
-            || self
-                .liveness
-                .heard_from(id)
-                .is_some_and(|d| d < Duration::from_millis(self.config.election_timeout_max_ms))
-    }
-
-    /// DISK_FULL when the data directory's disk is below the threshold.
-    pub fn check_disk(&self) -> Result<(), tonic::Status> {
-        let free = self.disk_free.load(Ordering::Relaxed);
-        let min = self.config.min_free_disk_bytes;
-        if free < min {
-            return Err(errors::status(
-                tonic::Code::ResourceExhausted,
-                "DISK_FULL",
-                format!(
-                    "the data disk of node {} has {free} bytes free, below min_free_disk_bytes ({min}); produce is refused until space is freed",
-                    self.identity.node_id
-                ),
-                &[
-                    ("free_bytes", free.to_string()),
-                    ("threshold_bytes", min.to_string()),
-                ],
-            ));
-        }
-        Ok(())
+        self.broker.alive(id)
     }
 
     /// The cluster's health as this node sees it.
     pub fn health(&self, meta: &ClusterMeta) -> Health {
-        let mut h = Health {
-            controller_id: self.controller.leader().map_or(0, |(id, _)| id),
-            ..Health::default()
-        };
-        for t in meta.topics.values() {
-            for p in &t.partitions {
-                h.partitions += 1;
-                if p.target.is_some() {
-                    h.moves += 1;
-                    h.under_replicated += 1;
-                    continue;
-                }
-                let Some(part) = self.replicas.get(p.group_id).and_then(|r| r.partition()) else {
-                    if p.replicas.contains(&self.identity.node_id) {
-                        // Ours but not open (yet, or reopening).
-                        h.leaderless += 1;
-                    }
-                    if p.replicas.iter().any(|n| !self.alive(*n)) {
-                        h.under_replicated += 1;
-                    }
-                    continue;
-                };
-                let st = part.status();
-                let (leader, voters) = (st.leader, st.voters);
-                if leader.is_none() {
-                    h.leaderless += 1;
-                }
-                if voters.iter().any(|n| !self.alive(*n)) || voters.len() < p.replicas.len() {
-                    h.under_replicated += 1;
-                }
-            }
-        }
-        let nodes_alive = meta
-            .nodes
-            .iter()
-            .filter(|(_, n)| n.state == NodeState::Active)
-            .all(|(id, _)| self.alive(*id));
-        h.healthy = h.controller_id != 0
-            && nodes_alive
-            && h.leaderless == 0
-            && h.under_replicated == 0
-            && self.replicas.down() == 0;
-        h
+        self.broker.health(meta)
     }
 
     fn refresh_disk(&self) {
         let free = free_bytes(&self.config.data_dir).unwrap_or(u64::MAX);
-        self.disk_free.store(free, Ordering::Relaxed);
+        self.broker.set_disk_free(free);
         metrics::gauge!("strata_disk_free_bytes").set(free as f64);
     }
 }
@@ -592,16 +508,25 @@ impl Node {
             flusher: flusher.handle(),
             timing,
         });
+        let broker = Arc::new(Broker::new(
+            BrokerParts {
+                node_id: identity.node_id,
+                cluster_id: identity.cluster_id.clone(),
+                controller: controller.clone(),
+                replicas: replicas.clone(),
+                hints: hints.clone(),
+                liveness: liveness.clone(),
+            },
+            config.broker_config(),
+        ));
         let shared = Arc::new(Shared {
             config: config.clone(),
             identity: peer_identity,
-            cluster_id: identity.cluster_id.clone(),
             controller: controller.clone(),
             replicas: replicas.clone(),
             liveness: liveness.clone(),
-            metrics: NodeMetrics,
             hints,
-            disk_free: AtomicU64::new(u64::MAX),
+            broker,
             registered: AtomicBool::new(false),
         });
         shared.refresh_disk();
@@ -660,7 +585,7 @@ impl Node {
         )));
 
         // Client API.
-        let svc = crate::service::ClientService::new(shared.clone());
+        let svc = crate::grpc::ClientService::new(shared.broker.clone());
         tasks.push(tokio::spawn(crate::serve::serve_client(
             client_l,
             svc,

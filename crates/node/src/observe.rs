@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// Produce and fetch counters of one node.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 pub struct NodeMetrics;
 
 impl NodeMetrics {

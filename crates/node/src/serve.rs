@@ -8,7 +8,7 @@
 //! `request_timeout_ms` bounds every unary call.
 
 use crate::config::NodeConfig;
-use crate::service::ClientService;
+use crate::grpc::ClientService;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};

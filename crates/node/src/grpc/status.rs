@@ -1,8 +1,10 @@
 //! Errors of the client API as gRPC statuses with a `google.rpc.ErrorInfo` (domain
 //! `strata.io`): the reasons and metadata keys are listed in `proto/strata/v1/strata.proto`.
+//! [`broker_status`] maps every [`BrokerError`] to its status.
 
 use std::collections::HashMap;
-use strata_raft::error::PartitionError;
+use strata_broker::BrokerError;
+use strata_cluster::meta::Refusal;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -88,79 +90,143 @@ pub fn too_large(size: usize, limit: usize, what: &str) -> Status {
     )
 }
 
-/// A partition error as a status; `leader` resolves a leader id to its client address.
-pub fn partition_error(
-    what: &str,
-    e: PartitionError,
-    leader: impl Fn(u64) -> Option<String>,
-) -> Status {
+/// The status of a broker error: the code, the ErrorInfo reason and its metadata keys are the
+/// API's contract (`proto/strata/v1/strata.proto`).
+pub fn broker_status(e: BrokerError) -> Status {
+    let message = e.to_string();
     match e {
-        PartitionError::NotLeader { leader_id, .. } => {
-            not_leader(what, leader_id.and_then(|id| leader(id).map(|a| (id, a))))
-        }
-        PartitionError::Indeterminate { reason } => status(
+        BrokerError::UnknownTopic { topic } => unknown_topic(&topic),
+        BrokerError::UnknownPartition {
+            topic,
+            partition,
+            partitions,
+        } => unknown_partition(&topic, partition, partitions),
+        BrokerError::NotLeader { what, leader } => not_leader(&what, leader),
+        BrokerError::Indeterminate { reason } => status(
             Code::Unavailable,
             "INDETERMINATE",
-            format!("outcome unknown (the write may have been committed): {reason}"),
-            &[("reason", reason.clone())],
+            message,
+            &[("reason", reason)],
         ),
-        PartitionError::InvalidBatch { reason } => status(
+        BrokerError::InvalidArgument { field, reason } => invalid(&field, reason),
+        BrokerError::MessageTooLarge {
+            size,
+            limit,
+            limit_name,
+        } => too_large(size, limit, limit_name),
+        BrokerError::LimitExceeded { max, value, .. } => status(
+            Code::ResourceExhausted,
+            "LIMIT_EXCEEDED",
+            message,
+            &[("limit", max.to_string()), ("value", value.to_string())],
+        ),
+        BrokerError::InvalidBatch { reason } => status(
             Code::InvalidArgument,
             "INVALID_BATCH",
-            format!("invalid batch: {reason}"),
-            &[("reason", reason.clone())],
+            message,
+            &[("reason", reason)],
         ),
-        PartitionError::OutOfOrderSequence {
+        BrokerError::OutOfOrderSequence {
             producer_id,
             expected,
             got,
         } => status(
             Code::FailedPrecondition,
             "OUT_OF_ORDER_SEQUENCE",
-            format!(
-                "producer {producer_id}: expected sequence {expected}, got {got} (a batch is missing)"
-            ),
+            message,
             &[
                 ("producer_id", producer_id.to_string()),
                 ("expected", expected.to_string()),
                 ("got", got.to_string()),
             ],
         ),
-        PartitionError::ProducerFenced {
+        BrokerError::ProducerFenced {
             producer_id,
             epoch,
             current,
         } => status(
             Code::FailedPrecondition,
             "PRODUCER_FENCED",
-            format!("producer {producer_id} epoch {epoch} is fenced by epoch {current}"),
+            message,
             &[
                 ("producer_id", producer_id.to_string()),
                 ("epoch", epoch.to_string()),
                 ("current", current.to_string()),
             ],
         ),
-        PartitionError::OffsetOutOfRange {
+        BrokerError::OffsetOutOfRange {
             requested,
             start,
             end,
+            ..
         } => status(
             Code::OutOfRange,
             "OFFSET_OUT_OF_RANGE",
-            format!(
-                "offset {requested} of {what} is out of range: valid offsets are {start} to {end}"
-            ),
+            message,
             &[
                 ("offset", requested.to_string()),
                 ("start", start.to_string()),
                 ("end", end.to_string()),
             ],
         ),
-        PartitionError::Fatal { reason } => status(
+        BrokerError::ReplicaDown { reason, .. } => status(
             Code::Unavailable,
             "REPLICA_DOWN",
-            format!("the replica of {what} on this node is down: {reason}"),
-            &[("reason", reason.clone())],
+            message,
+            &[("reason", reason)],
+        ),
+        BrokerError::DiskFull {
+            free, threshold, ..
+        } => status(
+            Code::ResourceExhausted,
+            "DISK_FULL",
+            message,
+            &[
+                ("free_bytes", free.to_string()),
+                ("threshold_bytes", threshold.to_string()),
+            ],
+        ),
+        BrokerError::NotController { leader, .. } => {
+            let mut meta = vec![];
+            if let Some((id, a)) = leader {
+                meta.push(("leader_id", id.to_string()));
+                meta.push(("leader_addr", a));
+            }
+            status(Code::Unavailable, "NOT_CONTROLLER", message, &meta)
+        }
+        BrokerError::Refused(r) => refusal(r),
+        BrokerError::Internal(m) => Status::internal(m),
+    }
+}
+
+/// A controller refusal as a status.
+fn refusal(r: Refusal) -> Status {
+    match &r {
+        Refusal::TopicExists(t) => status(
+            Code::AlreadyExists,
+            "TOPIC_EXISTS",
+            r.to_string(),
+            &[("topic", t.clone())],
+        ),
+        Refusal::UnknownTopic(t) => unknown_topic(t),
+        Refusal::UnknownNode(n) => status(
+            Code::NotFound,
+            "UNKNOWN_NODE",
+            r.to_string(),
+            &[("node_id", n.to_string())],
+        ),
+        Refusal::NotEnoughNodes { .. } => invalid("replication_factor", r.to_string()),
+        Refusal::IncarnationMismatch { node_id, .. } => status(
+            Code::FailedPrecondition,
+            "INCARNATION_MISMATCH",
+            r.to_string(),
+            &[("node_id", node_id.to_string())],
+        ),
+        Refusal::Invalid(m) => status(
+            Code::FailedPrecondition,
+            "INVALID_STATE",
+            m.clone(),
+            &[("reason", m.clone())],
         ),
     }
 }
