@@ -151,6 +151,21 @@ impl LogReader {
                 if !out.is_empty() && bytes + h.payload_len() > max_bytes {
                     return Ok(out);
                 }
+                // Checked where read as `append` asserts it where written: the data entries
+                // returned carry contiguous offsets.
+                if let Some(prev) = out.last() {
+                    let expected = prev.base_offset + i64::from(prev.record_count);
+                    if h.base_offset != expected {
+                        return Err(LogError::Corrupt {
+                            path: cursor.path.clone(),
+                            position: pos,
+                            reason: format!(
+                                "offsets are not contiguous: base offset {} follows a batch ending before {expected}",
+                                h.base_offset
+                            ),
+                        });
+                    }
+                }
                 let e = Self::entry_at(&cursor, pos, &h, self.shared.config.entry_bytes_max)?;
                 bytes += h.payload_len();
                 want = h.next_offset();

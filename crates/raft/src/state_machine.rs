@@ -372,6 +372,21 @@ impl StateMachine {
             Payload::Blank => None,
             Payload::Normal(Command::Batch(b)) => {
                 let h = BatchHeader::parse(&b.bytes).map_err(io::Error::other)?;
+                // Offsets are contiguous: every committed batch starts at the high watermark
+                // the previous one left. A difference is a bug (in stamping, snapshot install
+                // or apply order); the replica stops rather than serve wrong offsets.
+                let hw = self.state.high_watermark();
+                debug_assert_eq!(
+                    h.base_offset, hw,
+                    "batch at log index {} applied at base offset {} with the high watermark at {hw}",
+                    log_id.index, h.base_offset
+                );
+                if h.base_offset != hw {
+                    return Err(io::Error::other(format!(
+                        "invariant broken: the batch at log index {} has base offset {} but the high watermark is {hw}",
+                        log_id.index, h.base_offset
+                    )));
+                }
                 let next = h.base_offset + h.record_count as i64;
                 if h.producer_id >= 0 {
                     a.producers.record(
