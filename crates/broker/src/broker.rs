@@ -38,7 +38,7 @@ pub struct BrokerConfig {
     /// Replication factor of a topic created without one (capped at the active nodes).
     pub default_replication_factor: u32,
     /// Below this many free bytes on the data disk, produce is refused.
-    pub min_free_disk_bytes: u64,
+    pub disk_free_bytes_min: u64,
     /// A node not heard from for this long is not alive.
     pub election_timeout_max_ms: u64,
     /// Configs of a topic created without them.
@@ -186,7 +186,7 @@ impl Broker {
     /// [`BrokerError::DiskFull`] while the data disk is below the floor.
     pub fn check_disk(&self) -> Result<(), BrokerError> {
         let free = self.disk_free.load(Ordering::Relaxed);
-        let threshold = self.config.min_free_disk_bytes;
+        let threshold = self.config.disk_free_bytes_min;
         if free < threshold {
             return Err(BrokerError::DiskFull {
                 node: self.node_id,
@@ -625,7 +625,7 @@ impl Broker {
         }
         if partitions > max {
             return Err(BrokerError::LimitExceeded {
-                limit: "max_partitions_per_topic",
+                limit: "partitions_per_topic_max",
                 max,
                 value: partitions,
             });
@@ -713,7 +713,7 @@ impl Broker {
         let max = self.config.partitions_per_topic_max;
         if partitions > max {
             return Err(BrokerError::LimitExceeded {
-                limit: "max_partitions_per_topic",
+                limit: "partitions_per_topic_max",
                 max,
                 value: partitions,
             });

@@ -115,7 +115,7 @@ pub enum BrokerError {
     },
     /// The data disk is below the free-space floor: produce is refused.
     #[error(
-        "the data disk of node {node} has {free} bytes free, below min_free_disk_bytes ({threshold}); produce is refused until space is freed"
+        "the data disk of node {node} has {free} bytes free, below disk_free_bytes_min ({threshold}); produce is refused until space is freed"
     )]
     DiskFull {
         /// This node.

@@ -109,8 +109,12 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run_node(flags: strata_node::NodeFlags) -> anyhow::Result<std::process::ExitCode> {
-    let config = strata_node::NodeConfig::load(flags.config.as_deref(), &flags)?;
+    let (config, warnings) =
+        strata_node::NodeConfig::load_reporting(flags.config.as_deref(), &flags)?;
     init_tracing(&config.log);
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
     // A signal during start-up (registration can wait for a controller quorum) stops the
     // start rather than being ignored.
     let mut node = tokio::select! {

@@ -37,7 +37,7 @@ async fn full_follower_disk_keeps_partition_available_and_recovers() {
     let config = c.root.path().join("n3.toml");
     // The small disk is below the default free-disk threshold: this node must still start and
     // follow (the threshold only stops leaders taking produce).
-    std::fs::write(&config, "min_free_disk_bytes = 0\n").expect("config");
+    std::fs::write(&config, "disk_free_bytes_min = 0\n").expect("config");
     let mut mount = None;
     let n3 = c
         .add_node_with(
@@ -173,5 +173,5 @@ async fn a_leader_below_the_free_disk_threshold_refuses_produce() {
     let info = e.get_details_error_info().expect("error info");
     assert_eq!(info.reason, "DISK_FULL");
     assert!(info.metadata.contains_key("free_bytes"));
-    assert!(e.message().contains("min_free_disk_bytes"), "{e}");
+    assert!(e.message().contains("disk_free_bytes_min"), "{e}");
 }

@@ -3,7 +3,7 @@
 //! before. `deploy/node.example.toml` lists every key with its default.
 
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Env, Serialized};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -38,9 +38,9 @@ pub struct NodeConfig {
     /// Replication factor of topics created without one (capped by the active nodes).
     pub default_replication_factor: u32,
     /// Most partitions a topic may have.
-    pub max_partitions_per_topic: u32,
+    pub partitions_per_topic_max: u32,
     /// Default `max.message.bytes` of new topics: the largest batch a producer may send.
-    pub max_message_bytes: u32,
+    pub message_bytes_max: u32,
     /// Default `segment.bytes` of new topics.
     pub segment_bytes: u64,
     /// Default `retention.ms` of new topics (-1: forever).
@@ -48,18 +48,18 @@ pub struct NodeConfig {
     /// Default `retention.bytes` of new topics (-1: no limit).
     pub retention_bytes: i64,
     /// Most bytes one fetch returns (a larger request is capped to this).
-    pub fetch_max_bytes: u32,
+    pub fetch_bytes_max: u32,
     /// Longest a fetch waits for new records (a longer request is capped to this).
-    pub fetch_max_wait_ms: u32,
+    pub fetch_wait_max_ms: u32,
     /// Most client connections open at once; more are refused (closed at accept).
-    pub max_connections: u32,
+    pub connections_max: u32,
     /// Most concurrent requests (HTTP/2 streams) per client connection.
-    pub max_concurrent_streams: u32,
+    pub streams_per_connection_max: u32,
     /// Longest a client request may take before the node cancels it (subscriptions excepted).
     pub request_timeout_ms: u64,
     /// Below this many free bytes on the data directory's disk, leaders refuse produce
     /// (RESOURCE_EXHAUSTED).
-    pub min_free_disk_bytes: u64,
+    pub disk_free_bytes_min: u64,
     /// How often leaders apply retention.
     pub retention_check_interval_ms: u64,
     /// Raft heartbeat interval.
@@ -91,17 +91,17 @@ impl Default for NodeConfig {
             initial_cluster: None,
             join: None,
             default_replication_factor: 3,
-            max_partitions_per_topic: 1000,
-            max_message_bytes: 1 << 20,
+            partitions_per_topic_max: 1000,
+            message_bytes_max: 1 << 20,
             segment_bytes: 1 << 30,
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
-            fetch_max_bytes: 16 << 20,
-            fetch_max_wait_ms: 10_000,
-            max_connections: 1024,
-            max_concurrent_streams: 256,
+            fetch_bytes_max: 16 << 20,
+            fetch_wait_max_ms: 10_000,
+            connections_max: 1024,
+            streams_per_connection_max: 256,
             request_timeout_ms: 30_000,
-            min_free_disk_bytes: 100 << 20,
+            disk_free_bytes_min: 100 << 20,
             retention_check_interval_ms: 5_000,
             heartbeat_ms: 300,
             election_timeout_min_ms: 1_500,
@@ -127,17 +127,17 @@ const ENV_KEYS: &[&str] = &[
     "initial_cluster",
     "join",
     "default_replication_factor",
-    "max_partitions_per_topic",
-    "max_message_bytes",
+    "partitions_per_topic_max",
+    "message_bytes_max",
     "segment_bytes",
     "retention_ms",
     "retention_bytes",
-    "fetch_max_bytes",
-    "fetch_max_wait_ms",
-    "max_connections",
-    "max_concurrent_streams",
+    "fetch_bytes_max",
+    "fetch_wait_max_ms",
+    "connections_max",
+    "streams_per_connection_max",
     "request_timeout_ms",
-    "min_free_disk_bytes",
+    "disk_free_bytes_min",
     "retention_check_interval_ms",
     "heartbeat_ms",
     "election_timeout_min_ms",
@@ -146,6 +146,26 @@ const ENV_KEYS: &[&str] = &[
     "shutdown_timeout_ms",
     "log",
 ];
+
+/// Keys renamed so that units and bounds come last (`message_bytes_max`, as the log and the
+/// transport name theirs): (old name, new name). The old names are still read, from the file
+/// and from `STRATA_*` variables, for one release, with a warning naming the new one.
+pub const DEPRECATED_KEYS: &[(&str, &str)] = &[
+    ("max_partitions_per_topic", "partitions_per_topic_max"),
+    ("max_message_bytes", "message_bytes_max"),
+    ("fetch_max_bytes", "fetch_bytes_max"),
+    ("fetch_max_wait_ms", "fetch_wait_max_ms"),
+    ("max_connections", "connections_max"),
+    ("max_concurrent_streams", "streams_per_connection_max"),
+    ("min_free_disk_bytes", "disk_free_bytes_min"),
+];
+
+fn renamed(key: &str) -> Option<&'static str> {
+    DEPRECATED_KEYS
+        .iter()
+        .find(|(old, _)| *old == key)
+        .map(|(_, new)| *new)
+}
 
 /// Command-line flags of `strata node`; each set flag overrides the file and environment.
 #[derive(Debug, Clone, Default, Serialize, clap::Args)]
@@ -206,8 +226,23 @@ pub struct NodeFlags {
 pub struct ConfigError(String);
 
 impl NodeConfig {
-    /// Loads defaults, then `file` (if any), then `STRATA_*` variables, then `flags`.
+    /// Loads defaults, then `file` (if any), then `STRATA_*` variables, then `flags`. Old key
+    /// names ([`DEPRECATED_KEYS`]) are logged as warnings (see [`NodeConfig::load_reporting`]
+    /// to report them once logging is set up).
     pub fn load(file: Option<&Path>, flags: &NodeFlags) -> Result<NodeConfig, ConfigError> {
+        let (config, warnings) = NodeConfig::load_reporting(file, flags)?;
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        Ok(config)
+    }
+
+    /// As [`NodeConfig::load`], returning the deprecation warnings instead of logging them.
+    pub fn load_reporting(
+        file: Option<&Path>,
+        flags: &NodeFlags,
+    ) -> Result<(NodeConfig, Vec<String>), ConfigError> {
+        let mut warnings = Vec::new();
         let mut fig = Figment::from(Serialized::defaults(NodeConfig::default()));
         if let Some(path) = file {
             if !path.exists() {
@@ -216,14 +251,44 @@ impl NodeConfig {
                     path.display()
                 )));
             }
-            fig = fig.merge(Toml::file(path));
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("read {}: {e}", path.display())))?;
+            let table: toml::Table = toml::from_str(&text)
+                .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+            let mut renamed_table = toml::Table::new();
+            for (k, v) in table {
+                let key = match renamed(&k) {
+                    Some(new) => {
+                        warnings.push(format!(
+                            "{}: `{k}` is deprecated; it is now `{new}`",
+                            path.display()
+                        ));
+                        new.to_string()
+                    }
+                    None => k,
+                };
+                renamed_table.insert(key, v);
+            }
+            fig = fig.merge(Serialized::defaults(renamed_table));
         }
-        fig = fig
-            .merge(Env::prefixed("STRATA_").only(ENV_KEYS))
-            .merge(Serialized::defaults(flags));
+        for (old, new) in DEPRECATED_KEYS {
+            let var = format!("STRATA_{}", old.to_uppercase());
+            if std::env::var_os(&var).is_some() {
+                warnings.push(format!(
+                    "{var} is deprecated; it is now STRATA_{}",
+                    new.to_uppercase()
+                ));
+            }
+        }
+        let env = Env::prefixed("STRATA_").filter_map(|k| {
+            let k = k.as_str().to_ascii_lowercase();
+            let k = renamed(&k).map_or(k, str::to_string);
+            ENV_KEYS.contains(&k.as_str()).then(|| k.into())
+        });
+        fig = fig.merge(env).merge(Serialized::defaults(flags));
         let config: NodeConfig = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
         config.validate()?;
-        Ok(config)
+        Ok((config, warnings))
     }
 
     /// Checks values that cannot work.
@@ -237,20 +302,20 @@ impl NodeConfig {
                 self.heartbeat_ms, self.election_timeout_min_ms, self.election_timeout_max_ms
             ));
         }
-        if self.max_message_bytes < 1024
-            || self.max_message_bytes > crate::meta::MESSAGE_BYTES_LIMIT
+        if self.message_bytes_max < 1024
+            || self.message_bytes_max > crate::meta::MESSAGE_BYTES_LIMIT
         {
             return bad(format!(
-                "max_message_bytes must be between 1024 and {} (a log entry and a peer message \
+                "message_bytes_max must be between 1024 and {} (a log entry and a peer message \
                  hold at most 16 MiB), got {}",
                 crate::meta::MESSAGE_BYTES_LIMIT,
-                self.max_message_bytes
+                self.message_bytes_max
             ));
         }
-        if u64::from(self.fetch_max_wait_ms) + 1_000 > self.request_timeout_ms {
+        if u64::from(self.fetch_wait_max_ms) + 1_000 > self.request_timeout_ms {
             return bad(format!(
-                "fetch_max_wait_ms ({}) must be at least 1 s below request_timeout_ms ({})",
-                self.fetch_max_wait_ms, self.request_timeout_ms
+                "fetch_wait_max_ms ({}) must be at least 1 s below request_timeout_ms ({})",
+                self.fetch_wait_max_ms, self.request_timeout_ms
             ));
         }
         let mut topic = crate::meta::TopicConfig::default();
@@ -278,11 +343,11 @@ impl NodeConfig {
     /// The limits and defaults the broker enforces, from this configuration.
     pub fn broker_config(&self) -> strata_broker::BrokerConfig {
         strata_broker::BrokerConfig {
-            fetch_bytes_max: self.fetch_max_bytes,
-            fetch_wait_max_ms: self.fetch_max_wait_ms,
-            partitions_per_topic_max: self.max_partitions_per_topic,
+            fetch_bytes_max: self.fetch_bytes_max,
+            fetch_wait_max_ms: self.fetch_wait_max_ms,
+            partitions_per_topic_max: self.partitions_per_topic_max,
             default_replication_factor: self.default_replication_factor,
-            min_free_disk_bytes: self.min_free_disk_bytes,
+            disk_free_bytes_min: self.disk_free_bytes_min,
             election_timeout_max_ms: self.election_timeout_max_ms,
             topic_defaults: self.topic_defaults(),
             admin_patience: std::time::Duration::from_secs(15),
@@ -295,7 +360,7 @@ impl NodeConfig {
             retention_ms: self.retention_ms,
             retention_bytes: self.retention_bytes,
             segment_bytes: self.segment_bytes,
-            max_message_bytes: self.max_message_bytes,
+            max_message_bytes: self.message_bytes_max,
         }
     }
 }
@@ -335,7 +400,7 @@ mod tests {
         let path = dir.path().join("node.toml");
         std::fs::write(
             &path,
-            "data_dir = \"/from/file\"\nclient_addr = \"127.0.0.1:1\"\nfetch_max_wait_ms = 7\n",
+            "data_dir = \"/from/file\"\nclient_addr = \"127.0.0.1:1\"\nfetch_wait_max_ms = 7\n",
         )
         .expect("write");
         let flags = NodeFlags {
@@ -345,8 +410,32 @@ mod tests {
         let c = NodeConfig::load(Some(&path), &flags).expect("load");
         assert_eq!(c.data_dir, PathBuf::from("/from/file"));
         assert_eq!(c.client_addr, "127.0.0.1:2");
-        assert_eq!(c.fetch_max_wait_ms, 7);
+        assert_eq!(c.fetch_wait_max_ms, 7);
         assert_eq!(c.peer_addr, NodeConfig::default().peer_addr);
+    }
+
+    /// Old key names still load, under their new names, with a warning naming both.
+    #[test]
+    fn deprecated_keys_still_load_with_a_warning() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "max_connections = 7\nmin_free_disk_bytes = 5\nfetch_wait_max_ms = 9\n",
+        )
+        .expect("write");
+        let (c, warnings) =
+            NodeConfig::load_reporting(Some(&path), &NodeFlags::default()).expect("load");
+        assert_eq!(c.connections_max, 7);
+        assert_eq!(c.disk_free_bytes_min, 5);
+        assert_eq!(c.fetch_wait_max_ms, 9);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("`max_connections`") && w.contains("`connections_max`")),
+            "{warnings:?}"
+        );
     }
 
     #[test]

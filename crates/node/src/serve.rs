@@ -3,7 +3,7 @@
 //!
 //! Every accepted connection waits (in its own task) for its first bytes for at most 10
 //! seconds: a client that connects and sends nothing is closed without ever reaching the gRPC
-//! server. At most `max_connections` connections are open at once; more are closed at accept.
+//! server. At most `connections_max` connections are open at once; more are closed at accept.
 //! HTTP/2 keepalive pings close connections whose peer stopped answering, and
 //! `request_timeout_ms` bounds every unary call.
 
@@ -102,7 +102,7 @@ async fn accept_loop(
             }
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "connection refused: max_connections reached");
+            tracing::warn!(%peer, "connection refused: connections_max reached");
             metrics::counter!("strata_connections_refused_total").increment(1);
             drop(stream);
             continue;
@@ -136,11 +136,11 @@ pub async fn serve_client(
     stop: watch::Receiver<bool>,
     fatal: watch::Sender<Option<String>>,
 ) {
-    let limit = Arc::new(Semaphore::new(config.max_connections as usize));
+    let limit = Arc::new(Semaphore::new(config.connections_max as usize));
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(accept_loop(listener, limit, tx, stop.clone()));
     let msg_max =
-        (config.max_message_bytes as usize).max(config.fetch_max_bytes as usize) + (1 << 20);
+        (config.message_bytes_max as usize).max(config.fetch_bytes_max as usize) + (1 << 20);
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<StrataServer<ClientService>>()
@@ -166,7 +166,7 @@ pub async fn serve_client(
     };
     let mut builder = Server::builder()
         .tcp_nodelay(true)
-        .max_concurrent_streams(config.max_concurrent_streams)
+        .max_concurrent_streams(config.streams_per_connection_max)
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .timeout(Duration::from_millis(config.request_timeout_ms));
