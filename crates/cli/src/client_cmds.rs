@@ -2,19 +2,15 @@
 //!
 //! - this file: the arguments of every client command, the dispatch, and the admin commands
 //!   (`cluster ...`, `topic ...`)
-//! - `client_produce.rs`: `strata produce` (one value, or pipelined stdin lines)
-//! - `client_consume.rs`: `strata consume`
-//! - `parse_time.rs`: `--from` (earliest, latest, offset, RFC 3339, `-10m`)
-//! - `bench.rs`: `strata bench produce|consume|e2e`
+//! - `client_cmds/produce.rs`: `strata produce` (one value, or pipelined stdin lines)
+//! - `client_cmds/consume.rs`: `strata consume`
+//! - `client_cmds/parse_time.rs`: `--from` (earliest, latest, offset, RFC 3339, `-10m`)
+//! - `client_cmds/bench.rs`: `strata bench produce|consume|e2e`
 //! - `output.rs` (the crate's): formats, tables, buffered stdout
 
-#[path = "bench.rs"]
 mod bench;
-#[path = "client_consume.rs"]
 mod consume;
-#[path = "parse_time.rs"]
 mod parse_time;
-#[path = "client_produce.rs"]
 mod produce;
 
 use crate::output::{self, id_list, or_dash, print_document};

@@ -71,16 +71,37 @@ pub fn decode_snapshot(b: &[u8]) -> io::Result<SnapshotState> {
     })
 }
 
-/// A layer above the partition (consumer offsets, queue state) that keeps replicated state in
-/// the partition: it sees every committed entry in order, and its state rides in snapshots.
+/// A layer above the partition (consumer offsets, queue state, the controller's metadata)
+/// that keeps replicated state in the partition: it sees every committed entry in order, and
+/// its state rides in snapshots.
+///
+/// The contract, which every replica relies on to hold the same state:
+///
+/// - **Deterministic.** `apply_batch` and `apply_control` change the hook's state as a pure
+///   function of the state before and the entry: no clock, no randomness, no environment.
+///   What needs time takes it from the entry (a timestamp the leader stamped when proposing).
+/// - **In log order, once per entry, for committed entries only.** Calls come from the
+///   partition's state machine, under its applied-state lock, one at a time. After a restart
+///   the hook is rebuilt: `restore` from the last snapshot (or nothing), then every committed
+///   entry after it is applied again, in order. A hook that keeps state outside memory must
+///   skip entries it has already seen (compare the log id).
+/// - **No IO, no blocking, no panics on input.** The calls run under a lock every read and
+///   append of the partition may wait on. An entry the hook cannot decode is recorded as
+///   refused in its state, not panicked on (the controller's hook records an outcome).
+/// - **Snapshots.** `snapshot` is called under the same lock, at two moments: when the state
+///   machine applies the first entry of a segment (its result, kept with the checkpoint, is
+///   what a retention entry at that point will carry), and when a snapshot is built on
+///   demand. It returns the state as of the last entry applied. `restore` replaces the whole
+///   state with a `snapshot` result, when a replica installs a snapshot or reopens; it may
+///   fail on bytes it cannot read, which stops the replica.
 pub trait StateHook: Send + Sync + 'static {
     /// A committed batch at `base_offset`.
     fn apply_batch(&self, log_id: &LogId, base_offset: i64, batch: &[u8]);
     /// A committed control entry.
     fn apply_control(&self, log_id: &LogId, payload: &[u8]);
-    /// The hook's state, for a snapshot.
+    /// The hook's state as of the last entry applied, for a snapshot.
     fn snapshot(&self) -> Vec<u8>;
-    /// Replaces the hook's state from a snapshot.
+    /// Replaces the hook's state from a [`StateHook::snapshot`] result.
     fn restore(&self, state: &[u8]) -> io::Result<()>;
 }
 

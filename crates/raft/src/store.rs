@@ -31,9 +31,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Where appended data entries landed, for writers waiting on `acks=leader`.
-pub type AppendSink = Box<dyn Fn(u64, i64) + Send + Sync>;
-
 struct Inner {
     log: Mutex<Log>,
     /// For a purge past the log end: the installed snapshot's next offset.
