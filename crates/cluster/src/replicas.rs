@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use strata_log::{FlusherHandle, LogConfig};
+use strata_raft::error::PartitionError;
 use strata_raft::liveness::Liveness;
 use strata_raft::partition::{Partition, PartitionConfig, RaftTiming};
 use strata_raft::replica::{Replica, ReplicaStatus};
@@ -182,7 +183,7 @@ impl Replicas {
         self.collect_garbage(meta).await;
     }
 
-    async fn open(&self, d: &Desired<'_>, meta: &ClusterMeta) -> Result<(), String> {
+    async fn open(&self, d: &Desired<'_>, meta: &ClusterMeta) -> Result<(), PartitionError> {
         let env = &self.env;
         let dir = env.dir.join(partition_dir_name(d.topic_id, d.partition));
         let group = d.meta.group_id;
@@ -206,8 +207,7 @@ impl Replicas {
             },
             Duration::from_millis(200),
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         let hosted = Arc::new(Hosted {
             topic: d.topic.to_string(),
             topic_id: d.topic_id.to_string(),
@@ -491,40 +491,46 @@ pub async fn handoff(p: &Arc<Partition>, me: NodeId, deadline: tokio::time::Inst
         .await;
 }
 
+/// Why a step of a replica move failed (it is retried on the next pass).
+#[derive(Debug, thiserror::Error)]
+pub enum MoveError {
+    /// The metadata has no address for a target node.
+    #[error("node {0} has no address")]
+    NoAddress(NodeId),
+    /// The partition refused a membership change or a leader transfer.
+    #[error(transparent)]
+    Partition(#[from] PartitionError),
+}
+
 /// One step of a move; `Ok(true)` when the voters equal `target`.
 async fn move_partition(
     p: &Arc<Partition>,
     me: NodeId,
     target: &[NodeId],
     addrs: &BTreeMap<u64, String>,
-) -> Result<bool, String> {
+) -> Result<bool, MoveError> {
     let voters: BTreeSet<NodeId> = p.status().voters.into_iter().collect();
     let target_set: BTreeSet<NodeId> = target.iter().copied().collect();
     if voters == target_set {
         return Ok(true);
     }
     for n in target_set.difference(&voters) {
-        let addr = addrs
-            .get(n)
-            .cloned()
-            .ok_or_else(|| format!("node {n} has no address"))?;
-        p.add_learner(*n, addr, true)
-            .await
-            .map_err(|e| e.to_string())?;
+        let addr = addrs.get(n).cloned().ok_or(MoveError::NoAddress(*n))?;
+        p.add_learner(*n, addr, true).await?;
     }
     let new: BTreeSet<NodeId> = target_set.difference(&voters).copied().collect();
     if !new.is_empty() {
-        p.promote(new).await.map_err(|e| e.to_string())?;
+        p.promote(new).await?;
     }
     if !target_set.contains(&me) {
         // Let a replica that stays finish the move.
         let to = target[0];
-        p.transfer_leader(to).await.map_err(|e| e.to_string())?;
+        p.transfer_leader(to).await?;
         return Ok(false);
     }
     let old: BTreeSet<NodeId> = voters.difference(&target_set).copied().collect();
     if !old.is_empty() {
-        p.remove_voters(old).await.map_err(|e| e.to_string())?;
+        p.remove_voters(old).await?;
     }
     let voters: BTreeSet<NodeId> = p.status().voters.into_iter().collect();
     Ok(voters == target_set)

@@ -49,9 +49,28 @@ pub enum NodeError {
     /// The cluster refused this node.
     #[error("refused by the cluster: {0}")]
     Refused(String),
-    /// Something else failed.
-    #[error("{0}")]
-    Other(String),
+    /// The peer transport could not be set up (its configuration).
+    #[error("peer transport: {0}")]
+    Transport(#[from] strata_raft::transport::TransportError),
+    /// The controller replica could not be opened.
+    #[error("open the controller: {0}")]
+    Controller(#[source] strata_raft::error::PartitionError),
+    /// An empty data directory could not join the cluster at the address given.
+    #[error("could not join the cluster via {via}: {last}")]
+    Join {
+        /// The address given to join through.
+        via: String,
+        /// The last error seen.
+        last: String,
+    },
+    /// A file of the data directory could not be encoded.
+    #[error("encode {what}: {source}")]
+    Encode {
+        /// What was being written.
+        what: &'static str,
+        /// The error.
+        source: serde_json::Error,
+    },
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NodeError {
@@ -384,7 +403,10 @@ impl Node {
                 .map_or_else(|| local(&http_l), Ok)?,
         };
         let addr_json =
-            serde_json::to_vec_pretty(&addresses).map_err(|e| NodeError::Other(e.to_string()))?;
+            serde_json::to_vec_pretty(&addresses).map_err(|source| NodeError::Encode {
+                what: "addresses",
+                source,
+            })?;
         write_atomic(&data.join(ADDRESSES_FILE), &addr_json).map_err(io("write addresses"))?;
 
         let created = read_identity(&data).is_none();
@@ -398,8 +420,7 @@ impl Node {
             incarnation: identity.incarnation,
         };
         let transport = TransportConfig::default();
-        let peers = Peers::new(peer_identity, transport.clone())
-            .map_err(|e| NodeError::Other(e.to_string()))?;
+        let peers = Peers::new(peer_identity, transport.clone())?;
         let registry = Arc::new(GroupRegistry::new());
         let liveness = Liveness::new(
             identity.node_id,
@@ -461,12 +482,11 @@ impl Node {
                 control_timeout,
             )
             .await
-            .map_err(|e| NodeError::Other(format!("open the controller: {e}")))?,
+            .map_err(NodeError::Controller)?,
         );
 
         // Peer server: Raft plus forwarded controller proposals.
-        let peer_service = PeerService::new(peer_identity, registry.clone(), &transport)
-            .map_err(|e| NodeError::Other(e.to_string()))?
+        let peer_service = PeerService::new(peer_identity, registry.clone(), &transport)?
             .with_liveness(liveness.clone());
         let hints = Arc::new(crate::controller::LeaderHints::default());
         let control = strata_proto::internal::v1::node_control_server::NodeControlServer::new(
@@ -745,8 +765,10 @@ async fn establish_identity(
             bootstrap: true,
         }
     };
-    let bytes =
-        serde_json::to_vec_pretty(&identity).map_err(|e| NodeError::Other(e.to_string()))?;
+    let bytes = serde_json::to_vec_pretty(&identity).map_err(|source| NodeError::Encode {
+        what: "identity",
+        source,
+    })?;
     write_atomic(&path, &bytes).map_err(io("write the identity file"))?;
     Ok(identity)
 }
@@ -798,9 +820,10 @@ async fn join_cluster(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    Err(NodeError::Other(format!(
-        "could not join the cluster via {join}: {last}"
-    )))
+    Err(NodeError::Join {
+        via: join.to_string(),
+        last,
+    })
 }
 
 async fn register(controller: &Controller, node_id: u64, me: NodeMeta) -> Result<(), NodeError> {
