@@ -423,7 +423,9 @@ impl Partition {
                     recorded_to = d.recorded_last_index,
                     "the log lost recorded entries: quarantined (no votes, no elections) until the leader has repaired them"
                 );
-                quarantine::start(&raft, &quarantine, d.recorded_last_index, config.group_id);
+                // The log counts from 1 where Raft counts from 0.
+                let until = crate::codec::raft_index(d.recorded_last_index);
+                quarantine::start(&raft, &quarantine, until, config.group_id);
             } else {
                 tracing::error!(
                     group = config.group_id,

@@ -29,29 +29,30 @@ use openraft::type_config::async_runtime::WatchReceiver;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Whether a replica is quarantined, and until which log index.
+/// Whether a replica is quarantined, and until which Raft index.
 #[derive(Debug, Default)]
 pub struct Quarantine {
-    /// The log index the replica must hold again; 0 when not quarantined.
-    until: AtomicU64,
+    /// One more than the Raft index the replica must hold again; 0 when not quarantined.
+    until_plus_one: AtomicU64,
 }
 
 impl Quarantine {
-    /// The log index the replica must reach to leave quarantine, if quarantined.
+    /// The Raft index the replica must reach to leave quarantine, if quarantined.
     pub fn until(&self) -> Option<u64> {
-        match self.until.load(Ordering::Acquire) {
+        match self.until_plus_one.load(Ordering::Acquire) {
             0 => None,
-            n => Some(n),
+            n => Some(n - 1),
         }
     }
 
     fn set(&self, until: Option<u64>) {
-        self.until.store(until.unwrap_or(0), Ordering::Release);
+        let v = until.map_or(0, |u| u.saturating_add(1));
+        self.until_plus_one.store(v, Ordering::Release);
     }
 }
 
-/// Puts `raft` in quarantine until its log reaches `until`, and lifts it then (a task that
-/// ends with the Raft group).
+/// Puts `raft` in quarantine until its log reaches Raft index `until`, and lifts it then (a
+/// task that ends with the Raft group).
 pub(crate) fn start(raft: &crate::partition::Raft, q: &Arc<Quarantine>, until: u64, group: u64) {
     q.set(Some(until));
     raft.runtime_config().elect(false);
