@@ -1095,6 +1095,26 @@ impl Partition {
         }
     }
 
+    /// Refuses a membership change on a leader that is not a voter of its own membership: a
+    /// leader that removed itself keeps leading until that change commits and it steps down,
+    /// and openraft asserts (killing its Raft core in debug builds) when such a leader appends
+    /// another membership entry. The caller retries on the next leader.
+    fn membership_leader(&self) -> Result<(), PartitionError> {
+        let m = self.metrics();
+        let voter = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == self.node_id);
+        if m.state != ServerState::Leader || !voter {
+            return Err(PartitionError::NotLeader {
+                leader_id: None,
+                leader_addr: None,
+            });
+        }
+        Ok(())
+    }
+
     /// Adds a learner (a replica that receives the log but does not vote) and waits until it
     /// has caught up when `blocking`.
     pub async fn add_learner(
@@ -1104,6 +1124,7 @@ impl Partition {
         blocking: bool,
     ) -> Result<(), PartitionError> {
         self.wake().await;
+        self.membership_leader()?;
         self.raft
             .add_learner(id, BasicNode { addr }, blocking)
             .await
@@ -1114,6 +1135,7 @@ impl Partition {
     /// Makes these learners voters.
     pub async fn promote(&self, ids: BTreeSet<NodeId>) -> Result<(), PartitionError> {
         self.wake().await;
+        self.membership_leader()?;
         self.raft
             .change_membership(ChangeMembers::AddVoterIds(ids), false)
             .await
@@ -1124,6 +1146,7 @@ impl Partition {
     /// Removes these voters (and their nodes) from the group.
     pub async fn remove_voters(&self, ids: BTreeSet<NodeId>) -> Result<(), PartitionError> {
         self.wake().await;
+        self.membership_leader()?;
         self.raft
             .change_membership(ChangeMembers::RemoveVoters(ids), false)
             .await
