@@ -31,10 +31,11 @@ fn env_u64(name: &str) -> Option<u64> {
 async fn seeds() {
     let count = env_u64("STRATA_SCHEDULE_SEEDS").unwrap_or(DEFAULT_SEEDS);
     let first = env_u64("STRATA_SCHEDULE_FIRST").unwrap_or(0);
-    let parallel = env_u64("STRATA_SCHEDULE_PARALLEL").map_or(DEFAULT_PARALLEL, |n| n.max(1) as usize);
+    let parallel =
+        env_u64("STRATA_SCHEDULE_PARALLEL").map_or(DEFAULT_PARALLEL, |n| n.max(1) as usize);
     let started = Instant::now();
-    let mut seeds = (first..first.saturating_add(count))
-        .filter(|s| !KNOWN_FAILING.iter().any(|(k, _)| k == s));
+    let mut seeds =
+        (first..first.saturating_add(count)).filter(|s| !KNOWN_FAILING.iter().any(|(k, _)| k == s));
     let mut running = tokio::task::JoinSet::new();
     let mut summary = Summary::default();
     let mut failures = Vec::new();
@@ -54,7 +55,11 @@ async fn seeds() {
             }
         }
     }
-    println!("{summary}; {} failed; {:.1} s", failures.len(), started.elapsed().as_secs_f64());
+    println!(
+        "{summary}; {} failed; {:.1} s",
+        failures.len(),
+        started.elapsed().as_secs_f64()
+    );
     for (seed, why) in KNOWN_FAILING {
         println!("left out: seed {seed}: {why}");
     }
@@ -75,6 +80,7 @@ async fn replay() {
     };
     let s = Schedule::generate(seed);
     println!("{s:#?}");
+    strata_tests::schedule::TRACE.store(true, std::sync::atomic::Ordering::Relaxed);
     match run_reported(seed, SEED_TIMEOUT).await {
         Ok(o) => {
             let mut summary = Summary::default();

@@ -281,6 +281,15 @@ struct Observed {
     appends: AtomicU64,
 }
 
+/// Whether [`run`] prints each fault as it starts and ends (the replay test turns it on).
+pub static TRACE: AtomicBool = AtomicBool::new(false);
+
+fn trace(start: Instant, what: std::fmt::Arguments<'_>) {
+    if TRACE.load(Ordering::Relaxed) {
+        println!("[{:>5} ms] {what}", start.elapsed().as_millis());
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -317,9 +326,8 @@ fn current_leader(c: &Cluster) -> Option<(NodeId, Arc<Partition>)> {
     if let Some(i) = up.iter().position(|(_, p)| p.is_ready_leader()) {
         return Some(up[i].clone());
     }
-    up.into_iter().find(|(_, p)| {
-        p.leads() && matches!(p.sleep_state(), SleepState::LeaderAsleep { .. })
-    })
+    up.into_iter()
+        .find(|(_, p)| p.leads() && matches!(p.sleep_state(), SleepState::LeaderAsleep { .. }))
 }
 
 /// How a client call ended.
@@ -481,7 +489,9 @@ async fn reader(c: Arc<Cluster>, obs: Arc<Observed>) {
             let h = match strata_record::BatchHeader::parse(&b) {
                 Ok(h) => h,
                 Err(e) => {
-                    obs.violation(format!("node {id} served an unparsable batch at {next}: {e}"));
+                    obs.violation(format!(
+                        "node {id} served an unparsable batch at {next}: {e}"
+                    ));
                     return;
                 }
             };
@@ -499,7 +509,9 @@ async fn reader(c: Arc<Cluster>, obs: Arc<Observed>) {
                     f.high_watermark
                 ));
             }
-            lock(&obs.read).insert(h.base_offset, b);
+            // A copy: a served batch is a view of the log's mapping, and a simulated power loss
+            // shrinks files under it (a real one ends the process first).
+            lock(&obs.read).insert(h.base_offset, Bytes::copy_from_slice(&b));
         }
     }
 }
@@ -543,7 +555,7 @@ async fn end(c: &Cluster, a: Active) {
 async fn membership_change(c: Arc<Cluster>, victim: NodeId, deadline: Instant) {
     let mut step = 0;
     while step < 3 && Instant::now() < deadline {
-        let Some((_, p)) = current_leader(&c) else {
+        let Some((leader, p)) = current_leader(&c) else {
             tokio::time::sleep(RETRY_PAUSE).await;
             continue;
         };
@@ -560,6 +572,9 @@ async fn membership_change(c: Arc<Cluster>, victim: NodeId, deadline: Instant) {
             _ => tokio::time::timeout(CALL_TIMEOUT, p.promote(set)).await,
         };
         drop(p);
+        if TRACE.load(Ordering::Relaxed) {
+            println!("membership of node {victim}: step {step} through node {leader}: {r:?}");
+        }
         match r {
             Ok(Ok(())) => step += 1,
             _ => tokio::time::sleep(RETRY_PAUSE).await,
@@ -617,6 +632,7 @@ async fn inject(c: &Arc<Cluster>, s: &Schedule, out: &mut Outcome) -> Vec<Runnin
                 _ => r.until <= now,
             };
             if done {
+                trace(start, format_args!("heal node {}", r.victim));
                 end(c, r.what).await;
             } else {
                 still.push(r);
@@ -673,7 +689,11 @@ async fn inject(c: &Arc<Cluster>, s: &Schedule, out: &mut Outcome) -> Vec<Runnin
                         Active::Crashed(id)
                     }
                     FaultKind::CutOneWay => {
-                        let from = if f.peer == id { 1 + id % s.nodes } else { f.peer };
+                        let from = if f.peer == id {
+                            1 + id % s.nodes
+                        } else {
+                            f.peer
+                        };
                         c.router.set_rule(
                             from,
                             id,
@@ -685,7 +705,11 @@ async fn inject(c: &Arc<Cluster>, s: &Schedule, out: &mut Outcome) -> Vec<Runnin
                         Active::Links(vec![(from, id)])
                     }
                     FaultKind::CutBothWays => {
-                        let other = if f.peer == id { 1 + id % s.nodes } else { f.peer };
+                        let other = if f.peer == id {
+                            1 + id % s.nodes
+                        } else {
+                            f.peer
+                        };
                         let cut = LinkRule {
                             cut: true,
                             ..LinkRule::default()
@@ -730,11 +754,7 @@ async fn inject(c: &Arc<Cluster>, s: &Schedule, out: &mut Outcome) -> Vec<Runnin
                     }
                     FaultKind::Membership => {
                         let deadline = Instant::now() + Duration::from_secs(5);
-                        Active::Membership(tokio::spawn(membership_change(
-                            c.clone(),
-                            id,
-                            deadline,
-                        )))
+                        Active::Membership(tokio::spawn(membership_change(c.clone(), id, deadline)))
                     }
                     FaultKind::PowerLossAll | FaultKind::TransferLeader => unreachable!(),
                 };
@@ -747,6 +767,15 @@ async fn inject(c: &Arc<Cluster>, s: &Schedule, out: &mut Outcome) -> Vec<Runnin
             }
             _ => false,
         };
+        trace(
+            start,
+            format_args!(
+                "{} {:?} (leader {leader:?}, faulty {faulty:?}): {}",
+                f.kind.name(),
+                target,
+                if injected { "injected" } else { "skipped" }
+            ),
+        );
         if injected {
             *out.injected.entry(f.kind).or_default() += 1;
         } else {
@@ -895,7 +924,10 @@ async fn check_final_log(c: &Cluster, obs: &Observed, deadline: Instant) -> (u64
             }
             Err(e) => panic!("final read at {next} from node {leader}: {e}"),
         };
-        assert!(!f.batches.is_empty(), "final read at {next} returned nothing");
+        assert!(
+            !f.batches.is_empty(),
+            "final read at {next} returned nothing"
+        );
         for b in f.batches {
             let h = strata_record::BatchHeader::parse(&b).expect("final batch parses");
             assert_eq!(
@@ -931,14 +963,22 @@ async fn check_final_log(c: &Cluster, obs: &Observed, deadline: Instant) -> (u64
         let got = log
             .get(off)
             .unwrap_or_else(|| panic!("acknowledged batch at {off} is not in the log (hw {hw})"));
-        assert_eq!(&got[16..], &batch[16..], "acknowledged batch at {off} altered");
+        assert_eq!(
+            &got[16..],
+            &batch[16..],
+            "acknowledged batch at {off} altered"
+        );
     }
     let read = lock(&obs.read).clone();
     for (off, batch) in &read {
         let got = log
             .get(off)
             .unwrap_or_else(|| panic!("batch read at {off} is no longer in the log (hw {hw})"));
-        assert_eq!(&got[16..], &batch[16..], "batch read at {off} changed since");
+        assert_eq!(
+            &got[16..],
+            &batch[16..],
+            "batch read at {off} changed since"
+        );
     }
     (acked.len() as u64, read.len() as u64)
 }
@@ -1014,7 +1054,13 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let faults: Vec<String> = FaultKind::ALL
             .iter()
-            .map(|k| format!("{}={}", k.name(), self.injected.get(k).copied().unwrap_or(0)))
+            .map(|k| {
+                format!(
+                    "{}={}",
+                    k.name(),
+                    self.injected.get(k).copied().unwrap_or(0)
+                )
+            })
             .collect();
         write!(
             f,
