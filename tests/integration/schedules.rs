@@ -42,6 +42,8 @@ async fn seeds() {
     loop {
         while running.len() < parallel {
             let Some(seed) = seeds.next() else { break };
+            // (Which seeds were running tells, if the process dies, where to look.)
+            println!("seed {seed} started");
             running.spawn(run_reported(seed, SEED_TIMEOUT));
         }
         let Some(done) = running.join_next().await else {

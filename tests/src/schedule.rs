@@ -224,7 +224,7 @@ impl Schedule {
                 kind,
                 target,
                 peer,
-                duration_ms: rng.range(100, 500),
+                duration_ms: rng.range(50, 400),
                 torn: if rng.chance(1, 2) {
                     Some(rng.next_u64())
                 } else {
@@ -675,7 +675,9 @@ async fn inject(c: &Arc<Cluster>, s: &Schedule, out: &mut Outcome) -> Vec<Runnin
                 }
             }
             (FaultKind::TransferLeader, Some(to)) => match current_leader(c) {
-                Some((from, p)) if from != to && c.is_up(to) => {
+                // Aimed at the leader itself: hand over to the next node instead.
+                Some((from, p)) if c.is_up(if to == from { 1 + from % s.nodes } else { to }) => {
+                    let to = if to == from { 1 + from % s.nodes } else { to };
                     let _ = tokio::time::timeout(CALL_TIMEOUT, p.transfer_leader(to)).await;
                     true
                 }
