@@ -6,6 +6,10 @@
 //! `sync_dir`: files created since disappear, removed or renamed-over files come back. Killing a
 //! process cannot test this: the page cache survives it.
 //!
+//! A crash writes the durable contents of each changed file as a new file in its place, so a
+//! thread of the crashed instance that still maps the old file (a test process outlives the
+//! instances it crashes) keeps reading what it mapped rather than faulting on a shrunk file.
+//!
 //! A failed `sync_data` has Linux's semantics ("fsyncgate"): the writes it covered stay
 //! readable (the page cache keeps them, marked clean) but are not on disk, and a later
 //! successful sync of the same file does not bring them back: a crash still undoes them.
@@ -290,8 +294,9 @@ impl SimDisk {
             CrashMode::DropAll => None,
             CrashMode::TornPrefix(seed) => Some(SplitMix(seed)),
         };
-        // 1. File contents: undo what no sync covered.
-        let inodes: Vec<(u64, PathBuf, Vec<Undo>, Vec<Undo>)> = st
+        // 1. What no sync covered, per file, in path order (so torn-write draws depend on the
+        // seed, not on hash order).
+        let mut inodes: Vec<(u64, PathBuf, Vec<Undo>, Vec<Undo>)> = st
             .inodes
             .iter_mut()
             .map(|(n, i)| {
@@ -303,13 +308,50 @@ impl SimDisk {
                 )
             })
             .collect();
-        for (_, path, undo, lost) in inodes {
+        inodes.sort_by(|a, b| a.1.cmp(&b.1));
+        // 2. Directory entries: back to the last synced listing (before the contents: it finds
+        // files by inode, and step 3 gives changed files new inodes).
+        let dirs: Vec<(PathBuf, HashMap<OsString, u64>)> = st
+            .dirs
+            .iter()
+            .map(|(d, m)| (d.clone(), m.clone()))
+            .collect();
+        for (dir, durable) in &dirs {
+            let current = list_dir(dir)?;
+            for (name, n) in &current {
+                if durable.get(name) != Some(n) {
+                    self.to_trash(&mut st, &dir.join(name))?;
+                }
+            }
+            for (name, n) in durable {
+                let here = dir.join(name);
+                if here.exists() {
+                    continue;
+                }
+                if let Some(inode) = st.inodes.get_mut(n)
+                    && inode.path.exists()
+                {
+                    fs::rename(&inode.path, &here)?;
+                    inode.path = here;
+                }
+            }
+        }
+        // 3. File contents: undo what no sync covered. The undo is done on a copy that then
+        // replaces the file, so that a thread of the crashed instance still mapping the old file
+        // (in a test process such threads outlive the crash; a power loss would end them) keeps
+        // reading the old bytes instead of faulting on a shrunk file.
+        for (n, _, undo, lost) in inodes {
             if undo.is_empty() && lost.is_empty() {
                 continue;
             }
-            let Ok(file) = fs::OpenOptions::new().read(true).write(true).open(&path) else {
+            let Some(path) = st.inodes.get(&n).map(|i| i.path.clone()) else {
                 continue;
             };
+            let fresh = path.with_file_name(format!(".crash-{n}"));
+            if fs::copy(&path, &fresh).is_err() {
+                continue;
+            }
+            let file = fs::OpenOptions::new().read(true).write(true).open(&fresh)?;
             // Writes 0..keep survive; write `keep` may be torn; the rest are undone.
             let keep = match &mut rng {
                 None => 0,
@@ -359,34 +401,10 @@ impl SimDisk {
                     Undo::Len { old_len, old_tail } => undo_len(&file, *old_len, old_tail)?,
                 }
             }
+            drop(file);
+            fs::rename(&fresh, &path)?;
         }
-        // 2. Directory entries: back to the last synced listing.
-        let dirs: Vec<(PathBuf, HashMap<OsString, u64>)> = st
-            .dirs
-            .iter()
-            .map(|(d, m)| (d.clone(), m.clone()))
-            .collect();
-        for (dir, durable) in &dirs {
-            let current = list_dir(dir)?;
-            for (name, n) in &current {
-                if durable.get(name) != Some(n) {
-                    self.to_trash(&mut st, &dir.join(name))?;
-                }
-            }
-            for (name, n) in durable {
-                let here = dir.join(name);
-                if here.exists() {
-                    continue;
-                }
-                if let Some(inode) = st.inodes.get_mut(n)
-                    && inode.path.exists()
-                {
-                    fs::rename(&inode.path, &here)?;
-                    inode.path = here;
-                }
-            }
-        }
-        // 3. Forget everything: what is on disk now is the durable state.
+        // 4. Forget everything: what is on disk now is the durable state.
         st.inodes.clear();
         st.dirs.clear();
         st.faults.clear();
