@@ -1098,15 +1098,25 @@ impl Partition {
     /// Refuses a membership change on a leader that is not a voter of its own membership: a
     /// leader that removed itself keeps leading until that change commits and it steps down,
     /// and openraft asserts (killing its Raft core in debug builds) when such a leader appends
-    /// another membership entry. The caller retries on the next leader.
-    fn membership_leader(&self) -> Result<(), PartitionError> {
-        let m = self.metrics();
-        let voter = m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|v| v == self.node_id);
-        if m.state != ServerState::Leader || !voter {
+    /// another membership entry. Checked inside the Raft core (not on metrics, which lag it);
+    /// a change queued behind another one on the same leader can still slip through. The caller
+    /// retries on the next leader.
+    async fn membership_leader(&self) -> Result<(), PartitionError> {
+        let me = self.node_id;
+        let leads_as_voter = self
+            .raft
+            .with_raft_state(move |st| {
+                st.server_state == ServerState::Leader
+                    && st
+                        .membership_state
+                        .effective()
+                        .membership()
+                        .voter_ids()
+                        .any(|v| v == me)
+            })
+            .await
+            .map_err(fatal)?;
+        if !leads_as_voter {
             return Err(PartitionError::NotLeader {
                 leader_id: None,
                 leader_addr: None,
@@ -1124,7 +1134,7 @@ impl Partition {
         blocking: bool,
     ) -> Result<(), PartitionError> {
         self.wake().await;
-        self.membership_leader()?;
+        self.membership_leader().await?;
         self.raft
             .add_learner(id, BasicNode { addr }, blocking)
             .await
@@ -1135,7 +1145,7 @@ impl Partition {
     /// Makes these learners voters.
     pub async fn promote(&self, ids: BTreeSet<NodeId>) -> Result<(), PartitionError> {
         self.wake().await;
-        self.membership_leader()?;
+        self.membership_leader().await?;
         self.raft
             .change_membership(ChangeMembers::AddVoterIds(ids), false)
             .await
@@ -1146,7 +1156,7 @@ impl Partition {
     /// Removes these voters (and their nodes) from the group.
     pub async fn remove_voters(&self, ids: BTreeSet<NodeId>) -> Result<(), PartitionError> {
         self.wake().await;
-        self.membership_leader()?;
+        self.membership_leader().await?;
         self.raft
             .change_membership(ChangeMembers::RemoveVoters(ids), false)
             .await
