@@ -315,6 +315,15 @@ impl Observed {
     }
 }
 
+/// Stops the workload when dropped.
+struct StopOnDrop(Arc<Observed>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop.store(true, Ordering::Relaxed);
+    }
+}
+
 /// The node that serves clients now, if any: a ready leader, else a sleeping one (a request
 /// wakes it). Never waits.
 fn current_leader(c: &Cluster) -> Option<(NodeId, Arc<Partition>)> {
@@ -810,6 +819,9 @@ pub async fn run(seed: u64) -> Outcome {
     };
     let c = Arc::new(Cluster::start(s.nodes, seed).await);
     let obs = Arc::new(Observed::default());
+    // A failed or abandoned run stops its workload too (it would go on loading the machine
+    // under the seeds that follow).
+    let _stop = StopOnDrop(obs.clone());
     let mut rng = Rng::new(s.workload_seed);
     let mut tasks = Vec::new();
     for i in 0..s.idempotent_producers {

@@ -217,6 +217,9 @@ pub struct Partition {
     inflight: Mutex<HashMap<i64, Inflight>>,
     /// When this replica last proposed its clock, and in which term (see [`CLOCK_INTERVAL`]).
     clock_proposed: Mutex<Option<(u64, std::time::Instant)>>,
+    /// Held across a membership change's check and its proposal (see
+    /// [`Partition::membership_leader`]).
+    membership: tokio::sync::Mutex<()>,
 }
 
 /// How often a leader serving idempotent producers proposes its wall clock (a `Clock` entry),
@@ -389,6 +392,7 @@ impl Partition {
             inflight: Mutex::new(HashMap::new()),
             clock_proposed: Mutex::new(None),
             lead: Arc::default(),
+            membership: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -1098,9 +1102,11 @@ impl Partition {
     /// Refuses a membership change on a leader that is not a voter of its own membership: a
     /// leader that removed itself keeps leading until that change commits and it steps down,
     /// and openraft asserts (killing its Raft core in debug builds) when such a leader appends
-    /// another membership entry. Checked inside the Raft core (not on metrics, which lag it);
-    /// a change queued behind another one on the same leader can still slip through. The caller
-    /// retries on the next leader.
+    /// another membership entry. Checked inside the Raft core (not on metrics, which lag it),
+    /// under the partition's membership lock: the check runs after every change proposed
+    /// before it (the core takes requests in order), and no other change through this
+    /// partition can come between the check and its own proposal. The caller retries on the
+    /// next leader.
     async fn membership_leader(&self) -> Result<(), PartitionError> {
         let me = self.node_id;
         let leads_as_voter = self
@@ -1134,6 +1140,7 @@ impl Partition {
         blocking: bool,
     ) -> Result<(), PartitionError> {
         self.wake().await;
+        let _serial = self.membership.lock().await;
         self.membership_leader().await?;
         self.raft
             .add_learner(id, BasicNode { addr }, blocking)
@@ -1145,6 +1152,7 @@ impl Partition {
     /// Makes these learners voters.
     pub async fn promote(&self, ids: BTreeSet<NodeId>) -> Result<(), PartitionError> {
         self.wake().await;
+        let _serial = self.membership.lock().await;
         self.membership_leader().await?;
         self.raft
             .change_membership(ChangeMembers::AddVoterIds(ids), false)
@@ -1156,6 +1164,7 @@ impl Partition {
     /// Removes these voters (and their nodes) from the group.
     pub async fn remove_voters(&self, ids: BTreeSet<NodeId>) -> Result<(), PartitionError> {
         self.wake().await;
+        let _serial = self.membership.lock().await;
         self.membership_leader().await?;
         self.raft
             .change_membership(ChangeMembers::RemoveVoters(ids), false)
