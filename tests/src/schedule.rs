@@ -665,7 +665,14 @@ async fn inject(c: &Arc<Cluster>, s: &Schedule, out: &mut Outcome) -> Vec<Runnin
                     false
                 } else {
                     for r in running.drain(..) {
-                        end(c, r.what).await;
+                        // Syncs held at the power loss never completed: their writes are lost
+                        // (the issue-8 scenario of a leader whose fsync is behind its
+                        // followers' when the power goes).
+                        let what = match r.what {
+                            Active::HeldSyncs(id, _) => Active::HeldSyncs(id, true),
+                            other => other,
+                        };
+                        end(c, what).await;
                     }
                     let mut torn = Rng::new(f.torn.unwrap_or(s.seed));
                     for id in c.ids() {
