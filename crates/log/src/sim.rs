@@ -18,9 +18,12 @@
 //! test can keep one node's fsync behind its peers' or race another operation against a sync in
 //! progress.
 //!
+//! A later successful sync of the same file makes durable what was written since, byte for
+//! byte, over what a failed sync lost (a replica reopened after the failure cuts its log and
+//! writes over the same bytes), and makes the file's current size durable.
+//!
 //! Simplifications: directories created through the seam are durable at once; hard links are
-//! not modelled (the log makes none); a write that a failed sync lost and a later durable write
-//! over the same bytes are not modelled together (the log never rewrites bytes in place).
+//! not modelled (the log makes none); bytes are durable or not one by one, not per page.
 
 use crate::disk::{Disk, RealDisk};
 use std::collections::HashMap;
@@ -415,6 +418,22 @@ impl SimDisk {
     }
 }
 
+/// Copies the part of `src` (at file position `src_pos`) that overlaps `dst` (at `dst_pos`)
+/// into `dst`.
+fn overlay(dst: &mut [u8], dst_pos: u64, src: &[u8], src_pos: u64) {
+    let start = dst_pos.max(src_pos);
+    let end = (dst_pos + dst.len() as u64).min(src_pos + src.len() as u64);
+    if start >= end {
+        return;
+    }
+    let (d, s, n) = (
+        (start - dst_pos) as usize,
+        (start - src_pos) as usize,
+        (end - start) as usize,
+    );
+    dst[d..d + n].copy_from_slice(&src[s..s + n]);
+}
+
 fn undo_len(file: &File, old_len: u64, old_tail: &[u8]) -> io::Result<()> {
     file.set_len(old_len)?;
     if !old_tail.is_empty() {
@@ -513,7 +532,43 @@ impl Disk for SimDisk {
             inode.lost.extend(failed);
             return Err(e);
         }
-        Self::inode(&mut st, file)?.undo.clear();
+        let len = file.metadata()?.len();
+        let inode = Self::inode(&mut st, file)?;
+        let durable = std::mem::take(&mut inode.undo);
+        if !inode.lost.is_empty() {
+            // Bytes a failed sync lost and a later write rewrote (a replica reopened after the
+            // failure cuts its log and appends over the same bytes) are durable now with the
+            // later content, and so is the file's current size: a crash must not put the lost
+            // writes' old bytes back over them, nor cut the file to a length before them.
+            for l in inode.lost.iter_mut() {
+                if let Undo::Write {
+                    pos,
+                    old,
+                    old_len,
+                    new,
+                } = l
+                {
+                    // What the lost write added past the end was nothing before it: zeros in
+                    // a file whose size is now durable.
+                    if old.len() < new.len() {
+                        old.resize(new.len(), 0);
+                    }
+                    for d in &durable {
+                        if let Undo::Write {
+                            pos: dpos,
+                            new: dnew,
+                            ..
+                        } = d
+                        {
+                            overlay(old, *pos, dnew, *dpos);
+                        }
+                    }
+                    *old_len = len;
+                }
+            }
+            // A lost size change is overridden by the size this sync made durable.
+            inode.lost.retain(|u| matches!(u, Undo::Write { .. }));
+        }
         Ok(())
     }
 
