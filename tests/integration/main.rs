@@ -4,4 +4,5 @@
 mod many_groups;
 mod replication;
 mod safety;
+mod schedules;
 mod storage_kill;

@@ -300,3 +300,49 @@ async fn a_replica_that_lost_acknowledged_entries_cannot_help_elect_a_leader_wit
     c.leaders.check();
     c.shutdown().await;
 }
+
+/// Found by the fault schedules (seed 92): a leader that removed itself from the voters keeps
+/// leading until it steps down, and a second membership change through it tripped an openraft
+/// assertion ("Only leader is allowed to call update_effective_membership()") that killed its
+/// Raft core (the replica died and had to be reopened). It is now refused as `NotLeader`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_removed_itself_refuses_further_membership_changes() {
+    let c = Cluster::start(3, strata_tests::test_seed()).await;
+    let leader = c.leader(T).await;
+    let p = c.partition(leader);
+    p.remove_voters([leader].into_iter().collect())
+        .await
+        .expect("remove the leader itself");
+    match p.add_learner(leader, format!("node-{leader}"), true).await {
+        Ok(()) | Err(PartitionError::NotLeader { .. }) => {}
+        Err(e) => panic!("membership change through a removed leader: {e}"),
+    }
+    drop(p);
+    // The group goes on under a new leader, and the old one can be added back.
+    let deadline = std::time::Instant::now() + T;
+    let new = loop {
+        let l = c.leader(T).await;
+        if l != leader {
+            break l;
+        }
+        assert!(std::time::Instant::now() < deadline, "no new leader");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let p = c.partition(new);
+    p.add_learner(leader, format!("node-{leader}"), true)
+        .await
+        .expect("add back");
+    p.promote([leader].into_iter().collect())
+        .await
+        .expect("promote");
+    assert!(c.is_up(leader), "the removed leader's replica died");
+    assert_eq!(
+        c.status(leader),
+        Some(strata_raft::replica::ReplicaStatus::Running)
+    );
+    c.append(test_batch(1, 10, 1, -1, 0), Acks::All, T)
+        .await
+        .expect("append");
+    c.check_replicas_agree(T).await;
+    c.shutdown().await;
+}

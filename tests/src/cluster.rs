@@ -277,33 +277,35 @@ impl Cluster {
     }
 
     /// Crashes node `id`: stops it without a clean close, then its disk loses every write not
-    /// covered by a completed sync.
+    /// covered by a completed sync. A node whose replica is down (being reopened by its
+    /// supervisor after a storage failure) or already crashed only has its disk crashed.
     pub async fn crash(&self, id: NodeId, mode: CrashMode) {
         self.router.unregister(self.group, id);
         let replica = lock(&self.nodes).get_mut(&id).expect("node").replica.take();
-        let mut p = replica
-            .expect("node is up")
-            .into_partition()
-            .await
-            .expect("node is up");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let p = loop {
-            match Arc::try_unwrap(p) {
-                Ok(p) => break p,
-                Err(back) => {
-                    assert!(Instant::now() < deadline, "partition {id} still in use");
-                    p = back;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            }
+        let running = match replica {
+            Some(r) => r.into_partition().await,
+            None => None,
         };
         let sim = lock(&self.nodes)[&id].sim.clone();
-        // The power goes out during a held sync: it fails, and what it covered is lost. (Its
+        // The power goes out during a held sync: it fails, and what it covered is lost. (The
         // supervisor is stopped above, so the failure cannot start a reopen.)
         if sim.held_syncs() > 0 {
             sim.release_syncs(true);
         }
-        p.stop_abruptly().await.expect("stop");
+        if let Some(mut p) = running {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let p = loop {
+                match Arc::try_unwrap(p) {
+                    Ok(p) => break p,
+                    Err(back) => {
+                        assert!(Instant::now() < deadline, "partition {id} still in use");
+                        p = back;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            };
+            p.stop_abruptly().await.expect("stop");
+        }
         tokio::task::spawn_blocking(move || sim.crash(mode))
             .await
             .expect("join")

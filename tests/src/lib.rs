@@ -2,9 +2,11 @@
 //!
 //! - [`memnet`]: an in-memory Raft transport with per-link faults.
 //! - [`cluster`]: an in-process cluster harness with invariant checkers.
+//! - [`schedule`]: randomized fault schedules from a seed, played against a [`cluster`].
 
 pub mod cluster;
 pub mod memnet;
+pub mod schedule;
 
 use bytes::Bytes;
 use strata_record::{BatchBuilder, NewRecord};

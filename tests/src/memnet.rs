@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use strata_raft::codec::{decode_entry, encode_payload};
 use strata_raft::transport::GroupHandle;
 use strata_raft::types::{NodeId, TypeConfig, Vote};
 
@@ -205,6 +206,27 @@ impl RaftNetworkFactory<TypeConfig> for MemNetwork {
     }
 }
 
+/// Copies a request's entries out of the sender's memory, as a real transport's encoding does:
+/// a leader's entries are views of its log's mapping, and a simulated power loss of the leader
+/// shrinks the mapped files while a follower (or a delayed message) still holds them (SIGBUS).
+fn detach(mut rpc: AppendEntriesRequest<TypeConfig>) -> AppendEntriesRequest<TypeConfig> {
+    rpc.entries = rpc
+        .entries
+        .into_iter()
+        .map(|e| {
+            let (kind, bytes) = encode_payload(&e.payload);
+            decode_entry(
+                e.log_id.committed_leader_id().term,
+                e.log_id.index,
+                kind,
+                bytes::Bytes::copy_from_slice(&bytes),
+            )
+            .expect("an entry decodes from its own encoding")
+        })
+        .collect();
+    rpc
+}
+
 fn remote<E: std::error::Error + 'static>(e: E) -> RPCError<TypeConfig> {
     RPCError::Network(NetworkError::new(&e))
 }
@@ -217,6 +239,7 @@ impl RaftNetworkV2<TypeConfig> for MemConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let rpc = detach(rpc);
         let raft = self.router.pass(self.group, self.from, self.to).await?;
         raft.append_entries(rpc).await.map_err(remote)
     }
@@ -255,6 +278,8 @@ impl RaftNetworkV2<TypeConfig> for MemConnection {
         _cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         _option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let mut snapshot = snapshot;
+        snapshot.snapshot = bytes::Bytes::copy_from_slice(&snapshot.snapshot);
         let raft = self
             .router
             .pass(self.group, self.from, self.to)

@@ -6,6 +6,10 @@
 //! `sync_dir`: files created since disappear, removed or renamed-over files come back. Killing a
 //! process cannot test this: the page cache survives it.
 //!
+//! A crash writes the durable contents of each changed file as a new file in its place, so a
+//! thread of the crashed instance that still maps the old file (a test process outlives the
+//! instances it crashes) keeps reading what it mapped rather than faulting on a shrunk file.
+//!
 //! A failed `sync_data` has Linux's semantics ("fsyncgate"): the writes it covered stay
 //! readable (the page cache keeps them, marked clean) but are not on disk, and a later
 //! successful sync of the same file does not bring them back: a crash still undoes them.
@@ -14,9 +18,12 @@
 //! test can keep one node's fsync behind its peers' or race another operation against a sync in
 //! progress.
 //!
+//! A later successful sync of the same file makes durable what was written since, byte for
+//! byte, over what a failed sync lost (a replica reopened after the failure cuts its log and
+//! writes over the same bytes), and makes the file's current size durable.
+//!
 //! Simplifications: directories created through the seam are durable at once; hard links are
-//! not modelled (the log makes none); a write that a failed sync lost and a later durable write
-//! over the same bytes are not modelled together (the log never rewrites bytes in place).
+//! not modelled (the log makes none); bytes are durable or not one by one, not per page.
 
 use crate::disk::{Disk, RealDisk};
 use std::collections::HashMap;
@@ -290,8 +297,9 @@ impl SimDisk {
             CrashMode::DropAll => None,
             CrashMode::TornPrefix(seed) => Some(SplitMix(seed)),
         };
-        // 1. File contents: undo what no sync covered.
-        let inodes: Vec<(u64, PathBuf, Vec<Undo>, Vec<Undo>)> = st
+        // 1. What no sync covered, per file, in path order (so torn-write draws depend on the
+        // seed, not on hash order).
+        let mut inodes: Vec<(u64, PathBuf, Vec<Undo>, Vec<Undo>)> = st
             .inodes
             .iter_mut()
             .map(|(n, i)| {
@@ -303,13 +311,50 @@ impl SimDisk {
                 )
             })
             .collect();
-        for (_, path, undo, lost) in inodes {
+        inodes.sort_by(|a, b| a.1.cmp(&b.1));
+        // 2. Directory entries: back to the last synced listing (before the contents: it finds
+        // files by inode, and step 3 gives changed files new inodes).
+        let dirs: Vec<(PathBuf, HashMap<OsString, u64>)> = st
+            .dirs
+            .iter()
+            .map(|(d, m)| (d.clone(), m.clone()))
+            .collect();
+        for (dir, durable) in &dirs {
+            let current = list_dir(dir)?;
+            for (name, n) in &current {
+                if durable.get(name) != Some(n) {
+                    self.to_trash(&mut st, &dir.join(name))?;
+                }
+            }
+            for (name, n) in durable {
+                let here = dir.join(name);
+                if here.exists() {
+                    continue;
+                }
+                if let Some(inode) = st.inodes.get_mut(n)
+                    && inode.path.exists()
+                {
+                    fs::rename(&inode.path, &here)?;
+                    inode.path = here;
+                }
+            }
+        }
+        // 3. File contents: undo what no sync covered. The undo is done on a copy that then
+        // replaces the file, so that a thread of the crashed instance still mapping the old file
+        // (in a test process such threads outlive the crash; a power loss would end them) keeps
+        // reading the old bytes instead of faulting on a shrunk file.
+        for (n, _, undo, lost) in inodes {
             if undo.is_empty() && lost.is_empty() {
                 continue;
             }
-            let Ok(file) = fs::OpenOptions::new().read(true).write(true).open(&path) else {
+            let Some(path) = st.inodes.get(&n).map(|i| i.path.clone()) else {
                 continue;
             };
+            let fresh = path.with_file_name(format!(".crash-{n}"));
+            if fs::copy(&path, &fresh).is_err() {
+                continue;
+            }
+            let file = fs::OpenOptions::new().read(true).write(true).open(&fresh)?;
             // Writes 0..keep survive; write `keep` may be torn; the rest are undone.
             let keep = match &mut rng {
                 None => 0,
@@ -359,34 +404,10 @@ impl SimDisk {
                     Undo::Len { old_len, old_tail } => undo_len(&file, *old_len, old_tail)?,
                 }
             }
+            drop(file);
+            fs::rename(&fresh, &path)?;
         }
-        // 2. Directory entries: back to the last synced listing.
-        let dirs: Vec<(PathBuf, HashMap<OsString, u64>)> = st
-            .dirs
-            .iter()
-            .map(|(d, m)| (d.clone(), m.clone()))
-            .collect();
-        for (dir, durable) in &dirs {
-            let current = list_dir(dir)?;
-            for (name, n) in &current {
-                if durable.get(name) != Some(n) {
-                    self.to_trash(&mut st, &dir.join(name))?;
-                }
-            }
-            for (name, n) in durable {
-                let here = dir.join(name);
-                if here.exists() {
-                    continue;
-                }
-                if let Some(inode) = st.inodes.get_mut(n)
-                    && inode.path.exists()
-                {
-                    fs::rename(&inode.path, &here)?;
-                    inode.path = here;
-                }
-            }
-        }
-        // 3. Forget everything: what is on disk now is the durable state.
+        // 4. Forget everything: what is on disk now is the durable state.
         st.inodes.clear();
         st.dirs.clear();
         st.faults.clear();
@@ -395,6 +416,22 @@ impl SimDisk {
         }
         Ok(())
     }
+}
+
+/// Copies the part of `src` (at file position `src_pos`) that overlaps `dst` (at `dst_pos`)
+/// into `dst`.
+fn overlay(dst: &mut [u8], dst_pos: u64, src: &[u8], src_pos: u64) {
+    let start = dst_pos.max(src_pos);
+    let end = (dst_pos + dst.len() as u64).min(src_pos + src.len() as u64);
+    if start >= end {
+        return;
+    }
+    let (d, s, n) = (
+        (start - dst_pos) as usize,
+        (start - src_pos) as usize,
+        (end - start) as usize,
+    );
+    dst[d..d + n].copy_from_slice(&src[s..s + n]);
 }
 
 fn undo_len(file: &File, old_len: u64, old_tail: &[u8]) -> io::Result<()> {
@@ -495,7 +532,43 @@ impl Disk for SimDisk {
             inode.lost.extend(failed);
             return Err(e);
         }
-        Self::inode(&mut st, file)?.undo.clear();
+        let len = file.metadata()?.len();
+        let inode = Self::inode(&mut st, file)?;
+        let durable = std::mem::take(&mut inode.undo);
+        if !inode.lost.is_empty() {
+            // Bytes a failed sync lost and a later write rewrote (a replica reopened after the
+            // failure cuts its log and appends over the same bytes) are durable now with the
+            // later content, and so is the file's current size: a crash must not put the lost
+            // writes' old bytes back over them, nor cut the file to a length before them.
+            for l in inode.lost.iter_mut() {
+                if let Undo::Write {
+                    pos,
+                    old,
+                    old_len,
+                    new,
+                } = l
+                {
+                    // What the lost write added past the end was nothing before it: zeros in
+                    // a file whose size is now durable.
+                    if old.len() < new.len() {
+                        old.resize(new.len(), 0);
+                    }
+                    for d in &durable {
+                        if let Undo::Write {
+                            pos: dpos,
+                            new: dnew,
+                            ..
+                        } = d
+                        {
+                            overlay(old, *pos, dnew, *dpos);
+                        }
+                    }
+                    *old_len = len;
+                }
+            }
+            // A lost size change is overridden by the size this sync made durable.
+            inode.lost.retain(|u| matches!(u, Undo::Write { .. }));
+        }
         Ok(())
     }
 

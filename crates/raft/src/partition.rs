@@ -230,6 +230,9 @@ pub struct Partition {
     quarantine: Arc<Quarantine>,
     /// Set when a read found damaged data: the supervisor reopens the replica verified.
     damaged: watch::Sender<Option<String>>,
+    /// Held across a membership change's check and its proposal (see
+    /// [`Partition::membership_leader`]).
+    membership: tokio::sync::Mutex<()>,
 }
 
 /// How often a leader serving idempotent producers proposes its wall clock (a `Clock` entry),
@@ -454,6 +457,7 @@ impl Partition {
             closed: watch::channel(false).0,
             damaged: watch::channel(None).0,
             lead: Arc::default(),
+            membership: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -1225,6 +1229,38 @@ impl Partition {
         }
     }
 
+    /// Refuses a membership change on a leader that is not a voter of its own membership: a
+    /// leader that removed itself keeps leading until that change commits and it steps down,
+    /// and openraft asserts (killing its Raft core in debug builds) when such a leader appends
+    /// another membership entry. Checked inside the Raft core (not on metrics, which lag it),
+    /// under the partition's membership lock: the check runs after every change proposed
+    /// before it (the core takes requests in order), and no other change through this
+    /// partition can come between the check and its own proposal. The caller retries on the
+    /// next leader.
+    async fn membership_leader(&self) -> Result<(), PartitionError> {
+        let me = self.node_id;
+        let leads_as_voter = self
+            .raft
+            .with_raft_state(move |st| {
+                st.server_state == ServerState::Leader
+                    && st
+                        .membership_state
+                        .effective()
+                        .membership()
+                        .voter_ids()
+                        .any(|v| v == me)
+            })
+            .await
+            .map_err(fatal)?;
+        if !leads_as_voter {
+            return Err(PartitionError::NotLeader {
+                leader_id: None,
+                leader_addr: None,
+            });
+        }
+        Ok(())
+    }
+
     /// Adds a learner (a replica that receives the log but does not vote) and waits until it
     /// has caught up when `blocking`.
     pub async fn add_learner(
@@ -1234,6 +1270,8 @@ impl Partition {
         blocking: bool,
     ) -> Result<(), PartitionError> {
         self.wake().await;
+        let _serial = self.membership.lock().await;
+        self.membership_leader().await?;
         self.raft
             .add_learner(id, BasicNode { addr }, blocking)
             .await
@@ -1244,6 +1282,8 @@ impl Partition {
     /// Makes these learners voters.
     pub async fn promote(&self, ids: BTreeSet<NodeId>) -> Result<(), PartitionError> {
         self.wake().await;
+        let _serial = self.membership.lock().await;
+        self.membership_leader().await?;
         self.raft
             .change_membership(ChangeMembers::AddVoterIds(ids), false)
             .await
@@ -1254,6 +1294,8 @@ impl Partition {
     /// Removes these voters (and their nodes) from the group.
     pub async fn remove_voters(&self, ids: BTreeSet<NodeId>) -> Result<(), PartitionError> {
         self.wake().await;
+        let _serial = self.membership.lock().await;
+        self.membership_leader().await?;
         self.raft
             .change_membership(ChangeMembers::RemoveVoters(ids), false)
             .await

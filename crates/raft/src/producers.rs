@@ -90,8 +90,16 @@ impl ProducerTable {
 
     /// Applies a leader's `Clock` entry: the clock moves to `now_ms` (never back: a new
     /// leader's clock may be behind its predecessor's), then producers idle for longer than
-    /// `expiry_ms` by that clock are forgotten.
+    /// `expiry_ms` by that clock are forgotten. Batches applied while the clock was still
+    /// unknown (0: before the first `Clock` entry, which the leader proposes without waiting,
+    /// so a concurrent batch can precede it, or after a snapshot without producers) count as
+    /// seen at this clock, not at 0.
     pub fn advance_clock(&mut self, now_ms: i64, expiry_ms: i64) {
+        if self.clock_ms == 0 {
+            for p in self.producers.values_mut() {
+                p.last_timestamp = p.last_timestamp.max(now_ms);
+            }
+        }
         self.clock_ms = self.clock_ms.max(now_ms);
         let horizon = self.clock_ms.saturating_sub(expiry_ms);
         self.producers.retain(|_, p| p.last_timestamp >= horizon);
@@ -164,5 +172,50 @@ impl ProducerTable {
             producers,
             clock_ms,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WEEK_MS: i64 = 7 * 24 * 3600 * 1000;
+    const NOW_MS: i64 = 1_760_000_000_000;
+
+    fn batch(first: i32, offset: i64) -> RecentBatch {
+        RecentBatch {
+            first_sequence: first,
+            last_sequence: first,
+            base_offset: offset,
+            record_count: 1,
+        }
+    }
+
+    /// Found by the fault schedules (seed 1085): the leader proposes its first `Clock` entry
+    /// fire-and-forget, so a concurrent producer's batch can be applied before any clock, at
+    /// clock 0; the first `Clock` entry then expired that producer (idle "since 1970"), and its
+    /// next batch was refused as out of order (a retry of the first would have been written
+    /// twice).
+    #[test]
+    fn a_batch_applied_before_the_first_clock_is_not_expired_by_it() {
+        let mut t = ProducerTable::default();
+        t.record(101, 0, batch(0, 0));
+        t.advance_clock(NOW_MS, WEEK_MS);
+        let p = t.producers.get(&101).expect("producer 101 kept");
+        assert_eq!(p.next_sequence(), 1);
+        // It is seen at that first clock: idle from then on.
+        t.advance_clock(NOW_MS + WEEK_MS + 1, WEEK_MS);
+        assert!(!t.producers.contains_key(&101));
+    }
+
+    /// The same after a retention snapshot without producers: the decoded clock restarts at 0.
+    #[test]
+    fn a_batch_applied_after_an_empty_snapshot_is_not_expired_by_the_next_clock() {
+        let mut out = Vec::new();
+        ProducerTable::default().encode(&mut out);
+        let mut t = ProducerTable::decode(&mut &out[..]).expect("decode");
+        t.record(7, 0, batch(0, 10));
+        t.advance_clock(NOW_MS, WEEK_MS);
+        assert!(t.producers.contains_key(&7));
     }
 }

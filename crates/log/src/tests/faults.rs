@@ -160,3 +160,61 @@ fn a_truncation_racing_a_flusher_round_never_seals_unsynced_frames() {
         "the log claims entries up to {last} but reads {got:?}"
     );
 }
+
+/// SimDisk: bytes a failed sync lost and a later write rewrote are durable once a later sync
+/// succeeds (a crash used to put the lost writes' old bytes back over them).
+#[test]
+fn a_rewrite_synced_after_a_failed_sync_survives_a_crash() {
+    use std::io::IoSlice;
+    let h = Harness::new(small_config());
+    let path = h.root.path().join("f");
+    let disk: &dyn Disk = &*h.sim;
+    let f = disk.create_file(&path).unwrap();
+    disk.sync_dir(h.root.path()).unwrap();
+    disk.write_at(&f, &[IoSlice::new(&[1u8; 100])], 0).unwrap();
+    h.sim.inject(Op::Sync, libc::EIO, Some(1));
+    assert!(disk.sync_data(&f).is_err());
+    disk.write_at(&f, &[IoSlice::new(&[2u8; 60])], 20).unwrap();
+    disk.sync_data(&f).unwrap();
+    drop(f);
+    h.sim.crash(CrashMode::DropAll).unwrap();
+    let got = std::fs::read(&path).unwrap();
+    assert_eq!(got.len(), 100, "the size the later sync made durable");
+    assert!(
+        got[..20].iter().all(|b| *b == 0),
+        "lost bytes come back as before"
+    );
+    assert!(
+        got[20..80].iter().all(|b| *b == 2),
+        "the synced rewrite is durable"
+    );
+    assert!(got[80..].iter().all(|b| *b == 0));
+}
+
+/// The path of fault schedule seed 4791 as far as it is understood (a failed sync, the replica
+/// reopened from the page cache and cut at its last good sync, more entries synced, then a
+/// power loss): every entry synced after the cut is readable. This passes with and without the
+/// SimDisk fix above; what made seed 4791's replica find a zeroed frame inside a sealed
+/// segment is not explained yet (docs/testing.md).
+#[test]
+fn entries_rewritten_after_a_failed_sync_survive_a_power_loss() {
+    let h = Harness::new(small_config());
+    let mut log = h.open().unwrap();
+    fill(&mut log, 1, 4, 1);
+    log.flush_wait().unwrap();
+    fill(&mut log, 5, 12, 1);
+    h.sim.inject(Op::Sync, libc::EIO, Some(1));
+    assert!(log.flush_wait().is_err());
+    drop(log);
+    // The supervisor reopens from the page cache and cuts at the last good sync.
+    let mut log = h.open().unwrap();
+    log.truncate_after(4).unwrap();
+    fill(&mut log, 5, 40, 2);
+    log.flush_wait().unwrap();
+    drop(log);
+    h.sim.crash(CrashMode::DropAll).unwrap();
+    let log = h.open().unwrap();
+    assert_eq!(log.next_index(), 41);
+    let got = log.reader().entries(1, 41, usize::MAX).unwrap();
+    assert_eq!(got.len(), 40);
+}
