@@ -28,6 +28,10 @@ struct Plan {
     sealed: bool,
     /// Bytes trusted without a scan (sealed length, or the active checkpoint).
     trusted_len: u64,
+    /// Where a scan of this segment stops: a verified open scans a sealed segment only up to
+    /// its recorded length (the bytes after it are dead: a truncation seals a segment without
+    /// trimming it, and those frames must never come back).
+    scan_limit: Option<u64>,
     last_index: u64,
     last_term: u64,
     next_offset: i64,
@@ -142,6 +146,7 @@ pub(crate) fn open(
                     path,
                     sealed: rec.sealed,
                     trusted_len: rec.len,
+                    scan_limit: None,
                     last_index: rec.last_index,
                     last_term: rec.last_term,
                     next_offset: rec.next_offset,
@@ -162,6 +167,7 @@ pub(crate) fn open(
                     path: path.clone(),
                     sealed: i + 1 < n,
                     trusted_len: 0,
+                    scan_limit: None,
                     last_index: first - 1,
                     last_term: 0,
                     next_offset: *base,
@@ -197,6 +203,9 @@ pub(crate) fn open(
         // What the manifest recorded for this segment, before a verified scan ignores it.
         let recorded = (plan.trusted_len > 0).then_some(plan.last_index);
         if verify {
+            if plan.sealed {
+                plan.scan_limit = Some(plan.trusted_len);
+            }
             plan.sealed = false;
             plan.trusted_len = 0;
             plan.last_index = plan.first_index - 1;
@@ -546,7 +555,7 @@ fn open_scanned(
         term: seg.last_term.max(expect.map_or(0, |e| e.term)),
     };
     let map = seg.map.clone();
-    let end = file_len as usize;
+    let end = plan.scan_limit.map_or(file_len, |l| l.min(file_len)) as usize;
     for item in FrameWalker::new(&map[..end], trusted, true, config.entry_bytes_max) {
         let Ok((pos, h)) = item else {
             break;

@@ -342,3 +342,38 @@ fn a_verified_open_cuts_damaged_recorded_data_and_reports_it() {
         );
     }
 }
+
+/// A verified open checks a sealed segment up to its recorded length and no further: a
+/// truncation seals the cut segment without trimming it, and the frames after the cut are
+/// dead. Scanning them brought truncated entries back (seed 199 of the fault schedules: a
+/// replica's log held the old term's entries again where the leader had replaced them, and
+/// the apply check caught the offsets going back).
+#[test]
+fn a_verified_open_never_revives_truncated_entries() {
+    let root = tempfile::tempdir().unwrap();
+    let flusher = Flusher::start("t").unwrap();
+    let dir = root.path().join("d");
+    let mut log = open_real(&dir, &flusher, &small_config()).unwrap();
+    for i in 1..=10u64 {
+        let b = batch(1, 50, i, 0);
+        log.append(&[data(1, i, &b)]).unwrap();
+    }
+    log.flush_wait().unwrap();
+    log.truncate_after(5).unwrap();
+    let mut kept = Vec::new();
+    for i in 6..=8u64 {
+        let b = batch(1, 60, 100 + i, 0);
+        log.append(&[data(2, i, &b)]).unwrap();
+        kept.push(b);
+    }
+    log.flush_wait().unwrap();
+    let expected = log.reader().entries(1, 9, usize::MAX).unwrap();
+    drop(log);
+    let log =
+        Log::open_verified(&dir, small_config(), Arc::new(RealDisk), &flusher.handle()).unwrap();
+    assert_eq!(log.damage(), None);
+    assert_eq!(log.next_index(), 9, "truncated entries came back");
+    let got = log.reader().entries(1, 9, usize::MAX).unwrap();
+    assert_eq!(got, expected);
+    assert!(got[5..].iter().all(|e| e.term == 2));
+}
