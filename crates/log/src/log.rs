@@ -771,9 +771,23 @@ impl Log {
     }
 
     /// The committed log id saved and made durable earlier, capped at the log's last entry.
+    /// Checked against the log: if the log holds an entry at the saved index with another
+    /// term, the log is not the one that index was committed in (log matching), nothing of
+    /// it is claimed committed, and the error is logged.
     pub fn read_committed(&self) -> Option<LogId> {
         let committed = lock(&self.shared.sync).state_written.committed?;
         let last = self.last_log_id()?;
+        let first = self.reader().bounds().first_index;
+        if committed.index <= last.index && committed.index >= first {
+            match self.reader().log_id_at(committed.index) {
+                Ok(id) if id.term == committed.term => {}
+                other => {
+                    tracing::error!(dir = %self.shared.dir.display(), ?committed, found = ?other,
+                        "the saved committed id does not match the log; claiming nothing committed");
+                    return None;
+                }
+            }
+        }
         Some(committed.min(last))
     }
 
