@@ -143,6 +143,52 @@ fn parse_configs(
     Ok(c)
 }
 
+/// A replica's error as the broker reports it about `what` (`topic/partition`); `leader`
+/// resolves a leader id to its client address.
+fn partition_error(
+    what: String,
+    e: PartitionError,
+    leader: impl Fn(Option<u64>) -> Option<(u64, String)>,
+) -> BrokerError {
+    match e {
+        PartitionError::NotLeader { leader_id, .. } => BrokerError::NotLeader {
+            what,
+            leader: leader(leader_id),
+        },
+        PartitionError::Indeterminate { reason } => BrokerError::Indeterminate { reason },
+        PartitionError::InvalidBatch { reason } => BrokerError::InvalidBatch { reason },
+        PartitionError::OutOfOrderSequence {
+            producer_id,
+            expected,
+            got,
+        } => BrokerError::OutOfOrderSequence {
+            producer_id,
+            expected,
+            got,
+        },
+        PartitionError::ProducerFenced {
+            producer_id,
+            epoch,
+            current,
+        } => BrokerError::ProducerFenced {
+            producer_id,
+            epoch,
+            current,
+        },
+        PartitionError::OffsetOutOfRange {
+            requested,
+            start,
+            end,
+        } => BrokerError::OffsetOutOfRange {
+            what,
+            requested,
+            start,
+            end,
+        },
+        PartitionError::Fatal { reason } => BrokerError::ReplicaDown { what, reason },
+    }
+}
+
 impl Broker {
     /// A broker over `parts`, enforcing `config`. The free disk space starts unknown
     /// (unlimited) until [`Broker::set_disk_free`].
@@ -256,44 +302,7 @@ impl Broker {
 
     /// A replica's error as the broker reports it, leader ids resolved to client addresses.
     fn perr(&self, topic: &str, partition: u32, e: PartitionError) -> BrokerError {
-        let what = format!("{topic}/{partition}");
-        match e {
-            PartitionError::NotLeader { leader_id, .. } => BrokerError::NotLeader {
-                what,
-                leader: self.leader_hint(leader_id),
-            },
-            PartitionError::Indeterminate { reason } => BrokerError::Indeterminate { reason },
-            PartitionError::InvalidBatch { reason } => BrokerError::InvalidBatch { reason },
-            PartitionError::OutOfOrderSequence {
-                producer_id,
-                expected,
-                got,
-            } => BrokerError::OutOfOrderSequence {
-                producer_id,
-                expected,
-                got,
-            },
-            PartitionError::ProducerFenced {
-                producer_id,
-                epoch,
-                current,
-            } => BrokerError::ProducerFenced {
-                producer_id,
-                epoch,
-                current,
-            },
-            PartitionError::OffsetOutOfRange {
-                requested,
-                start,
-                end,
-            } => BrokerError::OffsetOutOfRange {
-                what,
-                requested,
-                start,
-                end,
-            },
-            PartitionError::Fatal { reason } => BrokerError::ReplicaDown { what, reason },
-        }
+        partition_error(format!("{topic}/{partition}"), e, |id| self.leader_hint(id))
     }
 
     fn controller_error(&self, e: ControllerError) -> BrokerError {
@@ -474,44 +483,20 @@ impl Broker {
             .map_err(|e| self.perr(topic, partition, e))?;
         let (tx, rx) = mpsc::channel(4);
         let max_bytes = self.max_bytes(max_bytes);
-        let what = (topic.to_string(), partition);
-        // Errors are resolved now (leader hints need the metadata), the task keeps only the
-        // replica.
-        let resolve_error = {
-            let controller = self.controller.clone();
-            move |e: PartitionError| -> BrokerError {
-                let leader = |id: Option<u64>| {
-                    id.and_then(|id| {
-                        controller
-                            .meta()
-                            .borrow()
-                            .nodes
-                            .get(&id)
-                            .map(|n| (id, n.client_addr.clone()))
-                    })
-                };
-                let w = format!("{}/{}", what.0, what.1);
-                match e {
-                    PartitionError::NotLeader { leader_id, .. } => BrokerError::NotLeader {
-                        what: w,
-                        leader: leader(leader_id),
-                    },
-                    PartitionError::OffsetOutOfRange {
-                        requested,
-                        start,
-                        end,
-                    } => BrokerError::OffsetOutOfRange {
-                        what: w,
-                        requested,
-                        start,
-                        end,
-                    },
-                    PartitionError::Fatal { reason } => {
-                        BrokerError::ReplicaDown { what: w, reason }
-                    }
-                    other => BrokerError::Internal(other.to_string()),
-                }
-            }
+        // The task resolves leader hints through the controller's metadata.
+        let what = format!("{topic}/{partition}");
+        let controller = self.controller.clone();
+        let resolve_error = move |e: PartitionError| -> BrokerError {
+            partition_error(what.clone(), e, |id| {
+                id.and_then(|id| {
+                    controller
+                        .meta()
+                        .borrow()
+                        .nodes
+                        .get(&id)
+                        .map(|n| (id, n.client_addr.clone()))
+                })
+            })
         };
         tokio::spawn(async move {
             let mut offset = start;

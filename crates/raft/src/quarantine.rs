@@ -101,6 +101,18 @@ impl PeerHandle {
         let vote = self.raft.metrics().borrow_watched().vote;
         VoteResponse::new(vote, None, false)
     }
+
+    /// The answer to a vote or pre-vote while quarantined ([`PeerHandle::refusal`]); `None`
+    /// when not quarantined.
+    #[allow(clippy::type_complexity)]
+    fn refused(
+        &self,
+    ) -> Option<BoxFuture<'static, Result<VoteResponse<TypeConfig>, RaftError<TypeConfig>>>> {
+        self.quarantine.until().map(|_| {
+            let r = self.refusal();
+            Box::pin(async move { Ok(r) }) as BoxFuture<'static, _>
+        })
+    }
 }
 
 impl GroupHandle for PeerHandle {
@@ -122,22 +134,16 @@ impl GroupHandle for PeerHandle {
         &self,
         rpc: VoteRequest<TypeConfig>,
     ) -> BoxFuture<'_, Result<VoteResponse<TypeConfig>, RaftError<TypeConfig>>> {
-        if self.quarantine.until().is_some() {
-            let r = self.refusal();
-            return Box::pin(async move { Ok(r) });
-        }
-        GroupHandle::vote(&self.raft, rpc)
+        self.refused()
+            .unwrap_or_else(|| GroupHandle::vote(&self.raft, rpc))
     }
 
     fn pre_vote(
         &self,
         rpc: VoteRequest<TypeConfig>,
     ) -> BoxFuture<'_, Result<VoteResponse<TypeConfig>, RaftError<TypeConfig>>> {
-        if self.quarantine.until().is_some() {
-            let r = self.refusal();
-            return Box::pin(async move { Ok(r) });
-        }
-        GroupHandle::pre_vote(&self.raft, rpc)
+        self.refused()
+            .unwrap_or_else(|| GroupHandle::pre_vote(&self.raft, rpc))
     }
 
     fn install_full_snapshot(
