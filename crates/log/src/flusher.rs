@@ -240,6 +240,17 @@ fn round(shared: &Shared) {
                 s.failed = Some(reason.clone());
             }
             tracing::error!(dir = %shared.dir.display(), %reason, "flush failed; log must be reopened");
+            // What this round wrote may now live only in the page cache (a failed fdatasync
+            // loses its writes while they stay readable): the next open must cut after the
+            // last index a successful sync covered, whoever opens it (a reopening replica, or
+            // this process restarted). Recorded in the state file, a different file.
+            let durable = s.durable_index;
+            drop(s);
+            if let Err(e) = shared.mark_cut_after(Some(durable)) {
+                tracing::error!(dir = %shared.dir.display(), error = %e,
+                    "could not record the durable point after a failed flush");
+            }
+            s = lock(&shared.sync);
             Some(reason)
         }
     };

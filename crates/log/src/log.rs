@@ -247,8 +247,28 @@ impl Shared {
                 seq: s.state_written.seq + 1,
                 committed,
                 last_purged,
+                cut_after: None,
             }
         };
+        self.write_state(record)
+    }
+
+    /// Records durably that everything after log index `index` must be cut at the next open
+    /// (see [`StateRecord::cut_after`]); `None` clears it.
+    pub fn mark_cut_after(&self, index: Option<u64>) -> Result<()> {
+        let record = {
+            let s = lock(&self.sync);
+            StateRecord {
+                seq: s.state_written.seq + 1,
+                cut_after: index,
+                ..s.state_written
+            }
+        };
+        self.write_state(record)
+    }
+
+    /// Writes `record` into its slot of the state file and fdatasyncs it.
+    fn write_state(&self, record: StateRecord) -> Result<()> {
         let path = self.dir.join(manifest::STATE_FILE);
         let mut guard = lock(&self.state_file);
         if guard.is_none() {
@@ -369,7 +389,7 @@ impl Log {
         disk: Arc<dyn Disk>,
         flusher: &FlusherHandle,
     ) -> Result<Log> {
-        crate::recover::open(dir.as_ref(), config, disk, flusher, false)
+        crate::recover::open(dir.as_ref(), config, disk, flusher, false)?.cut_after_failure()
     }
 
     /// As [`Log::open`], but checks every frame of every segment, sealed ones and the
@@ -382,7 +402,25 @@ impl Log {
         disk: Arc<dyn Disk>,
         flusher: &FlusherHandle,
     ) -> Result<Log> {
-        crate::recover::open(dir.as_ref(), config, disk, flusher, true)
+        crate::recover::open(dir.as_ref(), config, disk, flusher, true)?.cut_after_failure()
+    }
+
+    /// Applies the cut a failed flush recorded (see `StateRecord::cut_after`): recovery read
+    /// the tail through the page cache, where a failed sync's writes stay readable although
+    /// they never reached the disk. Then clears the record.
+    fn cut_after_failure(mut self) -> Result<Log> {
+        let Some(durable) = lock(&self.shared.sync).state_written.cut_after else {
+            return Ok(self);
+        };
+        let last = self.next_index.saturating_sub(1);
+        if durable < last {
+            let keep = durable.max(self.reader().bounds().first_index.saturating_sub(1));
+            tracing::warn!(dir = %self.shared.dir.display(), durable, last,
+                "a flush failed before: dropping the entries no successful sync covered");
+            self.truncate_after(keep)?;
+        }
+        self.shared.mark_cut_after(None)?;
+        Ok(self)
     }
 
     /// Damage a verified open found in data the log had recorded as written (sealed segments,

@@ -165,6 +165,12 @@ pub struct StateRecord {
     pub committed: Option<LogId>,
     /// Last purged log id.
     pub last_purged: Option<LogId>,
+    /// Written when a flush failed: the last log index a successful sync covered. Everything
+    /// after it may exist only in the page cache (a failed fdatasync loses its writes while
+    /// they stay readable), so the next open cuts the log there, even if the process died
+    /// before it could reopen the log itself, then clears it. (Absent in files written
+    /// before it existed: the slot's padding is zeros.)
+    pub cut_after: Option<u64>,
 }
 
 impl StateRecord {
@@ -174,6 +180,10 @@ impl StateRecord {
         e.bytes(STATE_MAGIC).u64(self.seq);
         enc_log_id(&mut e, self.committed);
         enc_log_id(&mut e, self.last_purged);
+        match self.cut_after {
+            Some(i) => e.u8(1).u64(i),
+            None => e.u8(0).u64(0),
+        };
         while e.0.len() < STATE_SLOT_LEN - 4 {
             e.u8(0);
         }
@@ -189,10 +199,13 @@ impl StateRecord {
         let seq = d.u64()?;
         let committed = dec_log_id(&mut d)?;
         let last_purged = dec_log_id(&mut d)?;
+        let present = d.u8()?;
+        let index = d.u64()?;
         Ok(StateRecord {
             seq,
             committed,
             last_purged,
+            cut_after: (present == 1).then_some(index),
         })
     }
 
@@ -305,6 +318,7 @@ mod tests {
     #[test]
     fn state_slots_pick_newest_valid() {
         let a = StateRecord {
+            cut_after: Some(7),
             seq: 4,
             committed: Some(LogId { term: 1, index: 5 }),
             last_purged: None,

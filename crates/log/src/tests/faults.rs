@@ -218,3 +218,36 @@ fn entries_rewritten_after_a_failed_sync_survive_a_power_loss() {
     let got = log.reader().entries(1, 41, usize::MAX).unwrap();
     assert_eq!(got.len(), 40);
 }
+
+/// Issue 8, item 3's last window: a process that dies after a failed fdatasync, before its log
+/// is reopened with the durable cut, restarts on the same page cache, where the failed sync's
+/// writes are still readable. The failed flush records the last durable index in the state
+/// file, and the next open cuts there.
+#[test]
+fn a_restart_after_a_failed_sync_does_not_take_the_page_cache_as_durable() {
+    let h = Harness::new(small_config());
+    let mut log = h.open().unwrap();
+    fill(&mut log, 1, 3, 1);
+    log.flush_wait().unwrap();
+    fill(&mut log, 4, 6, 1);
+    h.sim.inject(Op::Sync, libc::EIO, Some(1));
+    assert!(log.flush_wait().is_err(), "a failed sync reported durable");
+    // The process dies: no power loss, the page cache (the files as they are) survives.
+    drop(log);
+    let mut log = h.open().unwrap();
+    assert_eq!(
+        log.next_index(),
+        4,
+        "entries only the page cache held came back as durable"
+    );
+    // Appends continue after the cut; a power loss now keeps what was synced since.
+    fill(&mut log, 4, 5, 2);
+    log.flush_wait().unwrap();
+    drop(log);
+    h.sim.crash(CrashMode::DropAll).unwrap();
+    let log = h.open().unwrap();
+    assert_eq!(log.next_index(), 6);
+    let got = log.reader().entries(1, 6, usize::MAX).unwrap();
+    assert_eq!(got.len(), 5);
+    assert!(got[3..].iter().all(|e| e.term == 2));
+}
