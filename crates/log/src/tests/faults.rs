@@ -251,3 +251,38 @@ fn a_restart_after_a_failed_sync_does_not_take_the_page_cache_as_durable() {
     assert_eq!(got.len(), 5);
     assert!(got[3..].iter().all(|e| e.term == 2));
 }
+
+/// Issue 8, item 6: a truncation used to take the trim and the index files away from every
+/// file waiting for the flusher, segments sealed earlier by a roll included: they stayed
+/// padded to their preallocation and rebuilt their indexes at every open. Only the cut
+/// segment loses them now.
+#[test]
+fn a_truncation_keeps_the_trim_of_segments_sealed_before_it() {
+    let h = Harness::new(LogConfig {
+        preallocate_bytes_min: 8192,
+        preallocate_bytes_step: 8192,
+        ..small_config()
+    });
+    let mut log = h.open().unwrap();
+    // Several rolls, nothing flushed: the sealed segments wait in the flusher's list.
+    fill(&mut log, 1, 40, 1);
+    let (sealed, last) = {
+        let v = log.shared.read_view();
+        assert!(v.segments.len() >= 3, "no roll");
+        let s = &v.segments[0];
+        (
+            (s.path.clone(), s.len),
+            v.segments.last().unwrap().first_index,
+        )
+    };
+    // Cut inside the last segment, then flush.
+    log.truncate_after(last + 1).unwrap();
+    log.flush_wait().unwrap();
+    let (path, len) = sealed;
+    let file_len = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(file_len, len, "a segment sealed by a roll stayed padded");
+    assert!(
+        path.with_extension("index").exists(),
+        "a segment sealed by a roll lost its index files"
+    );
+}
