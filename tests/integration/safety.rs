@@ -346,3 +346,42 @@ async fn a_leader_that_removed_itself_refuses_further_membership_changes() {
     c.check_replicas_agree(T).await;
     c.shutdown().await;
 }
+
+/// Item 6: `retain_before` proposed its retention entry with no bound, so a leader whose
+/// followers could not commit held the caller (the node's retention loop, which serves every
+/// partition of the node) for as long as the fault lasted. It now gives up after the write
+/// timeout (5 s here) with an indeterminate outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_on_a_leader_that_cannot_commit_gives_up_in_time() {
+    let c = Cluster::start(3, strata_tests::test_seed()).await;
+    // Enough data to roll segments (64 KiB), so there is a point retention can cut at.
+    for i in 0..40 {
+        c.append(test_batch(4, 1000, i, -1, 0), Acks::All, T)
+            .await
+            .expect("append");
+    }
+    let leader = c.leader(T).await;
+    let p = c.partition(leader);
+    let hw = p.high_watermark();
+    // The followers still answer heartbeats (the lease holds) but cannot make anything
+    // durable: nothing can commit.
+    for id in c.ids().into_iter().filter(|id| *id != leader) {
+        c.disk(id).hold_syncs(is_segment);
+    }
+    c.append(test_batch(1, 10, 999, -1, 0), Acks::Leader, T)
+        .await
+        .expect("a write the followers cannot sync");
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(20), p.retain_before(hw)).await;
+    let waited = started.elapsed();
+    for id in c.ids() {
+        c.disk(id).release_syncs(false);
+    }
+    match r {
+        Err(_) => panic!("retain_before still waiting after {waited:?}"),
+        Ok(Err(PartitionError::Indeterminate { .. } | PartitionError::NotLeader { .. })) => {}
+        Ok(other) => panic!("retain_before answered {other:?} after {waited:?}"),
+    }
+    assert!(waited < Duration::from_secs(10), "took {waited:?}");
+    c.shutdown().await;
+}
