@@ -286,3 +286,51 @@ fn a_truncation_keeps_the_trim_of_segments_sealed_before_it() {
         "a segment sealed by a roll lost its index files"
     );
 }
+
+/// Issue 8, item 6: `reset_to` (a snapshot install) and a running flusher round both wrote
+/// the next slot of the state file; the round, finishing after the reset, wrote the purge
+/// point it had taken at its start over the reset's newer one. The reset now waits for the
+/// round.
+#[test]
+fn a_reset_racing_a_flusher_round_keeps_its_purge_point() {
+    let h = Harness::new(small_config());
+    let mut log = h.open().unwrap();
+    fill(&mut log, 1, 10, 1);
+    log.flush_wait().unwrap();
+    fill(&mut log, 11, 12, 1);
+    log.save_committed(crate::LogId { term: 1, index: 10 });
+    h.sim
+        .hold_syncs(|p| p.extension().is_some_and(|e| e == "log"));
+    log.flush(|_| {});
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while h.sim.held_syncs() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the round never synced"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let installed = crate::LogId {
+        term: 5,
+        index: 100,
+    };
+    let reset = std::thread::spawn(move || {
+        let r = log.reset_to(installed, 1000);
+        (log, r)
+    });
+    // Gives a reset that does not wait for the round the time to write its state first
+    // (pacing; with the fix it waits for the release below).
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    h.sim.release_syncs(false);
+    let (log, r) = reset.join().unwrap();
+    r.unwrap();
+    // As a crash would find it now (a later round would write the state again).
+    drop(log);
+    let bytes = std::fs::read(h.dir().join(crate::manifest::STATE_FILE)).unwrap();
+    let state = crate::manifest::StateRecord::read_best(&bytes).unwrap();
+    assert_eq!(
+        state.last_purged,
+        Some(installed),
+        "the state file's purge point went back: {state:?}"
+    );
+}
