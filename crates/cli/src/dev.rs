@@ -69,7 +69,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<std::process::ExitCode> {
             ..NodeConfig::default()
         };
         config.validate()?;
-        starts.spawn(async move { (id, Node::start(config).await) });
+        starts.spawn(async move { (id, Node::start(config, strata_node::World::real()).await) });
     }
     let mut nodes = Vec::new();
     while let Some(r) = starts.join_next().await {

@@ -118,7 +118,7 @@ async fn run_node(flags: strata_node::NodeFlags) -> anyhow::Result<std::process:
     // A signal during start-up (registration can wait for a controller quorum) stops the
     // start rather than being ignored.
     let mut node = tokio::select! {
-        n = strata_node::Node::start(config) => n?,
+        n = strata_node::Node::start(config, strata_node::World::real()) => n?,
         why = shutdown_signal() => {
             tracing::info!(signal = why, "stopped while starting");
             return Ok(std::process::ExitCode::SUCCESS);

@@ -210,6 +210,13 @@ impl Controller {
         }
     }
 
+    /// Stops the controller's replica as a power loss would (see `Partition::halt`).
+    pub async fn crash(&self) {
+        if let Some(p) = self.replica.stop().await {
+            let _ = p.halt().await;
+        }
+    }
+
     /// The running partition of group 0, if up.
     pub fn partition(&self) -> Option<Arc<Partition>> {
         self.replica.partition()

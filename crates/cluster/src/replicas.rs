@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use strata_log::{FlusherHandle, LogConfig};
+use strata_log::{Disk, FlusherHandle, LogConfig};
 use strata_raft::error::PartitionError;
 use strata_raft::liveness::Liveness;
 use strata_raft::partition::{Partition, PartitionConfig, RaftTiming};
@@ -64,6 +64,8 @@ pub struct ReplicaEnv {
     pub liveness: Arc<Liveness>,
     /// The data dir's flusher.
     pub flusher: FlusherHandle,
+    /// The disk the replicas' logs write through.
+    pub disk: Arc<dyn Disk>,
     /// Raft timing.
     pub timing: RaftTiming,
 }
@@ -193,6 +195,7 @@ impl Replicas {
             segment_bytes_max: d.config.segment_bytes,
             ..LogConfig::default()
         };
+        config.disk = env.disk.clone();
         let peers = env.peers.clone();
         let registry = env.registry.clone();
         let liveness = env.liveness.clone();
@@ -454,6 +457,28 @@ impl Replicas {
         let groups: Vec<u64> = self.all().iter().map(|h| h.group_id).collect();
         futures_util::stream::iter(groups)
             .for_each_concurrent(PARALLEL_STOPS, |g| self.close(g, false))
+            .await;
+    }
+
+    /// Stops every replica as a power loss would ([`Partition::halt`]: no flush, no clean
+    /// close), for the in-process harness's node crashes.
+    pub async fn crash_all(&self) {
+        use futures_util::StreamExt;
+        let hosted: Vec<Arc<Hosted>> = self
+            .hosted
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, h)| h)
+            .collect();
+        futures_util::stream::iter(hosted)
+            .for_each_concurrent(PARALLEL_STOPS, |h| async move {
+                self.env.registry.remove(h.group_id);
+                self.env.liveness.unregister(h.group_id);
+                if let Some(p) = h.replica.stop().await {
+                    let _ = p.halt().await;
+                }
+            })
             .await;
     }
 

@@ -2,6 +2,8 @@
 //!
 //! - [`node`]: [`node::Node`], one running node: identity, listeners, controller, replicas,
 //!   services, background tasks, graceful shutdown.
+//! - [`world`]: [`world::World`], what a node takes from its surroundings (listeners, disk,
+//!   link faults, transport settings): the seam of the in-process node harness.
 //! - [`config`]: [`config::NodeConfig`] (defaults, TOML file, `STRATA_*`, flags).
 //! - [`meta`], [`controller`], [`replicas`]: re-exported from `strata-cluster` (the metadata,
 //!   the controller, the hosted replicas).
@@ -17,7 +19,9 @@ pub mod node;
 pub mod observe;
 pub mod retention;
 pub mod serve;
+pub mod world;
 
 pub use config::{NodeConfig, NodeFlags};
 pub use node::{Addresses, Node, NodeError};
+pub use world::{Listeners, World};
 pub use strata_cluster::{controller, meta, replicas};

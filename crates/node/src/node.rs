@@ -7,6 +7,7 @@ use crate::grpc::control::{ControlService, GrpcControlLink};
 use crate::meta::{ClusterMeta, Command, NodeMeta, NodeState, Refusal};
 use crate::observe::Probe;
 use crate::replicas::{ReplicaEnv, Replicas};
+use crate::world::World;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,7 +21,7 @@ use strata_raft::liveness::{Liveness, LivenessConfig, LivenessSender};
 use strata_raft::partition::{Partition, PartitionConfig, RaftTiming};
 use strata_raft::replica::{Replica, ReplicaStatus};
 use strata_raft::transport::{
-    GroupRegistry, PeerIdentity, PeerNetwork, PeerService, Peers, TransportConfig,
+    GroupRegistry, PeerIdentity, PeerNetwork, PeerService, Peers,
 };
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -362,32 +363,38 @@ impl Node {
     /// Starts a node: binds its listeners, establishes its identity (bootstrap, join or
     /// restart), opens the controller and its replicas, registers with the controller and
     /// serves. Returns once the node is registered.
-    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+    pub async fn start(config: NodeConfig, world: World) -> Result<Node, NodeError> {
         let data = config.data_dir.clone();
         std::fs::create_dir_all(data.join("partitions"))
             .map_err(io(format!("create {}", data.display())))?;
         let lock = lock_dir(&data)?;
-        // A restarted node asked for port 0 takes the ports it had before when they are free:
-        // its peers and the Raft memberships know it by them.
-        let before = read_addresses(&data);
-        let client_l = rebind(
-            &config.client_addr,
-            before.as_ref().map(|a| &a.client_addr),
-            "client",
-        )
-        .await?;
-        let peer_l = rebind(
-            &config.peer_addr,
-            before.as_ref().map(|a| &a.peer_addr),
-            "peer",
-        )
-        .await?;
-        let http_l = rebind(
-            &config.http_addr,
-            before.as_ref().map(|a| &a.http_addr),
-            "http",
-        )
-        .await?;
+        let (client_l, peer_l, http_l) = match world.listeners {
+            Some(l) => (l.client, l.peer, l.http),
+            None => {
+                // A restarted node asked for port 0 takes the ports it had before when they
+                // are free: its peers and the Raft memberships know it by them.
+                let before = read_addresses(&data);
+                let client = rebind(
+                    &config.client_addr,
+                    before.as_ref().map(|a| &a.client_addr),
+                    "client",
+                )
+                .await?;
+                let peer = rebind(
+                    &config.peer_addr,
+                    before.as_ref().map(|a| &a.peer_addr),
+                    "peer",
+                )
+                .await?;
+                let http = rebind(
+                    &config.http_addr,
+                    before.as_ref().map(|a| &a.http_addr),
+                    "http",
+                )
+                .await?;
+                (client, peer, http)
+            }
+        };
         let addresses = Addresses {
             client_addr: config
                 .advertise_client_addr
@@ -419,8 +426,9 @@ impl Node {
             node_id: identity.node_id,
             incarnation: identity.incarnation,
         };
-        let transport = TransportConfig::default();
-        let peers = Peers::new(peer_identity, transport.clone())?;
+        let transport = world.transport.clone();
+        let links = world.links.clone().unwrap_or_default();
+        let peers = Peers::with_link_control(peer_identity, transport.clone(), links.clone())?;
         let registry = Arc::new(GroupRegistry::new());
         let liveness = Liveness::new(
             identity.node_id,
@@ -448,6 +456,7 @@ impl Node {
             let mut c =
                 PartitionConfig::new(CONTROLLER_GROUP, identity.node_id, data.join("controller"));
             c.timing = timing.clone();
+            c.disk = world.disk.clone();
             c
         };
         let (fh, p2, r2, l2) = (
@@ -457,7 +466,11 @@ impl Node {
             liveness.clone(),
         );
         let control_timeout = Duration::from_millis(config.request_timeout_ms.min(10_000));
-        let link = Arc::new(GrpcControlLink::new(peer_identity, control_timeout));
+        let link = Arc::new(GrpcControlLink::new(
+            peer_identity,
+            control_timeout,
+            links.clone(),
+        ));
         let controller = Arc::new(
             Controller::open(
                 identity.node_id,
@@ -526,6 +539,7 @@ impl Node {
             registry: registry.clone(),
             liveness: liveness.clone(),
             flusher: flusher.handle(),
+            disk: world.disk.clone(),
             timing,
         });
         let broker = Arc::new(Broker::new(
@@ -675,6 +689,28 @@ impl Node {
     /// handed to nodes that are stopping too.
     pub async fn shutdown_with_cluster(self) {
         self.stop(false).await;
+    }
+
+    /// Stops the node as a power loss would, for the in-process harness: every Raft group and
+    /// log stops at once with no flush, no index or manifest write and no handoff (the
+    /// harness then drops the unsynced writes with its simulated disk), then the servers stop
+    /// and close their connections, so clients see the node go away.
+    pub async fn crash(self) {
+        tracing::info!(node = self.node_id(), "crashing");
+        self.shared.replicas.crash_all().await;
+        self.shared.controller.crash().await;
+        let _ = self.stop.send(true);
+        let _ = self.peer_stop.send(());
+        let mut tasks = self.tasks;
+        tasks.push(self.peer_server);
+        for mut t in tasks {
+            if tokio::time::timeout(Duration::from_secs(2), &mut t)
+                .await
+                .is_err()
+            {
+                t.abort();
+            }
+        }
     }
 
     /// Stops in order: hand leadership away (when `handoff`), stop the background tasks and

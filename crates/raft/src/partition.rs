@@ -1354,6 +1354,18 @@ impl Partition {
         }
     }
 
+    /// Stops the group as a power loss would, whoever else holds a handle: the Raft group
+    /// stops and the log's IO is halted at once, with no flush and no index or manifest
+    /// write (tests then simulate the lost writes with the disk seam). Holders' waits end as
+    /// with [`Partition::close`].
+    pub async fn halt(self: Arc<Self>) -> Result<(), PartitionError> {
+        self.closed.send_replace(true);
+        self.retention.abort();
+        self.store.halt().await.map_err(fatal)?;
+        let _ = self.raft.shutdown().await;
+        Ok(())
+    }
+
     /// Stops the Raft group and drops the log without a clean close, as a crash would (tests
     /// then simulate the lost writes with the disk seam).
     pub async fn stop_abruptly(self) -> Result<(), PartitionError> {

@@ -11,7 +11,7 @@ use strata_cluster::controller::{Answer, ControlLink, Controller, ControllerErro
 use strata_cluster::meta::Outcome;
 use strata_proto::internal::v1 as pb;
 use strata_proto::internal::v1::node_control_client::NodeControlClient;
-use strata_raft::transport::PeerIdentity;
+use strata_raft::transport::{LinkControl, PeerIdentity};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
@@ -26,16 +26,27 @@ pub struct GrpcControlLink {
     identity: PeerIdentity,
     timeout: Duration,
     channels: Mutex<HashMap<String, Channel>>,
+    links: Arc<LinkControl>,
 }
 
 impl GrpcControlLink {
-    /// A link sending as `identity`, each proposal bounded by `timeout`.
-    pub fn new(identity: PeerIdentity, timeout: Duration) -> GrpcControlLink {
+    /// A link sending as `identity`, each proposal bounded by `timeout`. A link that `links`
+    /// cuts fails at once as unavailable (its drops and delays apply to Raft traffic only).
+    pub fn new(
+        identity: PeerIdentity,
+        timeout: Duration,
+        links: Arc<LinkControl>,
+    ) -> GrpcControlLink {
         GrpcControlLink {
             identity,
             timeout,
             channels: Mutex::default(),
+            links,
         }
+    }
+
+    fn cut(&self, to: u64) -> bool {
+        self.links.get(self.identity.node_id, to).cut
     }
 
     fn channel(&self, addr: &str) -> Result<Channel, ControllerError> {
@@ -62,6 +73,11 @@ impl ControlLink for GrpcControlLink {
         command: Bytes,
         forwarded: bool,
     ) -> BoxFuture<'static, Result<(u64, Outcome), ControllerError>> {
+        if self.cut(to) {
+            return Box::pin(async move {
+                Err(ControllerError::Unavailable(format!("link to node {to} cut")))
+            });
+        }
         let channel = self.channel(addr);
         let header = self.identity.header_to(to, 0);
         let timeout = self.timeout;
@@ -92,6 +108,11 @@ impl ControlLink for GrpcControlLink {
         addr: &str,
         led: Vec<(u64, u64)>,
     ) -> BoxFuture<'static, Result<(), ControllerError>> {
+        if self.cut(to) {
+            return Box::pin(async move {
+                Err(ControllerError::Unavailable(format!("link to node {to} cut")))
+            });
+        }
         let channel = self.channel(addr);
         let header = self.identity.header_to(to, 0);
         Box::pin(async move {
