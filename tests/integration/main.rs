@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod many_groups;
+mod nodes;
 mod replication;
 mod safety;
 mod schedules;

@@ -3,9 +3,12 @@
 //! - [`memnet`]: an in-memory Raft transport with per-link faults.
 //! - [`cluster`]: an in-process cluster harness with invariant checkers.
 //! - [`schedule`]: randomized fault schedules from a seed, played against a [`cluster`].
+//! - [`nodes`]: an in-process cluster of whole nodes (controller, broker, gRPC) built on
+//!   `strata_node::World`, with simulated disks and link faults.
 
 pub mod cluster;
 pub mod memnet;
+pub mod nodes;
 pub mod schedule;
 
 use bytes::Bytes;

@@ -310,38 +310,6 @@ fn high_watermarks(acked: &HashMap<String, RecordMetadata>) -> BTreeMap<u32, i64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_leaders_under_load() {
-    let mut c = ProcCluster::start(3).await;
-    let topic_id = create_topic(&mut c, "load", 6).await;
-    // Continuous: a fixed count could all be acknowledged before the last kill (restarts
-    // take longer than the load needs).
-    let load = start_load(c.brokers(), "load", 6, 4, u64::MAX).await;
-    for round in 0..3u32 {
-        load.wait_acked(5_000 * (round as usize + 1), Duration::from_secs(60))
-            .await;
-        let p = round * 2;
-        let leader = c.leader_of("load", p).await.expect("leader");
-        c.node(leader).kill();
-        let before = load.acked.lock().expect("acked").len();
-        load.wait_acked(before + 2_000, Duration::from_secs(60))
-            .await;
-        c.restart(leader).await;
-    }
-    let sent = load.sent.clone();
-    let (acked, errors) = load.finish(true).await;
-    c.wait_healthy(Duration::from_secs(60)).await;
-    verify(c.brokers(), "load", &acked).await;
-    assert!(
-        errors.is_empty(),
-        "clients saw errors: {:?}",
-        &errors[..errors.len().min(5)]
-    );
-    assert_eq!(acked.len() as u64, sent.load(Ordering::Relaxed));
-    assert!(acked.len() >= 15_000, "{} acknowledged", acked.len());
-    compare_replicas(&mut c, "load", &topic_id, 6, &high_watermarks(&acked)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_restart_under_load_is_invisible_to_clients() {
     let mut c = ProcCluster::start(3).await;
     let topic_id = create_topic(&mut c, "roll", 3).await;

@@ -23,5 +23,5 @@ pub mod world;
 
 pub use config::{NodeConfig, NodeFlags};
 pub use node::{Addresses, Node, NodeError};
-pub use world::{Listeners, World};
 pub use strata_cluster::{controller, meta, replicas};
+pub use world::{Listeners, World};

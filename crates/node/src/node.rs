@@ -20,9 +20,7 @@ use strata_log::Flusher;
 use strata_raft::liveness::{Liveness, LivenessConfig, LivenessSender};
 use strata_raft::partition::{Partition, PartitionConfig, RaftTiming};
 use strata_raft::replica::{Replica, ReplicaStatus};
-use strata_raft::transport::{
-    GroupRegistry, PeerIdentity, PeerNetwork, PeerService, Peers,
-};
+use strata_raft::transport::{GroupRegistry, PeerIdentity, PeerNetwork, PeerService, Peers};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

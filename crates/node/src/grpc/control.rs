@@ -75,7 +75,9 @@ impl ControlLink for GrpcControlLink {
     ) -> BoxFuture<'static, Result<(u64, Outcome), ControllerError>> {
         if self.cut(to) {
             return Box::pin(async move {
-                Err(ControllerError::Unavailable(format!("link to node {to} cut")))
+                Err(ControllerError::Unavailable(format!(
+                    "link to node {to} cut"
+                )))
             });
         }
         let channel = self.channel(addr);
@@ -110,7 +112,9 @@ impl ControlLink for GrpcControlLink {
     ) -> BoxFuture<'static, Result<(), ControllerError>> {
         if self.cut(to) {
             return Box::pin(async move {
-                Err(ControllerError::Unavailable(format!("link to node {to} cut")))
+                Err(ControllerError::Unavailable(format!(
+                    "link to node {to} cut"
+                )))
             });
         }
         let channel = self.channel(addr);
