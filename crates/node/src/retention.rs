@@ -3,7 +3,7 @@
 //! `retention.bytes` (by segment sizes) and calls the partition's `retain_before`, which drops
 //! whole segments below it on every replica.
 
-use crate::node::Shared;
+use crate::shared::Shared;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
