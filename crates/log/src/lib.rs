@@ -29,6 +29,7 @@ pub mod manifest;
 pub mod read;
 mod recover;
 pub mod segment;
+mod shared;
 pub mod sim;
 
 pub use config::LogConfig;

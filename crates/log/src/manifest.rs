@@ -243,6 +243,21 @@ pub fn decode_vote(buf: &[u8]) -> Result<Vec<u8>, Malformed> {
     Ok(d.take(len)?.to_vec())
 }
 
+/// Reads and decodes `dir`'s vote file; `None` when there is none.
+pub(crate) fn read_vote(dir: &Path) -> Result<Option<Vec<u8>>, LogError> {
+    let path = dir.join(VOTE_FILE);
+    match std::fs::read(&path) {
+        Ok(b) => decode_vote(&b)
+            .map(Some)
+            .map_err(|Malformed(why)| LogError::Unrecoverable {
+                dir: dir.to_path_buf(),
+                reason: format!("vote file is damaged ({why}); refusing to guess a vote"),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(LogError::io("read vote", path, e)),
+    }
+}
+
 /// Replaces `dir/name` atomically with `contents`: write a temp file, fsync it, rename it over
 /// the target, fsync the directory. On return the new contents are durable.
 pub fn replace_file(

@@ -6,8 +6,8 @@
 //! returns stays valid while the writer appends, rolls, truncates or purges.
 
 use crate::frame::{EntryKind, FrameError, FrameHeader};
-use crate::log::Shared;
 use crate::segment::{FrameWalker, Segment};
+use crate::shared::Shared;
 use crate::{LogError, LogId, Result};
 use bytes::Bytes;
 use std::path::PathBuf;

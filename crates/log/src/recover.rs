@@ -10,9 +10,10 @@ use crate::codec::Malformed;
 use crate::disk::Disk;
 use crate::flusher::FlusherHandle;
 use crate::frame::{EntryKind, FrameHeader};
-use crate::log::{Log, Shared, SyncState, View};
+use crate::log::Log;
 use crate::manifest::{self, Manifest, StateRecord};
 use crate::segment::{FrameWalker, Segment, load_indexes, map_file, parse_stem};
+use crate::shared::{Shared, SyncState, View};
 use crate::{LogConfig, LogError, Result};
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
@@ -43,20 +44,6 @@ struct Expect {
     index: u64,
     offset: i64,
     term: u64,
-}
-
-pub(crate) fn read_vote(dir: &Path) -> Result<Option<Vec<u8>>> {
-    let path = dir.join(manifest::VOTE_FILE);
-    match fs::read(&path) {
-        Ok(b) => manifest::decode_vote(&b)
-            .map(Some)
-            .map_err(|Malformed(why)| LogError::Unrecoverable {
-                dir: dir.to_path_buf(),
-                reason: format!("vote file is damaged ({why}); refusing to guess a vote"),
-            }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(LogError::io("read vote", path, e)),
-    }
 }
 
 pub(crate) fn open(
@@ -310,7 +297,7 @@ pub(crate) fn open(
     // Remove what the log does not reference.
     let live: HashSet<PathBuf> = segments
         .iter()
-        .flat_map(|s| crate::log::segment_files(&s.path))
+        .flat_map(|s| crate::segment::segment_files(&s.path))
         .collect();
     let mut removed_any = false;
     for (_, (_, path)) in logs.iter() {
