@@ -35,7 +35,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 use strata_record::BatchHeader;
-use strata_record::header::{BASE_OFFSET_POS, LEADER_EPOCH_POS};
+use strata_record::header::{BASE_OFFSET_POS, LEADER_EPOCH_POS, MAGIC_POS};
+
+/// The first bytes of a record batch, the part before its magic byte and outside its CRC: base
+/// offset, batch length and leader epoch. An append writes its own copy of them, with the base
+/// offset and leader epoch stamped, and the rest of the batch from the caller's buffer.
+const STAMPED_LEN: usize = MAGIC_POS;
+const _: () = assert!(BASE_OFFSET_POS + 8 <= STAMPED_LEN && LEADER_EPOCH_POS + 4 <= STAMPED_LEN);
 
 /// An entry to append.
 #[derive(Debug, Clone, Copy)]
@@ -105,9 +111,12 @@ pub(crate) struct Active {
     pub created: Instant,
 }
 
+/// One entry checked and framed by `plan`, ready to write.
 struct Plan {
+    /// The frame header, CRC included.
     header: [u8; FRAME_HEADER_LEN],
-    prefix: [u8; 16],
+    /// For data entries, the batch's first bytes with base offset and leader epoch stamped.
+    prefix: [u8; STAMPED_LEN],
     data: bool,
     frame: FrameHeader,
 }
@@ -279,11 +288,11 @@ impl Log {
                 if h.total_len() != e.payload.len() {
                     return Err(invalid("payload holds more than one batch".into()));
                 }
-                let mut prefix = [0u8; 16];
-                prefix.copy_from_slice(&e.payload[..16]);
+                let mut prefix = [0u8; STAMPED_LEN];
+                prefix.copy_from_slice(&e.payload[..STAMPED_LEN]);
                 (h.record_count as u32, h.max_timestamp, prefix)
             } else {
-                (0, -1, [0u8; 16])
+                (0, -1, [0u8; STAMPED_LEN])
             };
             let data = e.kind == EntryKind::Data;
             if data {
@@ -295,7 +304,7 @@ impl Log {
             }
             let frame = FrameHeader {
                 frame_len: (FRAME_HEADER_LEN + e.payload.len()) as u32,
-                crc: 0,
+                crc: 0, // computed by `encode_with_crc`
                 term: e.term,
                 index: e.index,
                 kind: e.kind,
@@ -303,22 +312,16 @@ impl Log {
                 base_offset: offset,
                 max_timestamp,
             };
-            let mut header = frame.encode();
-            let mut hasher = crc32fast::Hasher::new();
-            hasher.update(&header[8..]);
-            if data {
-                hasher.update(&prefix);
-                hasher.update(&e.payload[16..]);
+            let (header, frame) = if data {
+                frame.encode_with_crc(&[&prefix, &e.payload[STAMPED_LEN..]])
             } else {
-                hasher.update(e.payload);
-            }
-            let crc = hasher.finalize();
-            header[4..8].copy_from_slice(&crc.to_le_bytes());
+                frame.encode_with_crc(&[e.payload])
+            };
             plans.push(Plan {
                 header,
                 prefix,
                 data,
-                frame: FrameHeader { crc, ..frame },
+                frame,
             });
             offset += record_count as i64;
             term = e.term;
@@ -386,7 +389,7 @@ impl Log {
             iov.push(IoSlice::new(&p.header));
             if p.data {
                 iov.push(IoSlice::new(&p.prefix));
-                iov.push(IoSlice::new(&e.payload[16..]));
+                iov.push(IoSlice::new(&e.payload[STAMPED_LEN..]));
             } else {
                 iov.push(IoSlice::new(e.payload));
             }
