@@ -27,7 +27,7 @@ use crate::manifest;
 use crate::read::LogReader;
 use crate::segment::{Segment, map_file, segment_files, segment_stem, write_indexes};
 pub use crate::shared::COMMITTED_SYNC_INTERVAL;
-use crate::shared::{DirtyFile, lock};
+use crate::shared::{DirtyFile, View, lock};
 use crate::{LogConfig, LogError, LogId, Result};
 use std::fs::File;
 use std::io::IoSlice;
@@ -76,14 +76,13 @@ pub struct Appended {
 /// the log is concerned: the next open recovers from the last checkpoint.
 #[derive(Debug)]
 pub struct Log {
+    /// Where the log ends (next index, next offset, last term) is kept once, in the view:
+    /// the writer reads it there.
     pub(crate) shared: Arc<crate::shared::Shared>,
     pub(crate) flusher: FlusherHandle,
     /// The segment appends go to: the last one, unless a cut, reset or full purge sealed it
     /// (then the next append rolls).
     pub(crate) active: Option<Active>,
-    pub(crate) next_index: u64,
-    pub(crate) next_offset: i64,
-    pub(crate) last_term: u64,
     pub(crate) damage: Option<Damage>,
     /// The next preallocation step: doubles from `preallocate_bytes_min` at each extension up
     /// to `preallocate_bytes_step`, and starts over when a segment rolls by age.
@@ -99,7 +98,8 @@ pub struct Damage {
     pub recorded_last_index: u64,
 }
 
-/// The writer's handle on the active segment, so an append reads no shared state.
+/// The writer's handle on the active segment, so an append reserves space and writes without
+/// the view lock (it takes it once to read where the log ends, once to publish the frames).
 #[derive(Debug)]
 pub(crate) struct Active {
     pub file: Arc<File>,
@@ -152,7 +152,7 @@ impl Log {
         let Some(durable) = lock(&self.shared.sync).state_written.cut_after else {
             return Ok(self);
         };
-        let last = self.next_index.saturating_sub(1);
+        let last = self.next_index().saturating_sub(1);
         if durable < last {
             let keep = durable.max(self.reader().bounds().first_index.saturating_sub(1));
             tracing::warn!(dir = %self.shared.dir.display(), durable, last,
@@ -185,23 +185,17 @@ impl Log {
 
     /// Index the next entry must have.
     pub fn next_index(&self) -> u64 {
-        self.next_index
+        self.shared.read_view().next_index
     }
 
     /// Offset the next record will get.
     pub fn next_offset(&self) -> i64 {
-        self.next_offset
+        self.shared.read_view().next_offset
     }
 
     /// Id of the last entry (or of the purge point when the log is empty after a purge).
     pub fn last_log_id(&self) -> Option<LogId> {
-        if self.next_index <= 1 {
-            return None;
-        }
-        Some(LogId {
-            term: self.last_term,
-            index: self.next_index - 1,
-        })
+        self.shared.read_view().last_log_id()
     }
 
     /// Appends entries in order. On return they are readable (not yet durable: see
@@ -213,14 +207,22 @@ impl Log {
     ///   published before the failure stay readable until the log is reopened.
     pub fn append(&mut self, entries: &[NewEntry<'_>]) -> Result<Vec<Appended>> {
         self.shared.check_failed()?;
-        let start = self.pristine_start(entries.first().map(|e| e.index));
-        let plans = self.plan(entries, start.unwrap_or(self.next_index))?;
+        let (start, end) = {
+            let view = self.shared.read_view();
+            let start = pristine_start(&view, entries.first().map(|e| e.index));
+            let end = LogEnd {
+                next_index: start.unwrap_or(view.next_index),
+                next_offset: view.next_offset,
+                last_term: view.last_term,
+            };
+            (start, end)
+        };
+        let plans = self.plan(entries, end)?;
         if let Some(first) = start {
             let mut view = self.shared.write_view();
             view.first_index = first;
             view.next_index = first;
             drop(view);
-            self.next_index = first;
             lock(&self.shared.sync).appended_index = first - 1;
         }
         let mut out = Vec::with_capacity(plans.len());
@@ -240,28 +242,14 @@ impl Log {
         Ok(out)
     }
 
-    /// A log that never held an entry (no segment, no purge point) starts at whatever index
-    /// its first entry has, as a log reset there would (Raft only does this when its own state
-    /// says the log starts there; openraft's storage suite does it to test membership reads).
-    /// Returns that index when it applies.
-    fn pristine_start(&self, first: Option<u64>) -> Option<u64> {
-        let first = first?;
-        let view = self.shared.read_view();
-        let pristine = view.segments.is_empty()
-            && view.last_purged.is_none()
-            && view.next_index == 1
-            && view.next_offset == 0
-            && view.first_index == 1;
-        (pristine && first > 1).then_some(first)
-    }
-
     /// Checks every entry and computes its frame, before anything is written.
-    fn plan(&self, entries: &[NewEntry<'_>], first_index: u64) -> Result<Vec<Plan>> {
+    /// `end` is where the log ends before them.
+    fn plan(&self, entries: &[NewEntry<'_>], end: LogEnd) -> Result<Vec<Plan>> {
         let config = &self.shared.config;
-        let mut offset = self.next_offset;
-        let mut term = self.last_term;
+        let mut offset = end.next_offset;
+        let mut term = end.last_term;
         let mut plans = Vec::with_capacity(entries.len());
-        for (index, e) in (first_index..).zip(entries) {
+        for (index, e) in (end.next_index..).zip(entries) {
             let invalid = |reason: String| LogError::InvalidEntry {
                 index: e.index,
                 reason,
@@ -419,9 +407,6 @@ impl Log {
         view.next_offset = last.next_offset();
         view.last_term = last.term;
         drop(view);
-        self.next_index = last.index + 1;
-        self.next_offset = last.next_offset();
-        self.last_term = last.term;
         let mut s = lock(&self.shared.sync);
         s.appended_index = last.index;
         if !s.dirty.iter().any(|d| Arc::ptr_eq(&d.file, &active.file)) {
@@ -437,7 +422,11 @@ impl Log {
 
     /// Seals the active segment (if any) and starts a new one at the log end.
     fn roll(&mut self) -> Result<()> {
-        let stem = segment_stem(self.next_offset, self.next_index);
+        let (next_index, next_offset) = {
+            let v = self.shared.read_view();
+            (v.next_index, v.next_offset)
+        };
+        let stem = segment_stem(next_offset, next_index);
         let path = self.shared.dir.join(format!("{stem}.log"));
         let disk = &self.shared.disk;
         // A file of this name is an orphan of a crash or a cut: not part of the log.
@@ -461,16 +450,16 @@ impl Log {
         let file = Arc::new(file);
         let created = Instant::now();
         let segment = Segment {
-            base_offset: self.next_offset,
-            first_index: self.next_index,
+            base_offset: next_offset,
+            first_index: next_index,
             path: path.clone(),
             file: file.clone(),
             map,
             len: 0,
             sealed: false,
-            last_index: self.next_index - 1,
+            last_index: next_index - 1,
             last_term: 0,
-            next_offset: self.next_offset,
+            next_offset,
             max_timestamp: -1,
             index: Vec::new(),
             time_index: Vec::new(),
@@ -519,7 +508,7 @@ impl Log {
     /// once they are durable (`Ok`) or can no longer be made so (`Err`). Completions of one log
     /// run in the order of their `flush` calls.
     pub fn flush(&self, done: impl FnOnce(Result<()>) + Send + 'static) {
-        let target = self.next_index.saturating_sub(1);
+        let target = self.next_index().saturating_sub(1);
         self.flusher.submit(&self.shared, target, Box::new(done));
     }
 
@@ -654,9 +643,6 @@ impl Log {
         let m = view.manifest();
         drop(view);
         self.active = None;
-        self.next_index = index + 1;
-        self.next_offset = end_offset;
-        self.last_term = end_term;
         let cut_indexes = cut_file.as_ref().and_then(|(file, _)| {
             let v = self.shared.read_view();
             v.segments
@@ -796,9 +782,6 @@ impl Log {
         let m = view.manifest();
         drop(view);
         self.active = None;
-        self.next_index = last.index + 1;
-        self.next_offset = next_offset;
-        self.last_term = last.term;
         {
             let mut s = lock(&self.shared.sync);
             s.last_purged = Some(last);
@@ -868,6 +851,28 @@ impl Drop for Log {
             s = self.shared.idle.wait(s).unwrap_or_else(|e| e.into_inner());
         }
     }
+}
+
+/// Where the log ends: the index and offset the next entry gets, and the last entry's term.
+#[derive(Debug, Clone, Copy)]
+struct LogEnd {
+    next_index: u64,
+    next_offset: i64,
+    last_term: u64,
+}
+
+/// A log that never held an entry (no segment, no purge point) starts at whatever index
+/// its first entry has, as a log reset there would (Raft only does this when its own state
+/// says the log starts there; openraft's storage suite does it to test membership reads).
+/// Returns that index when it applies.
+fn pristine_start(view: &View, first: Option<u64>) -> Option<u64> {
+    let first = first?;
+    let pristine = view.segments.is_empty()
+        && view.last_purged.is_none()
+        && view.next_index == 1
+        && view.next_offset == 0
+        && view.first_index == 1;
+    (pristine && first > 1).then_some(first)
 }
 
 /// The flusher work that seals `s`: trim to length, then write its index files.

@@ -100,10 +100,7 @@ impl LogReader {
             log_start_offset: v.log_start_offset,
             next_offset: v.next_offset,
             first_index: v.first_index,
-            last_log_id: (v.next_index > 1).then(|| LogId {
-                term: v.last_term,
-                index: v.next_index - 1,
-            }),
+            last_log_id: v.last_log_id(),
             last_purged: v.last_purged,
         }
     }

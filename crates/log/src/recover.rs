@@ -380,9 +380,6 @@ pub(crate) fn open(
         shared,
         flusher: flusher.clone(),
         active,
-        next_index,
-        next_offset,
-        last_term,
         damage,
         prealloc_step,
     })

@@ -53,6 +53,15 @@ impl View {
         self.next_index - 1
     }
 
+    /// Id of the last entry (or of the purge point when the log is empty after a purge);
+    /// `None` for a log that never held an entry.
+    pub fn last_log_id(&self) -> Option<LogId> {
+        (self.next_index > 1).then(|| LogId {
+            term: self.last_term,
+            index: self.next_index - 1,
+        })
+    }
+
     pub fn manifest(&self) -> Manifest {
         Manifest {
             generation: self.generation,
