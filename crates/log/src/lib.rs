@@ -18,6 +18,7 @@
 //! This crate is synchronous: it does not depend on tokio or openraft. Every call may block on
 //! disk IO; async callers run it on blocking threads.
 
+mod append;
 pub mod codec;
 pub mod config;
 pub mod disk;
@@ -26,11 +27,14 @@ pub mod flusher;
 pub mod frame;
 pub mod log;
 pub mod manifest;
+mod open;
 pub mod read;
 mod recover;
+mod roll;
 pub mod segment;
 mod shared;
 pub mod sim;
+mod truncate;
 
 pub use config::LogConfig;
 pub use disk::{Disk, RealDisk};
