@@ -4,10 +4,10 @@
 //! needed (`roll`), write the frames with one vectored write per segment touched, and publish
 //! them in the view, where readers see them at once. Durability is the flusher's work.
 
+use crate::error::{LogError, Result};
 use crate::frame::{EntryKind, FRAME_HEADER_LEN, FrameHeader};
 use crate::log::{Appended, Log, NewEntry};
 use crate::shared::{DirtyFile, View, lock};
-use crate::{LogError, Result};
 use std::io::IoSlice;
 use std::sync::Arc;
 use strata_record::BatchHeader;

@@ -5,9 +5,9 @@
 //! then runs the requests' completions in order. Requests arriving during a round wait for the
 //! next one, so one sync covers every append queued before it.
 
+use crate::error::{LogError, Result};
 pub use crate::shared::FlushCallback;
 use crate::shared::{FlushRequest, Shared, lock};
-use crate::{LogError, Result};
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;

@@ -20,14 +20,15 @@
 //! `truncate_after` and `reset_to` make their manifest durable before returning, after syncing
 //! the data the manifest points at.
 
+use crate::error::{LogError, Result};
 use crate::flusher::FlusherHandle;
 use crate::frame::EntryKind;
+use crate::log_id::LogId;
 use crate::manifest;
 use crate::read::LogReader;
 use crate::segment::write_indexes;
 pub use crate::shared::COMMITTED_SYNC_INTERVAL;
 use crate::shared::{Shared, lock};
-use crate::{LogError, LogId, Result};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

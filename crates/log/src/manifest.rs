@@ -10,7 +10,8 @@
 
 use crate::codec::{Dec, Enc, Malformed};
 use crate::disk::Disk;
-use crate::{LogError, LogId};
+use crate::error::LogError;
+use crate::log_id::LogId;
 use std::fs::File;
 use std::io::IoSlice;
 use std::path::Path;

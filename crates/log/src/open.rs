@@ -1,11 +1,12 @@
 //! Opening a log: [`Log::open`] and [`Log::open_verified`] run recovery (`recover`), then
 //! apply the cut a failed flush recorded in the state file, with a truncation.
 
+use crate::config::LogConfig;
 use crate::disk::Disk;
+use crate::error::Result;
 use crate::flusher::FlusherHandle;
 use crate::log::Log;
 use crate::shared::lock;
-use crate::{LogConfig, Result};
 use std::path::Path;
 use std::sync::Arc;
 

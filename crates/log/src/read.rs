@@ -5,10 +5,11 @@
 //! had its CRC checked. Bytes below a segment's valid length never change, so what a reader
 //! returns stays valid while the writer appends, rolls, truncates or purges.
 
+use crate::error::{LogError, Result};
 use crate::frame::{EntryKind, FrameError, FrameHeader};
+use crate::log_id::LogId;
 use crate::segment::{FrameWalker, Segment};
 use crate::shared::Shared;
-use crate::{LogError, LogId, Result};
 use bytes::Bytes;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -7,14 +7,15 @@
 //! ending where the next begins; the purge point then comes from the state file.
 
 use crate::codec::Malformed;
+use crate::config::LogConfig;
 use crate::disk::Disk;
+use crate::error::{LogError, Result};
 use crate::flusher::FlusherHandle;
 use crate::frame::{EntryKind, FrameHeader};
 use crate::log::Log;
 use crate::manifest::{self, Manifest, StateRecord};
 use crate::segment::{FrameWalker, Segment, load_indexes, map_file, parse_stem};
 use crate::shared::{Shared, SyncState, View};
-use crate::{LogConfig, LogError, Result};
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -3,10 +3,10 @@
 //! `fdatasync` it, then write its index files; the manifest that lists the new segment is
 //! written by the flusher's next round too, after a directory `fsync` (see [`crate::log`]).
 
+use crate::error::{LogError, Result};
 use crate::log::{Active, Log};
 use crate::segment::{Segment, map_file, segment_stem};
 use crate::shared::{DirtyFile, lock};
-use crate::{LogError, Result};
 use std::sync::Arc;
 use std::time::Instant;
 

@@ -363,12 +363,20 @@ pub(crate) fn segment_files(log_path: &Path) -> [PathBuf; 3] {
 }
 
 /// Writes an index file (through a temp file and rename; not synced: rebuilt if lost).
-pub(crate) fn write_index_file(disk: &dyn Disk, path: &Path, bytes: &[u8]) -> crate::Result<()> {
+pub(crate) fn write_index_file(
+    disk: &dyn Disk,
+    path: &Path,
+    bytes: &[u8],
+) -> crate::error::Result<()> {
     manifest::write_via_temp(disk, path, bytes, false)
 }
 
 /// Writes both index files of `s`, whose log file is `log_path` (see [`write_index_file`]).
-pub(crate) fn write_indexes(disk: &dyn Disk, log_path: &Path, s: &Segment) -> crate::Result<()> {
+pub(crate) fn write_indexes(
+    disk: &dyn Disk,
+    log_path: &Path,
+    s: &Segment,
+) -> crate::error::Result<()> {
     write_index_file(disk, &log_path.with_extension("index"), &s.encode_index())?;
     write_index_file(
         disk,

@@ -12,12 +12,15 @@
 //!   runs.
 //!
 //! Every module that works on a log depends on this one; it depends on none of them (only on
-//! `segment`, `manifest`, `disk`, `config` and `error`).
+//! `segment`, `manifest`, `disk`, `config`, `error` and `log_id`: see the module order in the
+//! crate docs).
 
+use crate::config::LogConfig;
 use crate::disk::Disk;
+use crate::error::{LogError, Result};
+use crate::log_id::LogId;
 use crate::manifest::{self, Manifest, SegmentRecord, StateRecord};
 use crate::segment::Segment;
-use crate::{LogConfig, LogError, LogId, Result};
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};

@@ -4,10 +4,11 @@
 //! the log after a given id (durable on return). None of them rewrites a byte of a segment: a
 //! cut seals the segment it falls in and the next append rolls.
 
+use crate::error::{LogError, Result};
 use crate::log::Log;
+use crate::log_id::LogId;
 use crate::segment::{Segment, segment_files};
 use crate::shared::{DirtyFile, lock};
-use crate::{LogError, LogId, Result};
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
