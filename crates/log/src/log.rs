@@ -1,24 +1,36 @@
-//! [`Log`]: the single writer of one partition directory.
+//! [`Log`]: the single writer of one partition directory, and its small operations. Its
+//! other operations live in `append`, `roll`, `truncate` and `open` (see the crate docs).
 //!
 //! The durable path of an append, step by step:
-//! 1. `append` checks every entry (contiguous index, term not going back, size, and for data
-//!    entries the batch header and its CRC32C), stamps the base offset and leader epoch into the
-//!    batch header copy it writes, frames the entries and writes them with one `pwritev` per
-//!    segment touched into space reserved by `fallocate`. The entries are readable at once.
-//! 2. `flush` queues a completion with the [`crate::Flusher`] and returns.
+//! 1. [`Log::append`] checks every entry (contiguous index, term not going back, size, and for
+//!    data entries the batch header and its CRC32C), stamps the base offset and leader epoch
+//!    into the batch header copy it writes, frames the entries and writes them with one
+//!    `pwritev` per segment touched (more only after a short write, or past 1,024 buffers) into
+//!    space reserved by `fallocate`. The entries are readable at once. When there is no active
+//!    segment, or it is full or old, it first rolls: creates the next segment file and queues,
+//!    for the flusher, the sealing of the old one and a manifest that lists the new one.
+//! 2. [`Log::flush`] queues a completion with the [`crate::Flusher`] and returns.
 //! 3. The flusher's next round, for every file with unsynced writes: trims a segment being
-//!    sealed to its length, then `fdatasync` (file).
+//!    sealed to its length, then `fdatasync` (file). Then it writes the sealed segments' index
+//!    files (temp file and rename, not synced: they are checked and rebuilt when lost).
 //! 4. If the round carries a manifest (a roll, a purge), it first `fsync`s the directory (so
 //!    the new segment's entry is durable before a manifest names it), writes `manifest.tmp`,
 //!    `fdatasync` (file), renames it over `manifest`, `fsync` (directory), then unlinks the
 //!    files the manifest no longer lists.
 //! 5. If the purge point changed, or the committed log id changed and the last write of
 //!    `state` is at least 1 s old (the committed id only helps recovery, so those writes are
-//!    throttled), it writes the next slot of `state` and `fdatasync`s it (file).
-//! 6. Completions fire in order: every entry appended before the `flush` call is durable.
+//!    throttled), it writes the next slot of `state` and `fdatasync`s it (file); the write that
+//!    creates `state` also `fsync`s the directory.
+//! 6. Completions fire in order: every entry appended before the `flush` call is durable. If a
+//!    step failed, the log is failed, the completions get the error, and the round records in
+//!    `state` the highest index known durable (`cut_after`): the next open cuts the log there.
 //!
-//! `truncate_after` and `reset_to` make their manifest durable before returning, after syncing
-//! the data the manifest points at.
+//! [`Log::truncate_after`] and [`Log::reset_to`] write their manifest themselves, durable
+//! before they return (temp file, `fdatasync`, rename, directory `fsync`), after syncing the
+//! data it points at, with no flusher round running meanwhile (`Shared::exclusive`); `reset_to`
+//! then writes `state` with its purge point. They create no file and, unlike a round, do not
+//! `fsync` the directory before the manifest write. [`Log::close`] flushes, then writes the
+//! active segment's index files, a manifest whose checkpoint covers the whole log, and `state`.
 
 use crate::error::{LogError, Result};
 use crate::flusher::FlusherHandle;

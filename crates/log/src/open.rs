@@ -11,7 +11,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 impl Log {
-    /// Opens (recovering) or creates the log in `dir`. See the crate docs for recovery.
+    /// Opens (recovering) or creates the log in `dir`. Recovery trusts the sealed segments and
+    /// the active segment's checkpoint that the manifest records, checks every frame after the
+    /// checkpoint and cuts the log at the first bad one, and removes the files the log does not
+    /// list; then the cut a failed flush recorded is applied (see [`crate::log`], step 6).
     pub fn open(
         dir: impl AsRef<Path>,
         config: LogConfig,

@@ -1,10 +1,15 @@
-//! Opening a log: read the manifest, open every listed segment, trust sealed lengths and the
-//! active segment's checkpoint, scan the tail after the checkpoint checking every frame (CRC,
-//! index continuity, term never going back, offsets contiguous) and cut at the first bad one.
-//! Index files are loaded when they match, rebuilt otherwise. Unlisted files are removed.
+//! Recovery, run by [`crate::Log::open`] and [`crate::Log::open_verified`]: read the manifest,
+//! open every listed segment, trust sealed lengths and the active segment's checkpoint, scan the
+//! tail after the checkpoint checking every frame (CRC, index continuity, term never going
+//! back, offsets contiguous) and cut at the first bad one. Index files are loaded when they
+//! match, rebuilt otherwise. Unlisted files are removed.
 //!
 //! Without a usable manifest every segment is scanned in full, in order of first index, each
 //! ending where the next begins; the purge point then comes from the state file.
+//!
+//! Before it returns, what it recovered is durable: the last segment is `fdatasync`ed (its tail
+//! may have been read from the page cache), and a new manifest is written when recovery
+//! rebuilt, sealed or cut the log (else the directory is `fsync`ed if files were removed).
 
 use crate::codec::Malformed;
 use crate::config::LogConfig;
