@@ -25,7 +25,9 @@ struct Plan {
     header: [u8; FRAME_HEADER_LEN],
     /// For data entries, the batch's first bytes with base offset and leader epoch stamped.
     prefix: [u8; STAMPED_LEN],
+    /// A data entry: written as header, `prefix`, then the payload after its prefix.
     data: bool,
+    /// The decoded header, CRC included.
     frame: FrameHeader,
 }
 

@@ -79,13 +79,15 @@ pub struct Appended {
 /// the log is concerned: the next open recovers from the last checkpoint.
 #[derive(Debug)]
 pub struct Log {
-    /// Where the log ends (next index, next offset, last term) is kept once, in the view:
-    /// the writer reads it there.
+    /// State shared with readers and the flusher. Where the log ends (next index, next offset,
+    /// last term) is kept once, in its view: the writer reads it there.
     pub(crate) shared: Arc<Shared>,
+    /// The flusher that makes this log's appends durable.
     pub(crate) flusher: FlusherHandle,
     /// The segment appends go to: the last one, unless a cut, reset or full purge sealed it
     /// (then the next append rolls).
     pub(crate) active: Option<Active>,
+    /// What a verified open lost, if anything.
     pub(crate) damage: Option<Damage>,
     /// The next preallocation step: doubles from `preallocate_bytes_min` at each extension up
     /// to `preallocate_bytes_step`, and starts over when a segment rolls by age.
@@ -105,12 +107,15 @@ pub struct Damage {
 /// the view lock (it takes it once to read where the log ends, once to publish the frames).
 #[derive(Debug)]
 pub(crate) struct Active {
+    /// The segment file.
     pub file: Arc<File>,
+    /// Its path, for errors.
     pub path: PathBuf,
     /// Bytes written (equals the segment's `len` in the view).
     pub len: u64,
     /// Allocated size of the file.
     pub alloc: u64,
+    /// When the segment was created (or opened), for rolling by age.
     pub created: Instant,
 }
 

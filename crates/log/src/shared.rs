@@ -34,24 +34,36 @@ pub type FlushCallback = Box<dyn FnOnce(Result<()>) + Send>;
 
 /// A `flush` call waiting for the flusher: durability of every index up to `target`.
 pub(crate) struct FlushRequest {
+    /// Last index the request covers.
     pub target: u64,
+    /// Runs once `target` is durable, or with the error that keeps it from being so.
     pub done: FlushCallback,
 }
 
-/// The log's state visible to readers.
+/// The log's state visible to readers; only the writer (and recovery, before the log exists)
+/// changes it. The one copy of where the log ends (`next_index`, `next_offset`, `last_term`).
 #[derive(Debug)]
 pub(crate) struct View {
+    /// The segments in order; the last one is the active one unless it is sealed.
     pub segments: Vec<Segment>,
+    /// First index present (entries below were purged).
     pub first_index: u64,
+    /// First readable record offset.
     pub log_start_offset: i64,
+    /// The purge point, if any.
     pub last_purged: Option<LogId>,
+    /// Index the next entry gets.
     pub next_index: u64,
+    /// Offset the next record gets.
     pub next_offset: i64,
+    /// Term of the last entry (of the purge point when the log is empty after a purge).
     pub last_term: u64,
+    /// Generation of the latest manifest built from this view (see [`Manifest::generation`]).
     pub generation: u64,
 }
 
 impl View {
+    /// Index of the last entry (of the purge point when empty; 0 for a new log).
     pub fn last_index(&self) -> u64 {
         self.next_index - 1
     }
@@ -65,6 +77,8 @@ impl View {
         })
     }
 
+    /// The manifest recording this view. The active segment is recorded with an empty
+    /// checkpoint (recovery scans it); `close` fills in its length.
     pub fn manifest(&self) -> Manifest {
         Manifest {
             generation: self.generation,
@@ -102,7 +116,9 @@ impl View {
 /// A file the flusher must sync, with work to do on it first or after.
 #[derive(Debug)]
 pub(crate) struct DirtyFile {
+    /// The segment file.
     pub file: Arc<File>,
+    /// Its path, for errors and for its index files.
     pub path: PathBuf,
     /// Sealing: trim the file to this length before syncing.
     pub trim_to: Option<u64>,
@@ -113,33 +129,53 @@ pub(crate) struct DirtyFile {
 /// What the flusher works from; guarded by `Shared::sync`.
 #[derive(Default)]
 pub(crate) struct SyncState {
+    /// Flush calls waiting for the next round, in call order.
     pub requests: Vec<FlushRequest>,
+    /// The log is in the flusher's queue.
     pub queued: bool,
+    /// A round, or an operation holding [`Shared::exclusive`], is running.
     pub busy: bool,
+    /// The `Log` was dropped: no more IO on its files.
     pub closed: bool,
+    /// Files with unsynced writes, and sealing work on them.
     pub dirty: Vec<DirtyFile>,
+    /// A manifest for the next round to write (after a directory fsync).
     pub manifest: Option<Manifest>,
+    /// Files to remove once that manifest is durable.
     pub unlinks: Vec<PathBuf>,
+    /// The committed id last saved, for the state file.
     pub committed: Option<LogId>,
+    /// The purge point, for the state file.
     pub last_purged: Option<LogId>,
+    /// The state record last written durably.
     pub state_written: StateRecord,
     /// When `state_written` was last written (throttles committed-only updates).
     pub state_written_at: Option<Instant>,
+    /// Last index written to a segment: what a round can make durable.
     pub appended_index: u64,
+    /// Highest index known durable.
     pub durable_index: u64,
+    /// Why the log failed or was halted; every later operation fails with it.
     pub failed: Option<String>,
 }
 
 /// State shared by the writer, readers and the flusher.
 pub(crate) struct Shared {
+    /// The partition directory.
     pub dir: PathBuf,
+    /// The log's configuration.
     pub config: LogConfig,
+    /// Every write, sync, rename and removal goes through it.
     pub disk: Arc<dyn Disk>,
+    /// What readers see.
     pub view: RwLock<View>,
+    /// The flusher's work for this log.
     pub sync: Mutex<SyncState>,
+    /// Notified when `SyncState::busy` clears.
     pub idle: Condvar,
     /// Last manifest generation made durable; also serializes manifest writes.
     pub manifest_persisted: Mutex<u64>,
+    /// The state file, opened at its first write; also serializes state writes.
     pub state_file: Mutex<Option<File>>,
 }
 
@@ -149,19 +185,23 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// Locks `m`; a lock poisoned by a thread that panicked holding it is taken as it is.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Shared {
+    /// Locks the view for reading (see [`lock`] about poisoning).
     pub fn read_view(&self) -> RwLockReadGuard<'_, View> {
         self.view.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Locks the view for writing (see [`lock`] about poisoning).
     pub fn write_view(&self) -> RwLockWriteGuard<'_, View> {
         self.view.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The error every operation of a failed log returns, with the failure's `reason`.
     pub fn failed_error(&self, reason: &str) -> LogError {
         LogError::Failed {
             dir: self.dir.clone(),
@@ -169,6 +209,7 @@ impl Shared {
         }
     }
 
+    /// Fails if the log failed or was halted.
     pub fn check_failed(&self) -> Result<()> {
         match &lock(&self.sync).failed {
             Some(reason) => Err(self.failed_error(reason)),
