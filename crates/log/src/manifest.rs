@@ -6,7 +6,7 @@
 //! - `state`: two 64-byte slots written in place alternately, each with a sequence number and a
 //!   CRC, so a torn write loses at most the newest value. Holds the committed log id and the
 //!   purge point; rides on the flusher's syncs.
-//! - `vote`: the Raft vote, opaque bytes, replaced atomically.
+//! - `vote`: the Raft vote, opaque bytes, replaced atomically; read back by `read_vote`.
 
 use crate::codec::{Dec, Enc, Malformed};
 use crate::disk::Disk;

@@ -1,5 +1,7 @@
 //! One segment in memory: its file, its read-only mapping, its sparse offset and time indexes,
-//! and the `.index` / `.timeindex` file formats.
+//! the `.index` / `.timeindex` file formats, the names of a segment's files, and the writing
+//! of its index files (through a temp file and a rename, never synced: they are rebuilt when
+//! missing or damaged).
 //!
 //! A segment's bytes below `len` never change once written: truncation and recovery cuts seal
 //! the segment and continue in a new one, so a `Bytes` view handed to a reader stays valid and
