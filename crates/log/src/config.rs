@@ -1,6 +1,6 @@
 //! [`LogConfig`]: the limits and sizes of one partition log, with their defaults.
 
-use crate::LogError;
+use crate::error::LogError;
 use std::path::PathBuf;
 
 /// Configuration of one partition log. Defaults live in [`LogConfig::default`].

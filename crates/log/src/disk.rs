@@ -114,13 +114,16 @@ impl Disk for RealDisk {
 
 /// Creates `path` through `disk`, first removing a leftover file of that name (an orphan of a
 /// crash or a cut that the caller knows is not part of the log).
-pub(crate) fn create_replacing(disk: &dyn Disk, path: &Path) -> Result<File, crate::LogError> {
+pub(crate) fn create_replacing(
+    disk: &dyn Disk,
+    path: &Path,
+) -> Result<File, crate::error::LogError> {
     if path.exists() {
         disk.remove_file(path)
-            .map_err(|e| crate::LogError::io("remove leftover file", path, e))?;
+            .map_err(|e| crate::error::LogError::io("remove leftover file", path, e))?;
     }
     disk.create_file(path)
-        .map_err(|e| crate::LogError::io("create file", path, e))
+        .map_err(|e| crate::error::LogError::io("create file", path, e))
 }
 
 fn zero_fill(file: &File, from: u64, to: u64) -> io::Result<()> {

@@ -5,19 +5,12 @@
 //! then runs the requests' completions in order. Requests arriving during a round wait for the
 //! next one, so one sync covers every append queued before it.
 
-use crate::log::{Shared, lock};
-use crate::{LogError, Result};
+use crate::error::{LogError, Result};
+pub use crate::shared::FlushCallback;
+use crate::shared::{FlushRequest, Shared, lock};
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-
-/// A completion run by the flusher once the requested appends are durable or failed.
-pub type FlushCallback = Box<dyn FnOnce(Result<()>) + Send>;
-
-pub(crate) struct FlushRequest {
-    pub target: u64,
-    pub done: FlushCallback,
-}
 
 #[derive(Default)]
 struct Queue {
@@ -206,7 +199,7 @@ fn round(shared: &Shared) {
         }
         for d in &dirty {
             for (path, bytes) in d.indexes.iter().flatten() {
-                if let Err(e) = crate::log::write_index_file(disk, path, bytes) {
+                if let Err(e) = crate::segment::write_index_file(disk, path, bytes) {
                     tracing::warn!(error = %e, "index file not written; it will be rebuilt");
                 }
             }

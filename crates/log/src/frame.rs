@@ -16,6 +16,11 @@
 
 /// Bytes in a frame header.
 pub const FRAME_HEADER_LEN: usize = 48;
+/// Position of the CRC field in the header.
+const CRC_POS: usize = 4;
+/// The CRC covers the frame from this byte (the first after `frame_len` and the CRC itself) to
+/// its end: the rest of the header, then the payload.
+pub const CRC_FROM: usize = CRC_POS + 4;
 /// The frame format version written by this code.
 pub const FRAME_VERSION: u8 = 1;
 
@@ -114,11 +119,12 @@ fn le_u64(b: &[u8], pos: usize) -> u64 {
 }
 
 impl FrameHeader {
-    /// Encodes the header; the CRC field is filled by the caller after hashing.
+    /// Encodes the header as it is, `crc` field included (see [`FrameHeader::encode_with_crc`]
+    /// to compute it).
     pub fn encode(&self) -> [u8; FRAME_HEADER_LEN] {
         let mut h = [0u8; FRAME_HEADER_LEN];
-        h[0..4].copy_from_slice(&self.frame_len.to_le_bytes());
-        h[4..8].copy_from_slice(&self.crc.to_le_bytes());
+        h[0..CRC_POS].copy_from_slice(&self.frame_len.to_le_bytes());
+        h[CRC_POS..CRC_FROM].copy_from_slice(&self.crc.to_le_bytes());
         h[8..16].copy_from_slice(&self.term.to_le_bytes());
         h[16..24].copy_from_slice(&self.index.to_le_bytes());
         h[24] = self.kind.to_byte();
@@ -127,6 +133,27 @@ impl FrameHeader {
         h[32..40].copy_from_slice(&self.base_offset.to_le_bytes());
         h[40..48].copy_from_slice(&self.max_timestamp.to_le_bytes());
         h
+    }
+
+    /// Encodes the header of a frame whose payload is `payload`, given as the parts it is
+    /// written in (in order), with the CRC computed over header bytes from [`CRC_FROM`] and
+    /// then the payload. Returns the header bytes and the header with that `crc` (the `crc`
+    /// of `self` is ignored). `frame_len` must already count the whole payload.
+    pub fn encode_with_crc(&self, payload: &[&[u8]]) -> ([u8; FRAME_HEADER_LEN], FrameHeader) {
+        debug_assert_eq!(
+            self.payload_len(),
+            payload.iter().map(|p| p.len()).sum::<usize>(),
+            "frame_len counts the payload"
+        );
+        let mut h = self.encode();
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&h[CRC_FROM..]);
+        for part in payload {
+            hasher.update(part);
+        }
+        let crc = hasher.finalize();
+        h[CRC_POS..CRC_FROM].copy_from_slice(&crc.to_le_bytes());
+        (h, FrameHeader { crc, ..*self })
     }
 
     /// Decodes the header at the start of `buf` and checks its fields and that the whole frame
@@ -168,7 +195,7 @@ impl FrameHeader {
             EntryKind::from_byte(buf[24]).ok_or(FrameError::BadHeader("unknown entry kind"))?;
         let header = FrameHeader {
             frame_len,
-            crc: le_u32(buf, 4),
+            crc: le_u32(buf, CRC_POS),
             term: le_u64(buf, 8),
             index: le_u64(buf, 16),
             kind,
@@ -199,7 +226,7 @@ impl FrameHeader {
     /// [`FrameHeader::decode`] plus the CRC check over the whole frame.
     pub fn decode_verified(buf: &[u8], entry_bytes_max: u32) -> Result<FrameHeader, FrameError> {
         let header = FrameHeader::decode(buf, entry_bytes_max)?;
-        let computed = crc32fast::hash(&buf[8..header.frame_len as usize]);
+        let computed = crc32fast::hash(&buf[CRC_FROM..header.frame_len as usize]);
         if computed != header.crc {
             return Err(FrameError::Crc {
                 stored: header.crc,
@@ -217,5 +244,40 @@ impl FrameHeader {
     /// The offset after this frame's records.
     pub fn next_offset(&self) -> i64 {
         self.base_offset + self.record_count as i64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_with_crc_decodes_verified_whatever_the_payload_split() {
+        let payload: Vec<u8> = (0..100u8).collect();
+        let header = FrameHeader {
+            frame_len: (FRAME_HEADER_LEN + payload.len()) as u32,
+            crc: 0,
+            term: 3,
+            index: 7,
+            kind: EntryKind::Control,
+            record_count: 0,
+            base_offset: 12,
+            max_timestamp: -1,
+        };
+        let (whole, sealed) = header.encode_with_crc(&[&payload]);
+        let (split, sealed_split) = header.encode_with_crc(&[&payload[..16], &payload[16..]]);
+        assert_eq!((whole, sealed), (split, sealed_split));
+        assert_eq!(
+            sealed.crc,
+            crc32fast::hash(&[&whole[CRC_FROM..], &payload[..]].concat())
+        );
+        let mut frame = whole.to_vec();
+        frame.extend_from_slice(&payload);
+        assert_eq!(FrameHeader::decode_verified(&frame, 1024), Ok(sealed));
+        frame[FRAME_HEADER_LEN] ^= 1;
+        assert!(matches!(
+            FrameHeader::decode_verified(&frame, 1024),
+            Err(FrameError::Crc { .. })
+        ));
     }
 }

@@ -1,12 +1,20 @@
 //! strata-log: one partition's segmented, memory-mapped log on disk, and the per-disk flusher.
 //!
-//! - [`log`]: [`Log`], the single writer of one partition directory (append, truncate, purge,
-//!   reset, vote, committed index) and its recovery on open.
+//! - [`log`]: [`Log`], the single writer of one partition directory, its small operations
+//!   (flush, committed id, vote, halt, close), [`NewEntry`], [`Appended`], [`Damage`], and the
+//!   durable path of an append step by step. [`Log`]'s other operations live in private
+//!   modules, by concern:
+//!   - `append`: [`Log::append`]: checks, framing, space reservation, the write.
+//!   - `roll`: starting a new segment and queuing the sealing of the old one.
+//!   - `truncate`: [`Log::truncate_after`], [`Log::purge`], [`Log::reset_to`].
+//!   - `open`: [`Log::open`], [`Log::open_verified`]; `recover` does the recovery they run.
 //! - [`read`]: [`LogReader`], cloneable handle for concurrent zero-copy reads by offset, by Raft
 //!   index and by timestamp.
 //! - [`flusher`]: [`Flusher`], one thread per data directory that group-commits the syncs of
 //!   many logs.
-//! - [`frame`]: the 48-byte frame header around every entry on disk.
+//! - `shared`: the state a log's writer, readers and flusher share (the readers' view, the
+//!   flusher's work, the manifest and state-file writes).
+//! - [`frame`]: the 48-byte frame header around every entry on disk, and its CRC.
 //! - [`segment`]: one segment in memory, its sparse offset and time indexes and their files.
 //! - [`manifest`]: the manifest (checkpoint), state and vote files.
 //! - [`disk`]: the [`Disk`] seam every write, sync, rename and directory operation goes through.
@@ -14,10 +22,29 @@
 //! - [`codec`]: checked encoding of the metadata files; [`codec::Malformed`].
 //! - [`config`]: [`LogConfig`] and its defaults.
 //! - [`error`]: the error type, [`LogError`].
+//! - `log_id`: [`LogId`].
+//!
+//! # Module order
+//!
+//! The modules depend on each other without a cycle. Each line uses only modules on the lines
+//! above it (through `use crate::module`, a `crate::module::` path, or a method of [`Log`]
+//! defined there); this root file only declares the modules and re-exports, and only `tests`
+//! uses the re-exports.
+//!
+//! 1. `error`, `codec`, `frame`, `log_id`: depend on no other module.
+//! 2. `config`, `disk`.
+//! 3. `manifest`, `sim`.
+//! 4. `segment`.
+//! 5. `shared`.
+//! 6. `read`, `flusher`.
+//! 7. `log`: defines [`Log`].
+//! 8. `roll`, `truncate`, `recover`: `impl Log` blocks, and recovery, which builds a [`Log`].
+//! 9. `append` (calls `roll`), `open` (calls `recover`, then `truncate`).
 //!
 //! This crate is synchronous: it does not depend on tokio or openraft. Every call may block on
 //! disk IO; async callers run it on blocking threads.
 
+mod append;
 pub mod codec;
 pub mod config;
 pub mod disk;
@@ -25,11 +52,16 @@ pub mod error;
 pub mod flusher;
 pub mod frame;
 pub mod log;
+mod log_id;
 pub mod manifest;
+mod open;
 pub mod read;
 mod recover;
+mod roll;
 pub mod segment;
+mod shared;
 pub mod sim;
+mod truncate;
 
 pub use config::LogConfig;
 pub use disk::{Disk, RealDisk};
@@ -37,16 +69,8 @@ pub use error::{LogError, Result};
 pub use flusher::{Flusher, FlusherHandle};
 pub use frame::EntryKind;
 pub use log::{Appended, Damage, Log, NewEntry};
+pub use log_id::LogId;
 pub use read::{Entry, LogBounds, LogReader};
-
-/// A Raft log id: the term of the leader that created the entry and its index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct LogId {
-    /// Raft term (also the Kafka leader epoch stamped into batches).
-    pub term: u64,
-    /// Raft index, starting at 1.
-    pub index: u64,
-}
 
 #[cfg(test)]
 mod tests;

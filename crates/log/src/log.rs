@@ -1,42 +1,50 @@
-//! [`Log`]: the single writer of one partition directory.
+//! [`Log`]: the single writer of one partition directory, and its small operations. Its
+//! other operations live in `append`, `roll`, `truncate` and `open` (see the crate docs).
 //!
 //! The durable path of an append, step by step:
-//! 1. `append` checks every entry (contiguous index, term not going back, size, and for data
-//!    entries the batch header and its CRC32C), stamps the base offset and leader epoch into the
-//!    batch header copy it writes, frames the entries and writes them with one `pwritev` per
-//!    segment touched into space reserved by `fallocate`. The entries are readable at once.
-//! 2. `flush` queues a completion with the [`crate::Flusher`] and returns.
+//! 1. [`Log::append`] checks every entry (contiguous index, term not going back, size, and for
+//!    data entries the batch header and its CRC32C), stamps the base offset and leader epoch
+//!    into the batch header copy it writes, frames the entries and writes them with one
+//!    `pwritev` per segment touched (more only after a short write, or past 1,024 buffers) into
+//!    space reserved by `fallocate`. The entries are readable at once. When there is no active
+//!    segment, or it is full or old, it first rolls: creates the next segment file and queues,
+//!    for the flusher, the sealing of the old one and a manifest that lists the new one.
+//! 2. [`Log::flush`] queues a completion with the [`crate::Flusher`] and returns.
 //! 3. The flusher's next round, for every file with unsynced writes: trims a segment being
-//!    sealed to its length, then `fdatasync` (file).
+//!    sealed to its length, then `fdatasync` (file). Then it writes the sealed segments' index
+//!    files (temp file and rename, not synced: they are checked and rebuilt when lost).
 //! 4. If the round carries a manifest (a roll, a purge), it first `fsync`s the directory (so
 //!    the new segment's entry is durable before a manifest names it), writes `manifest.tmp`,
 //!    `fdatasync` (file), renames it over `manifest`, `fsync` (directory), then unlinks the
 //!    files the manifest no longer lists.
 //! 5. If the purge point changed, or the committed log id changed and the last write of
 //!    `state` is at least 1 s old (the committed id only helps recovery, so those writes are
-//!    throttled), it writes the next slot of `state` and `fdatasync`s it (file).
-//! 6. Completions fire in order: every entry appended before the `flush` call is durable.
+//!    throttled), it writes the next slot of `state` and `fdatasync`s it (file); the write that
+//!    creates `state` also `fsync`s the directory.
+//! 6. Completions fire in order: every entry appended before the `flush` call is durable. If a
+//!    step failed, the log is failed, the completions get the error, and the round records in
+//!    `state` the highest index known durable (`cut_after`): the next open cuts the log there.
 //!
-//! `truncate_after` and `reset_to` make their manifest durable before returning, after syncing
-//! the data the manifest points at.
+//! [`Log::truncate_after`] and [`Log::reset_to`] write their manifest themselves, durable
+//! before they return (temp file, `fdatasync`, rename, directory `fsync`), after syncing the
+//! data it points at, with no flusher round running meanwhile (`Shared::exclusive`); `reset_to`
+//! then writes `state` with its purge point. They create no file and, unlike a round, do not
+//! `fsync` the directory before the manifest write. [`Log::close`] flushes, then writes the
+//! active segment's index files, a manifest whose checkpoint covers the whole log, and `state`.
 
-use crate::disk::Disk;
-use crate::flusher::{FlushRequest, FlusherHandle};
-use crate::frame::{EntryKind, FRAME_HEADER_LEN, FrameHeader};
-use crate::manifest::{self, Manifest, SegmentRecord, StateRecord};
+use crate::error::{LogError, Result};
+use crate::flusher::FlusherHandle;
+use crate::frame::EntryKind;
+use crate::log_id::LogId;
+use crate::manifest;
 use crate::read::LogReader;
-use crate::segment::{Segment, map_file, segment_stem};
-use crate::{LogConfig, LogError, LogId, Result};
+use crate::segment::write_indexes;
+pub use crate::shared::COMMITTED_SYNC_INTERVAL;
+use crate::shared::{Shared, lock};
 use std::fs::File;
-use std::io::IoSlice;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
 use std::time::Instant;
-use strata_record::BatchHeader;
-use strata_record::header::{BASE_OFFSET_POS, LEADER_EPOCH_POS};
-
-/// The least time between two writes of the state file that only move the committed id.
-pub const COMMITTED_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1000);
 
 /// An entry to append.
 #[derive(Debug, Clone, Copy)]
@@ -64,274 +72,6 @@ pub struct Appended {
     pub record_count: u32,
 }
 
-/// The log's state visible to readers.
-#[derive(Debug)]
-pub(crate) struct View {
-    pub segments: Vec<Segment>,
-    pub first_index: u64,
-    pub log_start_offset: i64,
-    pub last_purged: Option<LogId>,
-    pub next_index: u64,
-    pub next_offset: i64,
-    pub last_term: u64,
-    pub generation: u64,
-}
-
-impl View {
-    pub fn last_index(&self) -> u64 {
-        self.next_index - 1
-    }
-
-    pub fn manifest(&self) -> Manifest {
-        Manifest {
-            generation: self.generation,
-            first_index: self.first_index,
-            log_start_offset: self.log_start_offset,
-            last_purged: self.last_purged,
-            next_index: self.next_index,
-            next_offset: self.next_offset,
-            last_term: self.last_term,
-            segments: self
-                .segments
-                .iter()
-                .map(|s| SegmentRecord {
-                    base_offset: s.base_offset,
-                    first_index: s.first_index,
-                    sealed: s.sealed,
-                    len: if s.sealed { s.len } else { 0 },
-                    last_index: if s.sealed {
-                        s.last_index
-                    } else {
-                        s.first_index - 1
-                    },
-                    last_term: if s.sealed { s.last_term } else { 0 },
-                    next_offset: if s.sealed {
-                        s.next_offset
-                    } else {
-                        s.base_offset
-                    },
-                })
-                .collect(),
-        }
-    }
-}
-
-/// A file the flusher must sync, with work to do on it first or after.
-#[derive(Debug)]
-pub(crate) struct DirtyFile {
-    pub file: Arc<File>,
-    pub path: PathBuf,
-    /// Sealing: trim the file to this length before syncing.
-    pub trim_to: Option<u64>,
-    /// Sealing: index files to write after syncing (rebuildable, so not synced).
-    pub indexes: Option<Vec<(PathBuf, Vec<u8>)>>,
-}
-
-/// What the flusher works from; guarded by `Shared::sync`.
-#[derive(Default)]
-pub(crate) struct SyncState {
-    pub requests: Vec<FlushRequest>,
-    pub queued: bool,
-    pub busy: bool,
-    pub closed: bool,
-    pub dirty: Vec<DirtyFile>,
-    pub manifest: Option<Manifest>,
-    pub unlinks: Vec<PathBuf>,
-    pub committed: Option<LogId>,
-    pub last_purged: Option<LogId>,
-    pub state_written: StateRecord,
-    /// When `state_written` was last written (throttles committed-only updates).
-    pub state_written_at: Option<Instant>,
-    pub appended_index: u64,
-    pub durable_index: u64,
-    pub failed: Option<String>,
-}
-
-/// State shared by the writer, readers and the flusher.
-pub(crate) struct Shared {
-    pub dir: PathBuf,
-    pub config: LogConfig,
-    pub disk: Arc<dyn Disk>,
-    pub view: RwLock<View>,
-    pub sync: Mutex<SyncState>,
-    pub idle: Condvar,
-    /// Last manifest generation made durable; also serializes manifest writes.
-    pub manifest_persisted: Mutex<u64>,
-    pub state_file: Mutex<Option<File>>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("dir", &self.dir).finish()
-    }
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Shared {
-    pub fn read_view(&self) -> RwLockReadGuard<'_, View> {
-        self.view.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn write_view(&self) -> RwLockWriteGuard<'_, View> {
-        self.view.write().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn failed_error(&self, reason: &str) -> LogError {
-        LogError::Failed {
-            dir: self.dir.clone(),
-            reason: reason.to_string(),
-        }
-    }
-
-    pub fn check_failed(&self) -> Result<()> {
-        match &lock(&self.sync).failed {
-            Some(reason) => Err(self.failed_error(reason)),
-            None => Ok(()),
-        }
-    }
-
-    /// Marks the log failed: every later operation errors until it is reopened.
-    pub fn fail(&self, reason: String) {
-        tracing::error!(dir = %self.dir.display(), %reason, "log failed; it must be reopened");
-        self.stop_with(reason);
-    }
-
-    /// As [`Shared::fail`], for a stop asked for (`Log::halt`): nothing went wrong.
-    pub fn stop_with(&self, reason: String) {
-        let mut s = lock(&self.sync);
-        if s.failed.is_none() {
-            s.failed = Some(reason);
-        }
-    }
-
-    /// Writes `m` durably unless a newer manifest already is.
-    pub fn persist_manifest(&self, m: &Manifest) -> Result<()> {
-        let mut persisted = lock(&self.manifest_persisted);
-        if m.generation <= *persisted {
-            return Ok(());
-        }
-        manifest::replace_file(&*self.disk, &self.dir, manifest::MANIFEST_FILE, &m.encode())?;
-        *persisted = m.generation;
-        Ok(())
-    }
-
-    /// Writes the state record (committed id, purge point) if it changed and syncs it.
-    pub fn persist_state(
-        &self,
-        committed: Option<LogId>,
-        last_purged: Option<LogId>,
-        force: bool,
-    ) -> Result<()> {
-        let record = {
-            let s = lock(&self.sync);
-            if s.state_written.committed == committed && s.state_written.last_purged == last_purged
-            {
-                return Ok(());
-            }
-            // The committed id is a hint (`read_committed` caps it at the log's end, and Raft
-            // re-learns it from the leader): a change of it alone is written at most every
-            // `COMMITTED_SYNC_INTERVAL`, so it does not double the fsyncs of every round. A
-            // purge point is written at once.
-            let only_committed = s.state_written.last_purged == last_purged;
-            if only_committed
-                && !force
-                && s.state_written_at
-                    .is_some_and(|t| t.elapsed() < COMMITTED_SYNC_INTERVAL)
-            {
-                return Ok(());
-            }
-            StateRecord {
-                seq: s.state_written.seq + 1,
-                committed,
-                last_purged,
-                cut_after: None,
-            }
-        };
-        self.write_state(record)
-    }
-
-    /// Records durably that everything after log index `index` must be cut at the next open
-    /// (see [`StateRecord::cut_after`]); `None` clears it.
-    pub fn mark_cut_after(&self, index: Option<u64>) -> Result<()> {
-        let record = {
-            let s = lock(&self.sync);
-            StateRecord {
-                seq: s.state_written.seq + 1,
-                cut_after: index,
-                ..s.state_written
-            }
-        };
-        self.write_state(record)
-    }
-
-    /// Writes `record` into its slot of the state file and fdatasyncs it.
-    fn write_state(&self, record: StateRecord) -> Result<()> {
-        let path = self.dir.join(manifest::STATE_FILE);
-        let mut guard = lock(&self.state_file);
-        if guard.is_none() {
-            let file = if path.exists() {
-                self.disk.open_file(&path)
-            } else {
-                let f = self.disk.create_file(&path);
-                if f.is_ok() {
-                    self.disk
-                        .sync_dir(&self.dir)
-                        .map_err(|e| LogError::io("fsync directory", &self.dir, e))?;
-                }
-                f
-            }
-            .map_err(|e| LogError::io("open state file", &path, e))?;
-            *guard = Some(file);
-        }
-        let Some(file) = guard.as_ref() else {
-            return Ok(());
-        };
-        record.write_slot(&*self.disk, file, &path)?;
-        self.disk
-            .sync_data(file)
-            .map_err(|e| LogError::io("fsync state file", &path, e))?;
-        let mut s = lock(&self.sync);
-        s.state_written = record;
-        s.state_written_at = Some(Instant::now());
-        Ok(())
-    }
-
-    /// Waits until the flusher is not working on this log.
-    pub fn wait_idle(&self) {
-        let mut s = lock(&self.sync);
-        while s.busy {
-            s = self.idle.wait(s).unwrap_or_else(|e| e.into_inner());
-        }
-    }
-
-    /// Runs `f` with the log's sync work to itself: waits for a running flusher round to end,
-    /// and keeps the next one from starting until `f` returns. Truncation, reset and close use
-    /// it: a round takes its files out of the dirty list before it syncs them, so without it a
-    /// truncation could record a sealed length in the manifest while the round's `fdatasync`
-    /// of that data is still running (or about to fail), and a reset's state slot could race
-    /// the round's. Fails without running `f` if the log failed meanwhile.
-    pub fn exclusive<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        {
-            let mut s = lock(&self.sync);
-            while s.busy {
-                s = self.idle.wait(s).unwrap_or_else(|e| e.into_inner());
-            }
-            if let Some(reason) = &s.failed {
-                return Err(self.failed_error(reason));
-            }
-            s.busy = true;
-        }
-        let r = f();
-        let mut s = lock(&self.sync);
-        s.busy = false;
-        self.idle.notify_all();
-        r
-    }
-}
-
 /// One partition's log: the only writer of its directory.
 ///
 /// Appends are visible to [`LogReader`]s at once and durable once a later
@@ -339,14 +79,15 @@ impl Shared {
 /// the log is concerned: the next open recovers from the last checkpoint.
 #[derive(Debug)]
 pub struct Log {
+    /// State shared with readers and the flusher. Where the log ends (next index, next offset,
+    /// last term) is kept once, in its view: the writer reads it there.
     pub(crate) shared: Arc<Shared>,
+    /// The flusher that makes this log's appends durable.
     pub(crate) flusher: FlusherHandle,
     /// The segment appends go to: the last one, unless a cut, reset or full purge sealed it
     /// (then the next append rolls).
     pub(crate) active: Option<Active>,
-    pub(crate) next_index: u64,
-    pub(crate) next_offset: i64,
-    pub(crate) last_term: u64,
+    /// What a verified open lost, if anything.
     pub(crate) damage: Option<Damage>,
     /// The next preallocation step: doubles from `preallocate_bytes_min` at each extension up
     /// to `preallocate_bytes_step`, and starts over when a segment rolls by age.
@@ -362,67 +103,23 @@ pub struct Damage {
     pub recorded_last_index: u64,
 }
 
-/// The writer's handle on the active segment, so an append reads no shared state.
+/// The writer's handle on the active segment, so an append reserves space and writes without
+/// the view lock (it takes it once to read where the log ends, once to publish the frames).
 #[derive(Debug)]
 pub(crate) struct Active {
+    /// The segment file.
     pub file: Arc<File>,
+    /// Its path, for errors.
     pub path: PathBuf,
     /// Bytes written (equals the segment's `len` in the view).
     pub len: u64,
     /// Allocated size of the file.
     pub alloc: u64,
+    /// When the segment was created (or opened), for rolling by age.
     pub created: Instant,
 }
 
-struct Plan {
-    header: [u8; FRAME_HEADER_LEN],
-    prefix: [u8; 16],
-    data: bool,
-    frame: FrameHeader,
-}
-
 impl Log {
-    /// Opens (recovering) or creates the log in `dir`. See the crate docs for recovery.
-    pub fn open(
-        dir: impl AsRef<Path>,
-        config: LogConfig,
-        disk: Arc<dyn Disk>,
-        flusher: &FlusherHandle,
-    ) -> Result<Log> {
-        crate::recover::open(dir.as_ref(), config, disk, flusher, false)?.cut_after_failure()
-    }
-
-    /// As [`Log::open`], but checks every frame of every segment, sealed ones and the
-    /// checkpointed prefix included (a normal open trusts them), and cuts the log at the first
-    /// bad frame. What was lost is reported by [`Log::damage`]. Used after a failure, when a
-    /// read found a corrupt frame: the cost is a read of the whole log.
-    pub fn open_verified(
-        dir: impl AsRef<Path>,
-        config: LogConfig,
-        disk: Arc<dyn Disk>,
-        flusher: &FlusherHandle,
-    ) -> Result<Log> {
-        crate::recover::open(dir.as_ref(), config, disk, flusher, true)?.cut_after_failure()
-    }
-
-    /// Applies the cut a failed flush recorded (see `StateRecord::cut_after`): recovery read
-    /// the tail through the page cache, where a failed sync's writes stay readable although
-    /// they never reached the disk. Then clears the record.
-    fn cut_after_failure(mut self) -> Result<Log> {
-        let Some(durable) = lock(&self.shared.sync).state_written.cut_after else {
-            return Ok(self);
-        };
-        let last = self.next_index.saturating_sub(1);
-        if durable < last {
-            let keep = durable.max(self.reader().bounds().first_index.saturating_sub(1));
-            tracing::warn!(dir = %self.shared.dir.display(), durable, last,
-                "a flush failed before: dropping the entries no successful sync covered");
-            self.truncate_after(keep)?;
-        }
-        self.shared.mark_cut_after(None)?;
-        Ok(self)
-    }
-
     /// Damage a verified open found in data the log had recorded as written (sealed segments,
     /// the checkpointed prefix): unlike a torn tail after a crash, entries up to
     /// [`Damage::recorded_last_index`] may have been acknowledged to others before they were
@@ -445,347 +142,24 @@ impl Log {
 
     /// Index the next entry must have.
     pub fn next_index(&self) -> u64 {
-        self.next_index
+        self.shared.read_view().next_index
     }
 
     /// Offset the next record will get.
     pub fn next_offset(&self) -> i64 {
-        self.next_offset
+        self.shared.read_view().next_offset
     }
 
     /// Id of the last entry (or of the purge point when the log is empty after a purge).
     pub fn last_log_id(&self) -> Option<LogId> {
-        if self.next_index <= 1 {
-            return None;
-        }
-        Some(LogId {
-            term: self.last_term,
-            index: self.next_index - 1,
-        })
-    }
-
-    /// Appends entries in order. On return they are readable (not yet durable: see
-    /// [`Log::flush`]).
-    ///
-    /// - Errors before any write ([`LogError::InvalidEntry`], or an IO error reserving space
-    ///   such as a full disk) leave the log unchanged and usable.
-    /// - A failed write makes the log [`LogError::Failed`]; entries of this call that were
-    ///   published before the failure stay readable until the log is reopened.
-    pub fn append(&mut self, entries: &[NewEntry<'_>]) -> Result<Vec<Appended>> {
-        self.shared.check_failed()?;
-        let start = self.pristine_start(entries.first().map(|e| e.index));
-        let plans = self.plan(entries, start.unwrap_or(self.next_index))?;
-        if let Some(first) = start {
-            let mut view = self.shared.write_view();
-            view.first_index = first;
-            view.next_index = first;
-            drop(view);
-            self.next_index = first;
-            lock(&self.shared.sync).appended_index = first - 1;
-        }
-        let mut out = Vec::with_capacity(plans.len());
-        let mut i = 0;
-        while i < plans.len() {
-            let n = self.prepare_room(&plans[i..])?;
-            self.write_frames(&plans[i..i + n], &entries[i..i + n])?;
-            for p in &plans[i..i + n] {
-                out.push(Appended {
-                    index: p.frame.index,
-                    base_offset: p.frame.base_offset,
-                    record_count: p.frame.record_count,
-                });
-            }
-            i += n;
-        }
-        Ok(out)
-    }
-
-    /// A log that never held an entry (no segment, no purge point) starts at whatever index
-    /// its first entry has, as a log reset there would (Raft only does this when its own state
-    /// says the log starts there; openraft's storage suite does it to test membership reads).
-    /// Returns that index when it applies.
-    fn pristine_start(&self, first: Option<u64>) -> Option<u64> {
-        let first = first?;
-        let view = self.shared.read_view();
-        let pristine = view.segments.is_empty()
-            && view.last_purged.is_none()
-            && view.next_index == 1
-            && view.next_offset == 0
-            && view.first_index == 1;
-        (pristine && first > 1).then_some(first)
-    }
-
-    /// Checks every entry and computes its frame, before anything is written.
-    fn plan(&self, entries: &[NewEntry<'_>], first_index: u64) -> Result<Vec<Plan>> {
-        let config = &self.shared.config;
-        let mut offset = self.next_offset;
-        let mut term = self.last_term;
-        let mut plans = Vec::with_capacity(entries.len());
-        for (index, e) in (first_index..).zip(entries) {
-            let invalid = |reason: String| LogError::InvalidEntry {
-                index: e.index,
-                reason,
-            };
-            if e.index != index {
-                return Err(invalid(format!("expected index {index}")));
-            }
-            if e.term < term {
-                return Err(invalid(format!(
-                    "term {} is below the last term {term}",
-                    e.term
-                )));
-            }
-            if e.payload.len() > config.entry_bytes_max as usize {
-                return Err(invalid(format!(
-                    "payload of {} bytes exceeds entry_bytes_max {}",
-                    e.payload.len(),
-                    config.entry_bytes_max
-                )));
-            }
-            let (record_count, max_timestamp, mut prefix) = if e.kind == EntryKind::Data {
-                let h = BatchHeader::parse_verified(e.payload)
-                    .map_err(|err| invalid(format!("bad record batch: {err}")))?;
-                if h.total_len() != e.payload.len() {
-                    return Err(invalid("payload holds more than one batch".into()));
-                }
-                let mut prefix = [0u8; 16];
-                prefix.copy_from_slice(&e.payload[..16]);
-                (h.record_count as u32, h.max_timestamp, prefix)
-            } else {
-                (0, -1, [0u8; 16])
-            };
-            let data = e.kind == EntryKind::Data;
-            if data {
-                let epoch = i32::try_from(e.term)
-                    .map_err(|_| invalid(format!("term {} does not fit a leader epoch", e.term)))?;
-                prefix[BASE_OFFSET_POS..BASE_OFFSET_POS + 8].copy_from_slice(&offset.to_be_bytes());
-                prefix[LEADER_EPOCH_POS..LEADER_EPOCH_POS + 4]
-                    .copy_from_slice(&epoch.to_be_bytes());
-            }
-            let frame = FrameHeader {
-                frame_len: (FRAME_HEADER_LEN + e.payload.len()) as u32,
-                crc: 0,
-                term: e.term,
-                index: e.index,
-                kind: e.kind,
-                record_count,
-                base_offset: offset,
-                max_timestamp,
-            };
-            let mut header = frame.encode();
-            let mut hasher = crc32fast::Hasher::new();
-            hasher.update(&header[8..]);
-            if data {
-                hasher.update(&prefix);
-                hasher.update(&e.payload[16..]);
-            } else {
-                hasher.update(e.payload);
-            }
-            let crc = hasher.finalize();
-            header[4..8].copy_from_slice(&crc.to_le_bytes());
-            plans.push(Plan {
-                header,
-                prefix,
-                data,
-                frame: FrameHeader { crc, ..frame },
-            });
-            offset += record_count as i64;
-            term = e.term;
-        }
-        Ok(plans)
-    }
-
-    /// Rolls if needed and reserves space; returns how many of `plans` fit in the active segment.
-    fn prepare_room(&mut self, plans: &[Plan]) -> Result<usize> {
-        let config = &self.shared.config;
-        let first_len = plans[0].frame.frame_len as u64;
-        let mut aged = false;
-        let must_roll = match &self.active {
-            None => true,
-            Some(a) => {
-                aged = config.segment_ms_max > 0
-                    && a.created.elapsed().as_millis() as u64 >= config.segment_ms_max;
-                a.len > 0 && (a.len + first_len > config.segment_bytes_max || aged)
-            }
-        };
-        if must_roll {
-            if aged {
-                // Rolled by age, not size: the log is slow; start small again.
-                self.prealloc_step = config.preallocate_bytes_min;
-            }
-            self.roll()?;
-        }
-        let config = &self.shared.config;
-        let active = self
-            .active
-            .as_mut()
-            .expect("an active segment exists after a roll");
-        let mut end = active.len;
-        let mut n = 0;
-        for p in plans {
-            let l = p.frame.frame_len as u64;
-            if n > 0 && end + l > config.segment_bytes_max {
-                break;
-            }
-            end += l;
-            n += 1;
-        }
-        if end > active.alloc {
-            let step = self.prealloc_step;
-            let target = (active.alloc + step).max(end.div_ceil(4096) * 4096);
-            let target = target.min(config.segment_capacity()).max(end);
-            self.shared
-                .disk
-                .allocate(&active.file, target)
-                .map_err(|e| LogError::io("fallocate segment", &active.path, e))?;
-            active.alloc = target;
-            self.prealloc_step = (step * 2).min(config.preallocate_bytes_step);
-        }
-        Ok(n)
-    }
-
-    fn write_frames(&mut self, plans: &[Plan], entries: &[NewEntry<'_>]) -> Result<()> {
-        let active = self
-            .active
-            .as_mut()
-            .expect("an active segment exists after a roll");
-        let position = active.len;
-        let mut iov = Vec::with_capacity(plans.len() * 3);
-        for (p, e) in plans.iter().zip(entries) {
-            iov.push(IoSlice::new(&p.header));
-            if p.data {
-                iov.push(IoSlice::new(&p.prefix));
-                iov.push(IoSlice::new(&e.payload[16..]));
-            } else {
-                iov.push(IoSlice::new(e.payload));
-            }
-        }
-        if let Err(e) = self.shared.disk.write_at(&active.file, &iov, position) {
-            let err = LogError::io("write segment", &active.path, e);
-            self.shared.fail(err.to_string());
-            return Err(err);
-        }
-        let interval = self.shared.config.index_interval_bytes;
-        let mut view = self.shared.write_view();
-        let mut pos = position;
-        {
-            let s = view.segments.last_mut().expect("active segment");
-            for p in plans {
-                s.note_frame(&p.frame, pos, interval);
-                pos += p.frame.frame_len as u64;
-            }
-            debug_assert_eq!(
-                s.len, pos,
-                "the writer and the view agree on the segment's length"
-            );
-        }
-        active.len = pos;
-        let last = &plans[plans.len() - 1].frame;
-        view.next_index = last.index + 1;
-        view.next_offset = last.next_offset();
-        view.last_term = last.term;
-        drop(view);
-        self.next_index = last.index + 1;
-        self.next_offset = last.next_offset();
-        self.last_term = last.term;
-        let mut s = lock(&self.shared.sync);
-        s.appended_index = last.index;
-        if !s.dirty.iter().any(|d| Arc::ptr_eq(&d.file, &active.file)) {
-            s.dirty.push(DirtyFile {
-                file: active.file.clone(),
-                path: active.path.clone(),
-                trim_to: None,
-                indexes: None,
-            });
-        }
-        Ok(())
-    }
-
-    /// Seals the active segment (if any) and starts a new one at the log end.
-    fn roll(&mut self) -> Result<()> {
-        let stem = segment_stem(self.next_offset, self.next_index);
-        let path = self.shared.dir.join(format!("{stem}.log"));
-        let disk = &self.shared.disk;
-        // A file of this name is an orphan of a crash or a cut: not part of the log.
-        let file = crate::disk::create_replacing(&**disk, &path)?;
-        let step = self.prealloc_step;
-        let setup = disk
-            .allocate(&file, step)
-            .map_err(|e| LogError::io("fallocate segment", &path, e))
-            .and_then(|()| {
-                map_file(&file, self.shared.config.segment_capacity(), &path)
-                    .map_err(|e| LogError::io("map segment", &path, e))
-            });
-        let map = match setup {
-            Ok(map) => map,
-            Err(e) => {
-                drop(file);
-                let _ = disk.remove_file(&path);
-                return Err(e);
-            }
-        };
-        let file = Arc::new(file);
-        let created = Instant::now();
-        let segment = Segment {
-            base_offset: self.next_offset,
-            first_index: self.next_index,
-            path: path.clone(),
-            file: file.clone(),
-            map,
-            len: 0,
-            sealed: false,
-            last_index: self.next_index - 1,
-            last_term: 0,
-            next_offset: self.next_offset,
-            max_timestamp: -1,
-            index: Vec::new(),
-            time_index: Vec::new(),
-            last_indexed_position: 0,
-            created,
-        };
-        let mut view = self.shared.write_view();
-        let sealed = if self.active.is_some() {
-            view.segments.last_mut().map(|s| {
-                s.sealed = true;
-                seal_work(s)
-            })
-        } else {
-            None
-        };
-        view.segments.push(segment);
-        view.generation += 1;
-        let m = view.manifest();
-        drop(view);
-        self.active = Some(Active {
-            file,
-            path,
-            len: 0,
-            alloc: step,
-            created,
-        });
-        let mut s = lock(&self.shared.sync);
-        if let Some(work) = sealed {
-            match s
-                .dirty
-                .iter_mut()
-                .find(|d| Arc::ptr_eq(&d.file, &work.file))
-            {
-                Some(d) => {
-                    d.trim_to = work.trim_to;
-                    d.indexes = work.indexes;
-                }
-                None => s.dirty.push(work),
-            }
-        }
-        s.manifest = Some(m);
-        Ok(())
+        self.shared.read_view().last_log_id()
     }
 
     /// Requests durability of every entry appended so far; `done` runs on the flusher thread
     /// once they are durable (`Ok`) or can no longer be made so (`Err`). Completions of one log
     /// run in the order of their `flush` calls.
     pub fn flush(&self, done: impl FnOnce(Result<()>) + Send + 'static) {
-        let target = self.next_index.saturating_sub(1);
+        let target = self.next_index().saturating_sub(1);
         self.flusher.submit(&self.shared, target, Box::new(done));
     }
 
@@ -848,240 +222,12 @@ impl Log {
 
     /// The saved vote, if any.
     pub fn read_vote(&self) -> Result<Option<Vec<u8>>> {
-        crate::recover::read_vote(&self.shared.dir)
+        manifest::read_vote(&self.shared.dir)
     }
 
     /// The last purged log id.
     pub fn last_purged(&self) -> Option<LogId> {
         self.shared.read_view().last_purged
-    }
-
-    /// Removes every entry after `index` (keeps `index`). Never rewrites bytes: it syncs the
-    /// kept data, records the cut durably in the manifest (temp, fsync, rename, directory
-    /// fsync), and the next append starts a new segment. Durable on return.
-    pub fn truncate_after(&mut self, index: u64) -> Result<()> {
-        self.shared.check_failed()?;
-        let shared = self.shared.clone();
-        let r = shared.exclusive(|| self.truncate_inner(index));
-        if let Err(e) = &r
-            && !matches!(e, LogError::IndexOutOfRange { .. })
-        {
-            self.shared.fail(e.to_string());
-        }
-        r
-    }
-
-    fn truncate_inner(&mut self, index: u64) -> Result<()> {
-        let (first_index, last_index) = {
-            let v = self.shared.read_view();
-            (v.first_index, v.last_index())
-        };
-        if index >= last_index {
-            return Ok(());
-        }
-        if index + 1 < first_index {
-            return Err(LogError::IndexOutOfRange {
-                requested: index,
-                first: first_index,
-                last: last_index,
-            });
-        }
-        // 1. Make the kept prefix durable before a manifest claims it as a sealed length.
-        self.sync_dirty_now()?;
-        // 2. Cut in memory.
-        let reader = self.reader();
-        let mut view = self.shared.write_view();
-        let keep = view.segments.partition_point(|s| s.first_index <= index);
-        let removed: Vec<Segment> = view.segments.drain(keep..).collect();
-        let mut cut_file = None;
-        let (end_offset, end_term) = if let Some(s) = view.segments.last_mut() {
-            if s.last_index > index || !s.sealed {
-                cut_file = Some((s.file.clone(), s.path.clone()));
-            }
-            if s.last_index > index {
-                let (cut_pos, next_offset, term, max_ts) = reader.cut_point(s, index)?;
-                s.len = cut_pos;
-                s.last_index = index;
-                s.last_term = term;
-                s.next_offset = next_offset;
-                s.max_timestamp = max_ts;
-                s.cut_indexes(cut_pos);
-            }
-            s.sealed = true;
-            (s.next_offset, s.last_term)
-        } else {
-            let p = view.last_purged.unwrap_or_default();
-            (view.log_start_offset, p.term)
-        };
-        view.next_index = index + 1;
-        view.next_offset = end_offset;
-        view.last_term = end_term;
-        view.generation += 1;
-        let m = view.manifest();
-        drop(view);
-        self.active = None;
-        self.next_index = index + 1;
-        self.next_offset = end_offset;
-        self.last_term = end_term;
-        let cut_indexes = cut_file.as_ref().and_then(|(file, _)| {
-            let v = self.shared.read_view();
-            v.segments
-                .last()
-                .filter(|s| Arc::ptr_eq(&s.file, file))
-                .map(|s| {
-                    vec![
-                        (s.path.with_extension("index"), s.encode_index()),
-                        (s.path.with_extension("timeindex"), s.encode_time_index()),
-                    ]
-                })
-        });
-        {
-            let mut s = lock(&self.shared.sync);
-            s.appended_index = index;
-            // Everything kept was synced above (no round runs meanwhile); nothing past the cut
-            // may count as durable when new entries take those indexes.
-            s.durable_index = index;
-            // Segments past the cut are about to be removed: no sync, trim or index for them.
-            s.dirty
-                .retain(|d| !removed.iter().any(|r| Arc::ptr_eq(&r.file, &d.file)));
-            // The segment the cut sealed is never trimmed (views may cover bytes past the
-            // cut); its indexes are written for its new length. Segments an earlier roll
-            // sealed keep their trim and indexes.
-            if let Some((file, path)) = cut_file {
-                match s.dirty.iter_mut().find(|d| Arc::ptr_eq(&d.file, &file)) {
-                    Some(d) => {
-                        d.trim_to = None;
-                        d.indexes = cut_indexes;
-                    }
-                    None => s.dirty.push(DirtyFile {
-                        file,
-                        path,
-                        trim_to: None,
-                        indexes: cut_indexes,
-                    }),
-                }
-            }
-        }
-        // 3. Record the cut durably, then remove whole segments past it.
-        self.shared.persist_manifest(&m)?;
-        self.remove_segment_files(&removed)
-    }
-
-    fn remove_segment_files(&self, removed: &[Segment]) -> Result<()> {
-        let disk = &self.shared.disk;
-        for s in removed {
-            for p in segment_files(&s.path) {
-                if p.exists() {
-                    disk.remove_file(&p)
-                        .map_err(|e| LogError::io("remove segment", &p, e))?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Syncs every file with unsynced writes now, on this thread.
-    fn sync_dirty_now(&self) -> Result<()> {
-        let files: Vec<(Arc<File>, PathBuf)> = lock(&self.shared.sync)
-            .dirty
-            .iter()
-            .map(|d| (d.file.clone(), d.path.clone()))
-            .collect();
-        for (f, p) in files {
-            self.shared
-                .disk
-                .sync_data(&f)
-                .map_err(|e| LogError::io("fdatasync segment", &p, e))?;
-        }
-        Ok(())
-    }
-
-    /// Discards entries up to and including `upto` (Raft purge). Whole segments below the new
-    /// start are deleted after the manifest recording it is durable (on the flusher's next
-    /// round); a partly purged segment stays on disk but its purged entries are unreadable.
-    pub fn purge(&mut self, upto: LogId) -> Result<()> {
-        self.shared.check_failed()?;
-        let reader = self.reader();
-        let mut view = self.shared.write_view();
-        if upto.index < view.first_index {
-            return Ok(());
-        }
-        if upto.index > view.last_index() {
-            return Err(LogError::IndexOutOfRange {
-                requested: upto.index,
-                first: view.first_index,
-                last: view.last_index(),
-            });
-        }
-        let start_offset = if upto.index == view.last_index() {
-            view.next_offset
-        } else {
-            drop(view);
-            let e = reader.entry(upto.index + 1)?;
-            view = self.shared.write_view();
-            e.base_offset
-        };
-        let keep_from = view
-            .segments
-            .partition_point(|s| s.last_index <= upto.index);
-        let removed: Vec<Segment> = view.segments.drain(..keep_from).collect();
-        if view.segments.is_empty() {
-            self.active = None;
-        }
-        view.first_index = upto.index + 1;
-        view.log_start_offset = start_offset;
-        view.last_purged = Some(upto);
-        view.generation += 1;
-        let m = view.manifest();
-        drop(view);
-        {
-            let mut s = lock(&self.shared.sync);
-            s.last_purged = Some(upto);
-            s.manifest = Some(m);
-            for r in &removed {
-                s.unlinks.extend(segment_files(&r.path));
-            }
-        }
-        self.flusher.submit_background(&self.shared);
-        Ok(())
-    }
-
-    /// Replaces the whole log by an empty one whose last entry is `last` and whose next record
-    /// offset is `next_offset` (a replica installing a snapshot). Durable on return.
-    pub fn reset_to(&mut self, last: LogId, next_offset: i64) -> Result<()> {
-        self.shared.check_failed()?;
-        let mut view = self.shared.write_view();
-        let removed: Vec<Segment> = view.segments.drain(..).collect();
-        view.first_index = last.index + 1;
-        view.next_index = last.index + 1;
-        view.next_offset = next_offset;
-        view.log_start_offset = next_offset;
-        view.last_term = last.term;
-        view.last_purged = Some(last);
-        view.generation += 1;
-        let m = view.manifest();
-        drop(view);
-        self.active = None;
-        self.next_index = last.index + 1;
-        self.next_offset = next_offset;
-        self.last_term = last.term;
-        {
-            let mut s = lock(&self.shared.sync);
-            s.last_purged = Some(last);
-            s.appended_index = last.index;
-            s.durable_index = last.index;
-        }
-        let shared = self.shared.clone();
-        let r = shared.exclusive(|| {
-            shared.persist_manifest(&m)?;
-            self.remove_segment_files(&removed)?;
-            let committed = lock(&shared.sync).committed;
-            shared.persist_state(committed, Some(last), true)
-        });
-        if let Err(e) = &r {
-            self.shared.fail(e.to_string());
-        }
-        r
     }
 
     /// Stops all IO of this log instance at once, as a crash would: later operations fail and
@@ -1134,40 +280,4 @@ impl Drop for Log {
             s = self.shared.idle.wait(s).unwrap_or_else(|e| e.into_inner());
         }
     }
-}
-
-/// The `.log`, `.index` and `.timeindex` paths of a segment.
-pub(crate) fn segment_files(log_path: &Path) -> [PathBuf; 3] {
-    [
-        log_path.to_path_buf(),
-        log_path.with_extension("index"),
-        log_path.with_extension("timeindex"),
-    ]
-}
-
-/// The flusher work that seals `s`: trim to length, then write its index files.
-fn seal_work(s: &Segment) -> DirtyFile {
-    DirtyFile {
-        file: s.file.clone(),
-        path: s.path.clone(),
-        trim_to: Some(s.len),
-        indexes: Some(vec![
-            (s.path.with_extension("index"), s.encode_index()),
-            (s.path.with_extension("timeindex"), s.encode_time_index()),
-        ]),
-    }
-}
-
-/// Writes an index file (through a temp file and rename; not synced: rebuilt if lost).
-pub(crate) fn write_index_file(disk: &dyn Disk, path: &Path, bytes: &[u8]) -> Result<()> {
-    manifest::write_via_temp(disk, path, bytes, false)
-}
-
-fn write_indexes(disk: &dyn Disk, log_path: &Path, s: &Segment) -> Result<()> {
-    write_index_file(disk, &log_path.with_extension("index"), &s.encode_index())?;
-    write_index_file(
-        disk,
-        &log_path.with_extension("timeindex"),
-        &s.encode_time_index(),
-    )
 }

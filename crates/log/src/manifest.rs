@@ -6,11 +6,12 @@
 //! - `state`: two 64-byte slots written in place alternately, each with a sequence number and a
 //!   CRC, so a torn write loses at most the newest value. Holds the committed log id and the
 //!   purge point; rides on the flusher's syncs.
-//! - `vote`: the Raft vote, opaque bytes, replaced atomically.
+//! - `vote`: the Raft vote, opaque bytes, replaced atomically; read back by `read_vote`.
 
 use crate::codec::{Dec, Enc, Malformed};
 use crate::disk::Disk;
-use crate::{LogError, LogId};
+use crate::error::LogError;
+use crate::log_id::LogId;
 use std::fs::File;
 use std::io::IoSlice;
 use std::path::Path;
@@ -241,6 +242,21 @@ pub fn decode_vote(buf: &[u8]) -> Result<Vec<u8>, Malformed> {
     }
     let len = d.u32()? as usize;
     Ok(d.take(len)?.to_vec())
+}
+
+/// Reads and decodes `dir`'s vote file; `None` when there is none.
+pub(crate) fn read_vote(dir: &Path) -> Result<Option<Vec<u8>>, LogError> {
+    let path = dir.join(VOTE_FILE);
+    match std::fs::read(&path) {
+        Ok(b) => decode_vote(&b)
+            .map(Some)
+            .map_err(|Malformed(why)| LogError::Unrecoverable {
+                dir: dir.to_path_buf(),
+                reason: format!("vote file is damaged ({why}); refusing to guess a vote"),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(LogError::io("read vote", path, e)),
+    }
 }
 
 /// Replaces `dir/name` atomically with `contents`: write a temp file, fsync it, rename it over

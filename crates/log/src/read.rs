@@ -5,10 +5,11 @@
 //! had its CRC checked. Bytes below a segment's valid length never change, so what a reader
 //! returns stays valid while the writer appends, rolls, truncates or purges.
 
+use crate::error::{LogError, Result};
 use crate::frame::{EntryKind, FrameError, FrameHeader};
-use crate::log::Shared;
+use crate::log_id::LogId;
 use crate::segment::{FrameWalker, Segment};
-use crate::{LogError, LogId, Result};
+use crate::shared::Shared;
 use bytes::Bytes;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -100,10 +101,7 @@ impl LogReader {
             log_start_offset: v.log_start_offset,
             next_offset: v.next_offset,
             first_index: v.first_index,
-            last_log_id: (v.next_index > 1).then(|| LogId {
-                term: v.last_term,
-                index: v.next_index - 1,
-            }),
+            last_log_id: v.last_log_id(),
             last_purged: v.last_purged,
         }
     }

@@ -1,19 +1,26 @@
-//! Opening a log: read the manifest, open every listed segment, trust sealed lengths and the
-//! active segment's checkpoint, scan the tail after the checkpoint checking every frame (CRC,
-//! index continuity, term never going back, offsets contiguous) and cut at the first bad one.
-//! Index files are loaded when they match, rebuilt otherwise. Unlisted files are removed.
+//! Recovery, run by [`crate::Log::open`] and [`crate::Log::open_verified`]: read the manifest,
+//! open every listed segment, trust sealed lengths and the active segment's checkpoint, scan the
+//! tail after the checkpoint checking every frame (CRC, index continuity, term never going
+//! back, offsets contiguous) and cut at the first bad one. Index files are loaded when they
+//! match, rebuilt otherwise. Unlisted files are removed.
 //!
 //! Without a usable manifest every segment is scanned in full, in order of first index, each
 //! ending where the next begins; the purge point then comes from the state file.
+//!
+//! Before it returns, what it recovered is durable: the last segment is `fdatasync`ed (its tail
+//! may have been read from the page cache), and a new manifest is written when recovery
+//! rebuilt, sealed or cut the log (else the directory is `fsync`ed if files were removed).
 
 use crate::codec::Malformed;
+use crate::config::LogConfig;
 use crate::disk::Disk;
+use crate::error::{LogError, Result};
 use crate::flusher::FlusherHandle;
 use crate::frame::{EntryKind, FrameHeader};
-use crate::log::{Log, Shared, SyncState, View};
+use crate::log::Log;
 use crate::manifest::{self, Manifest, StateRecord};
 use crate::segment::{FrameWalker, Segment, load_indexes, map_file, parse_stem};
-use crate::{LogConfig, LogError, Result};
+use crate::shared::{Shared, SyncState, View};
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -43,20 +50,6 @@ struct Expect {
     index: u64,
     offset: i64,
     term: u64,
-}
-
-pub(crate) fn read_vote(dir: &Path) -> Result<Option<Vec<u8>>> {
-    let path = dir.join(manifest::VOTE_FILE);
-    match fs::read(&path) {
-        Ok(b) => manifest::decode_vote(&b)
-            .map(Some)
-            .map_err(|Malformed(why)| LogError::Unrecoverable {
-                dir: dir.to_path_buf(),
-                reason: format!("vote file is damaged ({why}); refusing to guess a vote"),
-            }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(LogError::io("read vote", path, e)),
-    }
 }
 
 pub(crate) fn open(
@@ -310,7 +303,7 @@ pub(crate) fn open(
     // Remove what the log does not reference.
     let live: HashSet<PathBuf> = segments
         .iter()
-        .flat_map(|s| crate::log::segment_files(&s.path))
+        .flat_map(|s| crate::segment::segment_files(&s.path))
         .collect();
     let mut removed_any = false;
     for (_, (_, path)) in logs.iter() {
@@ -393,9 +386,6 @@ pub(crate) fn open(
         shared,
         flusher: flusher.clone(),
         active,
-        next_index,
-        next_offset,
-        last_term,
         damage,
         prealloc_step,
     })

@@ -1,12 +1,16 @@
 //! One segment in memory: its file, its read-only mapping, its sparse offset and time indexes,
-//! and the `.index` / `.timeindex` file formats.
+//! the `.index` / `.timeindex` file formats, the names of a segment's files, and the writing
+//! of its index files (through a temp file and a rename, never synced: they are rebuilt when
+//! missing or damaged).
 //!
 //! A segment's bytes below `len` never change once written: truncation and recovery cuts seal
 //! the segment and continue in a new one, so a `Bytes` view handed to a reader stays valid and
 //! stable for as long as the reader holds it (the mapping lives as long as its views).
 
 use crate::codec::{Dec, Enc};
+use crate::disk::Disk;
 use crate::frame::{EntryKind, FRAME_HEADER_LEN, FrameError, FrameHeader};
+use crate::manifest;
 use bytes::Bytes;
 use memmap2::MmapOptions;
 use std::fs::File;
@@ -350,3 +354,35 @@ impl Iterator for FrameWalker<'_> {
 
 /// Minimum frame size (a header and no payload).
 pub const MIN_FRAME_LEN: u64 = FRAME_HEADER_LEN as u64;
+
+/// The `.log`, `.index` and `.timeindex` paths of a segment.
+pub(crate) fn segment_files(log_path: &Path) -> [PathBuf; 3] {
+    [
+        log_path.to_path_buf(),
+        log_path.with_extension("index"),
+        log_path.with_extension("timeindex"),
+    ]
+}
+
+/// Writes an index file (through a temp file and rename; not synced: rebuilt if lost).
+pub(crate) fn write_index_file(
+    disk: &dyn Disk,
+    path: &Path,
+    bytes: &[u8],
+) -> crate::error::Result<()> {
+    manifest::write_via_temp(disk, path, bytes, false)
+}
+
+/// Writes both index files of `s`, whose log file is `log_path` (see [`write_index_file`]).
+pub(crate) fn write_indexes(
+    disk: &dyn Disk,
+    log_path: &Path,
+    s: &Segment,
+) -> crate::error::Result<()> {
+    write_index_file(disk, &log_path.with_extension("index"), &s.encode_index())?;
+    write_index_file(
+        disk,
+        &log_path.with_extension("timeindex"),
+        &s.encode_time_index(),
+    )
+}
