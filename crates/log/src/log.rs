@@ -28,8 +28,9 @@
 //! [`Log::truncate_after`] and [`Log::reset_to`] write their manifest themselves, durable
 //! before they return (temp file, `fdatasync`, rename, directory `fsync`), after syncing the
 //! data it points at, with no flusher round running meanwhile (`Shared::exclusive`); `reset_to`
-//! then writes `state` with its purge point. They create no file and, unlike a round, do not
-//! `fsync` the directory before the manifest write. [`Log::close`] flushes, then writes the
+//! then writes `state` with its purge point. `truncate_after` also `fsync`s the directory
+//! before its manifest write, as a round does: a roll since the last round may have created a
+//! segment the manifest names. `reset_to` names no segment. [`Log::close`] flushes, then writes the
 //! active segment's index files, a manifest whose checkpoint covers the whole log, and `state`.
 
 use crate::error::{LogError, Result};

@@ -44,8 +44,14 @@ impl Log {
                 last: last_index,
             });
         }
-        // 1. Make the kept prefix durable before a manifest claims it as a sealed length.
+        // 1. Make the kept prefix durable before a manifest claims it as a sealed length, and
+        // the directory entries of the segments it names (a roll since the last flusher round
+        // created one): POSIX does not order the manifest's rename after their creation.
         self.sync_dirty_now()?;
+        self.shared
+            .disk
+            .sync_dir(&self.shared.dir)
+            .map_err(|e| LogError::io("fsync directory", &self.shared.dir, e))?;
         // 2. Cut in memory.
         let reader = self.reader();
         let mut view = self.shared.write_view();
