@@ -5,6 +5,7 @@ use std::time::Duration;
 use strata_log::sim::{CrashMode, Op};
 use strata_raft::error::PartitionError;
 use strata_raft::partition::Acks;
+use strata_record::sync::now_ms;
 use strata_tests::cluster::{Cluster, test_batch};
 
 const T: Duration = Duration::from_secs(20);
@@ -18,12 +19,6 @@ fn batch_at(pid: i64, seq: i32, timestamp: i64) -> Bytes {
         Some(Bytes::from_static(b"v")),
     ));
     b.build()
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Item 1: a group whose only voter is its leader kept serving only until the leader lease

@@ -14,6 +14,7 @@ use strata_raft::liveness::{Liveness, LivenessConfig, LivenessMessage, LivenessS
 use strata_raft::partition::{Acks, Partition, PartitionConfig, RaftTiming};
 use strata_raft::replica::{Replica, ReplicaStatus};
 use strata_raft::types::NodeId;
+use strata_record::sync::lock;
 
 /// Raft timing for tests: fast elections, so faults resolve in well under a second.
 pub fn fast_timing() -> RaftTiming {
@@ -97,10 +98,6 @@ pub struct Cluster {
     pub leaders: Arc<LeaderLog>,
     livenesses: Arc<Mutex<HashMap<NodeId, Arc<Liveness>>>>,
     watchers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// An error from the harness's retrying client.

@@ -21,6 +21,7 @@ use strata_raft::error::PartitionError;
 use strata_raft::partition::{Acks, Partition, SleepState};
 use strata_raft::replica::ReplicaStatus;
 use strata_raft::types::NodeId;
+use strata_record::sync::lock;
 
 /// The replay command printed with every failure.
 pub fn replay_command(seed: u64) -> String {
@@ -288,10 +289,6 @@ fn trace(start: Instant, what: std::fmt::Arguments<'_>) {
     if TRACE.load(Ordering::Relaxed) {
         println!("[{:>5} ms] {what}", start.elapsed().as_millis());
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Observed {

@@ -23,8 +23,9 @@ use crate::manifest::{self, Manifest, SegmentRecord, StateRecord};
 use crate::segment::Segment;
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
+pub(crate) use strata_record::sync::lock;
 
 /// The least time between two writes of the state file that only move the committed id.
 pub const COMMITTED_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1000);
@@ -183,11 +184,6 @@ impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared").field("dir", &self.dir).finish()
     }
-}
-
-/// Locks `m`; a lock poisoned by a thread that panicked holding it is taken as it is.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Shared {

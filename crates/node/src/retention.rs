@@ -6,6 +6,7 @@
 use crate::shared::Shared;
 use std::sync::Arc;
 use std::time::Duration;
+use strata_record::sync::now_ms;
 use tokio::sync::watch;
 
 /// Runs until `stop`.
@@ -65,12 +66,6 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             }
         }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The base offset of the oldest segment to keep so that the segments kept (newest first)

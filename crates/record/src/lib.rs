@@ -9,6 +9,8 @@
 //! - [`record`]: the record value types ([`Record`], [`NewRecord`], [`Header`]) and the varint
 //!   layout of one record.
 //! - [`attributes`]: [`Compression`] and [`TimestampType`], and which attribute bits are refused.
+//! - [`sequence`]: producer sequence arithmetic (wrapping after `i32::MAX`).
+//! - [`sync`]: the workspace's one copy of poison-tolerant locking and `now_ms`.
 //! - [`varint`]: checked zigzag varint / varlong decoding and encoding.
 //! - [`error`]: [`RecordError`] (and [`RecordFault`] for one record), every way a batch can be
 //!   malformed or unbuildable.
@@ -21,6 +23,8 @@ pub mod builder;
 pub mod error;
 pub mod header;
 pub mod record;
+pub mod sequence;
+pub mod sync;
 pub mod varint;
 
 pub use attributes::{Compression, TimestampType};

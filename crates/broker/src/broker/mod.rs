@@ -16,6 +16,7 @@ use strata_cluster::replicas::Replicas;
 use strata_raft::error::PartitionError;
 use strata_raft::liveness::Liveness;
 use strata_raft::partition::Partition;
+use strata_record::sync::now_ms;
 
 /// How long a subscription waits for new records before it checks that its reader is still
 /// there.
@@ -77,12 +78,6 @@ impl std::fmt::Debug for Broker {
             .field("node_id", &self.node_id)
             .finish_non_exhaustive()
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// A replica's error as the broker reports it about `what` (`topic/partition`); `leader`

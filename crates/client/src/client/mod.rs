@@ -21,8 +21,9 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
+use strata_record::sync::lock;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -74,10 +75,6 @@ struct Inner {
     /// The latest leader probe of each topic (see [`Client::probe_leader`]); a topic's slot is
     /// held while it is probed, so concurrent callers share one probe.
     probes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Probe>>>>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Client {

@@ -39,12 +39,6 @@ enum Identity {
     Fresh,
 }
 
-/// The sequence after a batch of `count` records starting at `first` (wraps after
-/// `i32::MAX`, as Kafka's).
-fn sequence_after(first: i32, count: usize) -> i32 {
-    ((i64::from(first) + count as i64) % (i64::from(i32::MAX) + 1)) as i32
-}
-
 /// Runs until the queue is closed and drained.
 pub(crate) async fn run(queue: Arc<PartitionQueue>, shared: Arc<Shared>) {
     let mut identity = Identity::Initial;
@@ -133,7 +127,8 @@ async fn send_batch(
     match result {
         Ok(response) => {
             if let Identity::Ready(sequence) = identity {
-                sequence.next = sequence_after(sequence.next, completions.len());
+                sequence.next =
+                    strata_record::sequence::advance(sequence.next, completions.len() as u64);
             }
             for (index, completion) in completions.into_iter().enumerate() {
                 let offset = if response.base_offset < 0 {
@@ -194,17 +189,5 @@ fn fail(queue: &PartitionQueue, completions: Vec<Completion>, error: &Error) {
     );
     for completion in completions {
         let _ = completion.tx.send(Err(error.clone()));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sequences_wrap_like_kafka() {
-        assert_eq!(sequence_after(0, 5), 5);
-        assert_eq!(sequence_after(i32::MAX, 1), 0);
-        assert_eq!(sequence_after(i32::MAX - 1, 3), 1);
     }
 }
