@@ -88,7 +88,8 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Cmd::Node(flags) => run_node(flags).await,
             Cmd::Dev(args) => {
-                init_tracing("warn");
+                // As a node's default, one level quieter: the dev command prints its own lines.
+                init_tracing("warn,openraft=error");
                 dev::run(args).await
             }
             other => {

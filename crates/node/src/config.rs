@@ -7,6 +7,14 @@ use figment::providers::{Env, Serialized};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// The default log filter: Strata at info; openraft at error only. openraft's warnings are
+/// the expected events of a running cluster seen from inside one Raft group (a heartbeat to a
+/// slow or stopped peer timed out, a candidate's vote changed under a message, a replication
+/// call to a node that is shutting down), repeated per group: with hundreds of groups they
+/// bury everything else. Strata reports what they mean once per node (liveness, health,
+/// readiness). `log = "info,openraft=warn"` shows them.
+pub const DEFAULT_LOG: &str = "info,openraft=error";
+
 /// Everything a node can be told. Keys are the TOML keys; the environment variable of a key is
 /// `STRATA_` and the key in upper case (`data_dir` is `STRATA_DATA_DIR`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,7 +116,7 @@ impl Default for NodeConfig {
             election_timeout_max_ms: 3_000,
             idle_group_sleep_ms: 3_000,
             shutdown_timeout_ms: 10_000,
-            log: "info".into(),
+            log: DEFAULT_LOG.into(),
         }
     }
 }
