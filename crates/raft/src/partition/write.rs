@@ -1,0 +1,223 @@
+//! The write path: appending a producer batch with its acknowledgement ([`Acks`]), the
+//! proposal and the wait for its outcome, and control entries of higher layers.
+
+use super::idempotence::SequenceCheck;
+use super::{Partition, fatal, lock};
+use crate::error::PartitionError;
+use crate::types::{Applied, BatchCommand, Command, TypeConfig};
+use bytes::Bytes;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::impls::ProgressResponder;
+use std::sync::Arc;
+use strata_record::Batch;
+use tokio::sync::oneshot;
+
+/// How a write is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// Committed by a majority, each replica having fsynced it. Never lost.
+    All,
+    /// Appended to the leader's log (not yet durable nor replicated): lost if the leader fails
+    /// before it replicates, and its offset then reused (as Kafka's acks=1).
+    Leader,
+    /// Handed to the leader; no offset is returned.
+    None,
+}
+
+impl Partition {
+    /// Appends one producer batch. Returns its base offset (`None` with [`Acks::None`]).
+    ///
+    /// The batch is fully checked first (CRC, lengths, records, no transactional or control
+    /// bits, supported codec). An idempotent producer's batch (producer id >= 0) is checked
+    /// against the applied producer state and this leader's in-flight batches: a duplicate is
+    /// answered with its original offset without writing, a gap is `OutOfOrderSequence`.
+    pub async fn append(&self, batch: Bytes, acks: Acks) -> Result<Option<i64>, PartitionError> {
+        let parsed = Batch::parse(batch.clone()).map_err(|e| PartitionError::InvalidBatch {
+            reason: e.to_string(),
+        })?;
+        let h = *parsed.header();
+        if h.producer_id >= 0 && acks != Acks::All {
+            // Kafka refuses the same: with acks=leader the entry's fate is unknown when the
+            // answer leaves (a retry could be written twice), and with acks=none nobody would
+            // ever learn it.
+            return Err(PartitionError::InvalidBatch {
+                reason: format!(
+                    "an idempotent producer's batch (producer id {}) requires acks=all",
+                    h.producer_id
+                ),
+            });
+        }
+        self.ready_leader().await?;
+        let mut report = None;
+        let term = self.with_metrics(|m| m.current_term);
+        if h.producer_id >= 0 {
+            self.propose_clock_if_due(term).await;
+            match self.check_sequence(
+                term,
+                h.producer_id,
+                h.producer_epoch,
+                h.base_sequence,
+                h.record_count as u32,
+            )? {
+                SequenceCheck::Duplicate(offset) => return Ok(Some(offset)),
+                SequenceCheck::Wait(mut rx) => {
+                    let r = rx
+                        .wait_for(|v| v.is_some())
+                        .await
+                        .map_err(|_| PartitionError::Indeterminate {
+                            reason: "the original write was abandoned".into(),
+                        })?
+                        .clone();
+                    return r.unwrap_or_else(|| Err(fatal("no outcome"))).map(Some);
+                }
+                SequenceCheck::Propose(r) => report = r,
+            }
+        }
+        let (result, live) = self.propose(batch, acks).await;
+        if let Some((pid, first_seq, tx)) = report {
+            let outcome = match &result {
+                Ok(Some(o)) => Ok(*o),
+                Ok(None) => Err(PartitionError::Indeterminate {
+                    reason: "written without acknowledgement".into(),
+                }),
+                Err(e) => Err(e.clone()),
+            };
+            let _ = tx.send(Some(outcome.clone()));
+            // An entry whose fate is still open (not awaited, or timed out waiting for its
+            // commit) may still commit in this term, so it stays in flight: a retry waits on
+            // it or finds it applied, and a new leadership drops it.
+            let mut inflight = lock(&self.inflight);
+            if !live && let Some(f) = inflight.get_mut(&pid).filter(|f| f.term == term) {
+                f.pending.remove(&first_seq);
+                if outcome.is_err() {
+                    // Later batches of this producer will fail too; retries are checked
+                    // against the applied state again.
+                    inflight.remove(&pid);
+                } else if f.pending.is_empty() {
+                    inflight.remove(&pid);
+                }
+            }
+        }
+        result
+    }
+
+    /// Proposes one batch and waits as `acks` says. Also returns whether the entry may still
+    /// commit although no outcome is known (acks=none, or with acks=all the commit wait timed
+    /// out or this replica lost the leadership first).
+    async fn propose(
+        &self,
+        batch: Bytes,
+        acks: Acks,
+    ) -> (Result<Option<i64>, PartitionError>, bool) {
+        let (local_tx, local_rx) = oneshot::channel::<i64>();
+        let appended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = appended.clone();
+        let cmd = BatchCommand::with_local_ack(
+            batch,
+            Box::new(move |offset| {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                let _ = local_tx.send(offset);
+            }),
+        );
+        let (responder, _commit_rx, complete_rx) = ProgressResponder::new();
+        if let Err(e) = self
+            .raft
+            .client_write_ff(Command::Batch(cmd), Some(responder))
+            .await
+        {
+            return (Err(fatal(e)), false);
+        }
+        match acks {
+            Acks::None => (Ok(None), true),
+            Acks::Leader => {
+                let r = tokio::select! {
+                    r = local_rx => r.map(Some).map_err(|_| PartitionError::Indeterminate {
+                        reason: "the leader stopped before appending".into(),
+                    }),
+                    r = complete_rx => self.write_outcome(r.ok(), &appended),
+                };
+                (r, false)
+            }
+            // Until committed, deposed (the entry's fate is then decided by the new leader: the
+            // client retries, learns the leader from this node and resends there) or timed out.
+            Acks::All => {
+                let reason = tokio::select! {
+                    biased;
+                    r = complete_rx => return (self.write_outcome(r.ok(), &appended), false),
+                    leader = self.deposed() => format!(
+                        "leadership lost before the entry committed (leader now {leader:?})"
+                    ),
+                    () = tokio::time::sleep(self.write_timeout) => {
+                        format!("not committed within {:?}", self.write_timeout)
+                    }
+                };
+                (Err(PartitionError::Indeterminate { reason }), true)
+            }
+        }
+    }
+
+    fn write_outcome(
+        &self,
+        r: Option<openraft::raft::ClientWriteResult<TypeConfig>>,
+        appended: &std::sync::atomic::AtomicBool,
+    ) -> Result<Option<i64>, PartitionError> {
+        match r {
+            Some(Ok(resp)) => match resp.data {
+                Applied::Batch { base_offset, .. } => Ok(Some(base_offset)),
+                Applied::Control | Applied::Retained { .. } => {
+                    Err(fatal("a batch was applied as another kind of entry"))
+                }
+            },
+            Some(Err(ClientWriteError::ForwardToLeader(f))) => Err(PartitionError::NotLeader {
+                leader_id: f.leader_id,
+                leader_addr: f.leader_node.map(|n| n.addr),
+            }),
+            Some(Err(ClientWriteError::LogEntryDiscarded(f))) => {
+                Err(PartitionError::Indeterminate {
+                    reason: format!(
+                        "entry discarded on leader change (leader now {:?})",
+                        f.leader_id
+                    ),
+                })
+            }
+            Some(Err(e)) => Err(fatal(e)),
+            None if appended.load(std::sync::atomic::Ordering::SeqCst) => {
+                Err(PartitionError::Indeterminate {
+                    reason: "the replica stopped after appending".into(),
+                })
+            }
+            None => Err(PartitionError::NotLeader {
+                leader_id: None,
+                leader_addr: None,
+            }),
+        }
+    }
+
+    /// Proposes a control entry (opaque to the partition; a [`StateHook`] applies it on every
+    /// replica) and waits until it is applied on this leader. Returns its Raft log index, by
+    /// which the hook can find what applying it produced.
+    pub async fn propose_control(&self, payload: Bytes) -> Result<u64, PartitionError> {
+        self.ready_leader().await?;
+        let write = self.raft.client_write(Command::Control(payload));
+        let r = match tokio::time::timeout(self.write_timeout, write).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Err(PartitionError::Indeterminate {
+                    reason: format!("not committed within {:?}", self.write_timeout),
+                });
+            }
+        };
+        match r {
+            Ok(resp) => Ok(resp.log_id.index),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(PartitionError::NotLeader {
+                    leader_id: f.leader_id,
+                    leader_addr: f.leader_node.map(|n| n.addr),
+                })
+            }
+            Err(e) => Err(PartitionError::Indeterminate {
+                reason: e.to_string(),
+            }),
+        }
+    }
+}
