@@ -1,6 +1,7 @@
 //! [`PartitionError`]: each variant is a decision for the caller.
 
-use crate::types::NodeId;
+use crate::types::{NodeId, TypeConfig};
+use openraft::error::ForwardToLeader;
 
 /// Why a partition operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +64,17 @@ pub enum PartitionError {
         /// What happened.
         reason: String,
     },
+}
+
+/// A write that reached a replica that does not lead: [`PartitionError::NotLeader`] with the
+/// leader openraft knows (the one place openraft's forward hint becomes ours).
+impl From<ForwardToLeader<TypeConfig>> for PartitionError {
+    fn from(f: ForwardToLeader<TypeConfig>) -> PartitionError {
+        PartitionError::NotLeader {
+            leader_id: f.leader_id,
+            leader_addr: f.leader_node.map(|n| n.addr),
+        }
+    }
 }
 
 fn leader_hint(id: &Option<NodeId>, addr: &Option<String>) -> String {

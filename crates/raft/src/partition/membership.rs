@@ -88,12 +88,7 @@ impl Partition {
         e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
     ) -> PartitionError {
         match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-                PartitionError::NotLeader {
-                    leader_id: f.leader_id,
-                    leader_addr: f.leader_node.map(|n| n.addr),
-                }
-            }
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => f.into(),
             other => fatal(other),
         }
     }

@@ -77,12 +77,7 @@ impl Partition {
                     "a retention entry was applied as another kind of entry",
                 )),
             },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(PartitionError::NotLeader {
-                    leader_id: f.leader_id,
-                    leader_addr: f.leader_node.map(|n| n.addr),
-                })
-            }
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(f.into()),
             Err(e) => Err(PartitionError::Indeterminate {
                 reason: e.to_string(),
             }),

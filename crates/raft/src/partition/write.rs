@@ -168,10 +168,7 @@ impl Partition {
                     Err(fatal("a batch was applied as another kind of entry"))
                 }
             },
-            Some(Err(ClientWriteError::ForwardToLeader(f))) => Err(PartitionError::NotLeader {
-                leader_id: f.leader_id,
-                leader_addr: f.leader_node.map(|n| n.addr),
-            }),
+            Some(Err(ClientWriteError::ForwardToLeader(f))) => Err(f.into()),
             Some(Err(ClientWriteError::LogEntryDiscarded(f))) => {
                 Err(PartitionError::Indeterminate {
                     reason: format!(
@@ -209,12 +206,7 @@ impl Partition {
         };
         match r {
             Ok(resp) => Ok(resp.log_id.index),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(PartitionError::NotLeader {
-                    leader_id: f.leader_id,
-                    leader_addr: f.leader_node.map(|n| n.addr),
-                })
-            }
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(f.into()),
             Err(e) => Err(PartitionError::Indeterminate {
                 reason: e.to_string(),
             }),
