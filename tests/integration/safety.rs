@@ -176,7 +176,9 @@ async fn a_retry_after_a_failed_fsync_is_acknowledged_only_once_durable() {
         match c.append(second.clone(), Acks::All, T).await {
             Ok(o) => break o.expect("offset"),
             // The failed instance answers until the supervisor takes it down.
-            Err(PartitionError::Fatal { .. }) if std::time::Instant::now() < deadline => {
+            Err(
+                PartitionError::Storage { .. } | PartitionError::Stopped | PartitionError::Closed,
+            ) if std::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Err(e) => panic!("retry: {e}"),

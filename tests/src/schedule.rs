@@ -359,7 +359,10 @@ async fn try_append(c: &Cluster, batch: Bytes, acks: Acks, timeout: Duration) ->
         Ok(Err(
             PartitionError::NotLeader { .. }
             | PartitionError::Indeterminate { .. }
-            | PartitionError::Fatal { .. },
+            | PartitionError::Storage { .. }
+            | PartitionError::Stopped
+            | PartitionError::Closed
+            | PartitionError::Corrupt { .. },
         )) => Call::Retry,
         Ok(Err(e)) => Call::Wrong(e),
     }

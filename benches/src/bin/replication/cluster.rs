@@ -406,7 +406,7 @@ impl Cluster {
             {
                 Ok(Some(offset)) => return Ok((offset, routed)),
                 Ok(None) => {
-                    return Err(PartitionError::Fatal {
+                    return Err(PartitionError::Internal {
                         reason: "acks=all answered without an offset".into(),
                     });
                 }

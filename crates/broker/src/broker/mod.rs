@@ -122,7 +122,19 @@ fn partition_error(
             start,
             end,
         },
-        PartitionError::Fatal { reason } => BrokerError::ReplicaDown { what, reason },
+        // The replica cannot serve now (or a bug in it): reported as down, as before the
+        // partition's errors were told apart.
+        e @ (PartitionError::AlreadyInitialized
+        | PartitionError::Corrupt { .. }
+        | PartitionError::Storage { .. }
+        | PartitionError::Closed
+        | PartitionError::Stopped
+        | PartitionError::MembershipRefused { .. }
+        | PartitionError::InvalidConfig { .. }
+        | PartitionError::Internal { .. }) => BrokerError::ReplicaDown {
+            what,
+            reason: e.to_string(),
+        },
     }
 }
 

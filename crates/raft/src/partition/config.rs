@@ -101,8 +101,10 @@ impl PartitionConfig {
             max_in_snapshot_log_to_keep: u64::MAX,
             ..Config::default()
         };
-        config.validate().map_err(|e| PartitionError::Fatal {
-            reason: format!("invalid raft config: {e}"),
-        })
+        config
+            .validate()
+            .map_err(|e| PartitionError::InvalidConfig {
+                reason: format!("invalid raft config: {e}"),
+            })
     }
 }

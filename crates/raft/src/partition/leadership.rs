@@ -2,7 +2,7 @@
 //! (leads, caught up with what its log held when it took over, acknowledged by a quorum within
 //! the lease), elections and leader transfers, and the wait for a deposition.
 
-use super::{Partition, SleepState, fatal, lock};
+use super::{Partition, SleepState, lock};
 use crate::error::PartitionError;
 use crate::types::{NodeId, TypeConfig};
 use openraft::type_config::async_runtime::WatchReceiver;
@@ -162,7 +162,7 @@ impl Partition {
         if self.quarantine.until().is_some() {
             return Ok(());
         }
-        self.raft.trigger().elect(true).await.map_err(fatal)
+        Ok(self.raft.trigger().elect(true).await?)
     }
 
     /// Waits up to `timeout` until this replica no longer counts `node` as its leader.
@@ -177,7 +177,7 @@ impl Partition {
     /// Asks the current leader (this replica) to hand leadership to `to`.
     pub async fn transfer_leader(&self, to: NodeId) -> Result<(), PartitionError> {
         self.wake().await;
-        self.raft.trigger().transfer_leader(to).await.map_err(fatal)
+        Ok(self.raft.trigger().transfer_leader(to).await?)
     }
 
     /// Resolves with the new leader (if known) once this replica no longer leads (or stops).

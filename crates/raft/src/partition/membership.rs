@@ -1,10 +1,9 @@
 //! Membership changes: adding learners, promoting them to voters and removing voters, each
 //! serialized on the partition and checked on a leader that is a voter of its own membership.
 
-use super::{Partition, fatal};
+use super::Partition;
 use crate::error::PartitionError;
-use crate::types::{NodeId, TypeConfig};
-use openraft::error::{ClientWriteError, RaftError};
+use crate::types::NodeId;
 use openraft::{BasicNode, ChangeMembers, ServerState};
 use std::collections::BTreeSet;
 
@@ -30,8 +29,7 @@ impl Partition {
                         .voter_ids()
                         .any(|v| v == me)
             })
-            .await
-            .map_err(fatal)?;
+            .await?;
         if !leads_as_voter {
             return Err(PartitionError::NotLeader {
                 leader_id: None,
@@ -56,7 +54,7 @@ impl Partition {
             .add_learner(id, BasicNode { addr }, blocking)
             .await
             .map(|_| ())
-            .map_err(|e| self.membership_error(e))
+            .map_err(PartitionError::from)
     }
 
     /// Makes these learners voters.
@@ -68,7 +66,7 @@ impl Partition {
             .change_membership(ChangeMembers::AddVoterIds(ids), false)
             .await
             .map(|_| ())
-            .map_err(|e| self.membership_error(e))
+            .map_err(PartitionError::from)
     }
 
     /// Removes these voters (and their nodes) from the group.
@@ -80,16 +78,6 @@ impl Partition {
             .change_membership(ChangeMembers::RemoveVoters(ids), false)
             .await
             .map(|_| ())
-            .map_err(|e| self.membership_error(e))
-    }
-
-    fn membership_error(
-        &self,
-        e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
-    ) -> PartitionError {
-        match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => f.into(),
-            other => fatal(other),
-        }
+            .map_err(PartitionError::from)
     }
 }

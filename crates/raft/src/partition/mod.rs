@@ -87,7 +87,7 @@ pub struct Partition {
     /// When this replica last proposed its clock, and in which term (see [`CLOCK_INTERVAL`]).
     clock_proposed: Mutex<Option<(u64, std::time::Instant)>>,
     /// Set once the group is stopped under other holders (see [`Partition::close`]): waits end
-    /// and every later call fails with [`PartitionError::Fatal`].
+    /// and every later call fails with [`PartitionError::Closed`].
     closed: watch::Sender<bool>,
     /// Set while the replica may not vote or campaign (see [`crate::quarantine`]).
     quarantine: Arc<Quarantine>,
@@ -103,12 +103,6 @@ impl std::fmt::Debug for Partition {
         f.debug_struct("Partition")
             .field("node_id", &self.node_id)
             .finish_non_exhaustive()
-    }
-}
-
-fn fatal(e: impl std::fmt::Display) -> PartitionError {
-    PartitionError::Fatal {
-        reason: e.to_string(),
     }
 }
 
@@ -157,20 +151,18 @@ impl Partition {
             Ok::<_, strata_log::LogError>(log)
         })
         .await
-        .map_err(fatal)?
-        .map_err(fatal)?;
+        .map_err(PartitionError::task)?
+        .map_err(PartitionError::log)?;
         let damage = log.damage();
         let state = PartitionState::new(0, config.producer_expiry_ms);
-        let store =
-            LogStore::new(log, config.append_bytes_max, Some(state.clone())).map_err(fatal)?;
+        let store = LogStore::new(log, config.append_bytes_max, Some(state.clone()))
+            .map_err(PartitionError::io)?;
         let reader = store.log_reader();
         state
             .attach(reader.clone(), config.dir.clone(), config.disk.clone())
-            .map_err(fatal)?;
+            .map_err(PartitionError::io)?;
         let sm = StateMachine::new(state.clone(), hook);
-        let raft = Raft::new(config.node_id, raft_config, network, store.clone(), sm)
-            .await
-            .map_err(fatal)?;
+        let raft = Raft::new(config.node_id, raft_config, network, store.clone(), sm).await?;
         let retention = tokio::spawn(retention_task(raft.clone(), state.watch_retained()));
         let quarantine = Arc::new(Quarantine::default());
         if let Some(d) = damage {
@@ -238,14 +230,14 @@ impl Partition {
         })
     }
 
-    /// Initializes a new group with these voters (on one replica only; a no-op error if the
-    /// group already has a log).
+    /// Initializes a new group with these voters (on one replica only). Fails with
+    /// [`PartitionError::AlreadyInitialized`], changing nothing, if the group already has a log.
     pub async fn initialize(&self, voters: BTreeMap<NodeId, String>) -> Result<(), PartitionError> {
         let nodes: BTreeMap<NodeId, BasicNode> = voters
             .into_iter()
             .map(|(id, addr)| (id, BasicNode { addr }))
             .collect();
-        self.raft.initialize(nodes).await.map_err(fatal)
+        Ok(self.raft.initialize(nodes).await?)
     }
 
     /// The openraft handle, for this crate's transport and for tests and benchmarks; the node
@@ -318,12 +310,7 @@ impl Partition {
 
     pub(super) fn check_open(&self) -> Result<(), PartitionError> {
         if *self.closed.borrow() {
-            return Err(PartitionError::Fatal {
-                reason:
-                    "the replica was closed (its topic was deleted, or it moved off this node, \
-                         or the node is stopping)"
-                        .to_string(),
-            });
+            return Err(PartitionError::Closed);
         }
         Ok(())
     }
@@ -332,15 +319,16 @@ impl Partition {
     /// when this is the last one; otherwise the Raft group stops and the log's IO is halted
     /// at once, as a crash would stop it (nothing unsynced was acknowledged by this replica),
     /// so no task keeps a deleted directory alive, and the holders' waits end with
-    /// [`PartitionError::Fatal`]. Their handles keep only memory until they drop them.
+    /// [`PartitionError::Closed`] (or [`PartitionError::Stopped`] from the stopped group).
+    /// Their handles keep only memory until they drop them.
     pub async fn close(self: Arc<Self>) -> Result<(), PartitionError> {
         self.closed.send_replace(true);
         match Arc::try_unwrap(self) {
             Ok(p) => p.shutdown().await,
             Err(p) => {
                 p.retention.abort();
-                let r = p.raft.shutdown().await.map_err(fatal);
-                p.store.halt().await.map_err(fatal)?;
+                let r = p.raft.shutdown().await.map_err(PartitionError::task);
+                p.store.halt().await.map_err(PartitionError::io)?;
                 r
             }
         }
@@ -353,7 +341,7 @@ impl Partition {
     pub async fn halt(self: Arc<Self>) -> Result<(), PartitionError> {
         self.closed.send_replace(true);
         self.retention.abort();
-        self.store.halt().await.map_err(fatal)?;
+        self.store.halt().await.map_err(PartitionError::io)?;
         let _ = self.raft.shutdown().await;
         Ok(())
     }
@@ -364,7 +352,7 @@ impl Partition {
         self.retention.abort();
         // No write of this instance may land after this returns, even from openraft tasks
         // that are still winding down: the directory may be reopened at once.
-        self.store.halt().await.map_err(fatal)?;
+        self.store.halt().await.map_err(PartitionError::io)?;
         let _ = self.raft.shutdown().await;
         drop(self.raft);
         drop(self.store);
@@ -374,8 +362,8 @@ impl Partition {
     /// Stops the Raft group and closes the log cleanly.
     pub async fn shutdown(self) -> Result<(), PartitionError> {
         self.retention.abort();
-        self.raft.shutdown().await.map_err(fatal)?;
+        self.raft.shutdown().await.map_err(PartitionError::task)?;
         drop(self.raft);
-        self.store.close().await.map_err(fatal)
+        self.store.close().await.map_err(PartitionError::io)
     }
 }

@@ -1,7 +1,7 @@
 //! The read path: record batches below the high watermark (waiting for new ones), offsets by
 //! time, and the high watermark and log bounds a reader sees.
 
-use super::{Partition, fatal};
+use super::Partition;
 use crate::error::PartitionError;
 use bytes::Bytes;
 use std::time::Duration;
@@ -73,7 +73,7 @@ impl Partition {
         let reader = self.reader.clone();
         let entries = tokio::task::spawn_blocking(move || reader.read(from, max_bytes, hw))
             .await
-            .map_err(fatal)?
+            .map_err(PartitionError::task)?
             .map_err(|e| match e {
                 strata_log::LogError::OffsetOutOfRange {
                     requested, start, ..
@@ -86,9 +86,9 @@ impl Partition {
                     // Damaged data is never served; the replica is reopened with a full check
                     // (it then repairs from the other replicas).
                     self.damaged.send_replace(Some(e.to_string()));
-                    fatal(e)
+                    PartitionError::log(e)
                 }
-                other => fatal(other),
+                other => PartitionError::log(other),
             })?;
         Ok(Fetched {
             batches: entries.into_iter().map(|e| e.payload).collect(),
@@ -108,15 +108,20 @@ impl Partition {
         let reader = self.reader.clone();
         let entry = tokio::task::spawn_blocking(move || reader.entry_for_timestamp(timestamp))
             .await
-            .map_err(fatal)?
-            .map_err(fatal)?;
+            .map_err(PartitionError::task)?
+            .map_err(PartitionError::log)?;
         let Some(entry) = entry else {
             return Ok(None);
         };
         if entry.base_offset >= hw {
             return Ok(None);
         }
-        let batch = Batch::parse(entry.payload).map_err(fatal)?;
+        let batch = Batch::parse(entry.payload).map_err(|e| PartitionError::Corrupt {
+            reason: format!(
+                "the data entry at offset {} is not a record batch: {e}",
+                entry.base_offset
+            ),
+        })?;
         Ok(batch
             .first_offset_at_or_after_timestamp(timestamp)
             .filter(|o| *o < hw))

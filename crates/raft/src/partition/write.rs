@@ -2,7 +2,7 @@
 //! proposal and the wait for its outcome, and control entries of higher layers.
 
 use super::idempotence::SequenceCheck;
-use super::{Partition, fatal, lock};
+use super::{Partition, lock};
 use crate::error::PartitionError;
 use crate::types::{Applied, BatchCommand, Command, TypeConfig};
 use bytes::Bytes;
@@ -68,7 +68,13 @@ impl Partition {
                             reason: "the original write was abandoned".into(),
                         })?
                         .clone();
-                    return r.unwrap_or_else(|| Err(fatal("no outcome"))).map(Some);
+                    return r
+                        .unwrap_or_else(|| {
+                            Err(PartitionError::Internal {
+                                reason: "an in-flight write published no outcome".into(),
+                            })
+                        })
+                        .map(Some);
                 }
                 SequenceCheck::Propose(r) => report = r,
             }
@@ -125,7 +131,7 @@ impl Partition {
             .client_write_ff(Command::Batch(cmd), Some(responder))
             .await
         {
-            return (Err(fatal(e)), false);
+            return (Err(e.into()), false);
         }
         match acks {
             Acks::None => (Ok(None), true),
@@ -164,20 +170,13 @@ impl Partition {
         match r {
             Some(Ok(resp)) => match resp.data {
                 Applied::Batch { base_offset, .. } => Ok(Some(base_offset)),
-                Applied::Control | Applied::Retained { .. } => {
-                    Err(fatal("a batch was applied as another kind of entry"))
-                }
+                Applied::Control | Applied::Retained { .. } => Err(PartitionError::Internal {
+                    reason: "a batch was applied as another kind of entry".into(),
+                }),
             },
-            Some(Err(ClientWriteError::ForwardToLeader(f))) => Err(f.into()),
-            Some(Err(ClientWriteError::LogEntryDiscarded(f))) => {
-                Err(PartitionError::Indeterminate {
-                    reason: format!(
-                        "entry discarded on leader change (leader now {:?})",
-                        f.leader_id
-                    ),
-                })
-            }
-            Some(Err(e)) => Err(fatal(e)),
+            // Not the leader, or discarded on a leader change (fate unknown): see the
+            // conversion.
+            Some(Err(e)) => Err(e.into()),
             None if appended.load(std::sync::atomic::Ordering::SeqCst) => {
                 Err(PartitionError::Indeterminate {
                     reason: "the replica stopped after appending".into(),
