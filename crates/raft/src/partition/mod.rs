@@ -106,6 +106,14 @@ impl std::fmt::Debug for Partition {
     }
 }
 
+/// Panics: the entry this replica proposed at log index `index` as a `proposed` entry was
+/// answered as `applied`. The state machine answers each entry by its own kind and openraft
+/// hands an answer only to its entry's proposer, so this is a bug (here or in openraft), not a
+/// condition to report to a client: serving on could hand out wrong offsets.
+fn applied_as_another_kind(index: u64, proposed: &str, applied: &crate::types::Applied) -> ! {
+    panic!("invariant broken: the {proposed} entry at log index {index} was applied as {applied:?}")
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -365,5 +373,16 @@ impl Partition {
         self.raft.shutdown().await.map_err(PartitionError::task)?;
         drop(self.raft);
         self.store.close().await.map_err(PartitionError::io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::types::Applied;
+
+    #[test]
+    #[should_panic(expected = "the batch entry at log index 7 was applied as Control")]
+    fn an_entry_answered_as_another_kind_panics_naming_index_and_kinds() {
+        super::applied_as_another_kind(7, "batch", &Applied::Control);
     }
 }

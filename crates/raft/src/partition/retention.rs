@@ -1,7 +1,7 @@
 //! Retention: the leader proposes a cut at a checkpointed segment boundary; every replica
 //! persists the state there as its snapshot, and a task per replica then purges its log up to it.
 
-use super::{Partition, Raft};
+use super::{Partition, Raft, applied_as_another_kind};
 use crate::error::PartitionError;
 use crate::types::{Applied, Command};
 use openraft::error::{ClientWriteError, RaftError};
@@ -73,9 +73,9 @@ impl Partition {
         match r {
             Ok(resp) => match resp.data {
                 Applied::Retained { start_offset } => Ok(Some(start_offset)),
-                _ => Err(PartitionError::Internal {
-                    reason: "a retention entry was applied as another kind of entry".into(),
-                }),
+                other @ (Applied::Batch { .. } | Applied::Control) => {
+                    applied_as_another_kind(resp.log_id.index, "retention", &other)
+                }
             },
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(f.into()),
             Err(e) => Err(PartitionError::Indeterminate {

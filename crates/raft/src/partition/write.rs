@@ -2,7 +2,7 @@
 //! proposal and the wait for its outcome, and control entries of higher layers.
 
 use super::idempotence::SequenceCheck;
-use super::{Partition, lock};
+use super::{Partition, applied_as_another_kind, lock};
 use crate::error::PartitionError;
 use crate::types::{Applied, BatchCommand, Command, TypeConfig};
 use bytes::Bytes;
@@ -170,9 +170,9 @@ impl Partition {
         match r {
             Some(Ok(resp)) => match resp.data {
                 Applied::Batch { base_offset, .. } => Ok(Some(base_offset)),
-                Applied::Control | Applied::Retained { .. } => Err(PartitionError::Internal {
-                    reason: "a batch was applied as another kind of entry".into(),
-                }),
+                other @ (Applied::Control | Applied::Retained { .. }) => {
+                    applied_as_another_kind(resp.log_id.index, "batch", &other)
+                }
             },
             // Not the leader, or discarded on a leader change (fate unknown): see the
             // conversion.
@@ -204,7 +204,12 @@ impl Partition {
             }
         };
         match r {
-            Ok(resp) => Ok(resp.log_id.index),
+            Ok(resp) => match resp.data {
+                Applied::Control => Ok(resp.log_id.index),
+                other @ (Applied::Batch { .. } | Applied::Retained { .. }) => {
+                    applied_as_another_kind(resp.log_id.index, "control", &other)
+                }
+            },
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(f.into()),
             Err(e) => Err(PartitionError::Indeterminate {
                 reason: e.to_string(),
