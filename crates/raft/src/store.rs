@@ -2,7 +2,9 @@
 //! Raft log: record bytes are written once per replica.
 //!
 //! Contract, per openraft's `RaftLogStorage`:
-//! - `append` writes the entries (they are readable when it returns) and hands openraft's
+//! - `append` first checks that every batch its leader stamped starts at the offset this log
+//!   will give it (refusing all of them otherwise: see `check_leader_stamps`), then
+//!   writes the entries (they are readable when it returns) and hands openraft's
 //!   callback to the flusher; the callback fires once they are fsynced (group commit), or with
 //!   an error if the sync failed (the log then refuses everything until reopened).
 //! - `save_vote` first waits until every earlier append is durable, then replaces the vote file
@@ -133,6 +135,44 @@ impl LogStore {
     }
 }
 
+/// Checks, where a replica takes a leader's entries in, that every batch the leader stamped
+/// starts at the offset this replica's log will stamp in its own copy (`next_offset`, then on
+/// by each batch's record count). Both logs hold the same entries before these (Raft's log
+/// matching) and count offsets the same way, so a difference is a bug or damage, in either
+/// replica's offsets: this replica refuses the entries, before anything is written (its Raft
+/// group stops on the error and is reopened; the leader's entries are refused again until the
+/// offsets agree), rather than serve records at offsets the leader gave to other records.
+/// Batches proposed on this replica (not stamped yet) only count.
+fn check_leader_stamps(entries: &[Entry], next_offset: i64) -> Result<(), LogError> {
+    let mut offset = next_offset;
+    for e in entries {
+        let Payload::Normal(Command::Batch(b)) = &e.payload else {
+            continue;
+        };
+        // A malformed batch is the log's to refuse (it checks every batch it writes).
+        let Ok(h) = strata_record::BatchHeader::parse(&b.bytes) else {
+            return Ok(());
+        };
+        if b.is_stamped() && h.base_offset != offset {
+            tracing::error!(
+                index = log_index(e.log_id.index),
+                stamped = h.base_offset,
+                expected = offset,
+                "a leader's batch is stamped at another offset than this replica's log gives it"
+            );
+            return Err(LogError::InvalidEntry {
+                index: log_index(e.log_id.index),
+                reason: format!(
+                    "the leader stamped base offset {} where this replica's log is at offset {offset}",
+                    h.base_offset
+                ),
+            });
+        }
+        offset += i64::from(h.record_count);
+    }
+    Ok(())
+}
+
 fn bounds_to_log_range(range: &impl RangeBounds<u64>) -> (u64, u64) {
     let start = match range.start_bound() {
         Bound::Included(s) => *s,
@@ -245,6 +285,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         self.with_log(move |log| {
+            // Checked before anything is written: a refused append changes nothing.
+            check_leader_stamps(&entries, log.next_offset())?;
             let encoded: Vec<(u64, u64, strata_log::EntryKind, bytes::Bytes)> = entries
                 .iter()
                 .map(|e| {

@@ -112,6 +112,13 @@ impl BatchCommand {
         }
     }
 
+    /// Whether the bytes carry a log's stamp (base offset and leader epoch): a batch read from
+    /// a log or received from a leader does; a batch proposed on this leader (the one with a
+    /// local waiter) carries its producer's header until this leader's log stamps it.
+    pub fn is_stamped(&self) -> bool {
+        self.local_ack.is_none()
+    }
+
     /// Takes the local waiter, if any (it runs at most once).
     pub fn take_local_ack(&self) -> Option<LocalAck> {
         let slot = self.local_ack.as_ref()?;
