@@ -64,9 +64,10 @@ pub enum PartitionError {
     /// membership reached this one. Nothing was written; the group needs nothing more.
     #[error("the group is already initialized")]
     AlreadyInitialized,
-    /// Data read from this replica's log or snapshot file is damaged or unreadable. Nothing
-    /// damaged was served: the replica is reopened with a full check of its log and repairs
-    /// from the other replicas. Retry, at the leader (which may by then be another replica).
+    /// Data read from this replica's log or snapshot file is damaged or unreadable; nothing
+    /// damaged was served. A fetch that finds it has the replica reopened with a full check of
+    /// its log (it then repairs from the other replicas); a failed open is retried that way
+    /// too. Retry, at the leader (which may by then be another replica).
     #[error("corrupt data in the replica's log: {reason}")]
     Corrupt {
         /// What was found.
@@ -85,8 +86,8 @@ pub enum PartitionError {
         "the replica was closed (its topic was deleted, or it moved off this node, or the node is stopping)"
     )]
     Closed,
-    /// The replica's Raft group has stopped (shut down, or stopped by an earlier failure) and
-    /// takes no more requests; its supervisor reopens it. Retry.
+    /// The replica's Raft group has stopped and takes no more requests: it was shut down, or
+    /// an earlier failure stopped it (its supervisor then reopens it). Retry.
     #[error("the replica's raft group has stopped")]
     Stopped,
     /// A membership change was refused and nothing changed: another change is in progress, a
