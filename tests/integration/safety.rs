@@ -298,6 +298,93 @@ async fn a_replica_that_lost_acknowledged_entries_cannot_help_elect_a_leader_wit
     c.shutdown().await;
 }
 
+/// Found by a helper's runs of the test above (an openraft debug assertion, "follower log
+/// reversion is not allowed", on the leader): a follower whose disk lost entries it had
+/// acknowledged comes back in the same term, and the leader, which remembers it holding them,
+/// finds its log shorter. openraft's default treats that as a bug (a debug assertion; in a
+/// release build the follower's replication state goes inconsistent and it is never
+/// repaired). Strata expects it (damage that a verified open cut away, with the replica
+/// quarantined), so the leader must restart its search for the follower's end and repair it
+/// without losing its leadership.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_repairs_a_follower_that_lost_acknowledged_entries_in_its_term() {
+    let c = Cluster::start(3, strata_tests::test_seed()).await;
+    let mut acked = std::collections::BTreeMap::new();
+    // Enough to roll segments (64 KiB), so the first segment is sealed.
+    for i in 0..40 {
+        let b = test_batch(4, 1000, i, -1, 0);
+        let o = c.append(b.clone(), Acks::All, T).await.expect("append");
+        acked.insert(o.expect("offset"), b);
+    }
+    let leader = c.leader(T).await;
+    let term = c.partition(leader).status().term;
+    let damaged = c
+        .ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .expect("a follower");
+    // The follower holds (and acknowledged) everything before it goes down.
+    let last = c.partition(leader).status().last_log_index;
+    let deadline = std::time::Instant::now() + T;
+    while c.partition(damaged).status().last_log_index != last {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "follower never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    c.crash(damaged, CrashMode::DropAll).await;
+    let mut segments: Vec<std::path::PathBuf> = std::fs::read_dir(c.node_dir(damaged))
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| is_segment(p))
+        .collect();
+    segments.sort();
+    assert!(segments.len() >= 2, "no sealed segment: {segments:?}");
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segments[0])
+            .expect("open segment");
+        let len = f.metadata().expect("stat").len();
+        f.write_all_at(&[0u8; 4096], len / 2).expect("zero a page");
+    }
+    c.open_node(damaged).await;
+    let after = test_batch(1, 40, 600, -1, 0);
+    let o = c
+        .append(after.clone(), Acks::All, T)
+        .await
+        .expect("append after the restart")
+        .expect("offset");
+    acked.insert(o, after);
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let repaired = c.try_partition(damaged).is_some_and(|p| {
+            p.quarantined_until().is_none()
+                && p.status().last_log_index == c.partition(leader).status().last_log_index
+        });
+        if repaired {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the damaged follower was never repaired"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let st = c.partition(leader).status();
+    assert_eq!(
+        (st.leader, st.term),
+        (Some(leader), term),
+        "the leader lost its leadership while repairing the follower"
+    );
+    c.check_acknowledged(&acked, T).await;
+    c.check_replicas_agree(T).await;
+    c.leaders.check();
+    c.shutdown().await;
+}
+
 /// Found by the fault schedules (seed 92): a leader that removed itself from the voters keeps
 /// leading until it steps down, and a second membership change through it tripped an openraft
 /// assertion ("Only leader is allowed to call update_effective_membership()") that killed its

@@ -95,6 +95,14 @@ impl PartitionConfig {
             // hold (its own fsync may have been behind theirs when the entry committed), and
             // then hand out the offsets of acknowledged records again.
             enable_leader_restore: Some(false),
+            // A follower whose disk lost entries it had acknowledged (damage a verified open
+            // cut away) comes back with a shorter log, possibly in the same term: its leader
+            // must restart the search for the follower's end and repair it. openraft's default
+            // treats that as a bug (a debug assertion; in release the follower's replication
+            // state goes inconsistent and it is never repaired). The election safety that the
+            // reversion would otherwise threaten is kept by the quarantine: such a replica
+            // neither votes nor campaigns until it holds its recorded end again.
+            allow_log_reversion: Some(true),
             // Snapshots hold no record data; openraft must never purge records on its own.
             // Retention purges through the log explicitly.
             snapshot_policy: SnapshotPolicy::Never,
