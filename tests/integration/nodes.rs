@@ -149,9 +149,7 @@ impl Load {
                 pending.spawn(async move {
                     match ack.await {
                         Ok(m) => {
-                            a.lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .insert(v, (m.partition, m.offset));
+                            strata_record::sync::lock(&a).insert(v, (m.partition, m.offset));
                         }
                         Err(_) => {
                             f.fetch_add(1, Ordering::Relaxed);
@@ -176,7 +174,7 @@ impl Load {
     }
 
     fn acked(&self) -> usize {
-        self.acked.lock().unwrap_or_else(|e| e.into_inner()).len()
+        strata_record::sync::lock(&self.acked).len()
     }
 
     async fn wait_acked(&self, n: usize) {
@@ -196,7 +194,7 @@ impl Load {
     async fn finish(self) -> (BTreeMap<String, (u32, i64)>, usize) {
         self.stop.store(true, Ordering::Relaxed);
         self.task.await.expect("load task");
-        let acked = self.acked.lock().unwrap_or_else(|e| e.into_inner());
+        let acked = strata_record::sync::lock(&self.acked);
         (acked.clone(), self.failed.load(Ordering::Relaxed))
     }
 }

@@ -78,7 +78,7 @@ pub struct LeaderLog {
 impl LeaderLog {
     /// Asserts no term had two leaders.
     pub fn check(&self) {
-        let m = self.by_term.lock().unwrap_or_else(|e| e.into_inner());
+        let m = strata_record::sync::lock(&self.by_term);
         for (term, leaders) in m.iter() {
             assert!(leaders.len() <= 1, "term {term} had leaders {leaders:?}");
         }

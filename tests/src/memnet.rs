@@ -86,7 +86,7 @@ impl Router {
 
     /// Cuts (or heals) every link to and from `node`.
     pub fn isolate(&self, node: NodeId, isolated: bool) {
-        let mut s = self.isolated.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = strata_record::sync::lock(&self.isolated);
         if isolated {
             s.insert(node);
         } else {
@@ -98,7 +98,7 @@ impl Router {
     /// messages that bypass delay and drop.
     pub fn allows(&self, from: NodeId, to: NodeId) -> bool {
         let isolated = {
-            let s = self.isolated.lock().unwrap_or_else(|e| e.into_inner());
+            let s = strata_record::sync::lock(&self.isolated);
             s.contains(&from) || s.contains(&to)
         };
         let cut = self
@@ -111,7 +111,7 @@ impl Router {
     }
 
     fn next_random(&self) -> u64 {
-        let mut x = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        let mut x = strata_record::sync::lock(&self.rng);
         *x ^= *x << 13;
         *x ^= *x >> 7;
         *x ^= *x << 17;
@@ -131,7 +131,7 @@ impl Router {
             ))))
         };
         let isolated = {
-            let s = self.isolated.lock().unwrap_or_else(|e| e.into_inner());
+            let s = strata_record::sync::lock(&self.isolated);
             s.contains(&from) || s.contains(&to)
         };
         if isolated {

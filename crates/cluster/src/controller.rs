@@ -91,7 +91,7 @@ impl MetaHook {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HookState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        strata_record::sync::lock(&self.state)
     }
 
     fn take_outcome(&self, index: u64) -> Option<Outcome> {
@@ -416,7 +416,7 @@ const HINT_TTL: Duration = Duration::from_secs(5);
 impl LeaderHints {
     /// Records that `node` leads `group` in `term` (a lower term than known is ignored).
     pub fn record(&self, node: u64, group: u64, term: u64) {
-        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = strata_record::sync::lock(&self.map);
         let now = Instant::now();
         let newer = m
             .get(&group)
@@ -428,7 +428,7 @@ impl LeaderHints {
 
     /// The leader of `group` and its term, if a node said so recently.
     pub fn get(&self, group: u64) -> Option<(u64, u64)> {
-        let m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let m = strata_record::sync::lock(&self.map);
         m.get(&group)
             .filter(|(_, _, at)| at.elapsed() <= HINT_TTL)
             .map(|(n, t, _)| (*n, *t))

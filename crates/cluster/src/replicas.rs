@@ -354,7 +354,7 @@ impl Replicas {
                     continue;
                 }
                 {
-                    let mut moving = self.moving.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut moving = strata_record::sync::lock(&self.moving);
                     if !moving.insert(pm.group_id) {
                         continue;
                     }

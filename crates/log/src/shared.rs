@@ -189,12 +189,12 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     /// Locks the view for reading (see [`lock`] about poisoning).
     pub fn read_view(&self) -> RwLockReadGuard<'_, View> {
-        self.view.read().unwrap_or_else(|e| e.into_inner())
+        strata_record::sync::read(&self.view)
     }
 
     /// Locks the view for writing (see [`lock`] about poisoning).
     pub fn write_view(&self) -> RwLockWriteGuard<'_, View> {
-        self.view.write().unwrap_or_else(|e| e.into_inner())
+        strata_record::sync::write(&self.view)
     }
 
     /// The error every operation of a failed log returns, with the failure's `reason`.

@@ -134,9 +134,7 @@ impl std::fmt::Debug for Hold {
     }
 }
 
-fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use strata_record::sync::lock;
 
 fn ino(file: &File) -> io::Result<u64> {
     Ok(file.metadata()?.ino())
@@ -209,19 +207,19 @@ impl SimDisk {
     /// Makes every `sync_data` of a file whose path matches `filter` block until
     /// [`SimDisk::release_syncs`] (a slow or stuck device under that file).
     pub fn hold_syncs(&self, filter: impl Fn(&Path) -> bool + Send + 'static) {
-        let mut h = self.hold.lock().unwrap_or_else(|e| e.into_inner());
+        let mut h = strata_record::sync::lock(&self.hold);
         h.filter = Some(Box::new(filter));
     }
 
     /// How many syncs are blocked by [`SimDisk::hold_syncs`] now.
     pub fn held_syncs(&self) -> usize {
-        self.hold.lock().unwrap_or_else(|e| e.into_inner()).waiting
+        strata_record::sync::lock(&self.hold).waiting
     }
 
     /// Ends the hold: blocked syncs go on, or fail with EIO (losing what they covered) when
     /// `fail`.
     pub fn release_syncs(&self, fail: bool) {
-        let mut h = self.hold.lock().unwrap_or_else(|e| e.into_inner());
+        let mut h = strata_record::sync::lock(&self.hold);
         h.filter = None;
         h.generation += 1;
         h.fail_released = fail;
@@ -230,7 +228,7 @@ impl SimDisk {
 
     /// Blocks while `path`'s syncs are held; `Err` if the hold ended in a failure.
     fn wait_hold(&self, path: &Path) -> io::Result<()> {
-        let mut h = self.hold.lock().unwrap_or_else(|e| e.into_inner());
+        let mut h = strata_record::sync::lock(&self.hold);
         if !h.filter.as_ref().is_some_and(|f| f(path)) {
             return Ok(());
         }

@@ -46,15 +46,7 @@ impl ProducerEntry {
     }
 }
 
-/// The sequence after `s` (Kafka sequences wrap to 0 after `i32::MAX`).
-pub fn next_sequence_after(s: i32) -> i32 {
-    if s == i32::MAX { 0 } else { s + 1 }
-}
-
-/// The last sequence of a batch starting at `first` with `count` records.
-pub fn last_sequence(first: i32, count: u32) -> i32 {
-    ((first as i64 + count as i64 - 1) % (i32::MAX as i64 + 1)) as i32
-}
+pub use strata_record::sequence::{last_of as last_sequence, next_after as next_sequence_after};
 
 /// Every producer's state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -50,12 +50,10 @@ impl std::fmt::Debug for Replica {
 }
 
 fn read<T: Clone>(l: &RwLock<Option<T>>) -> Option<T> {
-    l.read().unwrap_or_else(|e| e.into_inner()).clone()
+    strata_record::sync::read(l).clone()
 }
 
-fn write<T>(l: &RwLock<Option<T>>) -> std::sync::RwLockWriteGuard<'_, Option<T>> {
-    l.write().unwrap_or_else(|e| e.into_inner())
-}
+use strata_record::sync::write;
 
 impl Replica {
     /// Opens the replica and supervises it. `network` makes the group's network factory for

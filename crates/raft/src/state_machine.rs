@@ -211,7 +211,7 @@ impl PartitionState {
 
     /// The latest checkpoint whose next offset is at most `offset`.
     pub fn checkpoint_at_or_before(&self, offset: i64) -> Option<Checkpoint> {
-        let c = self.checkpoints.lock().unwrap_or_else(|e| e.into_inner());
+        let c = strata_record::sync::lock(&self.checkpoints);
         c.iter()
             .rev()
             .find(|c| c.state.next_offset <= offset)
@@ -234,7 +234,7 @@ impl PartitionState {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, AppliedState> {
-        self.applied.lock().unwrap_or_else(|e| e.into_inner())
+        strata_record::sync::lock(&self.applied)
     }
 
     fn advance(&self, hw: i64) {
@@ -263,9 +263,7 @@ impl PartitionState {
     }
 }
 
-fn lock_snapshot(m: &Mutex<Option<Snapshot>>) -> std::sync::MutexGuard<'_, Option<Snapshot>> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use strata_record::sync::lock as lock_snapshot;
 
 const SNAPSHOT_FILE_MAGIC: &[u8; 4] = b"SSNP";
 

@@ -29,9 +29,7 @@ fn io_err(e: LogError) -> io::Error {
     io::Error::other(e)
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use strata_record::sync::lock;
 
 struct Inner {
     log: Mutex<Log>,

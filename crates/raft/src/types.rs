@@ -122,7 +122,7 @@ impl BatchCommand {
     /// Takes the local waiter, if any (it runs at most once).
     pub fn take_local_ack(&self) -> Option<LocalAck> {
         let slot = self.local_ack.as_ref()?;
-        slot.lock().unwrap_or_else(|e| e.into_inner()).take()
+        strata_record::sync::lock(slot).take()
     }
 }
 

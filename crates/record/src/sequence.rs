@@ -1,11 +1,12 @@
 //! Producer sequence arithmetic, as Kafka defines it: a batch's records carry consecutive
 //! sequence numbers from its `base_sequence`, and sequences wrap from `i32::MAX` to 0.
 
-/// The sequence `n` records after `s` (wrapping after `i32::MAX`). `n` may be 0.
+/// The sequence `n` records after `s` (wrapping after `i32::MAX`). `n` may be 0; `s` = -1
+/// (no sequence yet) advances from before 0.
 pub fn advance(s: i32, n: u64) -> i32 {
     let modulus = i64::from(i32::MAX) + 1;
     let n = (n % modulus as u64) as i64;
-    ((i64::from(s.max(0)) + n) % modulus) as i32
+    (i64::from(s) + n).rem_euclid(modulus) as i32
 }
 
 /// The sequence after `s`.
@@ -29,6 +30,7 @@ mod tests {
         assert_eq!(advance(i32::MAX, 1), 0);
         assert_eq!(advance(i32::MAX - 1, 3), 1);
         assert_eq!(advance(5, 0), 5);
+        assert_eq!(next_after(-1), 0);
         assert_eq!(last_of(0, 1), 0);
         assert_eq!(last_of(10, 5), 14);
         assert_eq!(last_of(i32::MAX, 2), 0);

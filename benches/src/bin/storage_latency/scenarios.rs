@@ -232,7 +232,7 @@ fn appender(
     while Instant::now() < deadline && appended.load(Ordering::Relaxed) < bytes_max {
         let start = Instant::now();
         let (locked, unlocked) = {
-            let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+            let mut log = strata_record::sync::lock(log);
             let locked = Instant::now();
             let entry = next_entry(&log, batch);
             log.append(&[entry])?;

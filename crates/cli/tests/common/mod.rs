@@ -325,7 +325,7 @@ impl ProcCluster {
     /// No nodes yet (holds the one-cluster lock): start them with
     /// [`ProcCluster::add_node_with`].
     pub fn empty() -> ProcCluster {
-        let one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+        let one = strata_record::sync::lock(&ONE_CLUSTER);
         let root = tempfile::tempdir().expect("tempdir");
         ProcCluster {
             _one: one,
@@ -537,7 +537,7 @@ fn free_port() -> u16 {
 impl ProcCluster {
     /// Starts `n` nodes bootstrapping together with `--initial-cluster` (fixed free ports).
     pub async fn start_static(n: u64) -> ProcCluster {
-        let one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+        let one = strata_record::sync::lock(&ONE_CLUSTER);
         let root = tempfile::tempdir().expect("tempdir");
         let ports: Vec<(u16, u16, u16)> = (0..n)
             .map(|_| (free_port(), free_port(), free_port()))

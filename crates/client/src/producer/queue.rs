@@ -5,7 +5,7 @@
 //! once its linger has passed (at once with a zero linger, a flush or a close).
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use strata_record::{BatchBuilder, NewRecord};
@@ -92,7 +92,7 @@ impl PartitionQueue {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        strata_record::sync::lock(&self.state)
     }
 
     /// Appends `record` (holding `permit` of buffer space), sealing the open batch first if

@@ -50,7 +50,7 @@ impl GrpcControlLink {
     }
 
     fn channel(&self, addr: &str) -> Result<Channel, ControllerError> {
-        let mut ch = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ch = strata_record::sync::lock(&self.channels);
         if let Some(c) = ch.get(addr) {
             return Ok(c.clone());
         }

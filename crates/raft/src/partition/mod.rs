@@ -114,9 +114,7 @@ fn applied_as_another_kind(index: u64, proposed: &str, applied: &crate::types::A
     panic!("invariant broken: the {proposed} entry at log index {index} was applied as {applied:?}")
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use strata_record::sync::lock;
 
 impl Partition {
     /// Opens (recovering) the replica's log and starts its Raft group. A new group is not

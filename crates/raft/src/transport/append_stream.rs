@@ -47,7 +47,7 @@ type Shared = Arc<Mutex<Progress>>;
 
 fn lock(progress: &Shared) -> std::sync::MutexGuard<'_, Progress> {
     // Updates are plain field writes; a poisoned lock is still consistent.
-    progress.lock().unwrap_or_else(|e| e.into_inner())
+    strata_record::sync::lock(progress)
 }
 
 impl Progress {

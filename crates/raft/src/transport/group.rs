@@ -208,11 +208,11 @@ impl GroupRegistry {
     // A panic while holding the lock cannot leave the map half-updated (every operation is
     // one HashMap call), so a poisoned lock is still consistent.
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<u64, Arc<dyn GroupHandle>>> {
-        self.groups.read().unwrap_or_else(|e| e.into_inner())
+        strata_record::sync::read(&self.groups)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u64, Arc<dyn GroupHandle>>> {
-        self.groups.write().unwrap_or_else(|e| e.into_inner())
+        strata_record::sync::write(&self.groups)
     }
 }
 

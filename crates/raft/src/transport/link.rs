@@ -150,7 +150,7 @@ impl LinkControl {
         if fault.cut {
             return Verdict::Cut;
         }
-        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rng = strata_record::sync::lock(&self.rng);
         if fault.drop_probability > 0.0 && rng.random_bool(fault.drop_probability) {
             return Verdict::Drop;
         }
@@ -163,10 +163,10 @@ impl LinkControl {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<(NodeId, NodeId), LinkFault>> {
-        self.faults.read().unwrap_or_else(|e| e.into_inner())
+        strata_record::sync::read(&self.faults)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<(NodeId, NodeId), LinkFault>> {
-        self.faults.write().unwrap_or_else(|e| e.into_inner())
+        strata_record::sync::write(&self.faults)
     }
 }

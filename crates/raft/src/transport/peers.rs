@@ -190,7 +190,7 @@ impl Peers {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Directory> {
         // Every update is a single map operation, so a poisoned lock is still consistent.
-        self.directory.lock().unwrap_or_else(|e| e.into_inner())
+        strata_record::sync::lock(&self.directory)
     }
 }
 

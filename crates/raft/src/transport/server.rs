@@ -435,7 +435,7 @@ async fn route_append_stream(
             ready(match msg {
                 Ok(rpc) => Some(rpc),
                 Err(status) => {
-                    *failure_in.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+                    *strata_record::sync::lock(&failure_in) = Some(status);
                     None
                 }
             })
@@ -447,9 +447,8 @@ async fn route_append_stream(
             Ok(result) => Ok(result.to_wire()),
             Err(fatal) => Err(fatal_status(group_id, &fatal)),
         });
-    let tail =
-        stream::once(async move { failure.lock().unwrap_or_else(|e| e.into_inner()).take() })
-            .filter_map(|failure| ready(failure.map(Err)));
+    let tail = stream::once(async move { strata_record::sync::lock(&failure).take() })
+        .filter_map(|failure| ready(failure.map(Err)));
     answers.chain(tail).boxed()
 }
 

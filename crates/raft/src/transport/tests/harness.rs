@@ -55,7 +55,7 @@ impl FakeGroup {
     }
 
     pub fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        strata_record::sync::lock(&self.seen).clone()
     }
 }
 
