@@ -21,10 +21,8 @@ use super::{
     wait_for_leaders,
 };
 use crate::Format;
-use crate::output::{self, Out};
 use bytes::{BufMut, Bytes, BytesMut};
 use hdrhistogram::Histogram;
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::process::ExitCode;
@@ -32,6 +30,9 @@ use std::time::{Duration, Instant};
 use strata_client::{Client, ConsumerConfig, Error, Offset, ProducerRecord};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
+
+mod report;
+use report::{Percentiles, Report};
 
 /// Largest latency the histograms hold, in microseconds (an hour); larger values count as it.
 const LATENCY_MICROS_MAX: u64 = 3_600_000_000;
@@ -58,124 +59,6 @@ impl Mode {
             Mode::Consume => "consume",
             Mode::E2e => "e2e",
         }
-    }
-}
-
-/// Latency percentiles in milliseconds.
-#[derive(Debug, Clone, Serialize)]
-struct Percentiles {
-    p50: f64,
-    p99: f64,
-    p999: f64,
-    max: f64,
-    /// Records measured.
-    count: u64,
-}
-
-impl Percentiles {
-    fn of(h: &Histogram<u64>) -> Percentiles {
-        let ms = |micros: u64| micros as f64 / 1000.0;
-        Percentiles {
-            p50: ms(h.value_at_quantile(0.50)),
-            p99: ms(h.value_at_quantile(0.99)),
-            p999: ms(h.value_at_quantile(0.999)),
-            max: ms(h.max()),
-            count: h.len(),
-        }
-    }
-
-    fn text(&self) -> String {
-        format!(
-            "p50 {:.3}  p99 {:.3}  p999 {:.3}  max {:.3}",
-            self.p50, self.p99, self.p999, self.max
-        )
-    }
-}
-
-/// The result of one bench, as printed and as written by `--json-out`.
-#[derive(Debug, Clone, Serialize)]
-struct Report {
-    bench: &'static str,
-    topic: String,
-    partitions: u32,
-    /// Producer tasks (consume: those that filled the topic, 0 if it was full enough).
-    producers: usize,
-    acks: &'static str,
-    /// Records acknowledged (produce, e2e) or consumed (consume).
-    records: u64,
-    /// Records that failed.
-    errors: u64,
-    record_size: usize,
-    elapsed_s: f64,
-    records_per_s: f64,
-    /// Megabytes (10^6 bytes) of values per second.
-    mb_per_s: f64,
-    /// Send to acknowledgement (produce, e2e).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    latency_ms: Option<Percentiles>,
-    /// Send to consumed (e2e).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    e2e_latency_ms: Option<Percentiles>,
-    /// Records per second asked for (e2e; 0 = as fast as possible).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    target_rate: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    first_error: Option<String>,
-}
-
-impl Report {
-    fn rows(&self) -> Vec<(&'static str, String)> {
-        let mut rows = vec![
-            ("bench", self.bench.to_string()),
-            ("topic", self.topic.clone()),
-            ("partitions", self.partitions.to_string()),
-            ("producers", self.producers.to_string()),
-            ("acks", self.acks.to_string()),
-            ("records", self.records.to_string()),
-            ("errors", self.errors.to_string()),
-            ("record size", format!("{} B", self.record_size)),
-            ("elapsed", format!("{:.3} s", self.elapsed_s)),
-            (
-                "throughput",
-                format!(
-                    "{:.1} records/s, {:.2} MB/s",
-                    self.records_per_s, self.mb_per_s
-                ),
-            ),
-        ];
-        if let Some(rate) = self.target_rate {
-            rows.push(("target rate", format!("{rate} records/s")));
-        }
-        if let Some(l) = &self.latency_ms {
-            rows.push(("produce latency ms", l.text()));
-        }
-        if let Some(l) = &self.e2e_latency_ms {
-            rows.push(("end-to-end latency ms", l.text()));
-        }
-        if let Some(e) = &self.first_error {
-            rows.push(("first error", e.clone()));
-        }
-        rows
-    }
-
-    fn print(&self, format: Format) -> anyhow::Result<()> {
-        let mut out = Out::new();
-        match format {
-            Format::Json => out.line(&serde_json::to_string_pretty(self)?)?,
-            Format::Table => {
-                let mut t = output::table(&["METRIC", "VALUE"]);
-                for (k, v) in self.rows() {
-                    t.add_row(vec![k.to_string(), v]);
-                }
-                out.line(&t.to_string())?;
-            }
-            Format::Text => {
-                for (k, v) in self.rows() {
-                    out.line(&format!("{k}: {v}"))?;
-                }
-            }
-        }
-        out.flush()
     }
 }
 
