@@ -87,12 +87,22 @@ pub(crate) fn start(raft: &crate::partition::Raft, q: &Arc<Quarantine>, until: u
 pub struct PeerHandle {
     raft: crate::partition::Raft,
     quarantine: Arc<Quarantine>,
+    causes: Arc<crate::partition::ElectionCauses>,
 }
 
 impl PeerHandle {
-    /// The handle of `raft`, gated by `quarantine`.
-    pub fn new(raft: crate::partition::Raft, quarantine: Arc<Quarantine>) -> PeerHandle {
-        PeerHandle { raft, quarantine }
+    /// The handle of `raft`, gated by `quarantine`; an accepted leadership transfer is noted
+    /// in `causes` (it explains the election that follows).
+    pub fn new(
+        raft: crate::partition::Raft,
+        quarantine: Arc<Quarantine>,
+        causes: Arc<crate::partition::ElectionCauses>,
+    ) -> PeerHandle {
+        PeerHandle {
+            raft,
+            quarantine,
+            causes,
+        }
     }
 
     /// A refusal that changes nothing here: this replica's current vote, not granted, and no
@@ -165,6 +175,7 @@ impl GroupHandle for PeerHandle {
             };
             return Box::pin(async move { Ok(Err(refused)) });
         }
+        self.causes.transfer_received();
         GroupHandle::transfer_leader(&self.raft, req)
     }
 }

@@ -282,6 +282,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
+        let started = std::time::Instant::now();
         self.with_log(move |log| {
             // Checked before anything is written: a refused append changes nothing.
             check_leader_stamps(&entries, log.next_offset())?;
@@ -315,7 +316,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     ack(a.base_offset);
                 }
             }
-            log.flush(move |r| callback.io_completed(r.map_err(io_err)));
+            log.flush(move |r| {
+                if r.is_ok() {
+                    metrics::histogram!("strata_append_to_durable_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                }
+                callback.io_completed(r.map_err(io_err));
+            });
             Ok(())
         })
         .await

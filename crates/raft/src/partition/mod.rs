@@ -13,6 +13,7 @@
 //! - `retention`: the retention cut and the purge after it.
 
 mod config;
+mod elections;
 mod hibernation;
 mod idempotence;
 mod leadership;
@@ -22,6 +23,7 @@ mod retention;
 mod write;
 
 pub use config::{PartitionConfig, RaftTiming, WRITE_TIMEOUT_DEFAULT_MS};
+pub use elections::ElectionCauses;
 pub use hibernation::SleepState;
 pub use idempotence::CLOCK_INTERVAL;
 pub use read::Fetched;
@@ -71,6 +73,10 @@ pub struct Partition {
     raft: Raft,
     /// Purges the log after each applied retention entry (see [`retention::retention_task`]).
     retention: tokio::task::JoinHandle<()>,
+    /// Counts the elections this replica wins (see [`elections`]).
+    elections: tokio::task::JoinHandle<()>,
+    /// What explains this replica's next election.
+    causes: Arc<ElectionCauses>,
     store: LogStore,
     state: Arc<PartitionState>,
     reader: LogReader,
@@ -170,6 +176,13 @@ impl Partition {
         let sm = StateMachine::new(state.clone(), hook);
         let raft = Raft::new(config.node_id, raft_config, network, store.clone(), sm).await?;
         let retention = tokio::spawn(retention_task(raft.clone(), state.watch_retained()));
+        let causes = Arc::new(ElectionCauses::default());
+        let elections = tokio::spawn(elections::count(
+            raft.clone(),
+            config.node_id,
+            config.group_id,
+            causes.clone(),
+        ));
         let quarantine = Arc::new(Quarantine::default());
         if let Some(d) = damage {
             // The membership is loaded from the log as the group starts; only a replica known
@@ -216,6 +229,8 @@ impl Partition {
         Ok(Partition {
             quarantine,
             retention,
+            elections,
+            causes,
             raft,
             store,
             state,
@@ -299,7 +314,11 @@ impl Partition {
     /// What this replica answers to its peers (its Raft group, gated by its quarantine):
     /// what a transport dispatches incoming messages to.
     pub fn peer_handle(&self) -> Arc<PeerHandle> {
-        Arc::new(PeerHandle::new(self.raft.clone(), self.quarantine.clone()))
+        Arc::new(PeerHandle::new(
+            self.raft.clone(),
+            self.quarantine.clone(),
+            self.causes.clone(),
+        ))
     }
 
     /// The log index this replica must hold again before it may vote, while it is
@@ -333,6 +352,7 @@ impl Partition {
             Ok(p) => p.shutdown().await,
             Err(p) => {
                 p.retention.abort();
+                p.elections.abort();
                 let r = p.raft.shutdown().await.map_err(PartitionError::task);
                 p.store.halt().await.map_err(PartitionError::io)?;
                 r
@@ -347,6 +367,7 @@ impl Partition {
     pub async fn halt(self: Arc<Self>) -> Result<(), PartitionError> {
         self.closed.send_replace(true);
         self.retention.abort();
+        self.elections.abort();
         self.store.halt().await.map_err(PartitionError::io)?;
         let _ = self.raft.shutdown().await;
         Ok(())
@@ -356,6 +377,7 @@ impl Partition {
     /// then simulate the lost writes with the disk seam).
     pub async fn stop_abruptly(self) -> Result<(), PartitionError> {
         self.retention.abort();
+        self.elections.abort();
         // No write of this instance may land after this returns, even from openraft tasks
         // that are still winding down: the directory may be reopened at once.
         self.store.halt().await.map_err(PartitionError::io)?;
@@ -368,6 +390,7 @@ impl Partition {
     /// Stops the Raft group and closes the log cleanly.
     pub async fn shutdown(self) -> Result<(), PartitionError> {
         self.retention.abort();
+        self.elections.abort();
         self.raft.shutdown().await.map_err(PartitionError::task)?;
         drop(self.raft);
         self.store.close().await.map_err(PartitionError::io)

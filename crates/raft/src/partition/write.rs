@@ -126,6 +126,7 @@ impl Partition {
             }),
         );
         let (responder, _commit_rx, complete_rx) = ProgressResponder::new();
+        let proposed = std::time::Instant::now();
         if let Err(e) = self
             .raft
             .client_write_ff(Command::Batch(cmd), Some(responder))
@@ -149,7 +150,13 @@ impl Partition {
             Acks::All => {
                 let reason = tokio::select! {
                     biased;
-                    r = complete_rx => return (self.write_outcome(r.ok(), &appended), false),
+                    r = complete_rx => {
+                        if matches!(r, Ok(Ok(_))) {
+                            metrics::histogram!("strata_propose_to_applied_seconds")
+                                .record(proposed.elapsed().as_secs_f64());
+                        }
+                        return (self.write_outcome(r.ok(), &appended), false);
+                    }
                     leader = self.deposed() => format!(
                         "leadership lost before the entry committed (leader now {leader:?})"
                     ),
