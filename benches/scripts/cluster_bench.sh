@@ -47,8 +47,18 @@ run() {
   cat "$OUT/$name.json"; echo
 }
 
+# Elections won during the run, by cause, summed over the nodes (strata_elections_won_total).
+elections() {
+  for i in 1 2 3; do
+    python3 -c 'import sys,urllib.request; print(urllib.request.urlopen("http://127.0.0.1:"+sys.argv[1]+"/metrics").read().decode())' "${HP[$i]}"
+  done | awk '/^strata_elections_won_total/ { match($0, /cause="[a-z_]*"/); c = substr($0, RSTART+7, RLENGTH-8); n[c] += $NF }
+              END { printf "elections won during the run:"; for (c in n) printf " %s=%d", c, n[c]; print "" }' \
+    | tee "$OUT/elections.txt" >&2
+}
+
 if [ $# -gt 0 ]; then
   run custom "$@"
+  elections
   exit 0
 fi
 for parts in 1 16; do
@@ -60,3 +70,4 @@ done
 run replay consume --records 200000 --record-size 1024 --partitions 16 --topic bench-p16-k16
 run e2e e2e --records 50000 --record-size 1024 --partitions 16 --producers 4 --rate 5000 \
   --linger-ms 1 --acks all
+elections
