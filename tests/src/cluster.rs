@@ -96,6 +96,9 @@ pub struct Cluster {
     log_config: LogConfig,
     /// Leaders seen per term.
     pub leaders: Arc<LeaderLog>,
+    /// Opens that found recorded data lost (the replica came up quarantined), by node and log
+    /// index it must hold again. Without injected damage this must stay empty.
+    pub lost_on_open: Arc<Mutex<Vec<(NodeId, u64)>>>,
     livenesses: Arc<Mutex<HashMap<NodeId, Arc<Liveness>>>>,
     watchers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -120,6 +123,7 @@ impl Cluster {
                 ..LogConfig::default()
             },
             leaders: Arc::new(LeaderLog::default()),
+            lost_on_open: Arc::default(),
             livenesses: Arc::new(Mutex::new(HashMap::new())),
             watchers: Mutex::new(Vec::new()),
         };
@@ -194,7 +198,11 @@ impl Cluster {
         let flusher = lock(&self.nodes)[&id].flusher.handle();
         let leaders = self.leaders.clone();
         let liveness = lock(&self.nodes)[&id].liveness.clone();
+        let lost = self.lost_on_open.clone();
         let on_open = move |p: &Arc<Partition>| {
+            if let Some(until) = p.quarantined_until() {
+                lock(&lost).push((id, until));
+            }
             liveness.register(group, p);
             router.register(group, id, p.peer_handle());
             let mut rx = p.raft().metrics();
