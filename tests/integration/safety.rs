@@ -96,6 +96,25 @@ fn is_segment(p: &std::path::Path) -> bool {
     p.extension().is_some_and(|e| e == "log")
 }
 
+/// Damages node `id`'s disk while it is down: zeroes a page in the middle of its first
+/// segment, which must be sealed (the log has at least two segments).
+fn zero_a_page_of_the_first_sealed_segment(c: &Cluster, id: u64) {
+    use std::os::unix::fs::FileExt;
+    let mut segments: Vec<std::path::PathBuf> = std::fs::read_dir(c.node_dir(id))
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| is_segment(p))
+        .collect();
+    segments.sort();
+    assert!(segments.len() >= 2, "no sealed segment: {segments:?}");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segments[0])
+        .expect("open segment");
+    let len = f.metadata().expect("stat").len();
+    f.write_all_at(&[0u8; 4096], len / 2).expect("zero a page");
+}
+
 /// Item 2: openraft counts a leader's own copy only after its own flush, so two followers can
 /// commit an entry the leader has not synced. With leader restore on (openraft's default), a
 /// leader that lost that entry in a power loss of the whole cluster came back as leader of the
@@ -220,22 +239,7 @@ async fn a_replica_that_lost_acknowledged_entries_cannot_help_elect_a_leader_wit
         acked.insert(o.expect("offset"), b);
     }
     c.crash(damaged, CrashMode::DropAll).await;
-    let mut segments: Vec<std::path::PathBuf> = std::fs::read_dir(c.node_dir(damaged))
-        .expect("list")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| is_segment(p))
-        .collect();
-    segments.sort();
-    assert!(segments.len() >= 2, "no sealed segment: {segments:?}");
-    {
-        use std::os::unix::fs::FileExt;
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&segments[0])
-            .expect("open segment");
-        let len = f.metadata().expect("stat").len();
-        f.write_all_at(&[0u8; 4096], len / 2).expect("zero a page");
-    }
+    zero_a_page_of_the_first_sealed_segment(&c, damaged);
     // The leader and the holder go away; the damaged replica comes back beside the two
     // lagging ones: three of five, a majority if it votes.
     c.router.isolate(leader, true);
@@ -334,22 +338,7 @@ async fn a_leader_repairs_a_follower_that_lost_acknowledged_entries_in_its_term(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     c.crash(damaged, CrashMode::DropAll).await;
-    let mut segments: Vec<std::path::PathBuf> = std::fs::read_dir(c.node_dir(damaged))
-        .expect("list")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| is_segment(p))
-        .collect();
-    segments.sort();
-    assert!(segments.len() >= 2, "no sealed segment: {segments:?}");
-    {
-        use std::os::unix::fs::FileExt;
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&segments[0])
-            .expect("open segment");
-        let len = f.metadata().expect("stat").len();
-        f.write_all_at(&[0u8; 4096], len / 2).expect("zero a page");
-    }
+    zero_a_page_of_the_first_sealed_segment(&c, damaged);
     c.open_node(damaged).await;
     let after = test_batch(1, 40, 600, -1, 0);
     let o = c
