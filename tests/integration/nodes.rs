@@ -237,6 +237,30 @@ async fn a_power_loss_of_every_node_keeps_every_acknowledged_record() {
     c.shutdown().await;
 }
 
+/// A single node is a deployment too: it loses power under a producer (its disk keeps only
+/// what was synced, with a torn tail) and everything it acknowledged is there after the
+/// restart, with the topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_loses_power_and_keeps_every_acknowledged_record() {
+    let seed = strata_tests::test_seed();
+    let mut c = NodeCluster::start(1, seed).await;
+    let client = Client::connect(c.brokers()).await.expect("connect");
+    client
+        .admin()
+        .create_topic("t", 2, 1, Default::default())
+        .await
+        .expect("create");
+    let load = Load::start(c.brokers(), "t");
+    load.wait_acked(300).await;
+    c.crash_all(CrashMode::TornPrefix(seed)).await;
+    c.restart_all().await;
+    c.wait_healthy(Duration::from_secs(30)).await;
+    let (acked, _) = load.finish().await;
+    let read = read_all(&c.brokers(), "t").await;
+    check_acknowledged(&acked, &read);
+    c.shutdown().await;
+}
+
 /// The leader of one partition after another crashes under a continuous idempotent load
 /// (its disk dropping what was not synced, with a torn tail) and restarts: clients move to
 /// the new leaders without an error, nothing acknowledged is lost, nothing is written twice.
