@@ -47,6 +47,21 @@ run() {
   cat "$OUT/$name.json"; echo
 }
 
+# fdatasync latency of the data directory's disk right now: 500 x (4 KiB pwrite + fdatasync).
+fsync_probe() {
+  python3 - "$ROOT" <<'PY' >&2
+import os, sys, time
+path = os.path.join(sys.argv[1], "fsync-probe")
+fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+block, lat = b"\0" * 4096, []
+for i in range(500):
+    os.pwrite(fd, block, (i % 256) * 4096)
+    t = time.perf_counter(); os.fdatasync(fd); lat.append((time.perf_counter() - t) * 1e3)
+os.close(fd); os.unlink(path); lat.sort()
+print("fdatasync probe: p50 %.3f ms, p99 %.3f ms" % (lat[len(lat) // 2], lat[int(len(lat) * 0.99)]))
+PY
+}
+
 # Elections won during the run, by cause, summed over the nodes (strata_elections_won_total).
 elections() {
   for i in 1 2 3; do
@@ -70,4 +85,14 @@ done
 run replay consume --records 200000 --record-size 1024 --partitions 16 --topic bench-p16-k16
 run e2e e2e --records 50000 --record-size 1024 --partitions 16 --producers 4 --rate 5000 \
   --linger-ms 1 --acks all
+# Issue 13's workloads, each after a probe of the disk's fdatasync latency.
+fsync_probe
+run p1-k4-w32 produce --records 100000 --record-size 1024 --producers 4 --in-flight 32 \
+  --linger-ms 0 --partitions 1 --acks all --topic bench-p1-w32
+fsync_probe
+run p16-k256-w1 produce --records 100000 --record-size 1024 --producers 256 --in-flight 1 \
+  --linger-ms 0 --partitions 16 --acks all --topic bench-p16-w1
+fsync_probe
+run e2e-p1 e2e --records 25000 --record-size 1024 --partitions 1 --producers 4 --rate 5000 \
+  --linger-ms 0 --acks all
 elections

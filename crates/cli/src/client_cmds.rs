@@ -175,6 +175,11 @@ pub struct BenchArgs {
     /// Producer linger in milliseconds.
     #[arg(long, default_value_t = 1)]
     pub linger_ms: u64,
+    /// Records each producer task keeps sent and not yet acknowledged: it sends the next one
+    /// only when fewer are outstanding (a client that waits for its acknowledgements, as NATS
+    /// and Redis clients do). 0: no bound beyond the producer's buffer.
+    #[arg(long, default_value_t = 0)]
+    pub in_flight: usize,
     /// Records per second (e2e; 0 = as fast as possible).
     #[arg(long, default_value_t = 5000)]
     pub rate: u64,

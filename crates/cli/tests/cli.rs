@@ -400,11 +400,24 @@ async fn bench(b: &str) {
         report
     );
 
+    // A bounded window per producer, linger 0 (each producer waits for its acknowledgements).
+    let command = "bench produce --records 400 --record-size 10 --producers 2 --in-flight 4 \
+                   --linger-ms 0 -o json";
+    let report = strata(b, command).await.ok().json();
+    assert_eq!(report["in_flight"], 4, "{report}");
+    assert_eq!(report["linger_ms"], 0, "{report}");
+    check_rates(&report, 400);
+
     // Text, on a new topic.
     let run = strata(b, "bench produce --records 500 --record-size 10")
         .await
         .ok();
     assert!(run.stdout.contains("topic: bench-"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("linger / in flight: 1 ms / unbounded"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains(" records/s, "), "{}", run.stdout);
     assert!(
         run.stdout.contains("produce latency ms: p50 "),

@@ -239,6 +239,7 @@ async fn produce_load(
             .filter(|r| *r > 0)
             .map(|r| Duration::from_nanos((1_000_000_000u64.saturating_mul(tasks) / r).max(1)));
         let (topic, values) = (topic.to_string(), values.clone());
+        let in_flight = args.in_flight;
         set.spawn(async move {
             let mut load = Load::new()?;
             let mut acks = JoinSet::new();
@@ -261,6 +262,12 @@ async fn produce_load(
                 }
                 while let Some(done) = acks.try_join_next() {
                     tally(&mut load, started, done);
+                }
+                while in_flight > 0 && acks.len() >= in_flight {
+                    match acks.join_next().await {
+                        Some(done) => tally(&mut load, started, done),
+                        None => break,
+                    }
                 }
             }
             while let Some(done) = acks.join_next().await {
@@ -335,6 +342,8 @@ async fn bench_produce(
         partitions,
         producers: args.producers,
         acks: acks_name(args.acks),
+        linger_ms: Some(args.linger_ms),
+        in_flight: Some(args.in_flight),
         records: load.acknowledged,
         errors: load.errors,
         record_size: args.record_size,
@@ -418,6 +427,8 @@ async fn bench_consume(
         partitions,
         producers,
         acks: acks_name(args.acks),
+        linger_ms: None,
+        in_flight: None,
         records: consumed,
         errors: 0,
         record_size: args.record_size,
@@ -483,6 +494,8 @@ async fn bench_e2e(
         partitions,
         producers: args.producers,
         acks: acks_name(args.acks),
+        linger_ms: Some(args.linger_ms),
+        in_flight: Some(args.in_flight),
         records: load.acknowledged,
         errors,
         record_size: size,

@@ -46,6 +46,12 @@ pub(super) struct Report {
     /// Producer tasks (consume: those that filled the topic, 0 if it was full enough).
     pub(super) producers: usize,
     pub(super) acks: &'static str,
+    /// Producer linger (ms) and records each producer task kept unacknowledged at most (0: no
+    /// bound); produce and e2e.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) linger_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) in_flight: Option<usize>,
     /// Records acknowledged (produce, e2e) or consumed (consume).
     pub(super) records: u64,
     /// Records that failed.
@@ -88,6 +94,17 @@ impl Report {
                 ),
             ),
         ];
+        if let (Some(linger), Some(in_flight)) = (self.linger_ms, self.in_flight) {
+            let bound = if in_flight == 0 {
+                "unbounded".to_string()
+            } else {
+                in_flight.to_string()
+            };
+            rows.push((
+                "linger / in flight",
+                format!("{linger} ms / {bound} per producer"),
+            ));
+        }
         if let Some(rate) = self.target_rate {
             rows.push(("target rate", format!("{rate} records/s")));
         }
