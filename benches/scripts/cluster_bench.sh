@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs `strata bench` against a 3-node cluster of separate `strata node` processes on this
 # machine (release build, default Raft timing, data under target/bench-tmp on the real disk).
+# STRATA_BENCH_NODES=1 starts a single node instead (topics then get replication factor 1).
 #
 #   benches/scripts/cluster_bench.sh                 # the table of docs/benchmarks.md
 #   benches/scripts/cluster_bench.sh produce --records 20000 --producers 4 --partitions 4
@@ -9,6 +10,7 @@
 # Results (JSON, one file per run) go to target/bench-results/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+NODES=${STRATA_BENCH_NODES:-3}
 cargo build --release -q -p strata-cli
 BIN=$PWD/target/release/strata
 ROOT=$PWD/target/bench-tmp/cluster-$$
@@ -19,20 +21,21 @@ declare -a PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  for i in 1 2 3; do cp "$ROOT/n$i.log" "$OUT/node-$i.log" 2>/dev/null || true; done
+  for i in $(seq 1 "$NODES"); do cp "$ROOT/n$i.log" "$OUT/node-$i.log" 2>/dev/null || true; done
   rm -rf "$ROOT"
 }
 trap cleanup EXIT
 declare -a CP PP HP
-for i in 1 2 3; do CP[$i]=$(free_port); PP[$i]=$(free_port); HP[$i]=$(free_port); done
-INITIAL="1@127.0.0.1:${PP[1]},2@127.0.0.1:${PP[2]},3@127.0.0.1:${PP[3]}"
-for i in 1 2 3; do
+for i in $(seq 1 "$NODES"); do CP[$i]=$(free_port); PP[$i]=$(free_port); HP[$i]=$(free_port); done
+INITIAL=$(for i in $(seq 1 "$NODES"); do printf '%s@127.0.0.1:%s\n' "$i" "${PP[$i]}"; done | paste -sd, -)
+for i in $(seq 1 "$NODES"); do
   RUST_LOG=warn,strata_node=info,openraft::engine=info "$BIN" node --node-id "$i" --data-dir "$ROOT/n$i" \
     --client-addr "127.0.0.1:${CP[$i]}" --peer-addr "127.0.0.1:${PP[$i]}" \
     --http-addr "127.0.0.1:${HP[$i]}" --initial-cluster "$INITIAL" >"$ROOT/n$i.log" 2>&1 &
   PIDS+=($!)
 done
-export STRATA_BROKERS="127.0.0.1:${CP[1]},127.0.0.1:${CP[2]},127.0.0.1:${CP[3]}"
+STRATA_BROKERS=$(for i in $(seq 1 "$NODES"); do printf '127.0.0.1:%s\n' "${CP[$i]}"; done | paste -sd, -)
+export STRATA_BROKERS
 healthy=0
 for _ in $(seq 1 300); do
   if "$BIN" cluster status >/dev/null 2>&1; then healthy=1; break; fi
@@ -64,7 +67,7 @@ PY
 
 # Elections won during the run, by cause, summed over the nodes (strata_elections_won_total).
 elections() {
-  for i in 1 2 3; do
+  for i in $(seq 1 "$NODES"); do
     python3 -c 'import sys,urllib.request; print(urllib.request.urlopen("http://127.0.0.1:"+sys.argv[1]+"/metrics").read().decode())' "${HP[$i]}"
   done | awk '/^strata_elections_won_total/ { match($0, /cause="[a-z_]*"/); c = substr($0, RSTART+7, RLENGTH-8); n[c] += $NF }
               END { printf "elections won during the run:"; for (c in n) printf " %s=%d", c, n[c]; print "" }' \

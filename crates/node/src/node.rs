@@ -95,6 +95,9 @@ impl Node {
     /// restart), opens the controller and its replicas, registers with the controller and
     /// serves. Returns once the node is registered.
     pub async fn start(config: NodeConfig, world: World) -> Result<Node, NodeError> {
+        // The metrics recorder first: what the start itself counts (the controller's first
+        // election) would otherwise be lost.
+        let _ = crate::observe::prometheus();
         let data = config.data_dir.clone();
         std::fs::create_dir_all(data.join("partitions"))
             .map_err(io(format!("create {}", data.display())))?;
@@ -372,7 +375,6 @@ impl Node {
                 }
             }));
         }
-        let _ = crate::observe::prometheus();
         tracing::info!(node = identity.node_id, "node ready");
         Ok(Node {
             shared,
