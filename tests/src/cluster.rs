@@ -213,10 +213,7 @@ impl Cluster {
                     {
                         let m = rx.borrow_watched();
                         if m.state == openraft::ServerState::Leader {
-                            leaders
-                                .by_term
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
+                            strata_record::sync::lock(&leaders.by_term)
                                 .entry(m.current_term)
                                 .or_default()
                                 .insert(m.id);

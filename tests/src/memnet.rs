@@ -62,26 +62,17 @@ impl Router {
 
     /// Registers the peer handle of `node` for `group` (`Partition::peer_handle`).
     pub fn register(&self, group: u64, node: NodeId, raft: Arc<dyn GroupHandle>) {
-        self.rafts
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((group, node), raft);
+        strata_record::sync::write(&self.rafts).insert((group, node), raft);
     }
 
     /// Forgets `node`'s handle for `group` (the node is down).
     pub fn unregister(&self, group: u64, node: NodeId) {
-        self.rafts
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&(group, node));
+        strata_record::sync::write(&self.rafts).remove(&(group, node));
     }
 
     /// Sets the rule of the link `from -> to`.
     pub fn set_rule(&self, from: NodeId, to: NodeId, rule: LinkRule) {
-        self.rules
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((from, to), rule);
+        strata_record::sync::lock(&self.rules).insert((from, to), rule);
     }
 
     /// Cuts (or heals) every link to and from `node`.
@@ -101,10 +92,7 @@ impl Router {
             let s = strata_record::sync::lock(&self.isolated);
             s.contains(&from) || s.contains(&to)
         };
-        let cut = self
-            .rules
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let cut = strata_record::sync::lock(&self.rules)
             .get(&(from, to))
             .is_some_and(|r| r.cut);
         !isolated && !cut
@@ -137,10 +125,7 @@ impl Router {
         if isolated {
             return Err(unreachable("node isolated"));
         }
-        let rule = self
-            .rules
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let rule = strata_record::sync::lock(&self.rules)
             .get(&(from, to))
             .copied()
             .unwrap_or_default();
@@ -164,9 +149,7 @@ impl Router {
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
-        self.rafts
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+        strata_record::sync::read(&self.rafts)
             .get(&(group, to))
             .cloned()
             .ok_or_else(|| unreachable("node down"))

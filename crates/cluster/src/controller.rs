@@ -239,10 +239,7 @@ impl Controller {
 
     /// Adds peers to try when the leader is unknown.
     pub fn add_seeds(&self, seeds: impl IntoIterator<Item = (u64, String)>) {
-        self.seeds
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(seeds);
+        strata_record::sync::lock(&self.seeds).extend(seeds);
     }
 
     /// Proposes `cmd` on this node, which must lead group 0. Returns the entry's index and
@@ -337,10 +334,7 @@ impl Controller {
         {
             return self.forward(id, &addr, &bytes, false).await;
         }
-        let seeds: Vec<(u64, String)> = self
-            .seeds
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let seeds: Vec<(u64, String)> = strata_record::sync::lock(&self.seeds)
             .iter()
             .filter(|(id, _)| **id != me)
             .map(|(id, a)| (*id, a.clone()))

@@ -111,18 +111,14 @@ impl Replicas {
 
     /// The replica of group `group_id`, if hosted.
     pub fn get(&self, group_id: u64) -> Option<Arc<Hosted>> {
-        self.hosted
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+        strata_record::sync::read(&self.hosted)
             .get(&group_id)
             .cloned()
     }
 
     /// Every hosted replica.
     pub fn all(&self) -> Vec<Arc<Hosted>> {
-        self.hosted
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+        strata_record::sync::read(&self.hosted)
             .values()
             .cloned()
             .collect()
@@ -251,10 +247,7 @@ impl Replicas {
                 });
             }
         }
-        self.hosted
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(group, hosted);
+        strata_record::sync::write(&self.hosted).insert(group, hosted);
         tracing::info!(
             topic = d.topic,
             partition = d.partition,
@@ -267,12 +260,7 @@ impl Replicas {
     /// Closes a hosted replica (handing leadership away first if it leads), and removes its
     /// directory when `remove`.
     pub async fn close(&self, group_id: u64, remove: bool) {
-        let Some(h) = self
-            .hosted
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&group_id)
-        else {
+        let Some(h) = strata_record::sync::write(&self.hosted).remove(&group_id) else {
             return;
         };
         self.env.registry.remove(group_id);
@@ -385,10 +373,7 @@ impl Replicas {
                         Ok(false) => {}
                         Err(e) => tracing::warn!(%topic, partition, error = %e, "replica move"),
                     }
-                    this.moving
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&group);
+                    strata_record::sync::lock(&this.moving).remove(&group);
                 });
             }
         }
@@ -464,10 +449,7 @@ impl Replicas {
     /// close), for the in-process harness's node crashes.
     pub async fn crash_all(&self) {
         use futures_util::StreamExt;
-        let hosted: Vec<Arc<Hosted>> = self
-            .hosted
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
+        let hosted: Vec<Arc<Hosted>> = strata_record::sync::write(&self.hosted)
             .drain()
             .map(|(_, h)| h)
             .collect();

@@ -104,24 +104,16 @@ impl Liveness {
 
     /// Registers (or replaces) the local replica of `group`.
     pub fn register(&self, group: u64, partition: &Arc<Partition>) {
-        self.groups
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(group, Arc::downgrade(partition));
+        strata_record::sync::write(&self.groups).insert(group, Arc::downgrade(partition));
     }
 
     /// Forgets the local replica of `group`.
     pub fn unregister(&self, group: u64) {
-        self.groups
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&group);
+        strata_record::sync::write(&self.groups).remove(&group);
     }
 
     fn local(&self) -> Vec<(u64, Arc<Partition>)> {
-        self.groups
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+        strata_record::sync::read(&self.groups)
             .iter()
             .filter_map(|(g, p)| p.upgrade().map(|p| (*g, p)))
             .collect()
@@ -129,19 +121,14 @@ impl Liveness {
 
     /// How long ago node `node`'s last liveness message arrived, if any did.
     pub fn heard_from(&self, node: NodeId) -> Option<Duration> {
-        self.last_heard
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        strata_record::sync::lock(&self.last_heard)
             .get(&node)
             .map(|t| t.elapsed())
     }
 
     /// Handles a peer's message (see the module docs).
     pub fn on_message(&self, msg: &LivenessMessage) {
-        self.last_heard
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(msg.from, Instant::now());
+        strata_record::sync::lock(&self.last_heard).insert(msg.from, Instant::now());
         let listed: HashSet<(u64, u64)> = msg.sleeping.iter().copied().collect();
         let sleeping_groups: HashMap<u64, u64> = msg.sleeping.iter().copied().collect();
         for (group, p) in self.local() {
@@ -168,11 +155,7 @@ impl Liveness {
         let silence = Duration::from_millis(self.config.silence_ms);
         let mut sleeping = Vec::new();
         let mut peers = BTreeMap::new();
-        let heard = self
-            .last_heard
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let heard = strata_record::sync::lock(&self.last_heard).clone();
         for (group, p) in self.local() {
             if let Some(term) = p.hibernate_if_idle(idle) {
                 sleeping.push((group, term));

@@ -377,11 +377,7 @@ impl StateMachine {
                     hook: self.hook.as_ref().map(|h| h.snapshot()).unwrap_or_default(),
                 },
             };
-            let mut c = self
-                .state
-                .checkpoints
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut c = strata_record::sync::lock(&self.state.checkpoints);
             c.push_back(cp);
             while c.len() > CHECKPOINTS_MAX {
                 c.pop_front();
@@ -477,11 +473,7 @@ impl StateMachine {
     /// dropped.
     fn adopt_snapshot(&self, snap: Snapshot) {
         let upto = snap.meta.last_log_id.map_or(0, |l| l.index);
-        self.state
-            .checkpoints
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|c| c.upto.index > upto);
+        strata_record::sync::lock(&self.state.checkpoints).retain(|c| c.upto.index > upto);
         *lock_snapshot(&self.state.retained) = Some(snap);
     }
 

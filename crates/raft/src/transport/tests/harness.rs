@@ -48,10 +48,7 @@ impl FakeGroup {
     }
 
     fn record(&self, seen: Seen) {
-        self.seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(seen);
+        strata_record::sync::lock(&self.seen).push(seen);
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -69,11 +66,7 @@ impl GroupHandle for FakeGroup {
                 let _ = stalled.clone().wait_for(|s| !*s).await;
             }
             self.record(Seen::Append(rpc));
-            let next = self
-                .answers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop_front();
+            let next = strata_record::sync::lock(&self.answers).pop_front();
             Ok(next.unwrap_or(AppendEntriesResponse::Success))
         })
     }
