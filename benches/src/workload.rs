@@ -52,6 +52,7 @@ pub fn next_entry<'a>(log: &Log, payload: &'a [u8]) -> NewEntry<'a> {
         index: log.next_index(),
         kind: EntryKind::Data,
         payload,
+        stamped: false,
     }
 }
 

@@ -5,11 +5,13 @@
 //! - [`schedule`]: randomized fault schedules from a seed, played against a [`cluster`].
 //! - [`nodes`]: an in-process cluster of whole nodes (controller, broker, gRPC) built on
 //!   `strata_node::World`, with simulated disks and link faults.
+//! - [`workload`]: client-side workloads and checks for the node-level tests.
 
 pub mod cluster;
 pub mod memnet;
 pub mod nodes;
 pub mod schedule;
+pub mod workload;
 
 use bytes::Bytes;
 use strata_record::{BatchBuilder, NewRecord};

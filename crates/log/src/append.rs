@@ -118,6 +118,14 @@ impl Log {
                 if h.total_len() != e.payload.len() {
                     return Err(invalid("payload holds more than one batch".into()));
                 }
+                // Log matching: the leader's log holds the same entries before this one and
+                // counts offsets the same way, so its stamp must be ours.
+                if e.stamped && h.base_offset != offset {
+                    return Err(invalid(format!(
+                        "the leader stamped base offset {} where this replica's log is at offset {offset}",
+                        h.base_offset
+                    )));
+                }
                 let mut prefix = [0u8; STAMPED_LEN];
                 prefix.copy_from_slice(&e.payload[..STAMPED_LEN]);
                 (h.record_count as u32, h.max_timestamp, prefix)

@@ -60,6 +60,10 @@ pub struct NewEntry<'a> {
     /// For `Data`, one whole record batch (its base offset and leader epoch are overwritten in
     /// the copy written to disk); otherwise opaque bytes.
     pub payload: &'a [u8],
+    /// For `Data`: the batch's base offset was stamped by the leader that replicated it, and
+    /// must be the offset this log gives it (the append refuses the call otherwise, before
+    /// writing anything). `false` for a batch not stamped yet (proposed on this replica).
+    pub stamped: bool,
 }
 
 /// Where an appended entry landed.

@@ -195,7 +195,7 @@ impl PartitionState {
                 }
                 self.advance(data.next_offset);
                 self.retained_upto.send_replace(snap.meta.last_log_id);
-                *lock_snapshot(&self.retained) = Some(snap);
+                *lock(&self.retained) = Some(snap);
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
@@ -249,7 +249,7 @@ impl PartitionState {
     /// The next record offset of the current snapshot, if its last log id is `last`: the log
     /// store resets to it when openraft purges past the log end after installing it.
     pub fn snapshot_next_offset(&self, last: &LogId) -> Option<i64> {
-        let s = lock_snapshot(&self.retained);
+        let s = lock(&self.retained);
         let snap = s.as_ref()?;
         if snap.meta.last_log_id.as_ref() != Some(last) {
             return None;
@@ -263,7 +263,7 @@ impl PartitionState {
     }
 }
 
-use strata_record::sync::lock as lock_snapshot;
+use strata_record::sync::lock;
 
 const SNAPSHOT_FILE_MAGIC: &[u8; 4] = b"SSNP";
 
@@ -474,7 +474,7 @@ impl StateMachine {
     fn adopt_snapshot(&self, snap: Snapshot) {
         let upto = snap.meta.last_log_id.map_or(0, |l| l.index);
         strata_record::sync::lock(&self.state.checkpoints).retain(|c| c.upto.index > upto);
-        *lock_snapshot(&self.state.retained) = Some(snap);
+        *lock(&self.state.retained) = Some(snap);
     }
 
     /// Applies a retention entry whose snapshot is already persisted: it becomes current and
@@ -519,7 +519,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let state = &self.machine.state;
         // After retention the snapshot is the retention point's: it is what lets openraft purge
         // exactly the retained entries and what a lagging replica installs.
-        if let Some(r) = lock_snapshot(&state.retained).clone() {
+        if let Some(r) = lock(&state.retained).clone() {
             return Ok(r);
         }
         let (meta, data) = {
@@ -544,7 +544,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             meta,
             snapshot: data,
         };
-        *lock_snapshot(&state.built) = Some(snap.clone());
+        *lock(&state.built) = Some(snap.clone());
         Ok(snap)
     }
 }
@@ -608,7 +608,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
-        let retained = lock_snapshot(&self.state.retained).clone();
-        Ok(retained.or_else(|| lock_snapshot(&self.state.built).clone()))
+        let retained = lock(&self.state.retained).clone();
+        Ok(retained.or_else(|| lock(&self.state.built).clone()))
     }
 }

@@ -2,10 +2,9 @@
 //! Raft log: record bytes are written once per replica.
 //!
 //! Contract, per openraft's `RaftLogStorage`:
-//! - `append` first checks that every batch its leader stamped starts at the offset this log
-//!   will give it (refusing all of them otherwise: see `check_leader_stamps`), then
-//!   writes the entries (they are readable when it returns) and hands openraft's
-//!   callback to the flusher; the callback fires once they are fsynced (group commit), or with
+//! - `append` writes the entries (they are readable when it returns; the log refuses all of
+//!   them, before writing, if a batch a leader stamped does not start at the offset this log
+//!   gives it) and hands openraft's callback to the flusher; the callback fires once they are fsynced (group commit), or with
 //!   an error if the sync failed (the log then refuses everything until reopened).
 //! - `save_vote` first waits until every earlier append is durable, then replaces the vote file
 //!   atomically: write IO is serialized as openraft requires.
@@ -39,6 +38,8 @@ struct Inner {
     vote: Mutex<Option<Vote>>,
     /// Bytes cap of one `limited_get_log_entries` call (one append request to a follower).
     append_bytes_max: usize,
+    /// `strata_append_to_durable_seconds`, looked up once (not per append).
+    append_to_durable: metrics::Histogram,
 }
 
 /// The Raft log storage of one partition; cheap to clone (shared state).
@@ -85,6 +86,7 @@ impl LogStore {
                 reader,
                 vote: Mutex::new(vote),
                 append_bytes_max,
+                append_to_durable: metrics::histogram!("strata_append_to_durable_seconds"),
             }),
         })
     }
@@ -131,44 +133,6 @@ impl LogStore {
             .map_err(io::Error::other)?
             .map_err(io_err)
     }
-}
-
-/// Checks, where a replica takes a leader's entries in, that every batch the leader stamped
-/// starts at the offset this replica's log will stamp in its own copy (`next_offset`, then on
-/// by each batch's record count). Both logs hold the same entries before these (Raft's log
-/// matching) and count offsets the same way, so a difference is a bug or damage, in either
-/// replica's offsets: this replica refuses the entries, before anything is written (its Raft
-/// group stops on the error and is reopened; the leader's entries are refused again until the
-/// offsets agree), rather than serve records at offsets the leader gave to other records.
-/// Batches proposed on this replica (not stamped yet) only count.
-fn check_leader_stamps(entries: &[Entry], next_offset: i64) -> Result<(), LogError> {
-    let mut offset = next_offset;
-    for e in entries {
-        let Payload::Normal(Command::Batch(b)) = &e.payload else {
-            continue;
-        };
-        // A malformed batch is the log's to refuse (it checks every batch it writes).
-        let Ok(h) = strata_record::BatchHeader::parse(&b.bytes) else {
-            return Ok(());
-        };
-        if b.is_stamped() && h.base_offset != offset {
-            tracing::error!(
-                index = log_index(e.log_id.index),
-                stamped = h.base_offset,
-                expected = offset,
-                "a leader's batch is stamped at another offset than this replica's log gives it"
-            );
-            return Err(LogError::InvalidEntry {
-                index: log_index(e.log_id.index),
-                reason: format!(
-                    "the leader stamped base offset {} where this replica's log is at offset {offset}",
-                    h.base_offset
-                ),
-            });
-        }
-        offset += i64::from(h.record_count);
-    }
-    Ok(())
 }
 
 fn bounds_to_log_range(range: &impl RangeBounds<u64>) -> (u64, u64) {
@@ -283,28 +247,32 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let started = std::time::Instant::now();
+        let histogram = self.inner.append_to_durable.clone();
         self.with_log(move |log| {
-            // Checked before anything is written: a refused append changes nothing.
-            check_leader_stamps(&entries, log.next_offset())?;
-            let encoded: Vec<(u64, u64, strata_log::EntryKind, bytes::Bytes)> = entries
+            let encoded: Vec<(u64, u64, strata_log::EntryKind, bytes::Bytes, bool)> = entries
                 .iter()
                 .map(|e| {
                     let (kind, payload) = codec::encode_payload(&e.payload);
+                    // A leader's stamp is checked by the log against its own (follower side).
+                    let stamped =
+                        matches!(&e.payload, Payload::Normal(Command::Batch(b)) if b.is_stamped());
                     (
                         e.log_id.committed_leader_id().term,
                         log_index(e.log_id.index),
                         kind,
                         payload,
+                        stamped,
                     )
                 })
                 .collect();
             let new: Vec<NewEntry<'_>> = encoded
                 .iter()
-                .map(|(term, index, kind, payload)| NewEntry {
+                .map(|(term, index, kind, payload, stamped)| NewEntry {
                     term: *term,
                     index: *index,
                     kind: *kind,
                     payload,
+                    stamped: *stamped,
                 })
                 .collect();
             let appended = log.append(&new)?;
@@ -318,8 +286,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             log.flush(move |r| {
                 if r.is_ok() {
-                    metrics::histogram!("strata_append_to_durable_seconds")
-                        .record(started.elapsed().as_secs_f64());
+                    histogram.record(started.elapsed().as_secs_f64());
                 }
                 callback.io_completed(r.map_err(io_err));
             });

@@ -29,6 +29,7 @@ fn main() -> anyhow::Result<()> {
                 index: start + i as u64,
                 kind: EntryKind::Data,
                 payload: b,
+                stamped: false,
             })
             .collect();
         log.append(&entries)?;

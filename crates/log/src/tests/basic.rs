@@ -152,6 +152,7 @@ fn non_data_entries_take_no_offsets() {
                 index: 1,
                 kind: EntryKind::Blank,
                 payload: b"",
+                stamped: false,
             },
             data(1, 2, &b),
             NewEntry {
@@ -159,6 +160,7 @@ fn non_data_entries_take_no_offsets() {
                 index: 3,
                 kind: EntryKind::Membership,
                 payload: b"members",
+                stamped: false,
             },
             data(1, 4, &b),
         ])

@@ -82,5 +82,6 @@ pub(crate) fn data<'a>(term: u64, index: u64, payload: &'a [u8]) -> NewEntry<'a>
         index,
         kind: EntryKind::Data,
         payload,
+        stamped: false,
     }
 }

@@ -116,6 +116,7 @@ fn append(log: &mut Log, m: &mut Model, spec: &[(bool, u8, u16)]) {
             index: m.next_index + i as u64,
             kind: *kind,
             payload: p,
+            stamped: false,
         })
         .collect();
     let out = log.append(&entries).unwrap();

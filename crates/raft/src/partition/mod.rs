@@ -77,6 +77,8 @@ pub struct Partition {
     elections: tokio::task::JoinHandle<()>,
     /// What explains this replica's next election.
     causes: Arc<ElectionCauses>,
+    /// `strata_propose_to_applied_seconds`, looked up once (not per write).
+    propose_to_applied: metrics::Histogram,
     store: LogStore,
     state: Arc<PartitionState>,
     reader: LogReader,
@@ -231,6 +233,7 @@ impl Partition {
             retention,
             elections,
             causes,
+            propose_to_applied: metrics::histogram!("strata_propose_to_applied_seconds"),
             raft,
             store,
             state,

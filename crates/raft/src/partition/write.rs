@@ -152,7 +152,7 @@ impl Partition {
                     biased;
                     r = complete_rx => {
                         if matches!(r, Ok(Ok(_))) {
-                            metrics::histogram!("strata_propose_to_applied_seconds")
+                            self.propose_to_applied
                                 .record(proposed.elapsed().as_secs_f64());
                         }
                         return (self.write_outcome(r.ok(), &appended), false);
