@@ -140,6 +140,20 @@ async fn delete_and_recreate_while_a_replica_is_down() {
         .await
         .expect("recreate");
     assert_ne!(new.topic_id, old.topic_id);
+    // Every running node's broker (called directly, not over gRPC) comes to know the new
+    // topic, and only it, under the name.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for id in [1, 2] {
+        while c.broker(id).describe_topic("t").ok().map(|t| t.topic_id)
+            != Some(new.topic_id.clone())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "node {id} never saw the new topic"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
     let acked = produce(&c.brokers(), "t", &values("new", 1)).await;
 
     c.restart(3).await;

@@ -70,11 +70,6 @@ impl NodeCluster {
     /// voters, at most three: the others join as brokers), `default_replication_factor`
     /// min(3, n), and waits until the cluster is healthy.
     pub async fn start(n: u64, seed: u64) -> NodeCluster {
-        NodeCluster::start_with(n, seed, |_| {}).await
-    }
-
-    /// As [`NodeCluster::start`], with `tune` applied to every node's config.
-    pub async fn start_with(n: u64, seed: u64, tune: impl Fn(&mut NodeConfig)) -> NodeCluster {
         let root = tempfile::tempdir().expect("tempdir");
         let mut bound = Vec::new();
         for _ in 0..n {
@@ -96,7 +91,6 @@ impl NodeCluster {
             let mut config = fast_config(id, c.root.path().join(format!("n{id}")));
             config.initial_cluster = Some(initial.join(","));
             config.default_replication_factor = n.min(3) as u32;
-            tune(&mut config);
             let disk = Arc::new(
                 SimDisk::new(c.root.path().join(format!("trash-{id}"))).expect("sim disk"),
             );
@@ -162,11 +156,6 @@ impl NodeCluster {
     /// Node `id`'s data directory.
     pub fn data_dir(&self, id: u64) -> PathBuf {
         self.nodes[&id].config.data_dir.clone()
-    }
-
-    /// The running node `id`.
-    pub fn node(&self, id: u64) -> &Node {
-        self.running(id)
     }
 
     /// Node `id`'s broker (direct calls, no gRPC).
