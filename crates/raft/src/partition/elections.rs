@@ -15,23 +15,37 @@ use super::Raft;
 use crate::types::NodeId;
 use openraft::ServerState;
 use openraft::type_config::async_runtime::WatchReceiver;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// What this node was asked to do that explains its next election.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ElectionCauses {
-    transfer: AtomicBool,
+    /// When a leader last handed its leadership here.
+    transfer: Mutex<Option<Instant>>,
+    /// How long a transfer explains an election: one that follows later (the transfer failed
+    /// or was refused) has another cause.
+    window: Duration,
 }
 
 impl ElectionCauses {
+    /// Causes of one replica; a transfer explains an election won within `window` of it.
+    pub fn new(window: Duration) -> ElectionCauses {
+        ElectionCauses {
+            transfer: Mutex::new(None),
+            window,
+        }
+    }
+
     /// A leader handed its leadership to this replica.
     pub fn transfer_received(&self) {
-        self.transfer.store(true, Ordering::Relaxed);
+        *strata_record::sync::lock(&self.transfer) = Some(Instant::now());
     }
 
     fn take(&self, seen_a_leader: bool) -> &'static str {
-        // A transfer explains one election at most.
-        if self.transfer.swap(false, Ordering::Relaxed) {
+        // A transfer explains one election at most, and only soon after it.
+        let transfer = strata_record::sync::lock(&self.transfer).take();
+        if transfer.is_some_and(|t| t.elapsed() <= self.window) {
             "transfer"
         } else if !seen_a_leader {
             "startup"
@@ -88,11 +102,16 @@ mod tests {
 
     #[test]
     fn a_cause_explains_one_election() {
-        let c = ElectionCauses::default();
+        let c = ElectionCauses::new(Duration::from_secs(60));
         assert_eq!(c.take(false), "startup");
         assert_eq!(c.take(true), "leader_lost");
         c.transfer_received();
         assert_eq!(c.take(true), "transfer");
         assert_eq!(c.take(true), "leader_lost");
+        // A transfer long past (it failed) explains nothing.
+        let stale = ElectionCauses::new(Duration::ZERO);
+        stale.transfer_received();
+        std::thread::sleep(Duration::from_millis(1));
+        assert_eq!(stale.take(true), "leader_lost");
     }
 }

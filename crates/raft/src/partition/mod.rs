@@ -178,7 +178,10 @@ impl Partition {
         let sm = StateMachine::new(state.clone(), hook);
         let raft = Raft::new(config.node_id, raft_config, network, store.clone(), sm).await?;
         let retention = tokio::spawn(retention_task(raft.clone(), state.watch_retained()));
-        let causes = Arc::new(ElectionCauses::default());
+        // A transfer is followed by the election at once; allow two election timeouts.
+        let causes = Arc::new(ElectionCauses::new(Duration::from_millis(
+            2 * config.timing.election_timeout_max_ms,
+        )));
         let elections = tokio::spawn(elections::count(
             raft.clone(),
             config.node_id,
