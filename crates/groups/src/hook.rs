@@ -1,0 +1,142 @@
+//! [`GroupsHook`]: the [`StateHook`] that keeps a `__consumer_offsets` partition's
+//! [`GroupsState`] on every replica.
+//!
+//! Commands are JSON control entries. The hook applies each committed entry once (entries
+//! replayed after a reopen are skipped by index), keeps the outcome of recent ones by index
+//! for the proposer to collect, and snapshots the whole state, so retention can drop the
+//! partition's old segments: the state a replica rebuilds is the snapshot plus what follows.
+
+use crate::error::GroupError;
+use crate::state::{Command, GroupsState};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Mutex;
+use strata_raft::state_machine::StateHook;
+use strata_raft::types::LogId;
+use tokio::sync::watch;
+
+/// Outcomes kept for proposers to collect (a proposer reads its own right after apply).
+const OUTCOMES_KEPT: usize = 4096;
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Index of the last entry applied.
+    applied: u64,
+    state: GroupsState,
+    outcomes: VecDeque<(u64, Result<(), GroupError>)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    applied: u64,
+    state: GroupsState,
+}
+
+/// The groups of one `__consumer_offsets` partition, as this replica applied them.
+#[derive(Debug)]
+pub struct GroupsHook {
+    inner: Mutex<Inner>,
+    /// Bumped on every applied change (coordinators and describe calls watch it).
+    changes: watch::Sender<u64>,
+}
+
+impl Default for GroupsHook {
+    fn default() -> GroupsHook {
+        GroupsHook {
+            inner: Mutex::default(),
+            changes: watch::Sender::new(0),
+        }
+    }
+}
+
+impl GroupsHook {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        strata_record::sync::lock(&self.inner)
+    }
+
+    /// Reads the state as applied so far.
+    pub fn read<T>(&self, f: impl FnOnce(&GroupsState) -> T) -> T {
+        f(&self.lock().state)
+    }
+
+    /// The outcome of applying the entry at `index`, once (`None` if not applied here or
+    /// already collected).
+    pub fn take_outcome(&self, index: u64) -> Option<Result<(), GroupError>> {
+        let mut s = self.lock();
+        let pos = s.outcomes.iter().position(|(i, _)| *i == index)?;
+        s.outcomes.remove(pos).map(|(_, o)| o)
+    }
+
+    /// A receiver that sees every applied change.
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// The index of the last entry applied.
+    pub fn applied(&self) -> u64 {
+        self.lock().applied
+    }
+}
+
+impl StateHook for GroupsHook {
+    fn apply_batch(&self, log_id: &LogId, _base_offset: i64, _batch: &[u8]) {
+        // The broker refuses produce requests to internal topics; a batch here is skipped.
+        tracing::warn!(%log_id, "__consumer_offsets holds a record batch; ignored");
+    }
+
+    fn apply_control(&self, log_id: &LogId, payload: &[u8]) {
+        let mut s = self.lock();
+        if log_id.index <= s.applied {
+            return;
+        }
+        s.applied = log_id.index;
+        let outcome = match serde_json::from_slice::<Command>(payload) {
+            Ok(cmd) => {
+                let r = s.state.apply(&cmd);
+                if let Err(e @ GroupError::Invariant(_)) = &r {
+                    tracing::error!(%log_id, error = %e, "group command refused");
+                }
+                r
+            }
+            Err(e) => {
+                tracing::error!(%log_id, error = %e, "undecodable group command; skipped");
+                Err(GroupError::InvalidRequest(format!(
+                    "undecodable group command: {e}"
+                )))
+            }
+        };
+        s.outcomes.push_back((log_id.index, outcome));
+        while s.outcomes.len() > OUTCOMES_KEPT {
+            s.outcomes.pop_front();
+        }
+        drop(s);
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        let s = self.lock();
+        let snap = Snapshot {
+            applied: s.applied,
+            state: s.state.clone(),
+        };
+        serde_json::to_vec(&snap).unwrap_or_default()
+    }
+
+    fn restore(&self, state: &[u8]) -> io::Result<()> {
+        let mut s = self.lock();
+        s.outcomes.clear();
+        if state.is_empty() {
+            s.applied = 0;
+            s.state = GroupsState::default();
+        } else {
+            let snap: Snapshot = serde_json::from_slice(state)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            s.applied = snap.applied;
+            s.state = snap.state;
+        }
+        drop(s);
+        self.changes.send_modify(|n| *n += 1);
+        Ok(())
+    }
+}
