@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "strata/internal/v1/node.proto",
     "strata/v1/strata.proto",
     "strata/v1/admin.proto",
+    "strata/v1/groups.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

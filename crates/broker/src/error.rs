@@ -136,6 +136,9 @@ pub enum BrokerError {
     /// The controller applied the change and refused it.
     #[error(transparent)]
     Refused(Refusal),
+    /// A consumer-group request refused by the group's coordinator.
+    #[error(transparent)]
+    Group(strata_groups::GroupError),
     /// A bug or an impossible state, reported rather than hidden.
     #[error("internal error: {0}")]
     Internal(String),

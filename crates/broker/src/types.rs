@@ -180,3 +180,84 @@ pub struct Joined {
     /// The controller's members (id to peer address), to follow it.
     pub controller_voters: BTreeMap<u64, String>,
 }
+
+/// What a group heartbeat answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupAssignment {
+    /// The member's id.
+    pub member_id: String,
+    /// Its epoch (-1 after a leave).
+    pub member_epoch: i64,
+    /// When to heartbeat next.
+    pub heartbeat_interval_ms: u32,
+    /// What it may read now: topic name and partition (by topic id).
+    pub partitions: Vec<(String, strata_groups::TopicPartition)>,
+}
+
+/// A committed offset, with its topic's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedView {
+    /// The topic's name.
+    pub topic: String,
+    /// The topic's id.
+    pub topic_id: String,
+    /// The partition.
+    pub partition: u32,
+    /// The next offset to read.
+    pub offset: i64,
+    /// The committer's metadata.
+    pub metadata: String,
+    /// When the coordinator accepted it (ms since the Unix epoch).
+    pub commit_ms: u64,
+}
+
+/// A group member as `describe` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    /// Its id.
+    pub member_id: String,
+    /// The client's id.
+    pub client_id: String,
+    /// The client's address.
+    pub host: String,
+    /// Its epoch.
+    pub member_epoch: u64,
+    /// What it holds (topic name, partition).
+    pub owned: Vec<(String, strata_groups::TopicPartition)>,
+    /// What the assignor gives it.
+    pub target: Vec<(String, strata_groups::TopicPartition)>,
+    /// Its subscription's topics.
+    pub topics: Vec<String>,
+    /// Its subscription's pattern.
+    pub pattern: Option<String>,
+}
+
+/// A group as `describe` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupView {
+    /// The group.
+    pub name: String,
+    /// `stable`, `reconciling` or `empty`.
+    pub state: &'static str,
+    /// The group epoch.
+    pub epoch: u64,
+    /// The coordinator's node.
+    pub coordinator_id: u64,
+    /// Its members.
+    pub members: Vec<MemberView>,
+    /// Its committed offsets.
+    pub offsets: Vec<CommittedView>,
+}
+
+/// A group in a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSummary {
+    /// The group.
+    pub name: String,
+    /// `stable`, `reconciling` or `empty`.
+    pub state: &'static str,
+    /// How many members.
+    pub members: u32,
+    /// The coordinator's node.
+    pub coordinator_id: u64,
+}

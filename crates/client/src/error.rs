@@ -148,6 +148,17 @@ pub enum Error {
         /// The topic.
         topic: String,
     },
+    /// A consumer-group request refused by the group's coordinator: `reason` is the
+    /// ErrorInfo reason (`UNKNOWN_MEMBER`, `FENCED_MEMBER_EPOCH`, `NOT_OWNED`, `OFFSET_BEHIND`,
+    /// `INVALID_OFFSET`, `GROUP_NOT_EMPTY`, `UNKNOWN_GROUP`, `INVALID_GROUP`; see
+    /// `proto/strata/v1/groups.proto`), `message` the coordinator's explanation.
+    #[error("group request refused ({reason}): {message}")]
+    Group {
+        /// The reason.
+        reason: String,
+        /// The explanation, naming the member, partition or offsets involved.
+        message: String,
+    },
     /// The node cannot serve the request now (UNAVAILABLE without a more specific reason).
     /// Retriable.
     #[error("unavailable: {0}")]
@@ -211,6 +222,13 @@ impl Error {
                 | Error::Timeout(_)
                 | Error::Transport(_)
         )
+    }
+
+    /// Whether a group member must join again: the coordinator no longer knows it
+    /// (`UNKNOWN_MEMBER`: it left, or its session expired) or fenced its epoch.
+    pub fn is_fenced_member(&self) -> bool {
+        matches!(self, Error::Group { reason, .. }
+            if reason == "UNKNOWN_MEMBER" || reason == "FENCED_MEMBER_EPOCH")
     }
 
     /// Whether a write that failed with this error may nevertheless have been applied: the
@@ -347,6 +365,17 @@ fn from_error_info(
         },
         "TOPIC_EXISTS" => Error::TopicExists {
             topic: text(metadata, "topic"),
+        },
+        "UNKNOWN_MEMBER"
+        | "FENCED_MEMBER_EPOCH"
+        | "NOT_OWNED"
+        | "OFFSET_BEHIND"
+        | "INVALID_OFFSET"
+        | "GROUP_NOT_EMPTY"
+        | "UNKNOWN_GROUP"
+        | "INVALID_GROUP" => Error::Group {
+            reason: reason.to_string(),
+            message: message(),
         },
         _ => return None,
     })

@@ -9,6 +9,9 @@
 //! - [`consumer`]: [`Consumer`]: assigned partitions, starts by offset, time, earliest or
 //!   latest, long-polling fetches of raw batches decoded with `strata_record`.
 //! - [`admin`]: [`Admin`]: topics and cluster operations.
+//! - [`groups`]: [`Groups`]: committed offsets and group administration;
+//!   [`group_consumer`]: [`GroupConsumer`], a consumer whose partitions a consumer group
+//!   assigns (joins, heartbeats, commits, reports assignment changes).
 //! - [`partitioner`]: Kafka-compatible key hashing (murmur2).
 //! - [`error`]: [`Error`], parsed from the server's gRPC status and `ErrorInfo`.
 //! - [`config`], [`records`], [`model`]: settings with their defaults, record types, and the
@@ -51,6 +54,8 @@ pub mod client;
 pub mod config;
 pub mod consumer;
 pub mod error;
+pub mod group_consumer;
+pub mod groups;
 pub mod model;
 pub mod partitioner;
 pub mod producer;
@@ -61,6 +66,8 @@ pub use client::Client;
 pub use config::{Acks, ClientConfig, ConsumerConfig, ProducerConfig};
 pub use consumer::Consumer;
 pub use error::Error;
+pub use group_consumer::{GroupConsumer, GroupConsumerConfig, GroupEvent, Polled};
+pub use groups::{CommittedOffset, GroupDescription, GroupSummary, Groups, MemberDescription};
 pub use model::{
     ClusterMetadata, ClusterStatus, NodeDescription, PartitionDescription, TopicDescription,
 };

@@ -16,6 +16,7 @@ use strata_raft::error::PartitionError;
 use strata_raft::liveness::Liveness;
 use strata_raft::partition::{Partition, PartitionConfig, RaftTiming};
 use strata_raft::replica::{Replica, ReplicaStatus};
+use strata_raft::state_machine::StateHook;
 use strata_raft::transport::{GroupRegistry, PeerNetwork, Peers};
 
 /// How long a new group's other first replicas wait for its preferred leader before they
@@ -68,7 +69,13 @@ pub struct ReplicaEnv {
     pub disk: Arc<dyn Disk>,
     /// Raft timing.
     pub timing: RaftTiming,
+    /// The replicated-state hook of a replica being opened, by topic name and Raft group
+    /// (the group coordinators of `__consumer_offsets`); `None` for plain topics.
+    pub hooks: Option<HookFactory>,
 }
+
+/// Gives the replica of a topic's Raft group its [`StateHook`], if the topic has one.
+pub type HookFactory = Arc<dyn Fn(&str, u64) -> Option<Arc<dyn StateHook>> + Send + Sync>;
 
 /// The hosted replicas.
 pub struct Replicas {
@@ -195,11 +202,12 @@ impl Replicas {
         let peers = env.peers.clone();
         let registry = env.registry.clone();
         let liveness = env.liveness.clone();
+        let hook = env.hooks.as_ref().and_then(|f| f(d.topic, group));
         let replica = Replica::start(
             config,
             env.flusher.clone(),
             move || PeerNetwork::new(group, peers.clone()),
-            None,
+            hook,
             move |p: &Arc<Partition>| {
                 p.register_with(&registry, group);
                 liveness.register(group, p);

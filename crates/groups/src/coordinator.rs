@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use strata_raft::error::PartitionError;
 use strata_raft::partition::Partition;
+use strata_raft::state_machine::StateHook;
 use strata_record::sync::now_ms;
 
 /// The internal topic that holds group state.
@@ -378,6 +379,18 @@ impl Coordinators {
         let c = Arc::new(Coordinator::new(hook.clone(), self.heartbeat_interval_ms));
         strata_record::sync::lock(&self.by_group).insert(group_id, c);
         hook
+    }
+
+    /// What gives a replica being opened its hook: a new coordinator's for `__consumer_offsets`,
+    /// none for other topics.
+    #[allow(clippy::type_complexity)]
+    pub fn hook_factory(
+        self: &Arc<Self>,
+    ) -> Arc<dyn Fn(&str, u64) -> Option<Arc<dyn StateHook>> + Send + Sync> {
+        let me = self.clone();
+        Arc::new(move |topic: &str, group_id: u64| {
+            (topic == OFFSETS_TOPIC).then(|| me.open(group_id) as Arc<dyn StateHook>)
+        })
     }
 
     /// The coordinator of Raft group `group_id`, if its replica is hosted here.

@@ -81,6 +81,12 @@ pub struct NodeConfig {
     pub idle_group_sleep_ms: u64,
     /// Longest a graceful shutdown spends handing leadership away.
     pub shutdown_timeout_ms: u64,
+    /// Partitions of `__consumer_offsets`, the internal topic of consumer-group state, when
+    /// the first group request creates it (fixed afterwards: a group's partition is a hash of
+    /// its name modulo this count).
+    pub group_offsets_partitions: u32,
+    /// How often group members heartbeat, as coordinators tell them.
+    pub group_heartbeat_interval_ms: u32,
     /// Log filter (tracing-subscriber `EnvFilter` syntax; `RUST_LOG` wins when set).
     pub log: String,
 }
@@ -116,6 +122,8 @@ impl Default for NodeConfig {
             election_timeout_max_ms: 3_000,
             idle_group_sleep_ms: 3_000,
             shutdown_timeout_ms: 10_000,
+            group_offsets_partitions: strata_groups::coordinator::OFFSETS_PARTITIONS_DEFAULT,
+            group_heartbeat_interval_ms: strata_groups::plan::HEARTBEAT_INTERVAL_MS_DEFAULT,
             log: DEFAULT_LOG.into(),
         }
     }
@@ -152,6 +160,8 @@ const ENV_KEYS: &[&str] = &[
     "election_timeout_max_ms",
     "idle_group_sleep_ms",
     "shutdown_timeout_ms",
+    "group_offsets_partitions",
+    "group_heartbeat_interval_ms",
     "log",
 ];
 
@@ -359,6 +369,7 @@ impl NodeConfig {
             election_timeout_max_ms: self.election_timeout_max_ms,
             topic_defaults: self.topic_defaults(),
             admin_patience: std::time::Duration::from_secs(15),
+            group_offsets_partitions: self.group_offsets_partitions,
         }
     }
 

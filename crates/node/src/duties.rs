@@ -179,3 +179,25 @@ pub(crate) async fn periodic(shared: Arc<Shared>, mut stop: watch::Receiver<bool
         }
     }
 }
+
+/// How often group coordinators check sessions and rebalance timeouts.
+const GROUPS_TICK: Duration = Duration::from_millis(500);
+
+/// Expires group members whose session or rebalance timeout passed, on the coordinators this
+/// node leads, and publishes each group's lag (`strata_group_lag`) for the partitions whose
+/// replica is hosted here.
+pub(crate) async fn groups(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(GROUPS_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        for (group, topic, partition, lag) in shared.broker.groups_tick().await {
+            metrics::gauge!("strata_group_lag", "group" => group, "topic" => topic,
+                "partition" => partition.to_string())
+            .set(lag as f64);
+        }
+    }
+}

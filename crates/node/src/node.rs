@@ -5,7 +5,7 @@
 
 use crate::config::NodeConfig;
 use crate::controller::{CONTROLLER_GROUP, Controller};
-use crate::duties::{follow_meta, periodic, register};
+use crate::duties::{follow_meta, groups, periodic, register};
 use crate::error::io;
 use crate::grpc::control::{ControlService, GrpcControlLink};
 use crate::identity::{establish_identity, parse_cluster_id, random_incarnation, write_file};
@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use strata_broker::{Broker, BrokerParts};
+use strata_groups::Coordinators;
 use strata_log::Flusher;
 use strata_raft::liveness::{Liveness, LivenessConfig, LivenessSender};
 use strata_raft::partition::{Partition, PartitionConfig, RaftTiming};
@@ -266,6 +267,7 @@ impl Node {
             }
         }
 
+        let coordinators = Arc::new(Coordinators::new(config.group_heartbeat_interval_ms));
         let replicas = Replicas::new(ReplicaEnv {
             node_id: identity.node_id,
             dir: data.join("partitions"),
@@ -275,6 +277,7 @@ impl Node {
             flusher: flusher.handle(),
             disk: world.disk.clone(),
             timing,
+            hooks: Some(coordinators.hook_factory()),
         });
         let broker = Arc::new(Broker::new(
             BrokerParts {
@@ -284,6 +287,7 @@ impl Node {
                 replicas: replicas.clone(),
                 hints: hints.clone(),
                 liveness: liveness.clone(),
+                coordinators,
             },
             config.broker_config(),
         ));
@@ -347,6 +351,7 @@ impl Node {
         tasks.push(tokio::spawn(follow_meta(shared.clone(), stop_rx.clone())));
         // Periodic duties.
         tasks.push(tokio::spawn(periodic(shared.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(groups(shared.clone(), stop_rx.clone())));
         tasks.push(tokio::spawn(crate::retention::run(
             shared.clone(),
             stop_rx.clone(),

@@ -13,7 +13,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use strata_proto::v1::{admin_server::AdminServer, strata_server::StrataServer};
+use strata_proto::v1::{
+    admin_server::AdminServer, groups_server::GroupsServer, strata_server::StrataServer,
+};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -148,6 +150,9 @@ pub async fn serve_client(
     health_reporter
         .set_serving::<AdminServer<ClientService>>()
         .await;
+    health_reporter
+        .set_serving::<GroupsServer<ClientService>>()
+        .await;
     // Reflection lists what this port serves (the descriptor set also holds the peer API,
     // which lives on the peer port).
     let reflection = || {
@@ -156,6 +161,7 @@ pub async fn serve_client(
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .with_service_name("strata.v1.Strata")
             .with_service_name("strata.v1.Admin")
+            .with_service_name("strata.v1.Groups")
             .with_service_name("grpc.health.v1.Health")
     };
     let reflection_v1 = reflection().build_v1();
@@ -182,8 +188,13 @@ pub async fn serve_client(
                 .max_encoding_message_size(msg_max),
         )
         .add_service(
-            AdminServer::new(svc)
+            AdminServer::new(svc.clone())
                 .max_decoding_message_size(1 << 20)
+                .max_encoding_message_size(16 << 20),
+        )
+        .add_service(
+            GroupsServer::new(svc)
+                .max_decoding_message_size(4 << 20)
                 .max_encoding_message_size(16 << 20),
         )
         .serve_with_incoming_shutdown(Incoming(rx), shutdown)

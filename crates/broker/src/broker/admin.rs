@@ -49,6 +49,14 @@ impl Broker {
     ) -> Result<Option<TopicView>, BrokerError> {
         strata_cluster::meta::check_topic_name(name)
             .map_err(|e| BrokerError::invalid("name", e))?;
+        if super::is_internal(name) {
+            return Err(BrokerError::invalid(
+                "name",
+                format!(
+                    "topic names starting with \"__\" are reserved for internal topics, got {name:?}"
+                ),
+            ));
+        }
         let max = self.config.partitions_per_topic_max;
         if partitions == 0 {
             return Err(BrokerError::invalid(
@@ -95,6 +103,12 @@ impl Broker {
     /// Deletes a topic (by the id it has now, so a retry never deletes a topic recreated
     /// under the same name); returns that id.
     pub async fn delete_topic(&self, name: &str) -> Result<String, BrokerError> {
+        if super::is_internal(name) {
+            return Err(BrokerError::invalid(
+                "name",
+                format!("{name:?} is an internal topic; it cannot be deleted"),
+            ));
+        }
         let id = self
             .meta()
             .topics

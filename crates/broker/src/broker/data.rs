@@ -63,6 +63,12 @@ impl Broker {
         payload: ProducePayload,
         acks: Acks,
     ) -> Result<Produced, BrokerError> {
+        if super::is_internal(topic) {
+            return Err(BrokerError::invalid(
+                "topic",
+                format!("{topic:?} is an internal topic; clients do not produce to it"),
+            ));
+        }
         let (p, limit) = self.route(topic, partition)?;
         let batch = match payload {
             ProducePayload::Batch(b) => b,

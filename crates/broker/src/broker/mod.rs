@@ -1,9 +1,13 @@
 //! [`Broker`]: the calls every protocol adapter makes. This module holds the broker, its
 //! routing (which replica serves a partition, where its leader is), error mapping, metadata
-//! and health; [`data`] the produce and fetch calls, [`admin`] the admin calls.
+//! and health; [`data`] the produce and fetch calls, [`admin`] the admin calls, [`groups`] the
+//! consumer-group calls.
 
 mod admin;
 mod data;
+mod groups;
+
+pub use groups::is_internal;
 
 use crate::error::BrokerError;
 use crate::types::{Health, Metadata, NodeView, PartitionView, TopicView};
@@ -13,6 +17,7 @@ use std::time::Duration;
 use strata_cluster::controller::{Controller, ControllerError, LeaderHints};
 use strata_cluster::meta::{ClusterMeta, NodeState, TopicConfig};
 use strata_cluster::replicas::Replicas;
+use strata_groups::Coordinators;
 use strata_raft::error::PartitionError;
 use strata_raft::liveness::Liveness;
 use strata_raft::partition::Partition;
@@ -42,6 +47,8 @@ pub struct BrokerConfig {
     pub topic_defaults: TopicConfig,
     /// How long admin calls wait for the controller.
     pub admin_patience: Duration,
+    /// Partitions of `__consumer_offsets` when a first group request creates it.
+    pub group_offsets_partitions: u32,
 }
 
 /// What a broker stands on: this node's identity and the cluster layer.
@@ -58,6 +65,8 @@ pub struct BrokerParts {
     pub hints: Arc<LeaderHints>,
     /// Which nodes this node hears from.
     pub liveness: Arc<Liveness>,
+    /// The group coordinators of the `__consumer_offsets` replicas hosted here.
+    pub coordinators: Arc<Coordinators>,
 }
 
 /// One node's broker.
@@ -68,6 +77,7 @@ pub struct Broker {
     replicas: Arc<Replicas>,
     hints: Arc<LeaderHints>,
     liveness: Arc<Liveness>,
+    coordinators: Arc<Coordinators>,
     config: BrokerConfig,
     disk_free: AtomicU64,
 }
@@ -149,6 +159,7 @@ impl Broker {
             replicas: parts.replicas,
             hints: parts.hints,
             liveness: parts.liveness,
+            coordinators: parts.coordinators,
             config,
             disk_free: AtomicU64::new(u64::MAX),
         }

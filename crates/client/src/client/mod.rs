@@ -29,6 +29,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use strata_proto::v1 as pb;
 use strata_proto::v1::admin_client::AdminClient;
+use strata_proto::v1::groups_client::GroupsClient;
 use strata_proto::v1::strata_client::StrataClient;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
@@ -43,6 +44,8 @@ use crate::cache::{MetadataCache, Route};
 use crate::config::{ClientConfig, ConsumerConfig, ProducerConfig};
 use crate::consumer::Consumer;
 use crate::error::Error;
+use crate::group_consumer::{GroupConsumer, GroupConsumerConfig};
+use crate::groups::Groups;
 use crate::model::ClusterMetadata;
 use crate::producer::Producer;
 
@@ -166,6 +169,21 @@ impl Client {
         Admin::new(self.clone())
     }
 
+    /// Consumer-group calls: committed offsets and group administration.
+    pub fn groups(&self) -> Groups {
+        Groups::new(self.clone())
+    }
+
+    /// A consumer in the group `group` (see [`GroupConsumer`]): it joins at once, in the
+    /// background.
+    pub fn group_consumer(
+        &self,
+        consumer: ConsumerConfig,
+        group: GroupConsumerConfig,
+    ) -> Result<GroupConsumer, Error> {
+        GroupConsumer::new(self.clone(), consumer, group)
+    }
+
     fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, MetadataCache> {
         self.inner
             .cache
@@ -217,6 +235,14 @@ impl Client {
     pub(crate) fn admin_stub(&self, addr: &str) -> Result<AdminClient<Channel>, Error> {
         let max = self.inner.config.message_bytes_max;
         Ok(AdminClient::new(self.channel(addr)?)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max))
+    }
+
+    /// A consumer-groups stub for the node at `addr`.
+    pub(crate) fn groups_stub(&self, addr: &str) -> Result<GroupsClient<Channel>, Error> {
+        let max = self.inner.config.message_bytes_max;
+        Ok(GroupsClient::new(self.channel(addr)?)
             .max_decoding_message_size(max)
             .max_encoding_message_size(max))
     }

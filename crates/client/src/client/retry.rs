@@ -305,6 +305,21 @@ impl Client {
     pub(crate) async fn any_node_call<T, F, Fut>(
         &self,
         policy: RetryPolicy,
+        op: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut(String) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        self.any_node_call_from(policy, None, op).await
+    }
+
+    /// [`Client::any_node_call`], trying `first` (a node believed to serve the request, such
+    /// as a group's last known coordinator) before the others.
+    pub(crate) async fn any_node_call_from<T, F, Fut>(
+        &self,
+        policy: RetryPolicy,
+        first: Option<String>,
         mut op: F,
     ) -> Result<T, Error>
     where
@@ -312,7 +327,7 @@ impl Client {
         Fut: Future<Output = Result<T, Error>>,
     {
         let mut backoff = Backoff::new(policy.backoff, policy.backoff_max);
-        let mut hint: Option<String> = None;
+        let mut hint: Option<String> = first;
         let mut redirected = false;
         loop {
             let addrs = match hint.take() {

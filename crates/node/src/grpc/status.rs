@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use strata_broker::BrokerError;
 use strata_cluster::meta::Refusal;
+use strata_groups::GroupError;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -195,6 +196,7 @@ pub fn broker_status(e: BrokerError) -> Status {
             status(Code::Unavailable, "NOT_CONTROLLER", message, &meta)
         }
         BrokerError::Refused(r) => refusal(r),
+        BrokerError::Group(g) => group_status(g),
         BrokerError::Internal(m) => Status::internal(m),
     }
 }
@@ -228,5 +230,90 @@ fn refusal(r: Refusal) -> Status {
             m.clone(),
             &[("reason", m.clone())],
         ),
+    }
+}
+
+/// A group coordinator's refusal as a status (reasons listed in `proto/strata/v1/groups.proto`).
+fn group_status(e: GroupError) -> Status {
+    let message = e.to_string();
+    let tp_meta = |tp: &strata_groups::TopicPartition| {
+        [
+            ("topic_id", tp.topic_id.clone()),
+            ("partition", tp.partition.to_string()),
+        ]
+    };
+    match e {
+        GroupError::InvalidName(reason) => status(
+            Code::InvalidArgument,
+            "INVALID_GROUP",
+            message,
+            &[("reason", reason)],
+        ),
+        GroupError::UnknownGroup(group) => status(
+            Code::NotFound,
+            "UNKNOWN_GROUP",
+            message,
+            &[("group", group)],
+        ),
+        GroupError::UnknownMember(member) => status(
+            Code::FailedPrecondition,
+            "UNKNOWN_MEMBER",
+            message,
+            &[("member_id", member)],
+        ),
+        GroupError::FencedMemberEpoch {
+            member,
+            current,
+            got,
+        } => status(
+            Code::FailedPrecondition,
+            "FENCED_MEMBER_EPOCH",
+            message,
+            &[
+                ("member_id", member),
+                ("current", current.to_string()),
+                ("got", got.to_string()),
+            ],
+        ),
+        GroupError::NotOwned { member, tp } => {
+            let [a, b] = tp_meta(&tp);
+            status(
+                Code::FailedPrecondition,
+                "NOT_OWNED",
+                message,
+                &[("member_id", member), a, b],
+            )
+        }
+        GroupError::OffsetBehind { tp, committed, got } => {
+            let [a, b] = tp_meta(&tp);
+            status(
+                Code::FailedPrecondition,
+                "OFFSET_BEHIND",
+                message,
+                &[
+                    a,
+                    b,
+                    ("committed", committed.to_string()),
+                    ("got", got.to_string()),
+                ],
+            )
+        }
+        GroupError::InvalidOffset { tp, offset, reason } => {
+            let [a, b] = tp_meta(&tp);
+            status(
+                Code::InvalidArgument,
+                "INVALID_OFFSET",
+                message,
+                &[a, b, ("offset", offset.to_string()), ("reason", reason)],
+            )
+        }
+        GroupError::GroupNotEmpty { group, members } => status(
+            Code::FailedPrecondition,
+            "GROUP_NOT_EMPTY",
+            message,
+            &[("group", group), ("members", members.to_string())],
+        ),
+        GroupError::InvalidRequest(reason) => invalid("request", reason),
+        GroupError::StaleGroupEpoch { .. } | GroupError::Invariant(_) => Status::internal(message),
     }
 }

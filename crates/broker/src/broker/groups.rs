@@ -1,0 +1,429 @@
+//! The consumer-group calls of [`Broker`]: they find the group's coordinator (the leader of
+//! its `__consumer_offsets` partition, created on first use), translate topic names to ids
+//! and back, and hand the work to [`strata_groups::Coordinator`].
+
+use super::Broker;
+use crate::error::BrokerError;
+use crate::types::{CommittedView, GroupAssignment, GroupSummary, GroupView, MemberView};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use strata_cluster::controller::ControllerError;
+use strata_cluster::meta::{ClusterMeta, Command, Refusal, TopicConfig};
+use strata_groups::coordinator::{Coordinator, CoordinatorError, OFFSETS_TOPIC, partition_for};
+use strata_groups::plan::{Heartbeat, Topics};
+use strata_groups::state::CommitEntry;
+use strata_groups::{GroupError, TopicPartition};
+use strata_raft::partition::Partition;
+
+/// Whether `name` is an internal topic (`__` prefix): clients neither create, delete nor
+/// produce to those.
+pub fn is_internal(name: &str) -> bool {
+    name.starts_with("__")
+}
+
+/// How long a commit waits for this node's replica of a partition to catch up to the
+/// committed offset before calling it beyond the log end.
+const COMMIT_CATCH_UP: Duration = Duration::from_secs(2);
+
+/// The topics a group can read: every topic but the internal ones.
+pub(super) fn group_topics(meta: &ClusterMeta) -> Topics {
+    Topics {
+        by_name: meta
+            .topics
+            .iter()
+            .filter(|(name, _)| !is_internal(name))
+            .map(|(name, t)| (name.clone(), (t.id.clone(), t.partitions.len() as u32)))
+            .collect(),
+    }
+}
+
+/// Topic id to name.
+fn names(meta: &ClusterMeta) -> BTreeMap<String, String> {
+    meta.topics
+        .iter()
+        .map(|(name, t)| (t.id.clone(), name.clone()))
+        .collect()
+}
+
+impl Broker {
+    fn coordinator_error(&self, what: &str, e: CoordinatorError) -> BrokerError {
+        match e {
+            CoordinatorError::Group(g) => BrokerError::Group(g),
+            CoordinatorError::Partition(p) => {
+                super::partition_error(what.to_string(), p, |id| self.leader_hint(id))
+            }
+        }
+    }
+
+    /// Creates `__consumer_offsets` if it does not exist (its replication factor is the
+    /// smaller of 3 and the active nodes).
+    async fn ensure_offsets_topic(&self) -> Result<(), BrokerError> {
+        if self.meta().topics.contains_key(OFFSETS_TOPIC) {
+            return Ok(());
+        }
+        let active = self.meta().active_nodes().len() as u32;
+        let cmd = Command::CreateTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            id: uuid::Uuid::new_v4().to_string(),
+            partitions: self.config.group_offsets_partitions.max(1),
+            replication_factor: active.clamp(1, 3),
+            config: TopicConfig {
+                retention_ms: -1,
+                segment_bytes: 64 << 20,
+                ..TopicConfig::default()
+            },
+        };
+        match self
+            .controller
+            .propose(&cmd, self.config.admin_patience)
+            .await
+        {
+            Ok(_) | Err(ControllerError::Refused(Refusal::TopicExists(_))) => Ok(()),
+            Err(e) => Err(self.controller_error(e)),
+        }
+    }
+
+    /// The coordinator of `group` on this node (which must lead its partition), or NotLeader
+    /// naming the node that does.
+    async fn coordinator(
+        &self,
+        group: &str,
+    ) -> Result<(Arc<Coordinator>, Arc<Partition>, String), BrokerError> {
+        strata_groups::state::check_group_name(group).map_err(BrokerError::Group)?;
+        self.ensure_offsets_topic().await?;
+        let meta = self.meta();
+        let t = meta
+            .topics
+            .get(OFFSETS_TOPIC)
+            .ok_or_else(|| BrokerError::Internal(format!("{OFFSETS_TOPIC} vanished")))?;
+        let n = partition_for(group, t.partitions.len() as u32);
+        let what = format!("{OFFSETS_TOPIC}/{n} (coordinator of group {group:?})");
+        let pm = t
+            .partitions
+            .get(n as usize)
+            .ok_or_else(|| BrokerError::Internal(format!("{OFFSETS_TOPIC} has no {n}")))?;
+        let local = self.replicas.get(pm.group_id).and_then(|h| h.partition());
+        let coordinator = self.coordinators.get(pm.group_id);
+        match (local, coordinator) {
+            (Some(p), Some(c)) if p.leads() => Ok((c, p, what)),
+            (Some(p), _) => Err(BrokerError::NotLeader {
+                leader: self.leader_hint(p.leader().map(|(id, _)| id)),
+                what,
+            }),
+            (None, _) => {
+                let id = self
+                    .hints
+                    .get(pm.group_id)
+                    .map(|(id, _)| id)
+                    .or(pm.replicas.first().copied());
+                Err(BrokerError::NotLeader {
+                    leader: self.leader_hint(id),
+                    what,
+                })
+            }
+        }
+    }
+
+    /// A member's join (epoch 0), heartbeat or leave (epoch -1); see [`strata_groups::plan`].
+    pub async fn group_heartbeat(&self, req: Heartbeat) -> Result<GroupAssignment, BrokerError> {
+        let (c, p, what) = self.coordinator(&req.group).await?;
+        let meta = self.meta();
+        let a = c
+            .heartbeat(&p, &req, &group_topics(&meta))
+            .await
+            .map_err(|e| self.coordinator_error(&what, e))?;
+        let names = names(&meta);
+        Ok(GroupAssignment {
+            member_id: a.member_id,
+            member_epoch: a.member_epoch,
+            heartbeat_interval_ms: a.heartbeat_interval_ms,
+            partitions: a
+                .partitions
+                .into_iter()
+                .filter_map(|tp| names.get(&tp.topic_id).map(|n| (n.clone(), tp)))
+                .collect(),
+        })
+    }
+
+    /// Waits (bounded) until this node's replica of `tp` holds `offset` records: a committed
+    /// offset may not lie beyond the log end. Partitions not hosted here are not checked.
+    async fn check_commit_offset(
+        &self,
+        meta: &ClusterMeta,
+        topic: &str,
+        tp: &TopicPartition,
+        offset: i64,
+    ) -> Result<(), BrokerError> {
+        let Some(pm) = meta
+            .topics
+            .get(topic)
+            .and_then(|t| t.partitions.get(tp.partition as usize))
+        else {
+            return Ok(());
+        };
+        let Some(p) = self.replicas.get(pm.group_id).and_then(|h| h.partition()) else {
+            return Ok(());
+        };
+        let deadline = tokio::time::Instant::now() + COMMIT_CATCH_UP;
+        loop {
+            let end = p.high_watermark();
+            if offset <= end {
+                return Ok(());
+            }
+            if p.leads() || tokio::time::Instant::now() >= deadline {
+                return Err(BrokerError::Group(GroupError::InvalidOffset {
+                    tp: tp.clone(),
+                    offset,
+                    reason: format!("it is beyond the log end offset {end} of {topic}"),
+                }));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Commits `offsets` (topic name, partition, offset, metadata) for `member_id` of
+    /// `group` (empty: a client outside a group without members). All or none.
+    pub async fn commit_offsets(
+        &self,
+        group: &str,
+        member_id: &str,
+        member_epoch: u64,
+        offsets: Vec<(String, u32, i64, String)>,
+    ) -> Result<(), BrokerError> {
+        let (c, p, what) = self.coordinator(group).await?;
+        let meta = self.meta();
+        let mut entries = Vec::with_capacity(offsets.len());
+        for (i, (topic, partition, offset, metadata)) in offsets.into_iter().enumerate() {
+            let t = meta
+                .topics
+                .get(&topic)
+                .filter(|_| !is_internal(&topic))
+                .ok_or_else(|| BrokerError::UnknownTopic {
+                    topic: topic.clone(),
+                })?;
+            if partition as usize >= t.partitions.len() {
+                return Err(BrokerError::UnknownPartition {
+                    topic,
+                    partition,
+                    partitions: t.partitions.len(),
+                });
+            }
+            let tp = TopicPartition::new(t.id.clone(), partition);
+            if offset < 0 {
+                return Err(BrokerError::invalid(
+                    format!("offsets[{i}].offset"),
+                    format!("offsets are not negative, got {offset}"),
+                ));
+            }
+            self.check_commit_offset(&meta, &topic, &tp, offset).await?;
+            entries.push(CommitEntry {
+                tp,
+                offset,
+                metadata,
+            });
+        }
+        c.commit(
+            &p,
+            group,
+            member_id,
+            member_epoch,
+            entries,
+            &group_topics(&meta),
+        )
+        .await
+        .map_err(|e| self.coordinator_error(&what, e))
+    }
+
+    /// The committed offsets of `group` for `topics` (all when empty).
+    pub async fn fetch_offsets(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Vec<CommittedView>, BrokerError> {
+        let (c, p, what) = self.coordinator(group).await?;
+        let meta = self.meta();
+        let names = names(&meta);
+        let committed = c
+            .committed(&p, group, &[])
+            .await
+            .map_err(|e| self.coordinator_error(&what, e))?;
+        Ok(committed
+            .into_iter()
+            .filter_map(|(tp, c)| {
+                let topic = names.get(&tp.topic_id)?.clone();
+                (topics.is_empty() || topics.contains(&topic)).then(|| CommittedView {
+                    topic,
+                    topic_id: tp.topic_id,
+                    partition: tp.partition,
+                    offset: c.offset,
+                    metadata: c.metadata,
+                    commit_ms: c.commit_ms,
+                })
+            })
+            .collect())
+    }
+
+    /// One group: state, members and what they hold, committed offsets.
+    pub async fn describe_group(&self, group: &str) -> Result<GroupView, BrokerError> {
+        let (c, p, what) = self.coordinator(group).await?;
+        let d = c
+            .describe(&p, group)
+            .await
+            .map_err(|e| self.coordinator_error(&what, e))?;
+        let names = names(&self.meta());
+        let named =
+            |set: &std::collections::BTreeSet<TopicPartition>| -> Vec<(String, TopicPartition)> {
+                set.iter()
+                    .filter_map(|tp| names.get(&tp.topic_id).map(|n| (n.clone(), tp.clone())))
+                    .collect()
+            };
+        Ok(GroupView {
+            name: d.name,
+            state: d.state,
+            epoch: d.group.epoch,
+            coordinator_id: self.node_id,
+            members: d
+                .group
+                .members
+                .values()
+                .map(|m| MemberView {
+                    member_id: m.id.clone(),
+                    client_id: m.client_id.clone(),
+                    host: m.host.clone(),
+                    member_epoch: m.epoch,
+                    owned: named(&m.owned),
+                    target: named(&m.target),
+                    topics: m.subscription.topics.iter().cloned().collect(),
+                    pattern: m.subscription.pattern.clone(),
+                })
+                .collect(),
+            offsets: d
+                .group
+                .offsets
+                .iter()
+                .filter_map(|(tp, c)| {
+                    Some(CommittedView {
+                        topic: names.get(&tp.topic_id)?.clone(),
+                        topic_id: tp.topic_id.clone(),
+                        partition: tp.partition,
+                        offset: c.offset,
+                        metadata: c.metadata.clone(),
+                        commit_ms: c.commit_ms,
+                    })
+                })
+                .collect(),
+        })
+    }
+
+    /// The groups whose coordinator runs on this node (ask every node for all of them).
+    pub fn list_groups(&self) -> Vec<GroupSummary> {
+        let meta = self.meta();
+        let Some(t) = meta.topics.get(OFFSETS_TOPIC) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for pm in &t.partitions {
+            let led = self
+                .replicas
+                .get(pm.group_id)
+                .and_then(|h| h.partition())
+                .is_some_and(|p| p.leads());
+            let Some(c) = self.coordinators.get(pm.group_id).filter(|_| led) else {
+                continue;
+            };
+            out.extend(c.list().into_iter().map(|d| GroupSummary {
+                name: d.name,
+                state: d.state,
+                members: d.group.members.len() as u32,
+                coordinator_id: self.node_id,
+            }));
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Sets `group`'s offsets (topic name, partition, offset), which may go back; refused
+    /// while the group has members.
+    pub async fn reset_offsets(
+        &self,
+        group: &str,
+        offsets: Vec<(String, u32, i64)>,
+    ) -> Result<(), BrokerError> {
+        let (c, p, what) = self.coordinator(group).await?;
+        let meta = self.meta();
+        let mut out = Vec::with_capacity(offsets.len());
+        for (topic, partition, offset) in offsets {
+            let t = meta
+                .topics
+                .get(&topic)
+                .filter(|_| !is_internal(&topic))
+                .ok_or_else(|| BrokerError::UnknownTopic {
+                    topic: topic.clone(),
+                })?;
+            if partition as usize >= t.partitions.len() {
+                return Err(BrokerError::UnknownPartition {
+                    topic,
+                    partition,
+                    partitions: t.partitions.len(),
+                });
+            }
+            out.push((TopicPartition::new(t.id.clone(), partition), offset));
+        }
+        c.reset(&p, group, out)
+            .await
+            .map_err(|e| self.coordinator_error(&what, e))
+    }
+
+    /// Deletes `group`; refused while it has members.
+    pub async fn delete_group(&self, group: &str) -> Result<(), BrokerError> {
+        let (c, p, what) = self.coordinator(group).await?;
+        c.delete(&p, group)
+            .await
+            .map_err(|e| self.coordinator_error(&what, e))
+    }
+
+    /// Expires members and forgets deleted topics in the groups this node coordinates; the
+    /// node runs it periodically. Returns each led group's lag per partition hosted here
+    /// (group, topic, partition, lag), for `/metrics`.
+    pub async fn groups_tick(&self) -> Vec<(String, String, u32, i64)> {
+        let meta = self.meta();
+        let Some(t) = meta.topics.get(OFFSETS_TOPIC) else {
+            return Vec::new();
+        };
+        let topics = group_topics(&meta);
+        let names = names(&meta);
+        let mut lag = Vec::new();
+        for pm in &t.partitions {
+            let Some(p) = self.replicas.get(pm.group_id).and_then(|h| h.partition()) else {
+                continue;
+            };
+            let Some(c) = self.coordinators.get(pm.group_id) else {
+                continue;
+            };
+            c.tick(&p, &topics).await;
+            if !p.leads() {
+                continue;
+            }
+            for d in c.list() {
+                for (tp, committed) in &d.group.offsets {
+                    let Some(name) = names.get(&tp.topic_id) else {
+                        continue;
+                    };
+                    let Some(data) = meta
+                        .topics
+                        .get(name)
+                        .and_then(|t| t.partitions.get(tp.partition as usize))
+                        .and_then(|pm| self.replicas.get(pm.group_id))
+                        .and_then(|h| h.partition())
+                    else {
+                        continue;
+                    };
+                    let l = (data.high_watermark() - committed.offset).max(0);
+                    lag.push((d.name.clone(), name.clone(), tp.partition, l));
+                }
+            }
+        }
+        lag
+    }
+}
