@@ -1,6 +1,7 @@
 //! Strata's integration tests: one binary, one module per area.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod groups;
 mod many_groups;
 mod nodes;
 mod replication;

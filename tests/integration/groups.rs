@@ -1,0 +1,331 @@
+//! Consumer groups on the in-process node harness, through the Rust client over gRPC:
+//! sharing partitions, handing them over when a member dies or joins, commits that survive a
+//! coordinator crash, zombies fenced, and bad requests refused.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+use strata_client::{
+    Client, ConsumerConfig, Error, GroupConsumer, GroupConsumerConfig, Offset, TopicPartition,
+};
+use strata_log::sim::CrashMode;
+use strata_tests::nodes::NodeCluster;
+use strata_tests::workload::{produce, values};
+
+fn member_config(group: &str, topic: &str) -> GroupConsumerConfig {
+    GroupConsumerConfig {
+        session_timeout: Duration::from_secs(2),
+        auto_commit_interval: Some(Duration::from_millis(200)),
+        start: Offset::Earliest,
+        ..GroupConsumerConfig::new(group, [topic])
+    }
+}
+
+fn consumer_config() -> ConsumerConfig {
+    ConsumerConfig {
+        fetch_wait: Duration::from_millis(50),
+        ..ConsumerConfig::default()
+    }
+}
+
+/// Checks, from the coordinator's view, that no partition has two holders, and returns what
+/// each member holds.
+async fn holders(client: &Client, group: &str) -> BTreeMap<String, BTreeSet<TopicPartition>> {
+    let d = client.groups().describe(group).await.expect("describe");
+    let mut seen = BTreeSet::new();
+    let mut out = BTreeMap::new();
+    for m in &d.members {
+        for tp in &m.owned {
+            assert!(seen.insert(tp.clone()), "{tp} held by two members: {d:?}");
+        }
+        out.insert(m.member_id.clone(), m.owned.iter().cloned().collect());
+    }
+    out
+}
+
+/// Polls every consumer once, recording (partition, offset) of each record read.
+async fn poll_all(consumers: &mut [GroupConsumer], seen: &mut Vec<(TopicPartition, i64)>) {
+    for c in consumers.iter_mut() {
+        let polled = c.poll().await.expect("poll");
+        for r in polled.records {
+            seen.push((TopicPartition::new(r.topic, r.partition), r.offset));
+        }
+    }
+}
+
+/// Polls until `done` holds (the coordinator's view checked on the way), or panics.
+async fn poll_until(
+    client: &Client,
+    group: &str,
+    consumers: &mut [GroupConsumer],
+    seen: &mut Vec<(TopicPartition, i64)>,
+    what: &str,
+    mut done: impl FnMut(&BTreeMap<String, BTreeSet<TopicPartition>>) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        poll_all(consumers, seen).await;
+        let h = holders(client, group).await;
+        if done(&h) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not reached; holders {h:?}"
+        );
+    }
+}
+
+/// Three consumers share 12 partitions (4 each); one dies without leaving and its partitions
+/// move once its session expires; a fourth joins and the sticky assignor moves only its
+/// share. No partition ever has two holders, and every record is read at least once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_shares_partitions_and_hands_them_over() {
+    let c = NodeCluster::start(3, strata_tests::test_seed()).await;
+    let client = Client::connect(c.brokers()).await.expect("connect");
+    client
+        .admin()
+        .create_topic("t", 12, 3, Default::default())
+        .await
+        .expect("create");
+    let produced = produce(&c.brokers(), "t", &values("a", 600)).await;
+    let mut consumers: Vec<GroupConsumer> = (0..3)
+        .map(|_| {
+            client
+                .group_consumer(consumer_config(), member_config("g", "t"))
+                .expect("consumer")
+        })
+        .collect();
+    let mut seen = Vec::new();
+    poll_until(&client, "g", &mut consumers, &mut seen, "3 x 4", |h| {
+        h.len() == 3 && h.values().all(|s| s.len() == 4)
+    })
+    .await;
+    // One member dies (no leave: its heartbeats stop, as with SIGKILL).
+    let dead = consumers.remove(0);
+    let dead_id = dead.member_id();
+    drop(dead);
+    let died = Instant::now();
+    poll_until(&client, "g", &mut consumers, &mut seen, "2 x 6", |h| {
+        h.len() == 2 && h.values().all(|s| s.len() == 6)
+    })
+    .await;
+    let took = died.elapsed();
+    assert!(!holders(&client, "g").await.contains_key(&dead_id));
+    assert!(
+        took < Duration::from_secs(10),
+        "the dead member's partitions moved after {took:?}"
+    );
+    // A newcomer: sticky moves exactly its 4.
+    let before = holders(&client, "g").await;
+    consumers.push(
+        client
+            .group_consumer(consumer_config(), member_config("g", "t"))
+            .expect("consumer"),
+    );
+    poll_until(
+        &client,
+        "g",
+        &mut consumers,
+        &mut seen,
+        "3 x 4 again",
+        |h| h.len() == 3 && h.values().all(|s| s.len() == 4),
+    )
+    .await;
+    let after = holders(&client, "g").await;
+    let moved: usize = before
+        .iter()
+        .map(|(id, s)| s.difference(&after[id]).count())
+        .sum();
+    assert_eq!(
+        moved, 4,
+        "only the newcomer's share moved: {before:?} -> {after:?}"
+    );
+    // Everything produced is read at least once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let want: BTreeSet<(TopicPartition, i64)> = produced
+        .values()
+        .map(|(p, o)| (TopicPartition::new("t", *p), *o))
+        .collect();
+    loop {
+        let got: BTreeSet<(TopicPartition, i64)> = seen.iter().cloned().collect();
+        if want.is_subset(&got) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "records never read");
+        poll_all(&mut consumers, &mut seen).await;
+    }
+    for consumer in consumers {
+        consumer.close().await.expect("close");
+    }
+    let d = client.groups().describe("g").await.expect("describe");
+    assert_eq!(d.state, "empty");
+    c.shutdown().await;
+}
+
+/// The node coordinating a group crashes (losing what it did not sync) during commit
+/// traffic: every acknowledged commit survives on the new coordinator, committed offsets
+/// never go back, and a restarted consumer resumes at its group's committed offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_commits_survive_a_coordinator_crash() {
+    let seed = strata_tests::test_seed();
+    let mut c = NodeCluster::start(3, seed).await;
+    let client = Client::connect(c.brokers()).await.expect("connect");
+    client
+        .admin()
+        .create_topic("t", 2, 3, Default::default())
+        .await
+        .expect("create");
+    let produced = produce(&c.brokers(), "t", &values("a", 400)).await;
+    let end = produced
+        .values()
+        .filter(|(p, _)| *p == 0)
+        .map(|(_, o)| o + 1)
+        .max()
+        .expect("records in t/0");
+    let groups = client.groups();
+    let tp = TopicPartition::new("t", 0);
+    let mut acked = 0;
+    for o in 1..=20 {
+        groups
+            .commit("g", &BTreeMap::from([(tp.clone(), o)]))
+            .await
+            .expect("commit");
+        acked = o;
+    }
+    let coordinator = client
+        .groups()
+        .describe("g")
+        .await
+        .expect("describe")
+        .coordinator_id;
+    // Commits keep going while the coordinator's node loses power.
+    let committer = {
+        let groups = groups.clone();
+        let tp = tp.clone();
+        tokio::spawn(async move {
+            let mut acked = acked;
+            for o in acked + 1..end - 50 {
+                match groups.commit("g", &BTreeMap::from([(tp.clone(), o)])).await {
+                    Ok(()) => acked = o,
+                    Err(e) => {
+                        assert!(e.is_retriable(), "commit {o}: {e}");
+                    }
+                }
+            }
+            acked
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    c.crash(coordinator, CrashMode::TornPrefix(seed)).await;
+    let acked = committer.await.expect("committer");
+    let committed = groups.committed("g", &[]).await.expect("fetch")[&tp].offset;
+    assert!(
+        committed >= acked,
+        "committed {committed} < acknowledged {acked}"
+    );
+    c.restart(coordinator).await;
+    c.wait_healthy(Duration::from_secs(30)).await;
+    let again = groups.committed("g", &[]).await.expect("fetch")[&tp].offset;
+    assert!(again >= committed, "went back from {committed} to {again}");
+    // Backwards is refused, with the committed offset named.
+    let back = groups.commit("g", &BTreeMap::from([(tp.clone(), 1)])).await;
+    assert!(
+        matches!(&back, Err(Error::Group { reason, .. }) if reason == "OFFSET_BEHIND"),
+        "{back:?}"
+    );
+    // A consumer resumes at the committed offset.
+    let mut consumer = client
+        .group_consumer(consumer_config(), member_config("g", "t"))
+        .expect("consumer");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        let polled = consumer.poll().await.expect("poll");
+        if let Some(r) = polled.records.iter().find(|r| r.partition == 0) {
+            break r.offset;
+        }
+        assert!(Instant::now() < deadline, "nothing read from t/0");
+    };
+    assert_eq!(first, again, "resumed at the committed offset");
+    consumer.close().await.expect("close");
+    c.shutdown().await;
+}
+
+/// A member whose session expired (its process paused) is removed; its commits and
+/// heartbeats are refused, and bad group requests are refused with a reason, writing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zombies_and_bad_requests_are_refused() {
+    let c = NodeCluster::start(1, strata_tests::test_seed()).await;
+    let client = Client::connect(c.brokers()).await.expect("connect");
+    client
+        .admin()
+        .create_topic("t", 2, 1, Default::default())
+        .await
+        .expect("create");
+    produce(&c.brokers(), "t", &values("a", 20)).await;
+    let mut consumer = client
+        .group_consumer(consumer_config(), member_config("g", "t"))
+        .expect("consumer");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while consumer.assignment().len() < 2 {
+        consumer.poll().await.expect("poll");
+        assert!(Instant::now() < deadline, "never assigned");
+    }
+    // The member's heartbeats stop: the coordinator removes it after its session, and a
+    // commit for its partitions is then refused.
+    let zombie_id = consumer.member_id();
+    let broker = c.broker(1);
+    // Its heartbeats stop (dropping it stands in for a paused process).
+    drop(consumer);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !broker
+        .describe_group("g")
+        .await
+        .expect("describe")
+        .members
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the zombie was never removed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused = broker
+        .commit_offsets("g", &zombie_id, 1, vec![("t".into(), 0, 5, String::new())])
+        .await;
+    assert!(
+        matches!(
+            &refused,
+            Err(strata_broker::BrokerError::Group(
+                strata_groups::GroupError::UnknownMember(_)
+            ))
+        ),
+        "{refused:?}"
+    );
+    let groups = client.groups();
+    let tp = TopicPartition::new("t", 0);
+    for (group, offset, reason) in [
+        ("", 1, "INVALID_GROUP"),
+        (&"x".repeat(300)[..], 1, "INVALID_GROUP"),
+        ("g", 1_000_000, "INVALID_OFFSET"),
+    ] {
+        let r = groups
+            .commit(group, &BTreeMap::from([(tp.clone(), offset)]))
+            .await;
+        assert!(
+            matches!(&r, Err(Error::Group { reason: got, .. }) if got == reason),
+            "{group:?} {offset}: {r:?}"
+        );
+    }
+    let r = groups
+        .commit("g", &BTreeMap::from([(TopicPartition::new("nope", 0), 1)]))
+        .await;
+    assert!(matches!(r, Err(Error::UnknownTopic { .. })), "{r:?}");
+    let r = groups.describe("never-was").await;
+    assert!(
+        matches!(&r, Err(Error::Group { reason, .. }) if reason == "UNKNOWN_GROUP"),
+        "{r:?}"
+    );
+    assert!(
+        groups.committed("g", &[]).await.expect("fetch").is_empty(),
+        "nothing written"
+    );
+    c.shutdown().await;
+}
