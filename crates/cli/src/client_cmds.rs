@@ -1,15 +1,18 @@
-//! The client commands: cluster, topic, produce, consume, bench.
+//! The client commands: cluster, topic, group, produce, consume, bench.
 //!
 //! - this file: the arguments of every client command, the dispatch, and the admin commands
 //!   (`cluster ...`, `topic ...`)
 //! - `client_cmds/produce.rs`: `strata produce` (one value, or pipelined stdin lines)
-//! - `client_cmds/consume.rs`: `strata consume`
+//! - `client_cmds/consume.rs`: `strata consume` (assigned partitions, or as a group member)
+//! - `client_cmds/group.rs`: `strata group list|describe|reset|delete`
 //! - `client_cmds/parse_time.rs`: `--from` (earliest, latest, offset, RFC 3339, `-10m`)
 //! - `client_cmds/bench.rs`: `strata bench produce|consume|e2e`
 //! - `output.rs` (the crate's): formats, tables, buffered stdout
 
 mod bench;
 mod consume;
+mod group;
+pub use group::GroupCmd;
 mod parse_time;
 mod produce;
 
@@ -124,8 +127,16 @@ pub struct ProduceArgs {
 /// `strata consume`
 #[derive(Debug, clap::Args)]
 pub struct ConsumeArgs {
-    /// Topic.
-    pub topic: String,
+    /// Topic (optional with `--pattern`).
+    pub topic: Option<String>,
+    /// Join this consumer group: the group assigns partitions and the command commits as it
+    /// goes (`--from` then applies only to partitions without a committed offset).
+    #[arg(long)]
+    pub group: Option<String>,
+    /// With `--group`: read every topic whose name matches this subject pattern
+    /// (`orders.*`: one more token; `orders.>`: one or more), including topics created later.
+    #[arg(long, requires = "group")]
+    pub pattern: Option<String>,
     /// Partition (default: all).
     #[arg(long)]
     pub partition: Option<u32>,
@@ -197,6 +208,7 @@ pub async fn run(brokers: &str, format: Format, cmd: Cmd) -> anyhow::Result<Exit
     match cmd {
         Cmd::Cluster(cmd) => cluster(&connect(brokers).await?, format, cmd).await,
         Cmd::Topic(cmd) => topic(&connect(brokers).await?, format, cmd).await,
+        Cmd::Group(cmd) => group::run(&connect(brokers).await?, format, cmd).await,
         Cmd::Produce(args) => produce::run(brokers, format, args).await,
         Cmd::Consume(args) => consume::run(brokers, format, args).await,
         Cmd::Bench(cmd) => bench::run(brokers, format, cmd).await,

@@ -52,6 +52,9 @@ pub enum Cmd {
     /// Topic administration.
     #[command(subcommand)]
     Topic(client_cmds::TopicCmd),
+    /// Consumer groups: list, describe (members, offsets, lag), reset, delete.
+    #[command(subcommand)]
+    Group(client_cmds::GroupCmd),
     /// Produces records (VALUE, or one record per stdin line).
     Produce(client_cmds::ProduceArgs),
     /// Consumes records.

@@ -258,6 +258,12 @@ impl GroupConsumer {
         self.held.keys().cloned().collect()
     }
 
+    /// Whether this consumer holds partitions and has read each held, unpaused one up to
+    /// its high watermark as of its last fetch.
+    pub fn caught_up(&self) -> bool {
+        !self.held.is_empty() && self.consumer.caught_up()
+    }
+
     /// The member id the coordinator gave (empty before the first answer).
     pub fn member_id(&self) -> String {
         lock(&self.shared).member_id.clone()

@@ -1,5 +1,7 @@
 //! `strata consume`: prints records of one topic (all partitions, or one) from a start
-//! position, until a count, the end of the log (`--exit-at-end`), or Ctrl-C.
+//! position, until a count, the end of the log (`--exit-at-end`), or Ctrl-C. With `--group`
+//! it joins a consumer group instead (topics or a pattern), prints what the group assigns it
+//! from the committed offsets, commits as it goes and at the end, and leaves the group.
 
 use super::parse_time::{parse_from, time_from_millis};
 use super::{ConsumeArgs, connect};
@@ -8,7 +10,7 @@ use crate::output::{Out, json_bytes, text_bytes};
 use serde_json::json;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
-use strata_client::{ConsumedRecord, ConsumerConfig};
+use strata_client::{Client, ConsumedRecord, ConsumerConfig, GroupConsumerConfig, Offset};
 
 /// The fetch wait with `--exit-at-end`: a caught-up partition answers an empty fetch after
 /// this long, so the command ends soon after the last record.
@@ -26,10 +28,16 @@ pub async fn run(brokers: &str, format: Format, args: ConsumeArgs) -> anyhow::Re
     if args.exit_at_end {
         config.fetch_wait = EXIT_AT_END_FETCH_WAIT;
     }
+    if let Some(group) = args.group.clone() {
+        return run_group(&client, format, config, group, start, args).await;
+    }
+    let Some(topic) = args.topic.as_deref() else {
+        anyhow::bail!("name a topic (or --group with --pattern)");
+    };
     let mut consumer = client.consumer(config)?;
     match args.partition {
-        Some(p) => consumer.assign(&args.topic, [p], start).await?,
-        None => consumer.assign_all(&args.topic, start).await?,
+        Some(p) => consumer.assign(topic, [p], start).await?,
+        None => consumer.assign_all(topic, start).await?,
     }
     let mut out = Out::new();
     let mut printed: u64 = 0;
@@ -89,4 +97,59 @@ fn record_line(format: Format, r: &ConsumedRecord) -> String {
             text_bytes(r.value.as_ref()),
         ),
     }
+}
+
+/// `strata consume --group`: a member of `group` until a count, Ctrl-C, or (with
+/// `--exit-at-end`) the end of every partition it holds.
+async fn run_group(
+    client: &Client,
+    format: Format,
+    config: ConsumerConfig,
+    group: String,
+    start: Offset,
+    args: ConsumeArgs,
+) -> anyhow::Result<ExitCode> {
+    if args.partition.is_some() {
+        anyhow::bail!("--partition does not go with --group: the group assigns partitions");
+    }
+    if args.topic.is_none() && args.pattern.is_none() {
+        anyhow::bail!("name a topic or a --pattern");
+    }
+    let member = GroupConsumerConfig {
+        pattern: args.pattern.clone(),
+        client_id: "strata-cli".into(),
+        start,
+        ..GroupConsumerConfig::new(group, args.topic.clone())
+    };
+    let mut consumer = client.group_consumer(config, member)?;
+    let mut out = Out::new();
+    let mut printed: u64 = 0;
+    let signal = crate::shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        let polled = tokio::select! {
+            polled = consumer.poll() => polled?,
+            _ = &mut signal => break,
+        };
+        for event in &polled.events {
+            tracing::info!(?event, "assignment changed");
+        }
+        for record in &polled.records {
+            if args.count.is_some_and(|count| printed >= count) {
+                break;
+            }
+            out.line(&record_line(format, record))?;
+            printed += 1;
+        }
+        out.flush()?;
+        if out.closed()
+            || args.count.is_some_and(|count| printed >= count)
+            || (args.exit_at_end && consumer.caught_up())
+        {
+            break;
+        }
+    }
+    out.flush()?;
+    consumer.close().await?;
+    Ok(ExitCode::SUCCESS)
 }
