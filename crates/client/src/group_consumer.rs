@@ -375,10 +375,9 @@ impl GroupConsumer {
         self.reconcile(&mut polled.events).await?;
         if let Some(every) = self.config.auto_commit_interval
             && self.last_commit.elapsed() >= every
+            && let Err(e) = self.commit().await
         {
-            if let Err(e) = self.commit().await {
-                debug!(group = %self.config.group, error = %e, "auto-commit failed");
-            }
+            debug!(group = %self.config.group, error = %e, "auto-commit failed");
         }
         let reading = self.held.len() > self.paused.len();
         if !reading {
@@ -438,11 +437,11 @@ impl GroupConsumer {
 
     /// Moves a held partition's position.
     pub async fn seek(&mut self, tp: &TopicPartition, offset: Offset) -> Result<(), Error> {
-        if let Some(pos) = self.paused.get_mut(tp) {
-            if let Offset::At(o) = offset {
-                *pos = o;
-                return Ok(());
-            }
+        if let Some(pos) = self.paused.get_mut(tp)
+            && let Offset::At(o) = offset
+        {
+            *pos = o;
+            return Ok(());
         }
         self.consumer.seek(&tp.topic, tp.partition, offset).await
     }

@@ -252,7 +252,7 @@ impl Broker {
             .into_iter()
             .filter_map(|(tp, c)| {
                 let topic = names.get(&tp.topic_id)?.clone();
-                (topics.is_empty() || topics.contains(&topic)).then(|| CommittedView {
+                (topics.is_empty() || topics.contains(&topic)).then_some(CommittedView {
                     topic,
                     topic_id: tp.topic_id,
                     partition: tp.partition,
