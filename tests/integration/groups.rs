@@ -329,3 +329,139 @@ async fn zombies_and_bad_requests_are_refused() {
     );
     c.shutdown().await;
 }
+
+/// Reads `stream` until it holds every record of `want` (partition, offset per topic), in
+/// offset order per partition.
+fn check_in_order(
+    what: &str,
+    got: &[(TopicPartition, i64)],
+    want: &BTreeSet<(TopicPartition, i64)>,
+) {
+    let mut last: BTreeMap<&TopicPartition, i64> = BTreeMap::new();
+    for (tp, o) in got {
+        if let Some(prev) = last.insert(tp, *o) {
+            assert!(*o > prev, "{what}: {tp} went from {prev} to {o}");
+        }
+    }
+    let got: BTreeSet<(TopicPartition, i64)> = got.iter().cloned().collect();
+    let missing: Vec<_> = want.difference(&got).take(5).collect();
+    assert!(missing.is_empty(), "{what}: missing {missing:?}");
+}
+
+/// Fan-out and patterns: three groups and two ephemeral subscriptions (one by name, one by
+/// pattern) on one topic each see every record, in order per partition; a topic created later
+/// that matches the pattern reaches the pattern subscription and a pattern group member, and
+/// once deleted it leaves the member's assignment. On one node: every feature works there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_and_subscriptions_fan_out_and_patterns_pick_up_new_topics() {
+    let c = NodeCluster::start(1, strata_tests::test_seed()).await;
+    let client = Client::connect(c.brokers()).await.expect("connect");
+    client
+        .admin()
+        .create_topic("orders.eu", 2, 1, Default::default())
+        .await
+        .expect("create");
+    let mut named = client
+        .subscribe(strata_client::SubscriptionConfig::new(["orders.eu"]))
+        .expect("subscribe");
+    let mut by_pattern = client
+        .subscribe(strata_client::SubscriptionConfig::pattern("orders.*"))
+        .expect("subscribe");
+    let mut members: Vec<GroupConsumer> = ["g1", "g2", "g3"]
+        .iter()
+        .map(|g| {
+            client
+                .group_consumer(consumer_config(), member_config(g, "orders.eu"))
+                .expect("consumer")
+        })
+        .collect();
+    let mut pattern_member = client
+        .group_consumer(
+            consumer_config(),
+            GroupConsumerConfig {
+                pattern: Some("orders.*".into()),
+                ..member_config("gp", "orders.eu")
+            },
+        )
+        .expect("consumer");
+    // The subscriptions start at the end: wait until they stream before producing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let produced = produce(&c.brokers(), "orders.eu", &values("a", 200)).await;
+    let want: BTreeSet<(TopicPartition, i64)> = produced
+        .values()
+        .map(|(p, o)| (TopicPartition::new("orders.eu", *p), *o))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut read: Vec<Vec<(TopicPartition, i64)>> = vec![Vec::new(); 3];
+    while read.iter().any(|r| r.len() < want.len()) {
+        assert!(Instant::now() < deadline, "groups did not read everything");
+        for (i, m) in members.iter_mut().enumerate() {
+            for r in m.poll().await.expect("poll").records {
+                read[i].push((TopicPartition::new(r.topic, r.partition), r.offset));
+            }
+        }
+    }
+    for (i, r) in read.iter().enumerate() {
+        check_in_order(&format!("group {i}"), r, &want);
+    }
+    for (what, sub) in [("named", &mut named), ("pattern", &mut by_pattern)] {
+        let mut got = Vec::new();
+        while got.len() < want.len() {
+            let batch = tokio::time::timeout(Duration::from_secs(20), sub.next())
+                .await
+                .unwrap_or_else(|_| panic!("{what}: stalled at {}", got.len()))
+                .expect("open")
+                .expect("records");
+            got.extend(
+                batch
+                    .into_iter()
+                    .map(|r| (TopicPartition::new(r.topic, r.partition), r.offset)),
+            );
+        }
+        check_in_order(what, &got, &want);
+    }
+    // A matching topic created now reaches the pattern subscription and the pattern member.
+    client
+        .admin()
+        .create_topic("orders.us", 1, 1, Default::default())
+        .await
+        .expect("create");
+    let us = produce(&c.brokers(), "orders.us", &values("u", 10)).await;
+    let mut got = 0;
+    while got < us.len() {
+        let batch = tokio::time::timeout(Duration::from_secs(20), by_pattern.next())
+            .await
+            .expect("the new topic never reached the pattern subscription")
+            .expect("open")
+            .expect("records");
+        assert!(batch.iter().all(|r| r.topic == "orders.us"), "{batch:?}");
+        got += batch.len();
+    }
+    let us_tp = TopicPartition::new("orders.us", 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !pattern_member.assignment().contains(&us_tp) {
+        assert!(
+            Instant::now() < deadline,
+            "the new topic never reached the pattern member"
+        );
+        pattern_member.poll().await.expect("poll");
+    }
+    client
+        .admin()
+        .delete_topic("orders.us")
+        .await
+        .expect("delete");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pattern_member.assignment().contains(&us_tp) {
+        assert!(
+            Instant::now() < deadline,
+            "a deleted topic stayed in the assignment"
+        );
+        pattern_member.poll().await.expect("poll");
+    }
+    for m in members {
+        m.close().await.expect("close");
+    }
+    pattern_member.close().await.expect("close");
+    c.shutdown().await;
+}

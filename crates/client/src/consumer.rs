@@ -299,7 +299,14 @@ impl Consumer {
                 state.position = outcome.position;
                 state.high_watermark = Some(response.high_watermark);
                 state.log_start_offset = Some(response.log_start_offset);
-                decode(&outcome.partition, state, response.batches, records);
+                if let Err(e) = decode(
+                    &outcome.partition,
+                    &mut state.position,
+                    response.batches,
+                    records,
+                ) {
+                    state.error = Some(e);
+                }
             }
             Err(error) if error.is_retriable() => {
                 debug!(partition = %outcome.partition, %error, "fetch failed; retrying");
@@ -310,16 +317,28 @@ impl Consumer {
 
     /// The offset `start` means for `topic`/`partition`.
     async fn resolve(&self, topic: &str, partition: u32, start: Offset) -> Result<i64, Error> {
-        let at = match start {
-            Offset::At(offset) => return Ok(offset),
-            Offset::Earliest => pb::position::At::Earliest(true),
-            Offset::Latest => pb::position::At::Latest(true),
-            Offset::Timestamp(ms) => pb::position::At::TimestampMs(ms),
-        };
-        list_offsets(&self.client, &self.config, topic, partition, at)
-            .await
-            .map(|r| r.offset)
+        resolve(&self.client, &self.config, topic, partition, start).await
     }
+}
+
+/// The offset `start` names in `topic`/`partition` (`ListOffsets` on the leader, except for
+/// an offset).
+pub(crate) async fn resolve(
+    client: &Client,
+    config: &ConsumerConfig,
+    topic: &str,
+    partition: u32,
+    start: Offset,
+) -> Result<i64, Error> {
+    let at = match start {
+        Offset::At(offset) => return Ok(offset),
+        Offset::Earliest => pb::position::At::Earliest(true),
+        Offset::Latest => pb::position::At::Latest(true),
+        Offset::Timestamp(ms) => pb::position::At::TimestampMs(ms),
+    };
+    list_offsets(client, config, topic, partition, at)
+        .await
+        .map(|r| r.offset)
 }
 
 fn not_assigned(key: &TopicPartition) -> Error {
@@ -454,35 +473,29 @@ async fn fetch(
     }
 }
 
-/// Decodes fetched batches into `records`, skipping records below the position and moving
-/// the position past each record returned.
-fn decode(
+/// Decodes fetched batches into `records`, skipping records below `position` and moving it
+/// past each record returned; a batch that fails its checks is [`Error::Corrupt`].
+pub(crate) fn decode(
     partition: &TopicPartition,
-    state: &mut PartitionState,
+    position: &mut i64,
     batches: Vec<bytes::Bytes>,
     records: &mut Vec<ConsumedRecord>,
-) {
+) -> Result<(), Error> {
     for bytes in batches {
-        let batch = match Batch::parse(bytes) {
-            Ok(batch) => batch,
-            Err(e) => {
-                state.error = Some(Error::Corrupt {
-                    topic: partition.topic.clone(),
-                    partition: partition.partition,
-                    offset: state.position,
-                    reason: e.to_string(),
-                });
-                return;
-            }
-        };
-        if batch.next_offset() <= state.position {
+        let batch = Batch::parse(bytes).map_err(|e| Error::Corrupt {
+            topic: partition.topic.clone(),
+            partition: partition.partition,
+            offset: *position,
+            reason: e.to_string(),
+        })?;
+        if batch.next_offset() <= *position {
             continue;
         }
         for record in batch.records() {
-            if record.offset < state.position {
+            if record.offset < *position {
                 continue;
             }
-            state.position = record.offset.saturating_add(1);
+            *position = record.offset.saturating_add(1);
             records.push(ConsumedRecord {
                 topic: partition.topic.clone(),
                 partition: partition.partition,
@@ -498,4 +511,5 @@ fn decode(
             });
         }
     }
+    Ok(())
 }

@@ -355,17 +355,20 @@ impl GroupConsumer {
                 added.into_iter().map(|(tp, _)| tp).collect(),
             ));
         }
-        let owned: Vec<(String, String, u32)> = self
+        if !events.is_empty() {
+            self.report_held();
+        }
+        Ok(())
+    }
+
+    /// Tells the heartbeat task what this consumer holds now, and to heartbeat at once.
+    fn report_held(&self) {
+        lock(&self.shared).owned = self
             .held
             .iter()
             .map(|(tp, id)| (tp.topic.clone(), id.clone(), tp.partition))
             .collect();
-        let gave_up = !events.is_empty();
-        lock(&self.shared).owned = owned;
-        if gave_up {
-            self.wake.notify_one();
-        }
-        Ok(())
+        self.wake.notify_one();
     }
 
     /// Applies assignment changes, commits on the auto-commit interval, and returns the
@@ -385,12 +388,37 @@ impl GroupConsumer {
             self.reconcile(&mut polled.events).await?;
             return Ok(polled);
         }
-        if let Ok(records) =
-            tokio::time::timeout(Duration::from_millis(250), self.consumer.poll()).await
-        {
-            polled.records = records?;
+        match tokio::time::timeout(Duration::from_millis(250), self.consumer.poll()).await {
+            Ok(Ok(records)) => polled.records = records,
+            // A held topic was deleted: its partitions are gone (the coordinator drops them
+            // from the assignment at the next heartbeat).
+            Ok(Err(Error::UnknownTopic { topic }))
+                if self.held.keys().any(|tp| tp.topic == topic) =>
+            {
+                self.drop_topic(&topic, &mut polled.events);
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {}
         }
         Ok(polled)
+    }
+
+    /// Forgets the held partitions of a deleted topic.
+    fn drop_topic(&mut self, topic: &str, events: &mut Vec<GroupEvent>) {
+        let gone: Vec<TopicPartition> = self
+            .held
+            .keys()
+            .filter(|tp| tp.topic == topic)
+            .cloned()
+            .collect();
+        for tp in &gone {
+            self.consumer.unassign(&tp.topic, [tp.partition]);
+            self.held.remove(tp);
+            self.paused.remove(tp);
+            self.committed.remove(tp);
+        }
+        events.push(GroupEvent::Revoked(gone));
+        self.report_held();
     }
 
     /// Commits the position of every held partition that moved since its last commit;

@@ -9,6 +9,8 @@
 //! - [`consumer`]: [`Consumer`]: assigned partitions, starts by offset, time, earliest or
 //!   latest, long-polling fetches of raw batches decoded with `strata_record`.
 //! - [`admin`]: [`Admin`]: topics and cluster operations.
+//! - [`subscription`]: [`Subscription`], an ephemeral subscription (no group, no state) to
+//!   topics or a subject pattern, streamed with `Subscribe`.
 //! - [`groups`]: [`Groups`]: committed offsets and group administration;
 //!   [`group_consumer`]: [`GroupConsumer`], a consumer whose partitions a consumer group
 //!   assigns (joins, heartbeats, commits, reports assignment changes).
@@ -60,6 +62,7 @@ pub mod model;
 pub mod partitioner;
 pub mod producer;
 pub mod records;
+pub mod subscription;
 
 pub use admin::Admin;
 pub use client::Client;
@@ -73,3 +76,4 @@ pub use model::{
 };
 pub use producer::{Producer, SendFuture};
 pub use records::{ConsumedRecord, Offset, ProducerRecord, RecordMetadata, TopicPartition};
+pub use subscription::{Subscription, SubscriptionConfig};

@@ -153,73 +153,11 @@ mod offsets_as_list {
     }
 }
 
-/// Whether topic `name` matches subject `pattern`: tokens are separated by `.`; `*` matches
-/// exactly one token, and `>` as the last token matches one or more.
-pub fn subject_matches(pattern: &str, name: &str) -> bool {
-    let mut names = name.split('.');
-    let mut tokens = pattern.split('.').peekable();
-    while let Some(t) = tokens.next() {
-        if t == ">" && tokens.peek().is_none() {
-            return names.next().is_some();
-        }
-        match names.next() {
-            Some(n) if t == "*" || t == n => {}
-            _ => return false,
-        }
-    }
-    names.next().is_none()
-}
-
-/// Why a subject pattern is not valid, if it is not.
-pub fn check_pattern(pattern: &str) -> Result<(), String> {
-    if pattern.is_empty() {
-        return Err("subject pattern is empty".into());
-    }
-    let tokens: Vec<&str> = pattern.split('.').collect();
-    for (i, t) in tokens.iter().enumerate() {
-        if t.is_empty() {
-            return Err(format!("subject pattern {pattern:?} has an empty token"));
-        }
-        if *t == ">" && i + 1 != tokens.len() {
-            return Err(format!(
-                "subject pattern {pattern:?}: '>' may only be the last token"
-            ));
-        }
-        if t.len() > 1 && (t.contains('*') || t.contains('>')) {
-            return Err(format!(
-                "subject pattern {pattern:?}: '*' and '>' must be whole tokens"
-            ));
-        }
-    }
-    Ok(())
-}
+pub use strata_record::subject::{check as check_pattern, matches as subject_matches};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn subjects_match_as_nats_subjects_do() {
-        assert!(subject_matches("orders.*", "orders.eu"));
-        assert!(!subject_matches("orders.*", "orders"));
-        assert!(!subject_matches("orders.*", "orders.eu.paid"));
-        assert!(subject_matches("orders.>", "orders.eu"));
-        assert!(subject_matches("orders.>", "orders.eu.paid"));
-        assert!(!subject_matches("orders.>", "orders"));
-        assert!(subject_matches("*.paid", "orders.paid"));
-        assert!(subject_matches("orders", "orders"));
-        assert!(!subject_matches("orders", "orders.eu"));
-        assert!(subject_matches(">", "a.b"));
-    }
-
-    #[test]
-    fn bad_patterns_are_named() {
-        assert!(check_pattern("orders.>").is_ok());
-        assert!(check_pattern("").is_err());
-        assert!(check_pattern("orders..x").is_err());
-        assert!(check_pattern("orders.>.x").is_err());
-        assert!(check_pattern("orders.a*").is_err());
-    }
 
     #[test]
     fn offsets_survive_json() {

@@ -10,6 +10,7 @@
 //!   layout of one record.
 //! - [`attributes`]: [`Compression`] and [`TimestampType`], and which attribute bits are refused.
 //! - [`sequence`]: producer sequence arithmetic (wrapping after `i32::MAX`).
+//! - [`subject`]: NATS-style subject patterns over topic names (`orders.*`, `orders.>`).
 //! - [`sync`]: the workspace's one copy of poison-tolerant locking and `now_ms`.
 //! - [`varint`]: checked zigzag varint / varlong decoding and encoding.
 //! - [`error`]: [`RecordError`] (and [`RecordFault`] for one record), every way a batch can be
@@ -24,6 +25,7 @@ pub mod error;
 pub mod header;
 pub mod record;
 pub mod sequence;
+pub mod subject;
 pub mod sync;
 pub mod varint;
 

@@ -48,6 +48,7 @@ use crate::group_consumer::{GroupConsumer, GroupConsumerConfig};
 use crate::groups::Groups;
 use crate::model::ClusterMetadata;
 use crate::producer::Producer;
+use crate::subscription::{Subscription, SubscriptionConfig};
 
 /// A connection to a Strata cluster: cheap to clone (clones share connections and metadata).
 /// Producers, consumers and the admin API are made from it.
@@ -167,6 +168,12 @@ impl Client {
     /// The admin API.
     pub fn admin(&self) -> Admin {
         Admin::new(self.clone())
+    }
+
+    /// An ephemeral subscription (see [`Subscription`]): streams start at once, in the
+    /// background.
+    pub fn subscribe(&self, config: SubscriptionConfig) -> Result<Subscription, Error> {
+        Subscription::start(self.clone(), config)
     }
 
     /// Consumer-group calls: committed offsets and group administration.
