@@ -160,6 +160,9 @@ pub enum BenchCmd {
     Consume(BenchArgs),
     /// End-to-end latency at a fixed rate.
     E2e(BenchArgs),
+    /// Consumer groups: commit throughput and latency, rebalance time (3 to 4 members on 64
+    /// partitions), fan-out to 0/1/4/16 groups while producing, group against plain replay.
+    Groups(BenchArgs),
 }
 
 /// Options of `strata bench`.
@@ -191,6 +194,9 @@ pub struct BenchArgs {
     /// and Redis clients do). 0: no bound beyond the producer's buffer.
     #[arg(long, default_value_t = 0)]
     pub in_flight: usize,
+    /// Offset commits to time (groups).
+    #[arg(long, default_value_t = 5000)]
+    pub commits: u64,
     /// Records per second (e2e; 0 = as fast as possible).
     #[arg(long, default_value_t = 5000)]
     pub rate: u64,

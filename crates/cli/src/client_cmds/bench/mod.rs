@@ -1,4 +1,5 @@
-//! `strata bench produce|consume|e2e`: throughput and latency against a running cluster.
+//! `strata bench produce|consume|e2e|groups`: throughput and latency against a running
+//! cluster (`groups`: see `groups.rs`).
 //!
 //! - The topic is `--topic` if it exists, else created (default name `bench-<random>`,
 //!   `--partitions` partitions, replication factor min(3, active nodes)) and kept afterwards,
@@ -31,6 +32,7 @@ use strata_client::{Client, ConsumerConfig, Error, Offset, ProducerRecord};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
+mod groups;
 mod report;
 use report::{Percentiles, Report};
 
@@ -68,6 +70,11 @@ pub async fn run(brokers: &str, format: Format, cmd: BenchCmd) -> anyhow::Result
         BenchCmd::Produce(args) => (Mode::Produce, args),
         BenchCmd::Consume(args) => (Mode::Consume, args),
         BenchCmd::E2e(args) => (Mode::E2e, args),
+        BenchCmd::Groups(args) => {
+            check(&args)?;
+            groups::run(&connect(brokers).await?, format, &args).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
     };
     check(&args)?;
     let client = connect(brokers).await?;
