@@ -19,7 +19,16 @@ openraft::declare_raft_types!(
         LeaderId = openraft::impls::leader_id_std::LeaderId<u64, u64>,
 );
 
-/// A node id.
+/// A node id: the workspace's one definition (strata-cluster re-exports it), also openraft's
+/// `NodeId` in [`TypeConfig`].
+///
+/// A plain `u64`, not a newtype like `GroupId` or `RaftIndex`, on purpose: openraft would accept
+/// one (its `NodeId` bound is `Ord + Hash + Display + Debug + Clone + Send + Sync`), but the id
+/// is carried by openraft's own types ([`Vote`], [`Membership`], metrics, `LeaderId`) and crosses
+/// every wire: the peer header and the Raft messages' proto conversions, the membership and
+/// vote codecs (on disk), the client API's node and leader fields, the cluster metadata's JSON
+/// (map keys), the addresses file. A newtype would add a conversion at each of those for little
+/// safety: signatures name node ids `NodeId` rather than `u64`, which is what this alias is for.
 pub type NodeId = u64;
 /// A log id of [`TypeConfig`].
 pub type LogId = openraft::LogId<<LeaderId as openraft::vote::RaftLeaderId>::Committed>;

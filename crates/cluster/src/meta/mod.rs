@@ -10,8 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 mod config;
 pub use config::{MESSAGE_BYTES_LIMIT, TOPIC_CONFIG_KEYS, TopicConfig, check_topic_name};
 
-/// A node's id.
-pub type NodeId = u64;
+/// A node's id: the one definition, strata-raft's (see [`strata_raft::types::NodeId`] for why
+/// it is a plain `u64`).
+pub use strata_raft::types::NodeId;
 
 /// Where a node is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
