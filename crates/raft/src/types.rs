@@ -7,6 +7,7 @@
 
 use bytes::Bytes;
 use std::fmt;
+use strata_log::Offset;
 
 openraft::declare_raft_types!(
     /// Strata's openraft type configuration.
@@ -92,7 +93,7 @@ impl fmt::Display for Command {
 }
 
 /// Called once with the base offset the leader's log gave a batch (for `acks=leader`).
-pub type LocalAck = Box<dyn FnOnce(i64) + Send>;
+pub type LocalAck = Box<dyn FnOnce(Offset) + Send>;
 
 /// A producer batch (Kafka RecordBatch v2 bytes) and, on the leader that proposed it, the
 /// writer waiting to learn its offset at local append. The waiter never leaves the process: it
@@ -155,7 +156,7 @@ pub enum Applied {
     /// A batch was committed; its first record has this offset.
     Batch {
         /// Offset of the first record.
-        base_offset: i64,
+        base_offset: Offset,
         /// Records in the batch.
         record_count: u32,
     },
@@ -164,7 +165,7 @@ pub enum Applied {
     /// A retention entry was applied; records before `start_offset` are gone.
     Retained {
         /// The new log start offset.
-        start_offset: i64,
+        start_offset: Offset,
     },
 }
 
