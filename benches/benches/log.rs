@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use strata_benches::scratch::{bench_root, preallocated_file, scratch_dir};
 use strata_benches::workload::{MIB, fill_log, frame_len, log_config, next_entry, record_batch};
-use strata_log::{Flusher, Log, LogReader, RealDisk};
+use strata_log::{Flusher, Log, LogReader, Offset, RealDisk};
 use tempfile::TempDir;
 
 /// Bytes written into one file or log directory before moving to a fresh one. Below the 1 GiB
@@ -193,7 +193,7 @@ fn append_no_sync(group: &mut BenchmarkGroup<'_, WallTime>, root: &Path, batch: 
 /// A pre-written, flushed log for the read bench.
 struct ReadLog {
     reader: LogReader,
-    end_offset: i64,
+    end_offset: Offset,
     /// Kept for its log and directory, which the reader needs.
     _bench_log: BenchLog,
 }
@@ -203,7 +203,7 @@ fn sequential_read(group: &mut BenchmarkGroup<'_, WallTime>, root: &Path, batch:
     let flusher = Flusher::start("bench").expect("start the flusher");
     let per_read = (READ_CHUNK_BYTES / batch.len()) as u64;
     let mut read_log = None;
-    let mut offset = 0i64;
+    let mut offset = Offset::new(0);
     group.throughput(Throughput::BytesDecimal(per_read * batch.len() as u64));
     group.bench_function("sequential_read", |b| {
         let ReadLog {
@@ -230,7 +230,7 @@ fn sequential_read(group: &mut BenchmarkGroup<'_, WallTime>, root: &Path, batch:
             let start = Instant::now();
             for _ in 0..iters {
                 let entries = reader
-                    .read(offset, READ_CHUNK_BYTES, i64::MAX)
+                    .read(offset, READ_CHUNK_BYTES, Offset::new(i64::MAX))
                     .expect("read");
                 assert_eq!(
                     entries.len() as u64,
@@ -244,9 +244,9 @@ fn sequential_read(group: &mut BenchmarkGroup<'_, WallTime>, root: &Path, batch:
                     touched ^= e.payload.iter().step_by(64).fold(0, |a, b| a ^ b);
                 }
                 std::hint::black_box(touched);
-                offset = entries.last().map_or(0, |e| e.next_offset());
+                offset = entries.last().map_or(Offset::new(0), |e| e.next_offset());
                 if offset >= end_offset {
-                    offset = 0;
+                    offset = Offset::new(0);
                 }
             }
             start.elapsed()

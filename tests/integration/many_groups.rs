@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use strata_log::{Flusher, LogConfig};
+use strata_raft::GroupId;
 use strata_raft::liveness::{Liveness, LivenessConfig, LivenessMessage, LivenessSender};
 use strata_raft::partition::{Acks, Partition, PartitionConfig, SleepState};
 use strata_raft::types::NodeId;
@@ -62,7 +63,8 @@ async fn a_thousand_groups_on_three_nodes_commit_then_sleep() {
     let mut partitions: BTreeMap<(u64, NodeId), Arc<Partition>> = BTreeMap::new();
     for g in 1..=groups {
         for id in 1..=3u64 {
-            let mut cfg = PartitionConfig::new(g, id, root.path().join(format!("n{id}/g{g}")));
+            let mut cfg =
+                PartitionConfig::new(GroupId::new(g), id, root.path().join(format!("n{id}/g{g}")));
             cfg.timing = fast_timing();
             cfg.timing.heartbeat_ms = 100;
             cfg.log = LogConfig {
@@ -73,7 +75,7 @@ async fn a_thousand_groups_on_three_nodes_commit_then_sleep() {
                 ..LogConfig::default()
             };
             let net = MemNetwork {
-                group: g,
+                group: GroupId::new(g),
                 from: id,
                 router: router.clone(),
             };
@@ -82,8 +84,8 @@ async fn a_thousand_groups_on_three_nodes_commit_then_sleep() {
                     .await
                     .unwrap(),
             );
-            router.register(g, id, p.peer_handle());
-            livenesses.lock().unwrap()[&id].register(g, &p);
+            router.register(GroupId::new(g), id, p.peer_handle());
+            livenesses.lock().unwrap()[&id].register(GroupId::new(g), &p);
             partitions.insert((g, id), p);
         }
         let voters = (1..=3u64).map(|id| (id, format!("node-{id}"))).collect();
@@ -144,7 +146,7 @@ async fn a_thousand_groups_on_three_nodes_commit_then_sleep() {
         t.abort();
     }
     for ((g, id), p) in partitions {
-        router.unregister(g, id);
+        router.unregister(GroupId::new(g), id);
         if let Ok(p) = Arc::try_unwrap(p) {
             let _ = p.shutdown().await;
         }

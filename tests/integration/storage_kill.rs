@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use strata_log::{Flusher, Log, LogConfig, RealDisk};
+use strata_log::{Flusher, Log, LogConfig, LogIndex, Offset, RealDisk};
 
 #[test]
 fn sigkill_never_loses_a_synced_entry() {
@@ -56,13 +56,19 @@ fn sigkill_never_loses_a_synced_entry() {
         &flusher.handle(),
     )
     .unwrap();
-    let last = log.next_index() - 1;
-    assert!(last >= reported, "reported {reported}, recovered {last}");
-    let entries = log.reader().entries(1, last + 1, usize::MAX).unwrap();
-    assert_eq!(entries.len() as u64, last);
-    let mut offset = 0;
+    let last = log.next_index().prev();
+    assert!(
+        last.get() >= reported,
+        "reported {reported}, recovered {last}"
+    );
+    let entries = log
+        .reader()
+        .entries(LogIndex::FIRST, last.next(), usize::MAX)
+        .unwrap();
+    assert_eq!(entries.len() as u64, last.get());
+    let mut offset = Offset::new(0);
     for e in entries {
-        let want = strata_tests::payload_for(e.index);
+        let want = strata_tests::payload_for(e.index.get());
         assert_eq!(&e.payload[16..], &want[16..], "entry {} altered", e.index);
         assert_eq!(e.base_offset, offset, "offsets contiguous");
         offset = e.next_offset();

@@ -14,6 +14,7 @@ use strata_raft::liveness::{Liveness, LivenessConfig, LivenessMessage, LivenessS
 use strata_raft::partition::{Acks, Partition, PartitionConfig, RaftTiming};
 use strata_raft::replica::{Replica, ReplicaStatus};
 use strata_raft::types::NodeId;
+use strata_raft::{GroupId, RaftIndex};
 use strata_record::sync::lock;
 
 /// Raft timing for tests: fast elections, so faults resolve in well under a second.
@@ -91,14 +92,14 @@ pub struct Cluster {
     pub router: Arc<Router>,
     root: tempfile::TempDir,
     nodes: Mutex<BTreeMap<NodeId, Node>>,
-    group: u64,
+    group: GroupId,
     timing: RaftTiming,
     log_config: LogConfig,
     /// Leaders seen per term.
     pub leaders: Arc<LeaderLog>,
-    /// Opens that found recorded data lost (the replica came up quarantined), by node and log
-    /// index it must hold again. Without injected damage this must stay empty.
-    pub lost_on_open: Arc<Mutex<Vec<(NodeId, u64)>>>,
+    /// Opens that found recorded data lost (the replica came up quarantined), by node and the
+    /// Raft index it must hold again. Without injected damage this must stay empty.
+    pub lost_on_open: Arc<Mutex<Vec<(NodeId, RaftIndex)>>>,
     livenesses: Arc<Mutex<HashMap<NodeId, Arc<Liveness>>>>,
     watchers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -114,7 +115,7 @@ impl Cluster {
             router: Router::new(seed),
             root,
             nodes: Mutex::new(BTreeMap::new()),
-            group: 1,
+            group: GroupId::new(1),
             timing: fast_timing(),
             log_config: LogConfig {
                 segment_bytes_max: 64 * 1024,
@@ -412,8 +413,10 @@ impl Cluster {
         for id in self.ids().into_iter().filter(|id| self.is_up(*id)) {
             let reader = self.partition(id).log_reader();
             let first = reader.bounds().first_index;
+            // Up to the log index after the target's (log index = Raft index + 1).
+            let end = strata_raft::codec::log_index(RaftIndex::new(target)).next();
             let entries = reader
-                .entries(first, target + 2, usize::MAX)
+                .entries(first, end, usize::MAX)
                 .expect("read replica");
             match &reference {
                 None => reference = Some((id, entries)),

@@ -15,6 +15,7 @@ use std::time::Duration;
 use strata_raft::codec::{decode_entry, encode_payload};
 use strata_raft::transport::GroupHandle;
 use strata_raft::types::{NodeId, TypeConfig, Vote};
+use strata_raft::{GroupId, RaftIndex};
 
 /// Rules for the link from one node to another.
 #[derive(Debug, Clone, Copy, Default)]
@@ -31,7 +32,7 @@ pub struct LinkRule {
 
 /// Routes messages between the nodes of one process, per group.
 pub struct Router {
-    rafts: RwLock<HashMap<(u64, NodeId), Arc<dyn GroupHandle>>>,
+    rafts: RwLock<HashMap<(GroupId, NodeId), Arc<dyn GroupHandle>>>,
     rules: Mutex<HashMap<(NodeId, NodeId), LinkRule>>,
     isolated: Mutex<HashSet<NodeId>>,
     rng: Mutex<u64>,
@@ -61,12 +62,12 @@ impl Router {
     }
 
     /// Registers the peer handle of `node` for `group` (`Partition::peer_handle`).
-    pub fn register(&self, group: u64, node: NodeId, raft: Arc<dyn GroupHandle>) {
+    pub fn register(&self, group: GroupId, node: NodeId, raft: Arc<dyn GroupHandle>) {
         strata_record::sync::write(&self.rafts).insert((group, node), raft);
     }
 
     /// Forgets `node`'s handle for `group` (the node is down).
-    pub fn unregister(&self, group: u64, node: NodeId) {
+    pub fn unregister(&self, group: GroupId, node: NodeId) {
         strata_record::sync::write(&self.rafts).remove(&(group, node));
     }
 
@@ -109,7 +110,7 @@ impl Router {
     /// Applies the link rules to one message; returns the target's handle if it gets through.
     async fn pass(
         &self,
-        group: u64,
+        group: GroupId,
         from: NodeId,
         to: NodeId,
     ) -> Result<Arc<dyn GroupHandle>, RPCError<TypeConfig>> {
@@ -160,7 +161,7 @@ impl Router {
 #[derive(Debug, Clone)]
 pub struct MemNetwork {
     /// The group.
-    pub group: u64,
+    pub group: GroupId,
     /// This node.
     pub from: NodeId,
     /// The shared router.
@@ -170,7 +171,7 @@ pub struct MemNetwork {
 /// A connection from one node to another for one group.
 #[derive(Debug)]
 pub struct MemConnection {
-    group: u64,
+    group: GroupId,
     from: NodeId,
     to: NodeId,
     router: Arc<Router>,
@@ -200,7 +201,7 @@ fn detach(mut rpc: AppendEntriesRequest<TypeConfig>) -> AppendEntriesRequest<Typ
             let (kind, bytes) = encode_payload(&e.payload);
             decode_entry(
                 e.log_id.committed_leader_id().term,
-                e.log_id.index,
+                RaftIndex::new(e.log_id.index),
                 kind,
                 bytes::Bytes::copy_from_slice(&bytes),
             )

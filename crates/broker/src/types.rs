@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use std::collections::BTreeMap;
 pub use strata_cluster::meta::{NodeState, TopicConfig};
+pub use strata_raft::GroupId;
 pub use strata_raft::partition::{Acks, Fetched};
 pub use strata_record::NewRecord;
 
@@ -39,8 +40,8 @@ pub struct PartitionView {
     pub leader_term: u64,
     /// The high watermark, or -1 when no replica is hosted here.
     pub high_watermark: i64,
-    /// Its Raft group.
-    pub group_id: u64,
+    /// Its Raft group (`grpc::convert` in strata-node puts the plain number on the wire).
+    pub group_id: GroupId,
 }
 
 /// One topic as this node sees it.

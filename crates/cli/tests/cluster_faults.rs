@@ -245,11 +245,12 @@ async fn compare_replicas(
             // A read may stop at a segment's end: read on until the high watermark.
             let reader = log.reader();
             let mut batches: Vec<Bytes> = Vec::new();
-            let mut from = 0i64;
+            let end = strata_log::Offset::new(end);
+            let mut from = strata_log::Offset::new(0);
             while from < end {
                 let entries = reader.read(from, 64 << 20, end).expect("read replica log");
                 let Some(last) = entries.last() else { break };
-                from = last.base_offset + i64::from(last.record_count.max(1));
+                from = last.base_offset.plus_records(last.record_count.max(1));
                 batches.extend(
                     entries
                         .into_iter()

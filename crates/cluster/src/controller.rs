@@ -3,50 +3,52 @@
 //! Every node hosts a replica of group 0 (the initial cluster's nodes as voters, nodes that
 //! joined later as learners), so every node applies the same metadata and can answer metadata
 //! requests. Commands are JSON control entries of group 0; [`MetaHook`] applies them and keeps
-//! the outcome of recent ones by log index so that the proposer can read its own. A node that
+//! the outcome of recent ones by Raft index so that the proposer can read its own. A node that
 //! does not lead group 0 forwards its proposal to the leader through a [`ControlLink`] (the
 //! node's implementation speaks `strata.internal.v1.NodeControl` on the peer port); the node
 //! that receives it answers with [`Controller::propose_forwarded`].
 
-use crate::meta::{ClusterMeta, Command, Outcome, Refusal};
+use crate::meta::{ClusterMeta, Command, NodeId, Outcome, Refusal};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use strata_log::Offset;
 use strata_raft::error::PartitionError;
 use strata_raft::partition::Partition;
 use strata_raft::replica::Replica;
 use strata_raft::state_machine::StateHook;
 use strata_raft::types::LogId;
+use strata_raft::{GroupId, RaftIndex};
 use tokio::sync::watch;
 
 /// How a controller reaches the others: forwarded proposals and leadership hints. The node
 /// implements it over its peer port; tests may implement it in memory.
 pub trait ControlLink: Send + Sync + 'static {
     /// Sends `command` (a JSON [`Command`]) to node `to` at `addr`, which proposes it (or
-    /// forwards it once more to its leader, unless `forwarded`). Resolves to the entry's index
-    /// and the outcome of applying it.
+    /// forwards it once more to its leader, unless `forwarded`). Resolves to the entry's Raft
+    /// index and the outcome of applying it.
     fn propose(
         &self,
-        to: u64,
+        to: NodeId,
         addr: &str,
         command: Bytes,
         forwarded: bool,
-    ) -> BoxFuture<'static, Result<(u64, Outcome), ControllerError>>;
+    ) -> BoxFuture<'static, Result<(RaftIndex, Outcome), ControllerError>>;
 
     /// Tells node `to` at `addr` which groups this node leads, in which terms.
     fn hints(
         &self,
-        to: u64,
+        to: NodeId,
         addr: &str,
-        led: Vec<(u64, u64)>,
+        led: Vec<(GroupId, u64)>,
     ) -> BoxFuture<'static, Result<(), ControllerError>>;
 }
 
 /// The controller's Raft group id.
-pub const CONTROLLER_GROUP: u64 = 0;
+pub const CONTROLLER_GROUP: GroupId = GroupId::new(0);
 
 /// Outcomes kept for proposers to collect (a proposer reads its own right after apply).
 const OUTCOMES_KEPT: usize = 4096;
@@ -64,9 +66,9 @@ pub enum ControllerError {
 
 #[derive(Debug, Default)]
 struct HookState {
-    /// Last applied entry index (entries replayed after a reopen are skipped).
-    applied: u64,
-    outcomes: VecDeque<(u64, Outcome)>,
+    /// Raft index of the last applied entry (entries replayed after a reopen are skipped).
+    applied: RaftIndex,
+    outcomes: VecDeque<(RaftIndex, Outcome)>,
 }
 
 /// Applies controller commands to the metadata.
@@ -78,7 +80,7 @@ pub struct MetaHook {
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct HookSnapshot {
-    applied: u64,
+    applied: RaftIndex,
     meta: ClusterMeta,
 }
 
@@ -94,7 +96,7 @@ impl MetaHook {
         strata_record::sync::lock(&self.state)
     }
 
-    fn take_outcome(&self, index: u64) -> Option<Outcome> {
+    fn take_outcome(&self, index: RaftIndex) -> Option<Outcome> {
         let mut s = self.lock();
         let pos = s.outcomes.iter().position(|(i, _)| *i == index)?;
         s.outcomes.remove(pos).map(|(_, o)| o)
@@ -102,16 +104,17 @@ impl MetaHook {
 }
 
 impl StateHook for MetaHook {
-    fn apply_batch(&self, log_id: &LogId, _base_offset: i64, _batch: &[u8]) {
+    fn apply_batch(&self, log_id: &LogId, _base_offset: Offset, _batch: &[u8]) {
         tracing::warn!(%log_id, "controller log holds a record batch; ignored");
     }
 
     fn apply_control(&self, log_id: &LogId, payload: &[u8]) {
         let mut s = self.lock();
-        if log_id.index <= s.applied {
+        let index = RaftIndex::new(log_id.index);
+        if index <= s.applied {
             return;
         }
-        s.applied = log_id.index;
+        s.applied = index;
         let outcome = match serde_json::from_slice::<Command>(payload) {
             Ok(cmd) => {
                 let mut outcome = Outcome::Ok;
@@ -124,7 +127,7 @@ impl StateHook for MetaHook {
                 Outcome::Refused(Refusal::Invalid(format!("undecodable command: {e}")))
             }
         };
-        s.outcomes.push_back((log_id.index, outcome));
+        s.outcomes.push_back((index, outcome));
         while s.outcomes.len() > OUTCOMES_KEPT {
             s.outcomes.pop_front();
         }
@@ -155,13 +158,13 @@ impl StateHook for MetaHook {
 
 /// This node's replica of the controller group, and the way to change the metadata.
 pub struct Controller {
-    node_id: u64,
+    node_id: NodeId,
     hook: Arc<MetaHook>,
     replica: Replica,
     link: Arc<dyn ControlLink>,
     /// Peer addresses to try when the leader is unknown (the initial cluster, or the voters
     /// a join answered).
-    seeds: Mutex<BTreeMap<u64, String>>,
+    seeds: Mutex<BTreeMap<NodeId, String>>,
     timeout: Duration,
 }
 
@@ -176,13 +179,13 @@ impl std::fmt::Debug for Controller {
 impl Controller {
     /// Opens this node's controller replica (supervised: reopened after a storage failure).
     pub async fn open(
-        node_id: u64,
+        node_id: NodeId,
         link: Arc<dyn ControlLink>,
         start: impl FnOnce(
             Arc<dyn StateHook>,
         )
             -> futures_util::future::BoxFuture<'static, Result<Replica, PartitionError>>,
-        seeds: BTreeMap<u64, String>,
+        seeds: BTreeMap<NodeId, String>,
         timeout: Duration,
     ) -> Result<Controller, PartitionError> {
         let hook = MetaHook::new();
@@ -233,18 +236,21 @@ impl Controller {
     }
 
     /// The controller leader as this node knows it.
-    pub fn leader(&self) -> Option<(u64, String)> {
+    pub fn leader(&self) -> Option<(NodeId, String)> {
         self.partition()?.leader()
     }
 
     /// Adds peers to try when the leader is unknown.
-    pub fn add_seeds(&self, seeds: impl IntoIterator<Item = (u64, String)>) {
+    pub fn add_seeds(&self, seeds: impl IntoIterator<Item = (NodeId, String)>) {
         strata_record::sync::lock(&self.seeds).extend(seeds);
     }
 
-    /// Proposes `cmd` on this node, which must lead group 0. Returns the entry's index and
+    /// Proposes `cmd` on this node, which must lead group 0. Returns the entry's Raft index and
     /// what applying it produced.
-    pub async fn propose_local(&self, cmd: &Command) -> Result<(u64, Outcome), ControllerError> {
+    pub async fn propose_local(
+        &self,
+        cmd: &Command,
+    ) -> Result<(RaftIndex, Outcome), ControllerError> {
         let p = self
             .partition()
             .ok_or_else(|| ControllerError::Unavailable("controller replica is down".into()))?;
@@ -264,7 +270,7 @@ impl Controller {
 
     /// Waits (bounded) until this node applied controller entry `index`, so that what a
     /// caller changed is visible in this node's metadata.
-    async fn wait_applied(&self, index: u64) {
+    async fn wait_applied(&self, index: RaftIndex) {
         let deadline = Instant::now() + self.timeout;
         while self.hook.lock().applied < index && Instant::now() < deadline {
             let mut rx = self.meta();
@@ -274,11 +280,11 @@ impl Controller {
 
     async fn forward(
         &self,
-        to: u64,
+        to: NodeId,
         addr: &str,
         cmd: &[u8],
         forwarded: bool,
-    ) -> Result<(u64, Outcome), ControllerError> {
+    ) -> Result<(RaftIndex, Outcome), ControllerError> {
         self.link
             .propose(to, addr, Bytes::copy_from_slice(cmd), forwarded)
             .await
@@ -291,7 +297,7 @@ impl Controller {
         &self,
         command: &[u8],
         forwarded: bool,
-    ) -> Result<(u64, Outcome), ControllerError> {
+    ) -> Result<(RaftIndex, Outcome), ControllerError> {
         let cmd: Command = serde_json::from_slice(command).map_err(|e| {
             ControllerError::Refused(Refusal::Invalid(format!("undecodable command: {e}")))
         })?;
@@ -310,16 +316,16 @@ impl Controller {
     /// Tells node `to` at `addr` which groups this node leads (see [`LeaderHints`]).
     pub async fn send_hints(
         &self,
-        to: u64,
+        to: NodeId,
         addr: &str,
-        led: Vec<(u64, u64)>,
+        led: Vec<(GroupId, u64)>,
     ) -> Result<(), ControllerError> {
         self.link.hints(to, addr, led).await
     }
 
     /// Proposes once: locally if this node leads, else to the leader it knows, else to the
     /// seeds (each forwards to its leader).
-    async fn propose_once(&self, cmd: &Command) -> Result<(u64, Outcome), ControllerError> {
+    async fn propose_once(&self, cmd: &Command) -> Result<(RaftIndex, Outcome), ControllerError> {
         let me = self.node_id;
         let leader = self.leader();
         if let Some((id, _)) = &leader
@@ -334,7 +340,7 @@ impl Controller {
         {
             return self.forward(id, &addr, &bytes, false).await;
         }
-        let seeds: Vec<(u64, String)> = strata_record::sync::lock(&self.seeds)
+        let seeds: Vec<(NodeId, String)> = strata_record::sync::lock(&self.seeds)
             .iter()
             .filter(|(id, _)| **id != me)
             .map(|(id, a)| (*id, a.clone()))
@@ -391,8 +397,9 @@ impl Controller {
 /// A forwarded proposal's answer as it travels back: the entry's index and its outcome.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Answer {
-    /// The controller log index of the proposal.
-    pub index: u64,
+    /// The Raft index of the proposal's entry in the controller group (a plain number in the
+    /// JSON).
+    pub index: RaftIndex,
     /// What applying it produced.
     pub outcome: Outcome,
 }
@@ -401,7 +408,7 @@ pub struct Answer {
 /// host).
 #[derive(Debug, Default)]
 pub struct LeaderHints {
-    map: Mutex<HashMap<u64, (u64, u64, Instant)>>,
+    map: Mutex<HashMap<GroupId, (NodeId, u64, Instant)>>,
 }
 
 /// How long a hint is believed without being repeated.
@@ -409,7 +416,7 @@ const HINT_TTL: Duration = Duration::from_secs(5);
 
 impl LeaderHints {
     /// Records that `node` leads `group` in `term` (a lower term than known is ignored).
-    pub fn record(&self, node: u64, group: u64, term: u64) {
+    pub fn record(&self, node: NodeId, group: GroupId, term: u64) {
         let mut m = strata_record::sync::lock(&self.map);
         let now = Instant::now();
         let newer = m
@@ -421,7 +428,7 @@ impl LeaderHints {
     }
 
     /// The leader of `group` and its term, if a node said so recently.
-    pub fn get(&self, group: u64) -> Option<(u64, u64)> {
+    pub fn get(&self, group: GroupId) -> Option<(NodeId, u64)> {
         let m = strata_record::sync::lock(&self.map);
         m.get(&group)
             .filter(|(_, _, at)| at.elapsed() <= HINT_TTL)

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use strata_log::{Disk, FlusherHandle, LogConfig};
+use strata_raft::GroupId;
 use strata_raft::error::PartitionError;
 use strata_raft::liveness::Liveness;
 use strata_raft::partition::{Partition, PartitionConfig, RaftTiming};
@@ -32,7 +33,7 @@ pub struct Hosted {
     /// Partition number.
     pub partition: u32,
     /// Raft group.
-    pub group_id: u64,
+    pub group_id: GroupId,
     /// The supervised replica.
     pub replica: Replica,
     /// Its directory.
@@ -80,9 +81,9 @@ pub type HookFactory = Arc<dyn Fn(&str, u64) -> Option<Arc<dyn StateHook>> + Sen
 /// The hosted replicas.
 pub struct Replicas {
     env: ReplicaEnv,
-    hosted: RwLock<HashMap<u64, Arc<Hosted>>>,
+    hosted: RwLock<HashMap<GroupId, Arc<Hosted>>>,
     /// Moves being driven by this node (group ids).
-    moving: Mutex<HashSet<u64>>,
+    moving: Mutex<HashSet<GroupId>>,
     /// Serializes reconciles.
     reconciling: tokio::sync::Mutex<()>,
 }
@@ -117,7 +118,7 @@ impl Replicas {
     }
 
     /// The replica of group `group_id`, if hosted.
-    pub fn get(&self, group_id: u64) -> Option<Arc<Hosted>> {
+    pub fn get(&self, group_id: GroupId) -> Option<Arc<Hosted>> {
         strata_record::sync::read(&self.hosted)
             .get(&group_id)
             .cloned()
@@ -131,7 +132,7 @@ impl Replicas {
             .collect()
     }
 
-    fn desired<'a>(&self, meta: &'a ClusterMeta) -> BTreeMap<u64, Desired<'a>> {
+    fn desired<'a>(&self, meta: &'a ClusterMeta) -> BTreeMap<GroupId, Desired<'a>> {
         let me = self.env.node_id;
         let mut out = BTreeMap::new();
         for (name, t) in &meta.topics {
@@ -171,7 +172,7 @@ impl Replicas {
             .filter(|h| !desired.contains_key(&h.group_id))
             .collect();
         for h in gone {
-            tracing::info!(topic = %h.topic, partition = h.partition, group = h.group_id,
+            tracing::info!(topic = %h.topic, partition = h.partition, group = h.group_id.get(),
                 "replica no longer assigned here: closing and removing it");
             self.close(h.group_id, true).await;
         }
@@ -233,7 +234,7 @@ impl Replicas {
             && initial.contains(&env.node_id)
             && p.status().last_log_index.is_none()
         {
-            let voters: BTreeMap<u64, String> = initial
+            let voters: BTreeMap<NodeId, String> = initial
                 .iter()
                 .filter_map(|n| meta.nodes.get(n).map(|m| (*n, m.peer_addr.clone())))
                 .collect();
@@ -250,7 +251,7 @@ impl Replicas {
                         Ok(()) => {
                             let _ = p.elect().await;
                         }
-                        Err(e) => tracing::debug!(group, error = %e, "initialize"),
+                        Err(e) => tracing::debug!(group = group.get(), error = %e, "initialize"),
                     }
                 });
             }
@@ -259,7 +260,7 @@ impl Replicas {
         tracing::info!(
             topic = d.topic,
             partition = d.partition,
-            group,
+            group = group.get(),
             "replica open"
         );
         Ok(())
@@ -267,7 +268,7 @@ impl Replicas {
 
     /// Closes a hosted replica (handing leadership away first if it leads), and removes its
     /// directory when `remove`.
-    pub async fn close(&self, group_id: u64, remove: bool) {
+    pub async fn close(&self, group_id: GroupId, remove: bool) {
         let Some(h) = strata_record::sync::write(&self.hosted).remove(&group_id) else {
             return;
         };
@@ -279,7 +280,7 @@ impl Replicas {
         if let Some(p) = h.replica.stop().await
             && let Err(e) = p.close().await
         {
-            tracing::debug!(group_id, error = %e, "replica close");
+            tracing::debug!(group_id = group_id.get(), error = %e, "replica close");
         }
         drop(h);
         if remove {
@@ -355,7 +356,7 @@ impl Replicas {
                         continue;
                     }
                 }
-                let addrs: BTreeMap<u64, String> = target
+                let addrs: BTreeMap<NodeId, String> = target
                     .iter()
                     .filter_map(|n| meta.nodes.get(n).map(|m| (*n, m.peer_addr.clone())))
                     .collect();
@@ -447,7 +448,7 @@ impl Replicas {
     /// Stops every replica (without removing data), many at once.
     pub async fn close_all(&self) {
         use futures_util::StreamExt;
-        let groups: Vec<u64> = self.all().iter().map(|h| h.group_id).collect();
+        let groups: Vec<GroupId> = self.all().iter().map(|h| h.group_id).collect();
         futures_util::stream::iter(groups)
             .for_each_concurrent(PARALLEL_STOPS, |g| self.close(g, false))
             .await;
@@ -522,7 +523,7 @@ async fn move_partition(
     p: &Arc<Partition>,
     me: NodeId,
     target: &[NodeId],
-    addrs: &BTreeMap<u64, String>,
+    addrs: &BTreeMap<NodeId, String>,
 ) -> Result<bool, MoveError> {
     let voters: BTreeSet<NodeId> = p.status().voters.into_iter().collect();
     let target_set: BTreeSet<NodeId> = target.iter().copied().collect();

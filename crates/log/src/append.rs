@@ -7,6 +7,7 @@
 use crate::error::{LogError, Result};
 use crate::frame::{EntryKind, FRAME_HEADER_LEN, FrameHeader};
 use crate::log::{Appended, Log, NewEntry};
+use crate::numbers::{LogIndex, Offset};
 use crate::shared::{DirtyFile, View, lock};
 use std::io::IoSlice;
 use std::sync::Arc;
@@ -34,8 +35,8 @@ struct Plan {
 /// Where the log ends: the index and offset the next entry gets, and the last entry's term.
 #[derive(Debug, Clone, Copy)]
 struct LogEnd {
-    next_index: u64,
-    next_offset: i64,
+    next_index: LogIndex,
+    next_offset: Offset,
     last_term: u64,
 }
 
@@ -65,7 +66,7 @@ impl Log {
             view.first_index = first;
             view.next_index = first;
             drop(view);
-            lock(&self.shared.sync).appended_index = first - 1;
+            lock(&self.shared.sync).appended_index = first.prev();
         }
         let mut out = Vec::with_capacity(plans.len());
         let mut i = 0;
@@ -91,7 +92,8 @@ impl Log {
         let mut offset = end.next_offset;
         let mut term = end.last_term;
         let mut plans = Vec::with_capacity(entries.len());
-        for (index, e) in (end.next_index..).zip(entries) {
+        let mut index = end.next_index;
+        for e in entries {
             let invalid = |reason: String| LogError::InvalidEntry {
                 index: e.index,
                 reason,
@@ -120,7 +122,7 @@ impl Log {
                 }
                 // Log matching: the leader's log holds the same entries before this one and
                 // counts offsets the same way, so its stamp must be ours.
-                if e.stamped && h.base_offset != offset {
+                if e.stamped && Offset::new(h.base_offset) != offset {
                     return Err(invalid(format!(
                         "the leader stamped base offset {} where this replica's log is at offset {offset}",
                         h.base_offset
@@ -136,7 +138,8 @@ impl Log {
             if data {
                 let epoch = i32::try_from(e.term)
                     .map_err(|_| invalid(format!("term {} does not fit a leader epoch", e.term)))?;
-                prefix[BASE_OFFSET_POS..BASE_OFFSET_POS + 8].copy_from_slice(&offset.to_be_bytes());
+                prefix[BASE_OFFSET_POS..BASE_OFFSET_POS + 8]
+                    .copy_from_slice(&offset.get().to_be_bytes());
                 prefix[LEADER_EPOCH_POS..LEADER_EPOCH_POS + 4]
                     .copy_from_slice(&epoch.to_be_bytes());
             }
@@ -161,8 +164,9 @@ impl Log {
                 data,
                 frame,
             });
-            offset += record_count as i64;
+            offset = offset.plus_records(record_count);
             term = e.term;
+            index = index.next();
         }
         Ok(plans)
     }
@@ -253,7 +257,7 @@ impl Log {
         }
         active.len = pos;
         let last = &plans[plans.len() - 1].frame;
-        view.next_index = last.index + 1;
+        view.next_index = last.index.next();
         view.next_offset = last.next_offset();
         view.last_term = last.term;
         drop(view);
@@ -275,12 +279,12 @@ impl Log {
 /// its first entry has, as a log reset there would (Raft only does this when its own state
 /// says the log starts there; openraft's storage suite does it to test membership reads).
 /// Returns that index when it applies.
-fn pristine_start(view: &View, first: Option<u64>) -> Option<u64> {
+fn pristine_start(view: &View, first: Option<LogIndex>) -> Option<LogIndex> {
     let first = first?;
     let pristine = view.segments.is_empty()
         && view.last_purged.is_none()
-        && view.next_index == 1
-        && view.next_offset == 0
-        && view.first_index == 1;
-    (pristine && first > 1).then_some(first)
+        && view.next_index == LogIndex::FIRST
+        && view.next_offset == Offset::new(0)
+        && view.first_index == LogIndex::FIRST;
+    (pristine && first > LogIndex::FIRST).then_some(first)
 }

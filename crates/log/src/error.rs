@@ -1,6 +1,7 @@
 //! The error of this crate. Each variant is a decision for the caller: retry after the fault
 //! clears, reopen from disk, report corruption, or fix the request.
 
+use crate::numbers::{LogIndex, Offset};
 use std::io;
 use std::path::PathBuf;
 
@@ -43,28 +44,28 @@ pub enum LogError {
     #[error("offset {requested} is out of range: the log holds offsets {start}..{end}")]
     OffsetOutOfRange {
         /// The offset asked for.
-        requested: i64,
+        requested: Offset,
         /// Log start offset (first readable record).
-        start: i64,
+        start: Offset,
         /// Log end offset (offset the next record gets).
-        end: i64,
+        end: Offset,
     },
-    /// A requested Raft index is outside the log.
+    /// A requested log index is outside the log.
     #[error("index {requested} is out of range: the log holds indexes {first}..={last}")]
     IndexOutOfRange {
         /// The index asked for.
-        requested: u64,
+        requested: LogIndex,
         /// First index present.
-        first: u64,
+        first: LogIndex,
         /// Last index present (first - 1 when empty).
-        last: u64,
+        last: LogIndex,
     },
     /// An entry handed to `append` is unacceptable (bad batch, non-contiguous index, term going
     /// back, too large). Nothing was written.
     #[error("invalid entry at index {index}: {reason}")]
     InvalidEntry {
-        /// The entry's Raft index.
-        index: u64,
+        /// The entry's log index.
+        index: LogIndex,
         /// What is wrong.
         reason: String,
     },

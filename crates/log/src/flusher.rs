@@ -6,6 +6,7 @@
 //! next one, so one sync covers every append queued before it.
 
 use crate::error::{LogError, Result};
+use crate::numbers::LogIndex;
 pub use crate::shared::FlushCallback;
 use crate::shared::{FlushRequest, Shared, lock};
 use std::collections::VecDeque;
@@ -100,7 +101,7 @@ fn run(inner: &Inner) {
 
 impl FlusherHandle {
     /// Queues a flush request for `shared` covering appends up to `target`.
-    pub(crate) fn submit(&self, shared: &Arc<Shared>, target: u64, done: FlushCallback) {
+    pub(crate) fn submit(&self, shared: &Arc<Shared>, target: LogIndex, done: FlushCallback) {
         let mut s = lock(&shared.sync);
         if let Some(reason) = s.failed.clone() {
             drop(s);

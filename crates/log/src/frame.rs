@@ -4,7 +4,7 @@
 //! 0  u32 frame_len      header + payload bytes
 //! 4  u32 crc32          crc32fast over bytes 8..frame_len
 //! 8  u64 term
-//! 16 u64 index          Raft index
+//! 16 u64 index          log index (openraft's index + 1)
 //! 24 u8  kind           EntryKind
 //! 25 u8  version        1
 //! 26 u16 reserved       0
@@ -13,6 +13,11 @@
 //! 40 i64 max_timestamp  largest record timestamp (-1 for non-data entries)
 //! 48 payload
 //! ```
+//!
+//! The index is a [`LogIndex`] and the base offset an [`Offset`] in memory; `encode` and
+//! `decode` are where they become the stored integers and back.
+
+use crate::numbers::{LogIndex, Offset};
 
 /// Bytes in a frame header.
 pub const FRAME_HEADER_LEN: usize = 48;
@@ -69,14 +74,14 @@ pub struct FrameHeader {
     pub crc: u32,
     /// Raft term.
     pub term: u64,
-    /// Raft index.
-    pub index: u64,
+    /// Log index.
+    pub index: LogIndex,
     /// Entry kind.
     pub kind: EntryKind,
     /// Records in the payload.
     pub record_count: u32,
     /// Offset of the first record.
-    pub base_offset: i64,
+    pub base_offset: Offset,
     /// Largest record timestamp, -1 when none.
     pub max_timestamp: i64,
 }
@@ -126,11 +131,11 @@ impl FrameHeader {
         h[0..CRC_POS].copy_from_slice(&self.frame_len.to_le_bytes());
         h[CRC_POS..CRC_FROM].copy_from_slice(&self.crc.to_le_bytes());
         h[8..16].copy_from_slice(&self.term.to_le_bytes());
-        h[16..24].copy_from_slice(&self.index.to_le_bytes());
+        h[16..24].copy_from_slice(&self.index.get().to_le_bytes());
         h[24] = self.kind.to_byte();
         h[25] = FRAME_VERSION;
         h[28..32].copy_from_slice(&self.record_count.to_le_bytes());
-        h[32..40].copy_from_slice(&self.base_offset.to_le_bytes());
+        h[32..40].copy_from_slice(&self.base_offset.get().to_le_bytes());
         h[40..48].copy_from_slice(&self.max_timestamp.to_le_bytes());
         h
     }
@@ -197,16 +202,16 @@ impl FrameHeader {
             frame_len,
             crc: le_u32(buf, CRC_POS),
             term: le_u64(buf, 8),
-            index: le_u64(buf, 16),
+            index: LogIndex::new(le_u64(buf, 16)),
             kind,
             record_count: le_u32(buf, 28),
-            base_offset: le_u64(buf, 32) as i64,
+            base_offset: Offset::new(le_u64(buf, 32) as i64),
             max_timestamp: le_u64(buf, 40) as i64,
         };
-        if header.index == 0 {
-            return Err(FrameError::BadHeader("Raft index 0 is never stored"));
+        if header.index == LogIndex::new(0) {
+            return Err(FrameError::BadHeader("log index 0 is never stored"));
         }
-        if header.base_offset < 0 {
+        if header.base_offset < Offset::new(0) {
             return Err(FrameError::BadHeader("negative base offset"));
         }
         if (kind == EntryKind::Data) != (header.record_count > 0) {
@@ -242,8 +247,8 @@ impl FrameHeader {
     }
 
     /// The offset after this frame's records.
-    pub fn next_offset(&self) -> i64 {
-        self.base_offset + self.record_count as i64
+    pub fn next_offset(&self) -> Offset {
+        self.base_offset.plus_records(self.record_count)
     }
 }
 
@@ -258,10 +263,10 @@ mod tests {
             frame_len: (FRAME_HEADER_LEN + payload.len()) as u32,
             crc: 0,
             term: 3,
-            index: 7,
+            index: LogIndex::new(7),
             kind: EntryKind::Control,
             record_count: 0,
-            base_offset: 12,
+            base_offset: Offset::new(12),
             max_timestamp: -1,
         };
         let (whole, sealed) = header.encode_with_crc(&[&payload]);

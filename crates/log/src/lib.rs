@@ -8,7 +8,7 @@
 //!   - `roll`: starting a new segment and queuing the sealing of the old one.
 //!   - `truncate`: [`Log::truncate_after`], [`Log::purge`], [`Log::reset_to`].
 //!   - `open`: [`Log::open`], [`Log::open_verified`]; `recover` does the recovery they run.
-//! - [`read`]: [`LogReader`], cloneable handle for concurrent zero-copy reads by offset, by Raft
+//! - [`read`]: [`LogReader`], cloneable handle for concurrent zero-copy reads by offset, by log
 //!   index and by timestamp.
 //! - [`flusher`]: [`Flusher`], one thread per data directory that group-commits the syncs of
 //!   many logs.
@@ -23,6 +23,9 @@
 //! - [`config`]: [`LogConfig`] and its defaults.
 //! - [`error`]: the error type, [`LogError`].
 //! - `log_id`: [`LogId`].
+//! - `numbers`: [`LogIndex`] and [`Offset`], the two numbers of a log that must not be mixed
+//!   up (nor with openraft's index, strata-raft's `RaftIndex`); the on-disk formats hold them
+//!   as plain integers, written and read back by the codecs.
 //!
 //! # Module order
 //!
@@ -31,15 +34,16 @@
 //! defined there); this root file only declares the modules and re-exports, and only `tests`
 //! uses the re-exports.
 //!
-//! 1. `error`, `codec`, `frame`, `log_id`: depend on no other module.
-//! 2. `config`, `disk`.
-//! 3. `manifest`, `sim`.
-//! 4. `segment`.
-//! 5. `shared`.
-//! 6. `read`, `flusher`.
-//! 7. `log`: defines [`Log`].
-//! 8. `roll`, `truncate`, `recover`: `impl Log` blocks, and recovery, which builds a [`Log`].
-//! 9. `append` (calls `roll`), `open` (calls `recover`, then `truncate`).
+//! 1. `numbers`: depends on no other module.
+//! 2. `error`, `codec`, `frame`, `log_id`.
+//! 3. `config`, `disk`.
+//! 4. `manifest`, `sim`.
+//! 5. `segment`.
+//! 6. `shared`.
+//! 7. `read`, `flusher`.
+//! 8. `log`: defines [`Log`].
+//! 9. `roll`, `truncate`, `recover`: `impl Log` blocks, and recovery, which builds a [`Log`].
+//! 10. `append` (calls `roll`), `open` (calls `recover`, then `truncate`).
 //!
 //! This crate is synchronous: it does not depend on tokio or openraft. Every call may block on
 //! disk IO; async callers run it on blocking threads.
@@ -54,6 +58,7 @@ pub mod frame;
 pub mod log;
 mod log_id;
 pub mod manifest;
+mod numbers;
 mod open;
 pub mod read;
 mod recover;
@@ -70,6 +75,7 @@ pub use flusher::{Flusher, FlusherHandle};
 pub use frame::EntryKind;
 pub use log::{Appended, Damage, Log, NewEntry};
 pub use log_id::LogId;
+pub use numbers::{LogIndex, Offset};
 pub use read::{Entry, LogBounds, LogReader};
 
 #[cfg(test)]

@@ -38,6 +38,7 @@ use crate::flusher::FlusherHandle;
 use crate::frame::EntryKind;
 use crate::log_id::LogId;
 use crate::manifest;
+use crate::numbers::{LogIndex, Offset};
 use crate::read::LogReader;
 use crate::segment::write_indexes;
 pub use crate::shared::COMMITTED_SYNC_INTERVAL;
@@ -53,8 +54,8 @@ pub struct NewEntry<'a> {
     /// Raft term of the entry (stamped as the batch's leader epoch; must fit in an i32 for
     /// data entries).
     pub term: u64,
-    /// Raft index: the log's next index.
-    pub index: u64,
+    /// Log index: the log's next index.
+    pub index: LogIndex,
     /// What the payload is.
     pub kind: EntryKind,
     /// For `Data`, one whole record batch (its base offset and leader epoch are overwritten in
@@ -69,10 +70,10 @@ pub struct NewEntry<'a> {
 /// Where an appended entry landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
-    /// Its Raft index.
-    pub index: u64,
+    /// Its log index.
+    pub index: LogIndex,
     /// Offset of its first record (the next offset, for entries without records).
-    pub base_offset: i64,
+    pub base_offset: Offset,
     /// Records it holds.
     pub record_count: u32,
 }
@@ -103,9 +104,9 @@ pub struct Log {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Damage {
     /// The first index no longer in the log: the log now ends just before it.
-    pub first_lost_index: u64,
+    pub first_lost_index: LogIndex,
     /// The last index the log had recorded as written before the damage.
-    pub recorded_last_index: u64,
+    pub recorded_last_index: LogIndex,
 }
 
 /// The writer's handle on the active segment, so an append reserves space and writes without
@@ -146,12 +147,12 @@ impl Log {
     }
 
     /// Index the next entry must have.
-    pub fn next_index(&self) -> u64 {
+    pub fn next_index(&self) -> LogIndex {
         self.shared.read_view().next_index
     }
 
     /// Offset the next record will get.
-    pub fn next_offset(&self) -> i64 {
+    pub fn next_offset(&self) -> Offset {
         self.shared.read_view().next_offset
     }
 
@@ -164,7 +165,7 @@ impl Log {
     /// once they are durable (`Ok`) or can no longer be made so (`Err`). Completions of one log
     /// run in the order of their `flush` calls.
     pub fn flush(&self, done: impl FnOnce(Result<()>) + Send + 'static) {
-        let target = self.next_index().saturating_sub(1);
+        let target = self.next_index().prev();
         self.flusher.submit(&self.shared, target, Box::new(done));
     }
 
@@ -178,7 +179,7 @@ impl Log {
     }
 
     /// Highest index known durable.
-    pub fn durable_index(&self) -> u64 {
+    pub fn durable_index(&self) -> LogIndex {
         lock(&self.shared.sync).durable_index
     }
 

@@ -7,11 +7,15 @@
 //!   CRC, so a torn write loses at most the newest value. Holds the committed log id and the
 //!   purge point; rides on the flusher's syncs.
 //! - `vote`: the Raft vote, opaque bytes, replaced atomically; read back by `read_vote`.
+//!
+//! Log indexes ([`LogIndex`]) and offsets ([`Offset`]) are stored as plain `u64` / `i64`; the
+//! `encode` / `decode` functions here convert.
 
 use crate::codec::{Dec, Enc, Malformed};
 use crate::disk::Disk;
 use crate::error::LogError;
 use crate::log_id::LogId;
+use crate::numbers::{LogIndex, Offset};
 use std::fs::File;
 use std::io::IoSlice;
 use std::path::Path;
@@ -36,19 +40,19 @@ pub const STATE_SLOT_LEN: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentRecord {
     /// Offset of the segment's first record.
-    pub base_offset: i64,
-    /// Raft index of its first entry.
-    pub first_index: u64,
+    pub base_offset: Offset,
+    /// Log index of its first entry.
+    pub first_index: LogIndex,
     /// Sealed: `len` is exact and final. Active: `len` is a checkpoint, a prefix known valid.
     pub sealed: bool,
     /// Bytes of valid frames (see `sealed`).
     pub len: u64,
     /// Index of the last entry within `len` (`first_index - 1` when none).
-    pub last_index: u64,
+    pub last_index: LogIndex,
     /// Term of that entry (0 when none).
     pub last_term: u64,
     /// Offset after the records within `len`.
-    pub next_offset: i64,
+    pub next_offset: Offset,
 }
 
 /// The decoded manifest.
@@ -56,16 +60,16 @@ pub struct SegmentRecord {
 pub struct Manifest {
     /// Increases with every structural change; a stale manifest is never written over a newer.
     pub generation: u64,
-    /// First Raft index in the log (entries below were purged).
-    pub first_index: u64,
+    /// First log index in the log (entries below were purged).
+    pub first_index: LogIndex,
     /// Offset of the first readable record.
-    pub log_start_offset: i64,
+    pub log_start_offset: Offset,
     /// Last purged log id, if any.
     pub last_purged: Option<LogId>,
     /// Log end when no segment is listed: next index, next offset, last term.
-    pub next_index: u64,
+    pub next_index: LogIndex,
     /// See `next_index`.
-    pub next_offset: i64,
+    pub next_offset: Offset,
     /// See `next_index`.
     pub last_term: u64,
     /// Segments in log order.
@@ -74,7 +78,7 @@ pub struct Manifest {
 
 fn enc_log_id(e: &mut Enc, id: Option<LogId>) {
     match id {
-        Some(id) => e.u8(1).u64(id.term).u64(id.index),
+        Some(id) => e.u8(1).u64(id.term).u64(id.index.get()),
         None => e.u8(0).u64(0).u64(0),
     };
 }
@@ -82,7 +86,7 @@ fn enc_log_id(e: &mut Enc, id: Option<LogId>) {
 fn dec_log_id(d: &mut Dec<'_>) -> Result<Option<LogId>, Malformed> {
     let present = d.u8()?;
     let term = d.u64()?;
-    let index = d.u64()?;
+    let index = LogIndex::new(d.u64()?);
     Ok((present == 1).then_some(LogId { term, index }))
 }
 
@@ -92,21 +96,21 @@ impl Manifest {
         let mut e = Enc::default();
         e.bytes(MANIFEST_MAGIC).u16(FORMAT_VERSION).u16(0);
         e.u64(self.generation)
-            .u64(self.first_index)
-            .i64(self.log_start_offset);
+            .u64(self.first_index.get())
+            .i64(self.log_start_offset.get());
         enc_log_id(&mut e, self.last_purged);
-        e.u64(self.next_index)
-            .i64(self.next_offset)
+        e.u64(self.next_index.get())
+            .i64(self.next_offset.get())
             .u64(self.last_term);
         e.u32(self.segments.len() as u32);
         for s in &self.segments {
-            e.i64(s.base_offset)
-                .u64(s.first_index)
+            e.i64(s.base_offset.get())
+                .u64(s.first_index.get())
                 .u8(s.sealed as u8)
                 .u64(s.len)
-                .u64(s.last_index)
+                .u64(s.last_index.get())
                 .u64(s.last_term)
-                .i64(s.next_offset);
+                .i64(s.next_offset.get());
         }
         e.finish_with_crc()
     }
@@ -122,11 +126,11 @@ impl Manifest {
         }
         d.u16()?;
         let generation = d.u64()?;
-        let first_index = d.u64()?;
-        let log_start_offset = d.i64()?;
+        let first_index = LogIndex::new(d.u64()?);
+        let log_start_offset = Offset::new(d.i64()?);
         let last_purged = dec_log_id(&mut d)?;
-        let next_index = d.u64()?;
-        let next_offset = d.i64()?;
+        let next_index = LogIndex::new(d.u64()?);
+        let next_offset = Offset::new(d.i64()?);
         let last_term = d.u64()?;
         let count = d.u32()? as usize;
         if count > d.remaining() / 49 + 1 {
@@ -135,13 +139,13 @@ impl Manifest {
         let mut segments = Vec::with_capacity(count);
         for _ in 0..count {
             segments.push(SegmentRecord {
-                base_offset: d.i64()?,
-                first_index: d.u64()?,
+                base_offset: Offset::new(d.i64()?),
+                first_index: LogIndex::new(d.u64()?),
                 sealed: d.u8()? == 1,
                 len: d.u64()?,
-                last_index: d.u64()?,
+                last_index: LogIndex::new(d.u64()?),
                 last_term: d.u64()?,
-                next_offset: d.i64()?,
+                next_offset: Offset::new(d.i64()?),
             });
         }
         Ok(Manifest {
@@ -171,7 +175,7 @@ pub struct StateRecord {
     /// they stay readable), so the next open cuts the log there, even if the process died
     /// before it could reopen the log itself, then clears it. (Absent in files written
     /// before it existed: the slot's padding is zeros.)
-    pub cut_after: Option<u64>,
+    pub cut_after: Option<LogIndex>,
 }
 
 impl StateRecord {
@@ -182,7 +186,7 @@ impl StateRecord {
         enc_log_id(&mut e, self.committed);
         enc_log_id(&mut e, self.last_purged);
         match self.cut_after {
-            Some(i) => e.u8(1).u64(i),
+            Some(i) => e.u8(1).u64(i.get()),
             None => e.u8(0).u64(0),
         };
         while e.0.len() < STATE_SLOT_LEN - 4 {
@@ -201,7 +205,7 @@ impl StateRecord {
         let committed = dec_log_id(&mut d)?;
         let last_purged = dec_log_id(&mut d)?;
         let present = d.u8()?;
-        let index = d.u64()?;
+        let index = LogIndex::new(d.u64()?);
         Ok(StateRecord {
             seq,
             committed,
@@ -305,20 +309,23 @@ mod tests {
     fn manifest_round_trips_and_detects_damage() {
         let m = Manifest {
             generation: 7,
-            first_index: 3,
-            log_start_offset: 10,
-            last_purged: Some(LogId { term: 2, index: 2 }),
-            next_index: 9,
-            next_offset: 40,
+            first_index: LogIndex::new(3),
+            log_start_offset: Offset::new(10),
+            last_purged: Some(LogId {
+                term: 2,
+                index: LogIndex::new(2),
+            }),
+            next_index: LogIndex::new(9),
+            next_offset: Offset::new(40),
             last_term: 4,
             segments: vec![SegmentRecord {
-                base_offset: 10,
-                first_index: 3,
+                base_offset: Offset::new(10),
+                first_index: LogIndex::new(3),
                 sealed: false,
                 len: 100,
-                last_index: 8,
+                last_index: LogIndex::new(8),
                 last_term: 4,
-                next_offset: 40,
+                next_offset: Offset::new(40),
             }],
         };
         let bytes = m.encode();
@@ -334,9 +341,12 @@ mod tests {
     #[test]
     fn state_slots_pick_newest_valid() {
         let a = StateRecord {
-            cut_after: Some(7),
+            cut_after: Some(LogIndex::new(7)),
             seq: 4,
-            committed: Some(LogId { term: 1, index: 5 }),
+            committed: Some(LogId {
+                term: 1,
+                index: LogIndex::new(5),
+            }),
             last_purged: None,
         };
         let b = StateRecord { seq: 5, ..a };

@@ -44,10 +44,10 @@ impl Log {
         let Some(durable) = lock(&self.shared.sync).state_written.cut_after else {
             return Ok(self);
         };
-        let last = self.next_index().saturating_sub(1);
+        let last = self.next_index().prev();
         if durable < last {
-            let keep = durable.max(self.reader().bounds().first_index.saturating_sub(1));
-            tracing::warn!(dir = %self.shared.dir.display(), durable, last,
+            let keep = durable.max(self.reader().bounds().first_index.prev());
+            tracing::warn!(dir = %self.shared.dir.display(), durable = durable.get(), last = last.get(),
                 "a flush failed before: dropping the entries no successful sync covered");
             self.truncate_after(keep)?;
         }

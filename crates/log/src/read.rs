@@ -8,6 +8,7 @@
 use crate::error::{LogError, Result};
 use crate::frame::{EntryKind, FrameError, FrameHeader};
 use crate::log_id::LogId;
+use crate::numbers::{LogIndex, Offset};
 use crate::segment::{FrameWalker, Segment};
 use crate::shared::Shared;
 use bytes::Bytes;
@@ -19,12 +20,12 @@ use std::sync::Arc;
 pub struct Entry {
     /// Raft term.
     pub term: u64,
-    /// Raft index.
-    pub index: u64,
+    /// Log index.
+    pub index: LogIndex,
     /// Entry kind.
     pub kind: EntryKind,
     /// Offset of the first record (for non-data entries, the offset the next record gets).
-    pub base_offset: i64,
+    pub base_offset: Offset,
     /// Records in the batch.
     pub record_count: u32,
     /// Largest record timestamp (-1 for non-data entries).
@@ -44,8 +45,8 @@ impl Entry {
     }
 
     /// The offset after this entry's records.
-    pub fn next_offset(&self) -> i64 {
-        self.base_offset + self.record_count as i64
+    pub fn next_offset(&self) -> Offset {
+        self.base_offset.plus_records(self.record_count)
     }
 }
 
@@ -53,11 +54,11 @@ impl Entry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogBounds {
     /// First readable record offset.
-    pub log_start_offset: i64,
+    pub log_start_offset: Offset,
     /// Offset the next record gets (log end offset).
-    pub next_offset: i64,
-    /// First Raft index present.
-    pub first_index: u64,
+    pub next_offset: Offset,
+    /// First log index present.
+    pub first_index: LogIndex,
     /// Last entry (or the purge point when empty), `None` for a new log.
     pub last_log_id: Option<LogId>,
     /// Last purged log id.
@@ -81,7 +82,7 @@ struct Cursor {
 impl LogReader {
     /// Whether a segment begins at log index `index` (the entry before it is the last of its
     /// segment: a point where retention can cut).
-    pub fn is_segment_start(&self, index: u64) -> bool {
+    pub fn is_segment_start(&self, index: LogIndex) -> bool {
         let v = self.shared.read_view();
         let i = v.segments.partition_point(|s| s.first_index < index);
         v.segments.get(i).is_some_and(|s| s.first_index == index)
@@ -89,7 +90,7 @@ impl LogReader {
 
     /// Each segment's base offset and the bytes of data it holds (not its preallocated
     /// length), oldest first: what retention by size counts.
-    pub fn segment_sizes(&self) -> Vec<(i64, u64)> {
+    pub fn segment_sizes(&self) -> Vec<(Offset, u64)> {
         let v = self.shared.read_view();
         v.segments.iter().map(|s| (s.base_offset, s.len)).collect()
     }
@@ -120,9 +121,9 @@ impl LogReader {
     /// `from_offset` (a batch is never split). Empty when `from_offset` is the log end.
     pub fn read(
         &self,
-        from_offset: i64,
+        from_offset: Offset,
         max_bytes: usize,
-        up_to_offset: i64,
+        up_to_offset: Offset,
     ) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
         let mut bytes = 0usize;
@@ -152,7 +153,7 @@ impl LogReader {
                 // Checked where read as `append` asserts it where written: the data entries
                 // returned carry contiguous offsets.
                 if let Some(prev) = out.last() {
-                    let expected = prev.base_offset + i64::from(prev.record_count);
+                    let expected = prev.next_offset();
                     if h.base_offset != expected {
                         return Err(LogError::Corrupt {
                             path: cursor.path.clone(),
@@ -178,7 +179,7 @@ impl LogReader {
         }
     }
 
-    fn cursor_for_offset(&self, offset: i64, first: bool) -> Result<Option<Cursor>> {
+    fn cursor_for_offset(&self, offset: Offset, first: bool) -> Result<Option<Cursor>> {
         let v = self.shared.read_view();
         if offset < v.log_start_offset || offset > v.next_offset {
             if !first {
@@ -228,9 +229,9 @@ impl LogReader {
         })
     }
 
-    /// Entries with Raft indexes in `from..to` (any kind), totalling about `max_bytes` (at
+    /// Entries with log indexes in `from..to` (any kind), totalling about `max_bytes` (at
     /// least one).
-    pub fn entries(&self, from: u64, to: u64, max_bytes: usize) -> Result<Vec<Entry>> {
+    pub fn entries(&self, from: LogIndex, to: LogIndex, max_bytes: usize) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
         let mut bytes = 0usize;
         let mut want = from;
@@ -277,7 +278,7 @@ impl LogReader {
                     self.shared.config.entry_bytes_max,
                 )?);
                 bytes += h.payload_len();
-                want += 1;
+                want = want.next();
             }
             if want == before {
                 let v = self.shared.read_view();
@@ -295,18 +296,18 @@ impl LogReader {
         Ok(out)
     }
 
-    /// The entry at Raft index `index`.
-    pub fn entry(&self, index: u64) -> Result<Entry> {
-        let mut v = self.entries(index, index + 1, 0)?;
+    /// The entry at log index `index`.
+    pub fn entry(&self, index: LogIndex) -> Result<Entry> {
+        let mut v = self.entries(index, index.next(), 0)?;
         v.pop().ok_or(LogError::IndexOutOfRange {
             requested: index,
-            first: 0,
-            last: 0,
+            first: LogIndex::new(0),
+            last: LogIndex::new(0),
         })
     }
 
     /// The log id at `index`: the last purged id when `index` is the purge point.
-    pub fn log_id_at(&self, index: u64) -> Result<LogId> {
+    pub fn log_id_at(&self, index: LogIndex) -> Result<LogId> {
         if let Some(p) = self.shared.read_view().last_purged
             && p.index == index
         {
@@ -355,7 +356,11 @@ impl LogReader {
 
     /// For truncation: the position after entry `index` in `s`, the offset after it, its term,
     /// and the max timestamp of the frames up to it.
-    pub(crate) fn cut_point(&self, s: &Segment, index: u64) -> Result<(u64, i64, u64, i64)> {
+    pub(crate) fn cut_point(
+        &self,
+        s: &Segment,
+        index: LogIndex,
+    ) -> Result<(u64, Offset, u64, i64)> {
         let walker = FrameWalker::new(s.valid(), 0, false, self.shared.config.entry_bytes_max);
         let mut max_ts = -1;
         for item in walker {

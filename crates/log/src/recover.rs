@@ -19,6 +19,7 @@ use crate::flusher::FlusherHandle;
 use crate::frame::{EntryKind, FrameHeader};
 use crate::log::Log;
 use crate::manifest::{self, Manifest, StateRecord};
+use crate::numbers::{LogIndex, Offset};
 use crate::segment::{FrameWalker, Segment, load_indexes, map_file, parse_stem};
 use crate::shared::{Shared, SyncState, View};
 use std::collections::{BTreeMap, HashSet};
@@ -29,8 +30,8 @@ use std::time::Instant;
 use strata_record::BatchHeader;
 
 struct Plan {
-    base_offset: i64,
-    first_index: u64,
+    base_offset: Offset,
+    first_index: LogIndex,
     path: PathBuf,
     sealed: bool,
     /// Bytes trusted without a scan (sealed length, or the active checkpoint).
@@ -39,16 +40,16 @@ struct Plan {
     /// its recorded length (the bytes after it are dead: a truncation seals a segment without
     /// trimming it, and those frames must never come back).
     scan_limit: Option<u64>,
-    last_index: u64,
+    last_index: LogIndex,
     last_term: u64,
-    next_offset: i64,
+    next_offset: Offset,
 }
 
 /// The continuity a frame must keep with the one before it.
 #[derive(Debug, Clone, Copy)]
 struct Expect {
-    index: u64,
-    offset: i64,
+    index: LogIndex,
+    offset: Offset,
     term: u64,
 }
 
@@ -68,7 +69,7 @@ pub(crate) fn open(
     };
 
     // The files present.
-    let mut logs: BTreeMap<u64, (i64, PathBuf)> = BTreeMap::new();
+    let mut logs: BTreeMap<LogIndex, (Offset, PathBuf)> = BTreeMap::new();
     let mut others: Vec<PathBuf> = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| LogError::io("list directory", dir, e))? {
         let entry = entry.map_err(|e| LogError::io("list directory", dir, e))?;
@@ -149,7 +150,7 @@ pub(crate) fn open(
         }
         None => {
             let purged = state.last_purged;
-            let first_index = purged.map_or(1, |p| p.index + 1);
+            let first_index = purged.map_or(LogIndex::FIRST, |p| p.index.next());
             let n = logs.len();
             let plans = logs
                 .iter()
@@ -161,7 +162,7 @@ pub(crate) fn open(
                     sealed: i + 1 < n,
                     trusted_len: 0,
                     scan_limit: None,
-                    last_index: first - 1,
+                    last_index: first.prev(),
                     last_term: 0,
                     next_offset: *base,
                 })
@@ -169,10 +170,10 @@ pub(crate) fn open(
             let header = Manifest {
                 generation: 0,
                 first_index,
-                log_start_offset: 0,
+                log_start_offset: Offset::new(0),
                 last_purged: purged,
                 next_index: first_index,
-                next_offset: 0,
+                next_offset: Offset::new(0),
                 last_term: purged.map_or(0, |p| p.term),
                 segments: Vec::new(),
             };
@@ -189,7 +190,7 @@ pub(crate) fn open(
         .filter(|p| p.trusted_len > 0)
         .map(|p| p.last_index)
         .max()
-        .unwrap_or(0);
+        .unwrap_or_default();
     let plan_count = plans.len();
     for (i, mut plan) in plans.into_iter().enumerate() {
         let last = i + 1 == plan_count;
@@ -201,7 +202,7 @@ pub(crate) fn open(
             }
             plan.sealed = false;
             plan.trusted_len = 0;
-            plan.last_index = plan.first_index - 1;
+            plan.last_index = plan.first_index.prev();
             plan.last_term = 0;
             plan.next_offset = plan.base_offset;
         }
@@ -221,7 +222,7 @@ pub(crate) fn open(
             open_sealed(&*disk, &config, &plan)?
         };
         expect = Some(Expect {
-            index: seg.last_index + 1,
+            index: seg.last_index.next(),
             offset: seg.next_offset,
             term: seg.last_term,
         });
@@ -231,10 +232,10 @@ pub(crate) fn open(
         }
         if verify && let Some(r) = recorded.filter(|r| seg.last_index < *r) {
             // Frames the manifest recorded are damaged: the log ends before the first bad one.
-            tracing::error!(path = %seg.path.display(), valid_to = seg.last_index, recorded = r,
+            tracing::error!(path = %seg.path.display(), valid_to = seg.last_index.get(), recorded = r.get(),
                 "verified open: damaged frames in recorded data; the log is cut before them");
             damage = Some(crate::log::Damage {
-                first_lost_index: seg.last_index + 1,
+                first_lost_index: seg.last_index.next(),
                 recorded_last_index,
             });
             needs_seal = true;
@@ -272,16 +273,15 @@ pub(crate) fn open(
 
     // Where the log starts and ends.
     let first_index = if rebuilt {
-        header
-            .last_purged
-            .map_or(segments.first().map_or(1, |s| s.first_index), |p| {
-                p.index + 1
-            })
+        header.last_purged.map_or(
+            segments.first().map_or(LogIndex::FIRST, |s| s.first_index),
+            |p| p.index.next(),
+        )
     } else {
         header.first_index
     };
     let (next_index, next_offset, last_term) = match segments.last() {
-        Some(s) => (s.last_index + 1, s.next_offset, s.last_term),
+        Some(s) => (s.last_index.next(), s.next_offset, s.last_term),
         // Damage took every segment: the log ends at its purge point.
         None if damage.is_some() => (
             first_index,
@@ -362,8 +362,8 @@ pub(crate) fn open(
             committed: state.committed,
             last_purged: header.last_purged,
             state_written: state,
-            appended_index: next_index - 1,
-            durable_index: next_index - 1,
+            appended_index: next_index.prev(),
+            durable_index: next_index.prev(),
             ..SyncState::default()
         }),
         idle: Condvar::new(),
@@ -392,7 +392,11 @@ pub(crate) fn open(
 }
 
 /// Offset of the first record at or after `first_index`.
-fn start_offset_of(segments: &[Segment], first_index: u64, config: &LogConfig) -> Option<i64> {
+fn start_offset_of(
+    segments: &[Segment],
+    first_index: LogIndex,
+    config: &LogConfig,
+) -> Option<Offset> {
     for s in segments {
         if s.last_index < first_index {
             continue;
@@ -416,7 +420,7 @@ fn new_segment(plan: &Plan, file: fs::File, map: bytes::Bytes) -> Segment {
         map,
         len: 0,
         sealed: plan.sealed,
-        last_index: plan.first_index - 1,
+        last_index: plan.first_index.prev(),
         last_term: 0,
         next_offset: plan.base_offset,
         max_timestamp: -1,
@@ -540,7 +544,7 @@ fn open_scanned(
         seg.next_offset = plan.next_offset;
     }
     let mut next = Expect {
-        index: seg.last_index + 1,
+        index: seg.last_index.next(),
         offset: seg.next_offset,
         term: seg.last_term.max(expect.map_or(0, |e| e.term)),
     };
@@ -560,7 +564,7 @@ fn open_scanned(
         }
         seg.note_frame(&h, pos, config.index_interval_bytes);
         next = Expect {
-            index: h.index + 1,
+            index: h.index.next(),
             offset: h.next_offset(),
             term: h.term,
         };
@@ -579,7 +583,7 @@ fn data_frame_consistent(frame: &[u8], h: &FrameHeader) -> bool {
     let payload = &frame[crate::frame::FRAME_HEADER_LEN..h.frame_len as usize];
     match BatchHeader::parse(payload) {
         Ok(b) => {
-            b.base_offset == h.base_offset
+            Offset::new(b.base_offset) == h.base_offset
                 && b.record_count as u32 == h.record_count
                 && b.total_len() == payload.len()
         }

@@ -48,7 +48,7 @@ impl Log {
             map,
             len: 0,
             sealed: false,
-            last_index: next_index - 1,
+            last_index: next_index.prev(),
             last_term: 0,
             next_offset,
             max_timestamp: -1,

@@ -11,6 +11,7 @@ use crate::codec::{Dec, Enc};
 use crate::disk::Disk;
 use crate::frame::{EntryKind, FRAME_HEADER_LEN, FrameError, FrameHeader};
 use crate::manifest;
+use crate::numbers::{LogIndex, Offset};
 use bytes::Bytes;
 use memmap2::MmapOptions;
 use std::fs::File;
@@ -26,9 +27,9 @@ const INDEX_VERSION: u16 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexEntry {
     /// Base offset of the frame.
-    pub offset: i64,
-    /// Raft index of the frame.
-    pub index: u64,
+    pub offset: Offset,
+    /// Log index of the frame.
+    pub index: LogIndex,
     /// Byte position of the frame in the segment.
     pub position: u32,
 }
@@ -40,35 +41,35 @@ pub struct TimeEntry {
     /// Running maximum timestamp including the frame at `position`.
     pub timestamp: i64,
     /// Base offset of that frame.
-    pub offset: i64,
+    pub offset: Offset,
     /// Byte position of that frame.
     pub position: u32,
 }
 
 /// File names of a segment: `<base_offset>-<first_index>.log` (both zero-padded to 20 digits).
 ///
-/// The first Raft index is part of the name because truncation can start a new segment at the
+/// The first log index is part of the name because truncation can start a new segment at the
 /// same base offset as an existing one (when the cut leaves only non-data entries after it).
-pub fn segment_stem(base_offset: i64, first_index: u64) -> String {
-    format!("{base_offset:020}-{first_index:020}")
+pub fn segment_stem(base_offset: Offset, first_index: LogIndex) -> String {
+    format!("{:020}-{:020}", base_offset.get(), first_index.get())
 }
 
 /// Parses a segment stem back into (base offset, first index).
-pub fn parse_stem(stem: &str) -> Option<(i64, u64)> {
+pub fn parse_stem(stem: &str) -> Option<(Offset, LogIndex)> {
     let (a, b) = stem.split_once('-')?;
     if a.len() != 20 || b.len() != 20 {
         return None;
     }
-    Some((a.parse().ok()?, b.parse().ok()?))
+    Some((Offset::new(a.parse().ok()?), LogIndex::new(b.parse().ok()?)))
 }
 
 /// A segment of the log.
 #[derive(Debug, Clone)]
 pub struct Segment {
     /// Offset of the first record.
-    pub base_offset: i64,
-    /// Raft index of the first entry.
-    pub first_index: u64,
+    pub base_offset: Offset,
+    /// Log index of the first entry.
+    pub first_index: LogIndex,
     /// Path of the `.log` file.
     pub path: PathBuf,
     /// The open file.
@@ -80,11 +81,11 @@ pub struct Segment {
     /// No more appends; `len` is final.
     pub sealed: bool,
     /// Last entry's index (`first_index - 1` when empty).
-    pub last_index: u64,
+    pub last_index: LogIndex,
     /// Last entry's term (0 when empty).
     pub last_term: u64,
     /// Offset after the last record.
-    pub next_offset: i64,
+    pub next_offset: Offset,
     /// Largest record timestamp (-1 when none).
     pub max_timestamp: i64,
     /// Sparse offset index, ordered by position.
@@ -149,7 +150,7 @@ impl Segment {
     }
 
     /// Position to start scanning for `offset`: the last index entry at or below it.
-    pub fn position_for_offset(&self, offset: i64) -> u64 {
+    pub fn position_for_offset(&self, offset: Offset) -> u64 {
         let i = self.index.partition_point(|e| e.offset <= offset);
         if i == 0 {
             0
@@ -158,8 +159,8 @@ impl Segment {
         }
     }
 
-    /// Position to start scanning for Raft index `index`.
-    pub fn position_for_index(&self, index: u64) -> u64 {
+    /// Position to start scanning for log index `index`.
+    pub fn position_for_index(&self, index: LogIndex) -> u64 {
         let i = self.index.partition_point(|e| e.index <= index);
         if i == 0 {
             0
@@ -194,7 +195,10 @@ impl Segment {
             .u64(self.len)
             .u32(self.index.len() as u32);
         for x in &self.index {
-            e.i64(x.offset).u64(x.index).u32(x.position).u32(0);
+            e.i64(x.offset.get())
+                .u64(x.index.get())
+                .u32(x.position)
+                .u32(0);
         }
         e.finish_with_crc()
     }
@@ -209,7 +213,10 @@ impl Segment {
             .u32(self.time_index.len() as u32)
             .i64(self.max_timestamp);
         for x in &self.time_index {
-            e.i64(x.timestamp).i64(x.offset).u32(x.position).u32(0);
+            e.i64(x.timestamp)
+                .i64(x.offset.get())
+                .u32(x.position)
+                .u32(0);
         }
         e.finish_with_crc()
     }
@@ -248,8 +255,8 @@ pub fn load_indexes(index_path: &Path, time_path: &Path, len: u64) -> Option<Loa
     let mut index = Vec::with_capacity(n);
     for _ in 0..n {
         let e = IndexEntry {
-            offset: d.i64().ok()?,
-            index: d.u64().ok()?,
+            offset: Offset::new(d.i64().ok()?),
+            index: LogIndex::new(d.u64().ok()?),
             position: d.u32().ok()?,
         };
         d.u32().ok()?;
@@ -279,7 +286,7 @@ pub fn load_indexes(index_path: &Path, time_path: &Path, len: u64) -> Option<Loa
     for _ in 0..n {
         let e = TimeEntry {
             timestamp: d.i64().ok()?,
-            offset: d.i64().ok()?,
+            offset: Offset::new(d.i64().ok()?),
             position: d.u32().ok()?,
         };
         d.u32().ok()?;

@@ -20,6 +20,7 @@ use crate::disk::Disk;
 use crate::error::{LogError, Result};
 use crate::log_id::LogId;
 use crate::manifest::{self, Manifest, SegmentRecord, StateRecord};
+use crate::numbers::{LogIndex, Offset};
 use crate::segment::Segment;
 use std::fs::File;
 use std::path::PathBuf;
@@ -36,7 +37,7 @@ pub type FlushCallback = Box<dyn FnOnce(Result<()>) + Send>;
 /// A `flush` call waiting for the flusher: durability of every index up to `target`.
 pub(crate) struct FlushRequest {
     /// Last index the request covers.
-    pub target: u64,
+    pub target: LogIndex,
     /// Runs once `target` is durable, or with the error that keeps it from being so.
     pub done: FlushCallback,
 }
@@ -48,15 +49,15 @@ pub(crate) struct View {
     /// The segments in order; the last one is the active one unless it is sealed.
     pub segments: Vec<Segment>,
     /// First index present (entries below were purged).
-    pub first_index: u64,
+    pub first_index: LogIndex,
     /// First readable record offset.
-    pub log_start_offset: i64,
+    pub log_start_offset: Offset,
     /// The purge point, if any.
     pub last_purged: Option<LogId>,
     /// Index the next entry gets.
-    pub next_index: u64,
+    pub next_index: LogIndex,
     /// Offset the next record gets.
-    pub next_offset: i64,
+    pub next_offset: Offset,
     /// Term of the last entry (of the purge point when the log is empty after a purge).
     pub last_term: u64,
     /// Generation of the latest manifest built from this view (see [`Manifest::generation`]).
@@ -65,16 +66,16 @@ pub(crate) struct View {
 
 impl View {
     /// Index of the last entry (of the purge point when empty; 0 for a new log).
-    pub fn last_index(&self) -> u64 {
-        self.next_index - 1
+    pub fn last_index(&self) -> LogIndex {
+        self.next_index.prev()
     }
 
     /// Id of the last entry (or of the purge point when the log is empty after a purge);
     /// `None` for a log that never held an entry.
     pub fn last_log_id(&self) -> Option<LogId> {
-        (self.next_index > 1).then(|| LogId {
+        (self.next_index > LogIndex::FIRST).then(|| LogId {
             term: self.last_term,
-            index: self.next_index - 1,
+            index: self.next_index.prev(),
         })
     }
 
@@ -100,7 +101,7 @@ impl View {
                     last_index: if s.sealed {
                         s.last_index
                     } else {
-                        s.first_index - 1
+                        s.first_index.prev()
                     },
                     last_term: if s.sealed { s.last_term } else { 0 },
                     next_offset: if s.sealed {
@@ -153,9 +154,9 @@ pub(crate) struct SyncState {
     /// When `state_written` was last written (throttles committed-only updates).
     pub state_written_at: Option<Instant>,
     /// Last index written to a segment: what a round can make durable.
-    pub appended_index: u64,
+    pub appended_index: LogIndex,
     /// Highest index known durable.
-    pub durable_index: u64,
+    pub durable_index: LogIndex,
     /// Why the log failed or was halted; every later operation fails with it.
     pub failed: Option<String>,
 }
@@ -275,7 +276,7 @@ impl Shared {
 
     /// Records durably that everything after log index `index` must be cut at the next open
     /// (see [`StateRecord::cut_after`]); `None` clears it.
-    pub fn mark_cut_after(&self, index: Option<u64>) -> Result<()> {
+    pub fn mark_cut_after(&self, index: Option<LogIndex>) -> Result<()> {
         let record = {
             let s = lock(&self.sync);
             StateRecord {

@@ -7,6 +7,7 @@
 use crate::error::{LogError, Result};
 use crate::log::Log;
 use crate::log_id::LogId;
+use crate::numbers::{LogIndex, Offset};
 use crate::segment::{Segment, segment_files};
 use crate::shared::{DirtyFile, lock};
 use std::fs::File;
@@ -17,7 +18,7 @@ impl Log {
     /// Removes every entry after `index` (keeps `index`). Never rewrites bytes: it syncs the
     /// kept data, records the cut durably in the manifest (temp, fsync, rename, directory
     /// fsync), and the next append starts a new segment. Durable on return.
-    pub fn truncate_after(&mut self, index: u64) -> Result<()> {
+    pub fn truncate_after(&mut self, index: LogIndex) -> Result<()> {
         self.shared.check_failed()?;
         let shared = self.shared.clone();
         let r = shared.exclusive(|| self.truncate_inner(index));
@@ -29,7 +30,7 @@ impl Log {
         r
     }
 
-    fn truncate_inner(&mut self, index: u64) -> Result<()> {
+    fn truncate_inner(&mut self, index: LogIndex) -> Result<()> {
         let (first_index, last_index) = {
             let v = self.shared.read_view();
             (v.first_index, v.last_index())
@@ -37,7 +38,7 @@ impl Log {
         if index >= last_index {
             return Ok(());
         }
-        if index + 1 < first_index {
+        if index.next() < first_index {
             return Err(LogError::IndexOutOfRange {
                 requested: index,
                 first: first_index,
@@ -77,7 +78,7 @@ impl Log {
             let p = view.last_purged.unwrap_or_default();
             (view.log_start_offset, p.term)
         };
-        view.next_index = index + 1;
+        view.next_index = index.next();
         view.next_offset = end_offset;
         view.last_term = end_term;
         view.generation += 1;
@@ -178,7 +179,7 @@ impl Log {
             view.next_offset
         } else {
             drop(view);
-            let e = reader.entry(upto.index + 1)?;
+            let e = reader.entry(upto.index.next())?;
             view = self.shared.write_view();
             e.base_offset
         };
@@ -189,7 +190,7 @@ impl Log {
         if view.segments.is_empty() {
             self.active = None;
         }
-        view.first_index = upto.index + 1;
+        view.first_index = upto.index.next();
         view.log_start_offset = start_offset;
         view.last_purged = Some(upto);
         view.generation += 1;
@@ -209,12 +210,12 @@ impl Log {
 
     /// Replaces the whole log by an empty one whose last entry is `last` and whose next record
     /// offset is `next_offset` (a replica installing a snapshot). Durable on return.
-    pub fn reset_to(&mut self, last: LogId, next_offset: i64) -> Result<()> {
+    pub fn reset_to(&mut self, last: LogId, next_offset: Offset) -> Result<()> {
         self.shared.check_failed()?;
         let mut view = self.shared.write_view();
         let removed: Vec<Segment> = view.segments.drain(..).collect();
-        view.first_index = last.index + 1;
-        view.next_index = last.index + 1;
+        view.first_index = last.index.next();
+        view.next_index = last.index.next();
         view.next_offset = next_offset;
         view.log_start_offset = next_offset;
         view.last_term = last.term;

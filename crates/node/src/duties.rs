@@ -8,6 +8,7 @@ use crate::meta::{ClusterMeta, Command, NodeMeta, NodeState, Refusal};
 use crate::shared::Shared;
 use std::sync::Arc;
 use std::time::Duration;
+use strata_raft::GroupId;
 use strata_raft::replica::ReplicaStatus;
 use tokio::sync::watch;
 
@@ -75,18 +76,14 @@ async fn maintain_controller(shared: &Shared, meta: &ClusterMeta) {
     };
     let (voters, last, matched) = (
         st.voters.clone(),
-        st.last_log_index.unwrap_or(0),
+        st.last_log_index.unwrap_or_default(),
         st.matched.clone(),
     );
     let active_voters = voters.iter().filter(|v| active.contains(v)).count();
     let candidates: Vec<u64> = active
         .iter()
         .filter(|id| !voters.contains(id) && shared.alive(**id))
-        .filter(|id| {
-            matched
-                .get(id)
-                .is_some_and(|m| last.saturating_sub(*m) < 16)
-        })
+        .filter(|id| matched.get(id).is_some_and(|m| last.entries_after(*m) < 16))
         .copied()
         .collect();
     if active_voters < want && !candidates.is_empty() {
@@ -128,7 +125,7 @@ const PREFER_LEADERS_EVERY_S: u64 = 30;
 /// Tells every other node which groups this node leads (fire and forget, in the background).
 fn send_hints(shared: &Arc<Shared>, meta: &ClusterMeta) {
     let me = shared.identity.node_id;
-    let led: Vec<(u64, u64)> = shared
+    let led: Vec<(GroupId, u64)> = shared
         .replicas
         .all()
         .iter()

@@ -6,6 +6,7 @@
 use crate::shared::Shared;
 use std::sync::Arc;
 use std::time::Duration;
+use strata_log::Offset;
 use strata_record::sync::now_ms;
 use tokio::sync::watch;
 
@@ -45,7 +46,8 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             }
             if config.retention_bytes > 0 {
                 let limit = config.retention_bytes as u64;
-                let by_size = keep_from_size(p.log_reader().segment_sizes(), limit);
+                let by_size =
+                    keep_from_size(p.log_reader().segment_sizes(), limit).map(Offset::get);
                 if let Some(o) = by_size {
                     keep_from = Some(keep_from.map_or(o, |k| k.max(o)));
                 }
@@ -71,7 +73,7 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 /// The base offset of the oldest segment to keep so that the segments kept (newest first)
 /// hold at most `limit` bytes of data, beyond the active one; `None` if all fit. `segs` are
 /// (base offset, data bytes), oldest first (`LogReader::segment_sizes`).
-fn keep_from_size(segs: Vec<(i64, u64)>, limit: u64) -> Option<i64> {
+fn keep_from_size(segs: Vec<(Offset, u64)>, limit: u64) -> Option<Offset> {
     let mut total = 0u64;
     for i in (0..segs.len()).rev() {
         total += segs[i].1;
@@ -85,15 +87,17 @@ fn keep_from_size(segs: Vec<(i64, u64)>, limit: u64) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::keep_from_size;
+    use strata_log::Offset;
 
     /// Sizes are data bytes (an active segment preallocated to megabytes but holding 5 bytes
     /// counts 5), the active segment is always kept, and whole segments go oldest first.
     #[test]
     fn retention_by_size_counts_data_and_keeps_the_newest() {
-        let segs = vec![(0, 100), (10, 100), (20, 100), (30, 5)];
-        assert_eq!(keep_from_size(segs.clone(), 150), Some(20));
+        let o = Offset::new;
+        let segs = vec![(o(0), 100), (o(10), 100), (o(20), 100), (o(30), 5)];
+        assert_eq!(keep_from_size(segs.clone(), 150), Some(o(20)));
         assert_eq!(keep_from_size(segs.clone(), 305), None);
-        assert_eq!(keep_from_size(segs.clone(), 1), Some(30));
-        assert_eq!(keep_from_size(vec![(0, 1 << 30)], 1), None);
+        assert_eq!(keep_from_size(segs.clone(), 1), Some(o(30)));
+        assert_eq!(keep_from_size(vec![(o(0), 1 << 30)], 1), None);
     }
 }

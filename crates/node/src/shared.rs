@@ -121,13 +121,13 @@ impl Probe for Shared {
                 },
             );
             if st.leader == Some(me) {
-                let last = st.last_log_index.unwrap_or(0);
+                let last = st.last_log_index.unwrap_or_default();
                 for id in st.members.keys().filter(|id| **id != me) {
-                    let matched = st.matched.get(id).copied().unwrap_or(0);
+                    let matched = st.matched.get(id).copied().unwrap_or_default();
                     let mut l = labels.to_vec();
                     l.push(("replica", id.to_string()));
                     metrics::gauge!("strata_partition_replica_lag_entries", &l)
-                        .set(last.saturating_sub(matched) as f64);
+                        .set(last.entries_after(matched) as f64);
                 }
             }
             metrics::gauge!("strata_partition_high_watermark", &labels)

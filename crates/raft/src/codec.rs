@@ -3,8 +3,11 @@
 //!
 //! Raft indexes start at 0 (openraft writes the initial membership at index 0) while the log
 //! reserves index 0 so that a zeroed frame is never mistaken for an entry: the log index is the
-//! Raft index + 1. This module is the only place that converts.
+//! Raft index + 1. This module is the only place that converts between the two types that carry
+//! them, [`RaftIndex`] and [`LogIndex`] ([`log_index`], [`raft_index`], and the log-id
+//! conversions built on them).
 
+use crate::numbers::RaftIndex;
 use crate::types::{
     BatchCommand, Command, Entry, LogId, Membership, NodeId, Payload, RetainCommand,
     StoredMembership, Vote,
@@ -12,7 +15,7 @@ use crate::types::{
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use openraft::BasicNode;
 use std::collections::{BTreeMap, BTreeSet};
-use strata_log::EntryKind;
+use strata_log::{EntryKind, LogIndex};
 
 /// Why bytes from disk or a peer are not a valid entry, membership or vote.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,21 +32,26 @@ fn bad(what: &'static str, reason: &'static str) -> DecodeError {
 }
 
 /// The log index of a Raft index.
-pub fn log_index(raft_index: u64) -> u64 {
-    raft_index + 1
+pub fn log_index(raft_index: RaftIndex) -> LogIndex {
+    LogIndex::new(raft_index.get() + 1)
 }
 
 /// The Raft index of a log index (log indexes start at 1).
-pub fn raft_index(log_index: u64) -> u64 {
-    debug_assert!(log_index >= 1, "log index 0 is never stored");
-    log_index - 1
+pub fn raft_index(log_index: LogIndex) -> RaftIndex {
+    debug_assert!(log_index.get() >= 1, "log index 0 is never stored");
+    RaftIndex::new(log_index.get() - 1)
+}
+
+/// The log index of the entry an openraft log id names.
+pub fn log_index_of(id: &LogId) -> LogIndex {
+    log_index(RaftIndex::new(id.index))
 }
 
 /// A strata-log id to an openraft log id.
 pub fn to_raft_log_id(id: strata_log::LogId) -> LogId {
     LogId::new(
         openraft::vote::leader_id_std::CommittedLeaderId::new(id.term),
-        raft_index(id.index),
+        raft_index(id.index).get(),
     )
 }
 
@@ -51,7 +59,7 @@ pub fn to_raft_log_id(id: strata_log::LogId) -> LogId {
 pub fn to_store_log_id(id: &LogId) -> strata_log::LogId {
     strata_log::LogId {
         term: id.committed_leader_id().term,
-        index: log_index(id.index),
+        index: log_index_of(id),
     }
 }
 
@@ -80,7 +88,7 @@ pub fn encode_payload(payload: &Payload) -> (EntryKind, Bytes) {
 /// Rebuilds an entry from what a frame (or a peer message) holds.
 pub fn decode_entry(
     term: u64,
-    raft_index: u64,
+    raft_index: RaftIndex,
     kind: EntryKind,
     payload: Bytes,
 ) -> Result<Entry, DecodeError> {
@@ -93,7 +101,7 @@ pub fn decode_entry(
     Ok(Entry {
         log_id: LogId::new(
             openraft::vote::leader_id_std::CommittedLeaderId::new(term),
-            raft_index,
+            raft_index.get(),
         ),
         payload,
     })

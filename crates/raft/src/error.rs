@@ -3,7 +3,7 @@
 use crate::types::{NodeId, TypeConfig};
 use openraft::error::{ClientWriteError, Fatal, ForwardToLeader, InitializeError, RaftError};
 use std::io;
-use strata_log::LogError;
+use strata_log::{LogError, Offset};
 
 /// Why a partition operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -191,6 +191,20 @@ where
 }
 
 impl PartitionError {
+    /// [`PartitionError::OffsetOutOfRange`] from the partition's own offsets (the error, like
+    /// the rest of [`crate::partition::Partition`]'s API, carries Kafka's `i64`).
+    pub(crate) fn offset_out_of_range(
+        requested: Offset,
+        start: Offset,
+        end: Offset,
+    ) -> PartitionError {
+        PartitionError::OffsetOutOfRange {
+            requested: requested.get(),
+            start: start.get(),
+            end: end.get(),
+        }
+    }
+
     /// A log error: damaged or unreadable data ([`PartitionError::Corrupt`]), a failed disk or
     /// log ([`PartitionError::Storage`]), or a request this crate should never make
     /// ([`PartitionError::Internal`]).

@@ -11,11 +11,14 @@
 //! - [`store`]: [`store::LogStore`], openraft's log storage over strata-log.
 //! - [`state_machine`]: [`state_machine::StateMachine`], high watermark, producer state, hook.
 //! - [`producers`]: idempotent producer state.
-//! - [`codec`]: entries to and from log frames; membership and vote encodings.
+//! - [`codec`]: entries to and from log frames; membership and vote encodings; the one place
+//!   that converts between [`RaftIndex`] and strata-log's `LogIndex`.
+//! - [`numbers`]: [`RaftIndex`] and [`GroupId`] (re-exported here).
 
 pub mod codec;
 pub mod error;
 pub mod liveness;
+pub mod numbers;
 pub mod partition;
 pub mod producers;
 pub mod quarantine;
@@ -24,6 +27,8 @@ pub mod state_machine;
 pub mod store;
 pub mod transport;
 pub mod types;
+
+pub use numbers::{GroupId, RaftIndex};
 
 #[cfg(test)]
 mod tests;

@@ -24,6 +24,7 @@
 //! group is no longer listed (the leader woke for a write, or lost leadership). Any client
 //! operation on a sleeping leader wakes it first ([`Partition::wake`]).
 
+use crate::numbers::GroupId;
 use crate::partition::{Partition, SleepState};
 use crate::types::NodeId;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -38,7 +39,7 @@ pub struct LivenessMessage {
     /// The sending node.
     pub from: NodeId,
     /// Groups the sender leads that sleep, with the term they sleep in.
-    pub sleeping: Vec<(u64, u64)>,
+    pub sleeping: Vec<(GroupId, u64)>,
 }
 
 /// Delivers liveness messages to peer nodes (the transport implements it).
@@ -79,7 +80,7 @@ pub struct Liveness {
     me: NodeId,
     config: LivenessConfig,
     /// Weak: the ticker must not keep a stopped replica alive.
-    groups: RwLock<HashMap<u64, std::sync::Weak<Partition>>>,
+    groups: RwLock<HashMap<GroupId, std::sync::Weak<Partition>>>,
     last_heard: Mutex<HashMap<NodeId, Instant>>,
 }
 
@@ -103,16 +104,16 @@ impl Liveness {
     }
 
     /// Registers (or replaces) the local replica of `group`.
-    pub fn register(&self, group: u64, partition: &Arc<Partition>) {
+    pub fn register(&self, group: GroupId, partition: &Arc<Partition>) {
         strata_record::sync::write(&self.groups).insert(group, Arc::downgrade(partition));
     }
 
     /// Forgets the local replica of `group`.
-    pub fn unregister(&self, group: u64) {
+    pub fn unregister(&self, group: GroupId) {
         strata_record::sync::write(&self.groups).remove(&group);
     }
 
-    fn local(&self) -> Vec<(u64, Arc<Partition>)> {
+    fn local(&self) -> Vec<(GroupId, Arc<Partition>)> {
         strata_record::sync::read(&self.groups)
             .iter()
             .filter_map(|(g, p)| p.upgrade().map(|p| (*g, p)))
@@ -129,8 +130,8 @@ impl Liveness {
     /// Handles a peer's message (see the module docs).
     pub fn on_message(&self, msg: &LivenessMessage) {
         strata_record::sync::lock(&self.last_heard).insert(msg.from, Instant::now());
-        let listed: HashSet<(u64, u64)> = msg.sleeping.iter().copied().collect();
-        let sleeping_groups: HashMap<u64, u64> = msg.sleeping.iter().copied().collect();
+        let listed: HashSet<(GroupId, u64)> = msg.sleeping.iter().copied().collect();
+        let sleeping_groups: HashMap<GroupId, u64> = msg.sleeping.iter().copied().collect();
         for (group, p) in self.local() {
             match p.sleep_state() {
                 SleepState::FollowerAsleep { leader, term }

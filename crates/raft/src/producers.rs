@@ -8,6 +8,7 @@
 //! forgotten early would have its retries written twice.
 
 use std::collections::{HashMap, VecDeque};
+use strata_log::Offset;
 
 /// Batches remembered per producer for duplicate detection (Kafka keeps 5).
 pub const RECENT_BATCHES_MAX: usize = 5;
@@ -20,7 +21,7 @@ pub struct RecentBatch {
     /// Sequence of its last record.
     pub last_sequence: i32,
     /// Offset of its first record.
-    pub base_offset: i64,
+    pub base_offset: Offset,
     /// Records in it.
     pub record_count: u32,
 }
@@ -111,7 +112,7 @@ impl ProducerTable {
             for b in &p.recent {
                 out.extend_from_slice(&b.first_sequence.to_le_bytes());
                 out.extend_from_slice(&b.last_sequence.to_le_bytes());
-                out.extend_from_slice(&b.base_offset.to_le_bytes());
+                out.extend_from_slice(&b.base_offset.get().to_le_bytes());
                 out.extend_from_slice(&b.record_count.to_le_bytes());
             }
         }
@@ -142,7 +143,7 @@ impl ProducerTable {
                 recent.push_back(RecentBatch {
                     first_sequence: i32::from_le_bytes(take(b, 4)?.try_into().ok()?),
                     last_sequence: i32::from_le_bytes(take(b, 4)?.try_into().ok()?),
-                    base_offset: i64::from_le_bytes(take(b, 8)?.try_into().ok()?),
+                    base_offset: Offset::new(i64::from_le_bytes(take(b, 8)?.try_into().ok()?)),
                     record_count: u32::from_le_bytes(take(b, 4)?.try_into().ok()?),
                 });
             }
@@ -178,7 +179,7 @@ mod tests {
         RecentBatch {
             first_sequence: first,
             last_sequence: first,
-            base_offset: offset,
+            base_offset: Offset::new(offset),
             record_count: 1,
         }
     }

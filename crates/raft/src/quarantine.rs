@@ -16,6 +16,7 @@
 //! quarantine ends once its log reaches the recorded end again. A sole voter has nobody to
 //! repair from: it is not quarantined, and the loss is logged.
 
+use crate::numbers::{GroupId, RaftIndex};
 use crate::transport::{GroupHandle, Snapshot};
 use crate::types::{TypeConfig, Vote};
 use futures_util::future::BoxFuture;
@@ -38,22 +39,27 @@ pub struct Quarantine {
 
 impl Quarantine {
     /// The Raft index the replica must reach to leave quarantine, if quarantined.
-    pub fn until(&self) -> Option<u64> {
+    pub fn until(&self) -> Option<RaftIndex> {
         match self.until_plus_one.load(Ordering::Acquire) {
             0 => None,
-            n => Some(n - 1),
+            n => Some(RaftIndex::new(n - 1)),
         }
     }
 
-    fn set(&self, until: Option<u64>) {
-        let v = until.map_or(0, |u| u.saturating_add(1));
+    fn set(&self, until: Option<RaftIndex>) {
+        let v = until.map_or(0, |u| u.get().saturating_add(1));
         self.until_plus_one.store(v, Ordering::Release);
     }
 }
 
 /// Puts `raft` in quarantine until its log reaches Raft index `until`, and lifts it then (a
 /// task that ends with the Raft group).
-pub(crate) fn start(raft: &crate::partition::Raft, q: &Arc<Quarantine>, until: u64, group: u64) {
+pub(crate) fn start(
+    raft: &crate::partition::Raft,
+    q: &Arc<Quarantine>,
+    until: RaftIndex,
+    group: GroupId,
+) {
     q.set(Some(until));
     raft.runtime_config().elect(false);
     let raft = raft.clone();
@@ -64,13 +70,13 @@ pub(crate) fn start(raft: &crate::partition::Raft, q: &Arc<Quarantine>, until: u
             let reached = rx
                 .borrow_watched()
                 .last_log_index
-                .is_some_and(|i| i >= until);
+                .is_some_and(|i| RaftIndex::new(i) >= until);
             if reached {
                 q.set(None);
                 raft.runtime_config().elect(true);
                 tracing::info!(
-                    group,
-                    until,
+                    group = group.get(),
+                    until = until.get(),
                     "quarantine lifted: the log holds the damaged range again"
                 );
                 return;

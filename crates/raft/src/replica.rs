@@ -78,7 +78,7 @@ impl Replica {
             Err(e) => {
                 // Reading the log at start found damage (or another failure): check every
                 // frame and open what is intact (quarantined if recorded data was lost).
-                tracing::warn!(group = config.group_id, error = %e,
+                tracing::warn!(group = config.group_id.get(), error = %e,
                     "opening the replica failed; retrying with a full check of its log");
                 let mut verified = config.clone();
                 verified.verify_on_open = true;
@@ -186,7 +186,7 @@ async fn supervise<N, F>(
                 }
             }
         };
-        tracing::error!(group = config.group_id, %reason, "replica failed; reopening from disk");
+        tracing::error!(group = config.group_id.get(), %reason, "replica failed; reopening from disk");
         let _ = status.send(ReplicaStatus::Down {
             reason: reason.clone(),
         });
@@ -237,7 +237,7 @@ async fn supervise<N, F>(
                     on_open(&p);
                     *write(&slot) = Some(p);
                     let _ = status.send(ReplicaStatus::Running);
-                    tracing::info!(group = config.group_id, "replica reopened");
+                    tracing::info!(group = config.group_id.get(), "replica reopened");
                     break;
                 }
                 Err(e) => {

@@ -13,6 +13,7 @@ use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{RaftSnapshotBuilder, SnapshotMeta};
 use std::io;
 use std::sync::{Arc, Mutex};
+use strata_log::Offset;
 use strata_record::BatchHeader;
 use tokio::sync::watch;
 
@@ -29,7 +30,7 @@ const SNAPSHOT_VERSION: u8 = 1;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotState {
     /// The offset the next record gets (the high watermark at the snapshot).
-    pub next_offset: i64,
+    pub next_offset: Offset,
     /// Producer state.
     pub producers: ProducerTable,
     /// The hook's state.
@@ -39,7 +40,7 @@ pub struct SnapshotState {
 /// Encodes a snapshot's state.
 pub fn encode_snapshot(s: &SnapshotState) -> SnapshotData {
     let mut out = vec![SNAPSHOT_VERSION];
-    out.extend_from_slice(&s.next_offset.to_le_bytes());
+    out.extend_from_slice(&s.next_offset.get().to_le_bytes());
     s.producers.encode(&mut out);
     out.extend_from_slice(&(s.hook.len() as u32).to_le_bytes());
     out.extend_from_slice(&s.hook);
@@ -53,7 +54,7 @@ pub fn decode_snapshot(b: &[u8]) -> io::Result<SnapshotState> {
     if version != SNAPSHOT_VERSION || rest.len() < 8 {
         return Err(bad());
     }
-    let next_offset = i64::from_le_bytes(rest[..8].try_into().map_err(|_| bad())?);
+    let next_offset = Offset::new(i64::from_le_bytes(rest[..8].try_into().map_err(|_| bad())?));
     rest = &rest[8..];
     let producers = ProducerTable::decode(&mut rest).ok_or_else(bad)?;
     if rest.len() < 4 {
@@ -96,7 +97,7 @@ pub fn decode_snapshot(b: &[u8]) -> io::Result<SnapshotState> {
 ///   fail on bytes it cannot read, which stops the replica.
 pub trait StateHook: Send + Sync + 'static {
     /// A committed batch at `base_offset`.
-    fn apply_batch(&self, log_id: &LogId, base_offset: i64, batch: &[u8]);
+    fn apply_batch(&self, log_id: &LogId, base_offset: Offset, batch: &[u8]);
     /// A committed control entry.
     fn apply_control(&self, log_id: &LogId, payload: &[u8]);
     /// The hook's state as of the last entry applied, for a snapshot.
@@ -144,7 +145,7 @@ struct Attached {
 /// State shared by the state machine and the partition's readers and writers.
 #[derive(Debug)]
 pub struct PartitionState {
-    high_watermark: watch::Sender<i64>,
+    high_watermark: watch::Sender<Offset>,
     applied: Mutex<AppliedState>,
     /// The last snapshot built on demand (tests, tools); never used to purge.
     built: Mutex<Option<Snapshot>>,
@@ -160,7 +161,7 @@ pub struct PartitionState {
 
 impl PartitionState {
     /// A state at high watermark `start` (0 for a new partition).
-    pub fn new(start: i64, producer_expiry_ms: i64) -> Arc<PartitionState> {
+    pub fn new(start: Offset, producer_expiry_ms: i64) -> Arc<PartitionState> {
         Arc::new(PartitionState {
             high_watermark: watch::channel(start).0,
             applied: Mutex::new(AppliedState::default()),
@@ -210,7 +211,7 @@ impl PartitionState {
     }
 
     /// The latest checkpoint whose next offset is at most `offset`.
-    pub fn checkpoint_at_or_before(&self, offset: i64) -> Option<Checkpoint> {
+    pub fn checkpoint_at_or_before(&self, offset: Offset) -> Option<Checkpoint> {
         let c = strata_record::sync::lock(&self.checkpoints);
         c.iter()
             .rev()
@@ -219,12 +220,12 @@ impl PartitionState {
     }
 
     /// The high watermark as applied on this replica.
-    pub fn high_watermark(&self) -> i64 {
+    pub fn high_watermark(&self) -> Offset {
         *self.high_watermark.borrow()
     }
 
     /// A receiver that changes when the high watermark does.
-    pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
+    pub fn watch_high_watermark(&self) -> watch::Receiver<Offset> {
         self.high_watermark.subscribe()
     }
 
@@ -237,7 +238,7 @@ impl PartitionState {
         strata_record::sync::lock(&self.applied)
     }
 
-    fn advance(&self, hw: i64) {
+    fn advance(&self, hw: Offset) {
         self.high_watermark.send_if_modified(|cur| {
             assert!(hw >= *cur, "high watermark went back from {cur} to {hw}");
             let changed = hw != *cur;
@@ -248,7 +249,7 @@ impl PartitionState {
 
     /// The next record offset of the current snapshot, if its last log id is `last`: the log
     /// store resets to it when openraft purges past the log end after installing it.
-    pub fn snapshot_next_offset(&self, last: &LogId) -> Option<i64> {
+    pub fn snapshot_next_offset(&self, last: &LogId) -> Option<Offset> {
         let s = lock(&self.retained);
         let snap = s.as_ref()?;
         if snap.meta.last_log_id.as_ref() != Some(last) {
@@ -366,7 +367,7 @@ impl StateMachine {
             && prev.index + 1 == log_id.index
             && att
                 .reader
-                .is_segment_start(crate::codec::log_index(log_id.index))
+                .is_segment_start(crate::codec::log_index_of(&log_id))
         {
             let cp = Checkpoint {
                 upto: prev,
@@ -387,22 +388,23 @@ impl StateMachine {
             Payload::Blank => None,
             Payload::Normal(Command::Batch(b)) => {
                 let h = BatchHeader::parse(&b.bytes).map_err(io::Error::other)?;
+                let base_offset = Offset::new(h.base_offset);
                 // Offsets are contiguous: every committed batch starts at the high watermark
                 // the previous one left. A difference is a bug (in stamping, snapshot install
                 // or apply order); the replica stops rather than serve wrong offsets.
                 let hw = self.state.high_watermark();
                 debug_assert_eq!(
-                    h.base_offset, hw,
-                    "batch at log index {} applied at base offset {} with the high watermark at {hw}",
-                    log_id.index, h.base_offset
+                    base_offset, hw,
+                    "batch at Raft index {} applied at base offset {base_offset} with the high watermark at {hw}",
+                    log_id.index
                 );
-                if h.base_offset != hw {
+                if base_offset != hw {
                     return Err(io::Error::other(format!(
-                        "invariant broken: the batch at log index {} has base offset {} but the high watermark is {hw}",
-                        log_id.index, h.base_offset
+                        "invariant broken: the batch at Raft index {} has base offset {base_offset} but the high watermark is {hw}",
+                        log_id.index
                     )));
                 }
-                let next = h.base_offset + h.record_count as i64;
+                let next = base_offset.plus_records(h.record_count as u32);
                 if h.producer_id >= 0 {
                     a.producers.record(
                         h.producer_id,
@@ -410,17 +412,17 @@ impl StateMachine {
                         RecentBatch {
                             first_sequence: h.base_sequence,
                             last_sequence: last_sequence(h.base_sequence, h.record_count as u32),
-                            base_offset: h.base_offset,
+                            base_offset,
                             record_count: h.record_count as u32,
                         },
                     );
                 }
                 if let Some(hook) = &self.hook {
-                    hook.apply_batch(&log_id, h.base_offset, &b.bytes);
+                    hook.apply_batch(&log_id, base_offset, &b.bytes);
                 }
                 self.state.advance(next);
                 Some(Applied::Batch {
-                    base_offset: h.base_offset,
+                    base_offset,
                     record_count: h.record_count as u32,
                 })
             }
@@ -479,7 +481,7 @@ impl StateMachine {
 
     /// Applies a retention entry whose snapshot is already persisted: it becomes current and
     /// the retention task is told to purge up to it.
-    fn apply_retain(&self, r: &crate::types::RetainCommand) -> io::Result<i64> {
+    fn apply_retain(&self, r: &crate::types::RetainCommand) -> io::Result<Offset> {
         let data = decode_snapshot(&r.state)?;
         self.adopt_snapshot(retain_snapshot(r));
         self.state.retained_upto.send_replace(Some(r.upto));

@@ -15,14 +15,15 @@
 //!
 //! Every call that touches the disk runs on a blocking thread, never on a tokio worker.
 
-use crate::codec::{self, log_index, raft_index, to_raft_log_id, to_store_log_id};
+use crate::codec::{self, log_index, log_index_of, raft_index, to_raft_log_id, to_store_log_id};
+use crate::numbers::RaftIndex;
 use crate::types::{Command, Entry, LogId, Payload, TypeConfig, Vote};
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, Mutex};
-use strata_log::{Log, LogError, LogReader, NewEntry};
+use strata_log::{Log, LogError, LogIndex, LogReader, NewEntry};
 
 fn io_err(e: LogError) -> io::Error {
     io::Error::other(e)
@@ -109,7 +110,7 @@ impl LogStore {
     }
 
     /// The highest log index a successful sync covered (see `Log::durable_index`).
-    pub fn durable_index(&self) -> u64 {
+    pub fn durable_index(&self) -> LogIndex {
         lock(&self.inner.log).durable_index()
     }
 
@@ -135,7 +136,8 @@ impl LogStore {
     }
 }
 
-fn bounds_to_log_range(range: &impl RangeBounds<u64>) -> (u64, u64) {
+/// openraft's range of Raft indexes as the half-open range of log indexes `start..end`.
+fn bounds_to_log_range(range: &impl RangeBounds<u64>) -> (LogIndex, LogIndex) {
     let start = match range.start_bound() {
         Bound::Included(s) => *s,
         Bound::Excluded(s) => s + 1,
@@ -146,15 +148,19 @@ fn bounds_to_log_range(range: &impl RangeBounds<u64>) -> (u64, u64) {
         Bound::Excluded(e) => *e,
         Bound::Unbounded => u64::MAX - 1,
     };
-    (log_index(start), log_index(end.min(u64::MAX - 2)))
+    (
+        log_index(RaftIndex::new(start)),
+        log_index(RaftIndex::new(end.min(u64::MAX - 2))),
+    )
 }
 
 impl LogStoreReader {
-    fn read(&self, start: u64, end: u64, bytes_max: usize) -> io::Result<Vec<Entry>> {
+    /// Entries with log indexes in `start..end`, as openraft entries.
+    fn read(&self, start: LogIndex, end: LogIndex, bytes_max: usize) -> io::Result<Vec<Entry>> {
         let b = self.inner.reader.bounds();
-        let last = b.last_log_id.map_or(0, |l| l.index);
+        let last = b.last_log_id.map_or(LogIndex::new(0), |l| l.index);
         let start = start.max(b.first_index);
-        let end = end.min(last + 1);
+        let end = end.min(last.next());
         if start >= end {
             return Ok(Vec::new());
         }
@@ -192,7 +198,11 @@ impl RaftLogReader<TypeConfig> for LogStoreReader {
     async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> io::Result<Vec<Entry>> {
         let this = self.clone();
         let cap = self.inner.append_bytes_max;
-        tokio::task::spawn_blocking(move || this.read(log_index(start), log_index(end), cap))
+        let (start, end) = (
+            log_index(RaftIndex::new(start)),
+            log_index(RaftIndex::new(end)),
+        );
+        tokio::task::spawn_blocking(move || this.read(start, end, cap))
             .await
             .map_err(io::Error::other)?
     }
@@ -249,7 +259,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let started = std::time::Instant::now();
         let histogram = self.inner.append_to_durable.clone();
         self.with_log(move |log| {
-            let encoded: Vec<(u64, u64, strata_log::EntryKind, bytes::Bytes, bool)> = entries
+            let encoded: Vec<(u64, LogIndex, strata_log::EntryKind, bytes::Bytes, bool)> = entries
                 .iter()
                 .map(|e| {
                     let (kind, payload) = codec::encode_payload(&e.payload);
@@ -258,7 +268,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                         matches!(&e.payload, Payload::Normal(Command::Batch(b)) if b.is_stamped());
                     (
                         e.log_id.committed_leader_id().term,
-                        log_index(e.log_id.index),
+                        log_index_of(&e.log_id),
                         kind,
                         payload,
                         stamped,
@@ -296,7 +306,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
-        let keep = last_log_id.map_or(0, |l| log_index(l.index));
+        let keep = last_log_id.map_or(LogIndex::new(0), |l| log_index_of(&l));
         self.with_log(move |log| log.truncate_after(keep)).await
     }
 

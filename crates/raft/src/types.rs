@@ -7,6 +7,7 @@
 
 use bytes::Bytes;
 use std::fmt;
+use strata_log::Offset;
 
 openraft::declare_raft_types!(
     /// Strata's openraft type configuration.
@@ -19,7 +20,16 @@ openraft::declare_raft_types!(
         LeaderId = openraft::impls::leader_id_std::LeaderId<u64, u64>,
 );
 
-/// A node id.
+/// A node id: the workspace's one definition (strata-cluster re-exports it), also openraft's
+/// `NodeId` in [`TypeConfig`].
+///
+/// A plain `u64`, not a newtype like `GroupId` or `RaftIndex`, on purpose: openraft would accept
+/// one (its `NodeId` bound is `Ord + Hash + Display + Debug + Clone + Send + Sync`), but the id
+/// is carried by openraft's own types ([`Vote`], [`Membership`], metrics, `LeaderId`) and crosses
+/// every wire: the peer header and the Raft messages' proto conversions, the membership and
+/// vote codecs (on disk), the client API's node and leader fields, the cluster metadata's JSON
+/// (map keys), the addresses file. A newtype would add a conversion at each of those for little
+/// safety: signatures name node ids `NodeId` rather than `u64`, which is what this alias is for.
 pub type NodeId = u64;
 /// A log id of [`TypeConfig`].
 pub type LogId = openraft::LogId<<LeaderId as openraft::vote::RaftLeaderId>::Committed>;
@@ -83,7 +93,7 @@ impl fmt::Display for Command {
 }
 
 /// Called once with the base offset the leader's log gave a batch (for `acks=leader`).
-pub type LocalAck = Box<dyn FnOnce(i64) + Send>;
+pub type LocalAck = Box<dyn FnOnce(Offset) + Send>;
 
 /// A producer batch (Kafka RecordBatch v2 bytes) and, on the leader that proposed it, the
 /// writer waiting to learn its offset at local append. The waiter never leaves the process: it
@@ -146,7 +156,7 @@ pub enum Applied {
     /// A batch was committed; its first record has this offset.
     Batch {
         /// Offset of the first record.
-        base_offset: i64,
+        base_offset: Offset,
         /// Records in the batch.
         record_count: u32,
     },
@@ -155,7 +165,7 @@ pub enum Applied {
     /// A retention entry was applied; records before `start_offset` are gone.
     Retained {
         /// The new log start offset.
-        start_offset: i64,
+        start_offset: Offset,
     },
 }
 

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use std::io::Write;
 use std::sync::Arc;
-use strata_log::{EntryKind, Flusher, Log, LogConfig, NewEntry, RealDisk};
+use strata_log::{EntryKind, Flusher, Log, LogConfig, LogIndex, NewEntry, RealDisk};
 
 fn main() -> anyhow::Result<()> {
     let dir = std::env::args().nth(1).context("usage: log_writer DIR")?;
@@ -19,14 +19,14 @@ fn main() -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "opened {}", log.next_index())?;
     loop {
-        let start = log.next_index();
+        let start = log.next_index().get();
         let batches: Vec<_> = (start..start + 4).map(strata_tests::payload_for).collect();
         let entries: Vec<NewEntry<'_>> = batches
             .iter()
             .enumerate()
             .map(|(i, b)| NewEntry {
                 term: 1,
-                index: start + i as u64,
+                index: LogIndex::new(start + i as u64),
                 kind: EntryKind::Data,
                 payload: b,
                 stamped: false,

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use strata_benches::counting_disk::{CountingDisk, DiskCounts};
 use strata_log::Flusher;
+use strata_raft::GroupId;
 use strata_raft::error::PartitionError;
 use strata_raft::liveness::{Liveness, LivenessConfig, LivenessSender};
 use strata_raft::partition::{Acks, Partition, PartitionConfig, SleepState};
@@ -462,8 +463,8 @@ impl Cluster {
         for p in 0..partitions {
             for (i, it) in iters.iter_mut().enumerate() {
                 let replica = it.next().context("every node hosts every partition")?;
-                rest[i].registry.remove(p as u64);
-                rest[i].liveness.unregister(p as u64);
+                rest[i].registry.remove(group_of(p));
+                rest[i].liveness.unregister(group_of(p));
                 let replica = Arc::try_unwrap(replica)
                     .ok()
                     .with_context(|| format!("partition {p} is still in use"))?;
@@ -493,6 +494,11 @@ impl Cluster {
     }
 }
 
+/// The Raft group of partition `p` (partition `p` is group `p` in this harness).
+fn group_of(p: usize) -> GroupId {
+    GroupId::new(p as u64)
+}
+
 /// Opens this node's replica of partitions `0..partitions` (`concurrency` at a time) and
 /// registers each with the node's peer server and liveness ticker.
 async fn open_replicas(
@@ -505,14 +511,14 @@ async fn open_replicas(
     let mut tasks = JoinSet::new();
     for p in 0..partitions {
         let mut config = PartitionConfig::new(
-            p as u64,
+            group_of(p),
             node.id,
             dir.join(format!("node-{}", node.id))
                 .join(format!("partition-{p}")),
         );
         config.disk = node.disk.clone();
         let flusher = node.flusher.handle();
-        let network = PeerNetwork::new(p as u64, node.peers.clone());
+        let network = PeerNetwork::new(group_of(p), node.peers.clone());
         let permit = limit.clone().acquire_owned().await?;
         tasks.spawn(async move {
             let _permit = permit;
@@ -526,8 +532,8 @@ async fn open_replicas(
         let replica = replica.with_context(|| format!("open partition {p} on node {}", node.id))?;
         let replica = Arc::new(replica);
         node.registry
-            .insert(p as u64, Arc::new(replica.raft().clone()));
-        node.liveness.register(p as u64, &replica);
+            .insert(group_of(p), Arc::new(replica.raft().clone()));
+        node.liveness.register(group_of(p), &replica);
         opened[p] = Some(replica);
     }
     opened

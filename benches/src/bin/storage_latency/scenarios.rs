@@ -15,7 +15,7 @@ use strata_benches::stats::{Percentiles, latency_histogram, record};
 use strata_benches::workload::{
     RECORDS_PER_BATCH, fill_log, frame_len, log_config, next_entry, splitmix64,
 };
-use strata_log::{Flusher, Log, RealDisk};
+use strata_log::{Flusher, Log, Offset, RealDisk};
 
 /// How big each scenario is.
 #[derive(Debug, Clone)]
@@ -329,15 +329,15 @@ fn log_residency(dir: &Path) -> Result<f64> {
 /// Times `count` reads of one entry at uniformly random offsets of `reader`'s log.
 fn time_random_reads(
     reader: &strata_log::LogReader,
-    end_offset: i64,
+    end_offset: Offset,
     count: u64,
     seed: &mut u64,
 ) -> Result<Percentiles> {
     let mut histogram = latency_histogram();
     for _ in 0..count {
-        let offset = (splitmix64(seed) % end_offset as u64) as i64;
+        let offset = Offset::new((splitmix64(seed) % end_offset.get() as u64) as i64);
         let start = Instant::now();
-        let entries = reader.read(offset, 1, i64::MAX)?;
+        let entries = reader.read(offset, 1, Offset::new(i64::MAX))?;
         record(&mut histogram, start.elapsed());
         let Some(e) = entries.first() else {
             bail!("read at offset {offset} returned nothing");
@@ -379,9 +379,9 @@ pub fn random_reads_and_clean_reopen(
     let end_offset = log.next_offset();
     let mut state = seed;
     let first_pass = time_random_reads(&reader, end_offset, sizes.random_reads, &mut state)?;
-    let mut offset = 0;
+    let mut offset = Offset::new(0);
     while offset < end_offset {
-        let chunk = reader.read(offset, 1 << 20, i64::MAX)?;
+        let chunk = reader.read(offset, 1 << 20, Offset::new(i64::MAX))?;
         let Some(last) = chunk.last() else {
             bail!("sequential read at offset {offset} returned nothing");
         };
@@ -404,9 +404,9 @@ pub fn random_reads_and_clean_reopen(
         )?;
         opens.push(start.elapsed());
         ensure!(
-            log.next_index() == entries + 1,
+            log.next_index().get() == entries + 1,
             "reopen found {} entries, wrote {entries}",
-            log.next_index() - 1
+            log.next_index().get() - 1
         );
         log.close()?;
     }
@@ -475,9 +475,9 @@ pub fn crash_reopen(
         )?;
         opens.push(start.elapsed());
         ensure!(
-            log.next_index() == entries + 1,
+            log.next_index().get() == entries + 1,
             "recovery found {} entries, wrote {entries}",
-            log.next_index() - 1
+            log.next_index().get() - 1
         );
         drop(log);
     }

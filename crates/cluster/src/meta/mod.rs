@@ -6,12 +6,14 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use strata_raft::GroupId;
 
 mod config;
 pub use config::{MESSAGE_BYTES_LIMIT, TOPIC_CONFIG_KEYS, TopicConfig, check_topic_name};
 
-/// A node's id.
-pub type NodeId = u64;
+/// A node's id: the one definition, strata-raft's (see [`strata_raft::types::NodeId`] for why
+/// it is a plain `u64`).
+pub use strata_raft::types::NodeId;
 
 /// Where a node is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,7 +59,7 @@ pub struct NodeMeta {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionMeta {
     /// Its Raft group id (unique in the cluster, never reused).
-    pub group_id: u64,
+    pub group_id: GroupId,
     /// Replica nodes; the first is the preferred leader.
     pub replicas: Vec<NodeId>,
     /// The replica set the group was created with (its first membership; these replicas
@@ -92,7 +94,7 @@ pub struct ClusterMeta {
     /// Ids of deleted topics (their directories are removed wherever found).
     pub deleted_topics: BTreeSet<String>,
     /// The next Raft group id to give out (0 is the controller).
-    pub next_group_id: u64,
+    pub next_group_id: GroupId,
     /// The next producer id to give out.
     pub next_producer_id: i64,
     /// Node ids given out so far (a removed node's id is never reused).
@@ -170,7 +172,7 @@ pub enum Command {
         /// Partition.
         partition: u32,
         /// Group (guards against a recreated topic of the same name).
-        group_id: u64,
+        group_id: GroupId,
     },
     /// Marks a node as being emptied.
     Decommission {
@@ -291,7 +293,7 @@ impl ClusterMeta {
     }
 
     /// The topic and partition of a group, if it exists.
-    pub fn find_group(&self, group_id: u64) -> Option<(&str, u32, &TopicMeta, &PartitionMeta)> {
+    pub fn find_group(&self, group_id: GroupId) -> Option<(&str, u32, &TopicMeta, &PartitionMeta)> {
         self.topics.iter().find_map(|(name, t)| {
             t.partitions
                 .iter()
@@ -310,9 +312,9 @@ impl ClusterMeta {
     }
 
     fn try_apply(&mut self, cmd: &Command) -> Result<Outcome, Refusal> {
-        if self.next_group_id == 0 {
+        if self.next_group_id == GroupId::new(0) {
             // Group 0 is the controller.
-            self.next_group_id = 1;
+            self.next_group_id = GroupId::new(1);
         }
         match cmd {
             Command::RegisterNode { node_id, meta } => {
@@ -364,7 +366,7 @@ impl ClusterMeta {
                     .into_iter()
                     .map(|replicas| {
                         let group_id = self.next_group_id;
-                        self.next_group_id += 1;
+                        self.next_group_id = group_id.next();
                         PartitionMeta {
                             group_id,
                             initial: replicas.clone(),
@@ -414,7 +416,7 @@ impl ClusterMeta {
                 let mut added = Vec::new();
                 for replicas in placed {
                     let group_id = self.next_group_id;
-                    self.next_group_id += 1;
+                    self.next_group_id = group_id.next();
                     added.push(PartitionMeta {
                         group_id,
                         initial: replicas.clone(),

@@ -51,7 +51,34 @@ fn placement_spreads_replicas_and_leaders() {
     assert_eq!(leaders.values().copied().collect::<Vec<_>>(), vec![2, 2, 2]);
     let groups: BTreeSet<_> = t.partitions.iter().map(|p| p.group_id).collect();
     assert_eq!(groups.len(), 6);
-    assert!(!groups.contains(&0));
+    assert!(!groups.contains(&GroupId::new(0)));
+}
+
+/// Group ids are plain numbers in the metadata's JSON (entries and snapshots written before
+/// `GroupId` existed read back the same).
+#[test]
+fn group_ids_are_plain_numbers_in_json() {
+    let mut m = three();
+    create(&mut m, "t", 1, 1);
+    let json = serde_json::to_value(&m).expect("encode");
+    assert_eq!(json["next_group_id"], serde_json::json!(2));
+    assert_eq!(
+        json["topics"]["t"]["partitions"][0]["group_id"],
+        serde_json::json!(1)
+    );
+    let back: ClusterMeta = serde_json::from_value(json).expect("decode");
+    assert_eq!(back, m);
+    let cmd: Command =
+        serde_json::from_str(r#"{"FinishMove":{"topic":"t","partition":0,"group_id":7}}"#)
+            .expect("decode");
+    assert_eq!(
+        cmd,
+        Command::FinishMove {
+            topic: "t".into(),
+            partition: 0,
+            group_id: GroupId::new(7),
+        }
+    );
 }
 
 #[test]

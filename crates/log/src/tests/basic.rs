@@ -1,6 +1,6 @@
 use super::*;
+use crate::LogError;
 use crate::sim::CrashMode;
-use crate::{LogError, LogId};
 
 #[test]
 fn append_read_and_reopen() {
@@ -10,38 +10,38 @@ fn append_read_and_reopen() {
     for i in 1..=50u64 {
         let b = batch(1 + (i as usize % 4), 100, i, 1000 + i as i64 * 10);
         let a = log.append(&[data(1, i, &b)]).unwrap();
-        assert_eq!(a[0].index, i);
+        assert_eq!(a[0].index, ix(i));
         expected.push((a[0].base_offset, b));
     }
     log.flush_wait().unwrap();
     let reader = log.reader();
-    let all = reader.read(0, usize::MAX, i64::MAX).unwrap();
+    let all = reader.read(off(0), usize::MAX, NO_LIMIT).unwrap();
     assert_eq!(all.len(), 50);
-    let mut next = 0;
+    let mut next = off(0);
     for (e, (base, b)) in all.iter().zip(&expected) {
         assert_eq!(e.base_offset, next);
         assert_eq!(e.base_offset, *base);
         // The stored batch differs only in the stamped base offset and leader epoch.
         assert_eq!(&e.payload[16..], &b[16..]);
         let parsed = strata_record::Batch::parse(e.payload.clone()).unwrap();
-        assert_eq!(parsed.base_offset(), e.base_offset);
+        assert_eq!(parsed.base_offset(), e.base_offset.get());
         next = e.next_offset();
     }
     // Random reads by offset land in the right batch.
-    for off in 0..next {
-        let r = reader.read(off, 1, i64::MAX).unwrap();
-        assert!(r[0].base_offset <= off && off < r[0].next_offset());
+    for o in 0..next.get() {
+        let r = reader.read(off(o), 1, NO_LIMIT).unwrap();
+        assert!(r[0].base_offset <= off(o) && off(o) < r[0].next_offset());
     }
     assert!(matches!(
-        reader.read(next + 1, 1, i64::MAX),
+        reader.read(next.plus_records(1), 1, NO_LIMIT),
         Err(LogError::OffsetOutOfRange { .. })
     ));
-    assert!(reader.read(next, 1, i64::MAX).unwrap().is_empty());
+    assert!(reader.read(next, 1, NO_LIMIT).unwrap().is_empty());
     log.close().unwrap();
     let log = h.open().unwrap();
-    let again = log.reader().read(0, usize::MAX, i64::MAX).unwrap();
+    let again = log.reader().read(off(0), usize::MAX, NO_LIMIT).unwrap();
     assert_eq!(again, all);
-    assert_eq!(log.next_index(), 51);
+    assert_eq!(log.next_index(), ix(51));
 }
 
 #[test]
@@ -60,9 +60,9 @@ fn crash_keeps_synced_and_drops_unsynced() {
     drop(log);
     h.sim.crash(CrashMode::DropAll).unwrap();
     let log = h.open().unwrap();
-    assert_eq!(log.next_index(), 31);
-    assert_eq!(log.next_offset(), 60);
-    let entries = log.reader().entries(1, 31, usize::MAX).unwrap();
+    assert_eq!(log.next_index(), ix(31));
+    assert_eq!(log.next_offset(), off(60));
+    let entries = log.reader().entries(ix(1), ix(31), usize::MAX).unwrap();
     assert_eq!(entries.len(), 30);
 }
 
@@ -74,9 +74,9 @@ fn truncate_then_append_and_crash() {
         let b = batch(1, 300, i, 0);
         log.append(&[data(1, i, &b)]).unwrap();
     }
-    log.truncate_after(12).unwrap();
-    assert_eq!(log.next_index(), 13);
-    assert_eq!(log.next_offset(), 12);
+    log.truncate_after(ix(12)).unwrap();
+    assert_eq!(log.next_index(), ix(13));
+    assert_eq!(log.next_offset(), off(12));
     for i in 13..=15u64 {
         let b = batch(3, 10, 100 + i, 0);
         log.append(&[data(2, i, &b)]).unwrap();
@@ -85,11 +85,11 @@ fn truncate_then_append_and_crash() {
     drop(log);
     h.sim.crash(CrashMode::DropAll).unwrap();
     let log = h.open().unwrap();
-    let e = log.reader().entries(1, 16, usize::MAX).unwrap();
+    let e = log.reader().entries(ix(1), ix(16), usize::MAX).unwrap();
     assert_eq!(e.len(), 15);
     assert_eq!(e[12].term, 2);
-    assert_eq!(e[12].base_offset, 12);
-    assert_eq!(log.next_offset(), 21);
+    assert_eq!(e[12].base_offset, off(12));
+    assert_eq!(log.next_offset(), off(21));
 }
 
 #[test]
@@ -100,44 +100,31 @@ fn purge_and_reset() {
         let b = batch(1, 300, i, 0);
         log.append(&[data(1, i, &b)]).unwrap();
     }
-    log.purge(LogId { term: 1, index: 25 }).unwrap();
+    log.purge(lid(1, 25)).unwrap();
     log.flush_wait().unwrap();
     let r = log.reader();
-    assert_eq!(r.bounds().first_index, 26);
-    assert_eq!(r.bounds().log_start_offset, 25);
+    assert_eq!(r.bounds().first_index, ix(26));
+    assert_eq!(r.bounds().log_start_offset, off(25));
     assert!(matches!(
-        r.read(3, 10, i64::MAX),
+        r.read(off(3), 10, NO_LIMIT),
         Err(LogError::OffsetOutOfRange { .. })
     ));
-    assert_eq!(r.read(25, 1, i64::MAX).unwrap()[0].index, 26);
+    assert_eq!(r.read(off(25), 1, NO_LIMIT).unwrap()[0].index, ix(26));
     log.close().unwrap();
     let mut log = h.open().unwrap();
-    assert_eq!(log.reader().bounds().first_index, 26);
-    assert_eq!(log.last_purged(), Some(LogId { term: 1, index: 25 }));
-    log.reset_to(
-        LogId {
-            term: 3,
-            index: 100,
-        },
-        500,
-    )
-    .unwrap();
+    assert_eq!(log.reader().bounds().first_index, ix(26));
+    assert_eq!(log.last_purged(), Some(lid(1, 25)));
+    log.reset_to(lid(3, 100), off(500)).unwrap();
     let b = batch(2, 10, 1, 0);
     let a = log.append(&[data(3, 101, &b)]).unwrap();
-    assert_eq!(a[0].base_offset, 500);
+    assert_eq!(a[0].base_offset, off(500));
     log.flush_wait().unwrap();
     drop(log);
     h.sim.crash(CrashMode::DropAll).unwrap();
     let log = h.open().unwrap();
-    assert_eq!(log.next_index(), 102);
-    assert_eq!(log.next_offset(), 502);
-    assert_eq!(
-        log.last_purged(),
-        Some(LogId {
-            term: 3,
-            index: 100
-        })
-    );
+    assert_eq!(log.next_index(), ix(102));
+    assert_eq!(log.next_offset(), off(502));
+    assert_eq!(log.last_purged(), Some(lid(3, 100)));
 }
 
 #[test]
@@ -149,7 +136,7 @@ fn non_data_entries_take_no_offsets() {
         .append(&[
             NewEntry {
                 term: 1,
-                index: 1,
+                index: ix(1),
                 kind: EntryKind::Blank,
                 payload: b"",
                 stamped: false,
@@ -157,7 +144,7 @@ fn non_data_entries_take_no_offsets() {
             data(1, 2, &b),
             NewEntry {
                 term: 1,
-                index: 3,
+                index: ix(3),
                 kind: EntryKind::Membership,
                 payload: b"members",
                 stamped: false,
@@ -165,11 +152,11 @@ fn non_data_entries_take_no_offsets() {
             data(1, 4, &b),
         ])
         .unwrap();
-    let offsets: Vec<i64> = a.iter().map(|x| x.base_offset).collect();
+    let offsets: Vec<i64> = a.iter().map(|x| x.base_offset.get()).collect();
     assert_eq!(offsets, vec![0, 0, 3, 3]);
-    let read = log.reader().read(0, usize::MAX, i64::MAX).unwrap();
+    let read = log.reader().read(off(0), usize::MAX, NO_LIMIT).unwrap();
     assert_eq!(read.len(), 2);
-    let m = log.reader().entry(3).unwrap();
+    let m = log.reader().entry(ix(3)).unwrap();
     assert_eq!(&m.payload[..], b"members");
 }
 
@@ -194,7 +181,7 @@ fn rejects_bad_entries_without_writing() {
         log.append(&[data(5, 3, &b)]),
         Err(LogError::InvalidEntry { .. })
     ));
-    assert_eq!(log.next_index(), 2);
+    assert_eq!(log.next_index(), ix(2));
 }
 
 #[test]
@@ -206,15 +193,15 @@ fn a_new_log_starts_at_its_first_index() {
     bad[30] ^= 1;
     // A refused first append does not move the start.
     assert!(log.append(&[data(1, 9, &bad)]).is_err());
-    assert_eq!(log.next_index(), 1);
+    assert_eq!(log.next_index(), ix(1));
     log.append(&[data(1, 7, &b)]).unwrap();
-    assert_eq!(log.reader().bounds().first_index, 7);
+    assert_eq!(log.reader().bounds().first_index, ix(7));
     log.flush_wait().unwrap();
     drop(log);
     h.sim.crash(CrashMode::DropAll).unwrap();
     let mut log = h.open().unwrap();
-    assert_eq!(log.reader().bounds().first_index, 7);
-    assert_eq!(log.next_index(), 8);
+    assert_eq!(log.reader().bounds().first_index, ix(7));
+    assert_eq!(log.next_index(), ix(8));
     assert!(
         log.append(&[data(1, 10, &b)]).is_err(),
         "only a new log may start anywhere"
@@ -228,13 +215,13 @@ fn vote_and_committed_survive_crash() {
     log.save_vote(b"vote-1").unwrap();
     let b = batch(1, 10, 1, 0);
     log.append(&[data(1, 1, &b), data(1, 2, &b)]).unwrap();
-    log.save_committed(LogId { term: 1, index: 2 });
+    log.save_committed(lid(1, 2));
     log.flush_wait().unwrap();
     drop(log);
     h.sim.crash(CrashMode::DropAll).unwrap();
     let log = h.open().unwrap();
     assert_eq!(log.read_vote().unwrap().as_deref(), Some(&b"vote-1"[..]));
-    assert_eq!(log.read_committed(), Some(LogId { term: 1, index: 2 }));
+    assert_eq!(log.read_committed(), Some(lid(1, 2)));
 }
 
 #[test]
@@ -248,12 +235,12 @@ fn timestamp_lookup() {
     let r = log.reader();
     for i in 1..=40i64 {
         let e = r.entry_for_timestamp(i * 100).unwrap().unwrap();
-        assert_eq!(e.index as i64, i);
+        assert_eq!(e.index.get() as i64, i);
         let e = r.entry_for_timestamp(i * 100 + 1).unwrap().unwrap();
-        assert_eq!(e.index as i64, i);
+        assert_eq!(e.index.get() as i64, i);
     }
     assert!(r.entry_for_timestamp(10_000).unwrap().is_none());
-    assert_eq!(r.entry_for_timestamp(-5).unwrap().unwrap().index, 1);
+    assert_eq!(r.entry_for_timestamp(-5).unwrap().unwrap().index, ix(1));
 }
 
 #[test]
@@ -289,7 +276,7 @@ fn a_halted_log_does_no_more_io() {
         Err(LogError::Failed { .. })
     ));
     assert!(matches!(log.flush_wait(), Err(LogError::Failed { .. })));
-    assert!(log.truncate_after(0).is_err());
+    assert!(log.truncate_after(ix(0)).is_err());
     drop(log);
     assert_eq!(h.sim.op_count(), ops, "a halted log touched the disk");
 }
@@ -353,7 +340,7 @@ fn crash_leaves_old_mappings_readable() {
         let b = batch(2, 200, i, i as i64);
         log.append(&[data(1, i, &b)]).unwrap();
     }
-    let views = log.reader().entries(1, 61, usize::MAX).unwrap();
+    let views = log.reader().entries(ix(1), ix(61), usize::MAX).unwrap();
     let copies: Vec<Vec<u8>> = views.iter().map(|e| e.payload.to_vec()).collect();
     assert_eq!(views.len(), 60);
     drop(log);
@@ -362,5 +349,5 @@ fn crash_leaves_old_mappings_readable() {
         assert_eq!(&v.payload[..], &c[..]);
     }
     let log = h.open().unwrap();
-    assert_eq!(log.next_index(), 31);
+    assert_eq!(log.next_index(), ix(31));
 }

@@ -2,7 +2,7 @@
 //! frame, a wrong offset, or bytes that change under them.
 
 use super::*;
-use crate::{LogError, LogId};
+use crate::LogError;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Deterministic payload for (term, index): readers can check what they got.
@@ -17,8 +17,8 @@ fn payload(term: u64, index: u64) -> Bytes {
 
 fn check_entry(e: &crate::Entry) {
     let b = strata_record::Batch::parse(e.payload.clone()).expect("a whole, valid batch");
-    assert_eq!(b.base_offset(), e.base_offset);
-    let want = payload(e.term, e.index);
+    assert_eq!(b.base_offset(), e.base_offset.get());
+    let want = payload(e.term, e.index.get());
     assert_eq!(
         &e.payload[16..],
         &want[16..],
@@ -49,9 +49,9 @@ fn readers_never_see_partial_or_changing_bytes() {
                 if b.next_offset <= b.log_start_offset {
                     continue;
                 }
-                let from =
-                    b.log_start_offset + (x >> 33) as i64 % (b.next_offset - b.log_start_offset);
-                match reader.read(from, 16 * 1024, i64::MAX) {
+                let (start, end) = (b.log_start_offset.get(), b.next_offset.get());
+                let from = off(start + (x >> 33) as i64 % (end - start));
+                match reader.read(from, 16 * 1024, NO_LIMIT) {
                     Ok(entries) => {
                         let mut expect = None;
                         for e in &entries {
@@ -88,19 +88,15 @@ fn readers_never_see_partial_or_changing_bytes() {
         next += 1;
         if round % 37 == 36 {
             let k = next - 1 - (round % 5);
-            log.truncate_after(k).unwrap();
+            log.truncate_after(ix(k)).unwrap();
             next = k + 1;
             term += 1;
         }
         if round % 53 == 52 {
-            let first = log.reader().bounds().first_index;
+            let first = log.reader().bounds().first_index.get();
             let upto = first + (next - first) / 2;
-            let t = log.reader().entry(upto).unwrap().term;
-            log.purge(LogId {
-                term: t,
-                index: upto,
-            })
-            .unwrap();
+            let t = log.reader().entry(ix(upto)).unwrap().term;
+            log.purge(lid(t, upto)).unwrap();
         }
         if round % 10 == 0 {
             log.flush_wait().unwrap();

@@ -30,7 +30,7 @@ fn write_tail(dir: &Path, flusher: &Flusher, n: u64) -> Written {
         let a = log.append(&[data(1, i, &b)]).unwrap();
         frame_starts.push(pos);
         pos += (crate::frame::FRAME_HEADER_LEN + b.len()) as u64;
-        entries.push((i, a[0].base_offset, b));
+        entries.push((i, a[0].base_offset.get(), b));
     }
     log.flush_wait().unwrap();
     let segment = log.shared.read_view().segments[0].path.clone();
@@ -45,12 +45,15 @@ fn write_tail(dir: &Path, flusher: &Flusher, n: u64) -> Written {
 /// The log recovered exactly the first `k` entries, unaltered, and appends continue.
 fn assert_prefix(dir: &Path, flusher: &Flusher, w: &Written, k: usize) {
     let mut log = open_real(dir, flusher, &LogConfig::default()).unwrap();
-    assert_eq!(log.next_index(), k as u64 + 1, "recovered entries");
+    assert_eq!(log.next_index(), ix(k as u64 + 1), "recovered entries");
     if k > 0 {
-        let got = log.reader().entries(1, k as u64 + 1, usize::MAX).unwrap();
+        let got = log
+            .reader()
+            .entries(ix(1), ix(k as u64 + 1), usize::MAX)
+            .unwrap();
         for (e, (i, base, b)) in got.iter().zip(&w.entries) {
-            assert_eq!(e.index, *i);
-            assert_eq!(e.base_offset, *base);
+            assert_eq!(e.index, ix(*i));
+            assert_eq!(e.base_offset, off(*base));
             assert_eq!(&e.payload[16..], &b[16..]);
         }
     }
@@ -58,14 +61,14 @@ fn assert_prefix(dir: &Path, flusher: &Flusher, w: &Written, k: usize) {
         || w.entries.last().map_or(0, |(_, b, p)| b + rc(p)),
         |(_, b, _)| *b,
     );
-    assert_eq!(log.next_offset(), expected_next);
+    assert_eq!(log.next_offset(), off(expected_next));
     let b = batch(2, 10, 999, 0);
     let a = log.append(&[data(2, k as u64 + 1, &b)]).unwrap();
-    assert_eq!(a[0].base_offset, expected_next);
+    assert_eq!(a[0].base_offset, off(expected_next));
     log.flush_wait().unwrap();
     log.close().unwrap();
     let log = open_real(dir, flusher, &LogConfig::default()).unwrap();
-    assert_eq!(log.next_index(), k as u64 + 2);
+    assert_eq!(log.next_index(), ix(k as u64 + 2));
 }
 
 fn rc(payload: &Bytes) -> i64 {
@@ -176,7 +179,7 @@ fn multi_segment(dir: &Path, flusher: &Flusher) -> Vec<crate::Entry> {
         let b = batch(2, 150, i, i as i64 * 10);
         log.append(&[data(1, i, &b)]).unwrap();
     }
-    let all = log.reader().entries(1, 61, usize::MAX).unwrap();
+    let all = log.reader().entries(ix(1), ix(61), usize::MAX).unwrap();
     log.close().unwrap();
     all
 }
@@ -233,7 +236,7 @@ fn deleted_or_corrupt_metadata_files_are_rebuilt() {
         let all = multi_segment(&dir, &flusher);
         damage(&dir);
         let mut log = open_real(&dir, &flusher, &small_config()).unwrap();
-        let again = log.reader().entries(1, 61, usize::MAX).unwrap();
+        let again = log.reader().entries(ix(1), ix(61), usize::MAX).unwrap();
         assert_eq!(again, all, "{name}");
         for e in &all {
             let t = log
@@ -245,7 +248,7 @@ fn deleted_or_corrupt_metadata_files_are_rebuilt() {
         }
         let b = batch(1, 10, 1, 0);
         let a = log.append(&[data(1, 61, &b)]).unwrap();
-        assert_eq!(a[0].base_offset, 120, "{name}");
+        assert_eq!(a[0].base_offset, off(120), "{name}");
     }
 }
 
@@ -265,7 +268,7 @@ fn corruption_inside_a_sealed_segment_is_refused() {
     drop(f);
     let log = open_real(&dir, &flusher, &small_config()).unwrap();
     let r = log.reader();
-    match r.read(0, usize::MAX, i64::MAX) {
+    match r.read(off(0), usize::MAX, NO_LIMIT) {
         Err(LogError::Corrupt { path, .. }) => assert_eq!(&path, first),
         other => panic!("expected corruption, got {other:?}"),
     }
@@ -293,7 +296,7 @@ fn a_verified_open_cuts_damaged_recorded_data_and_reports_it() {
         )
         .unwrap();
         assert_eq!(log.damage(), None);
-        assert_eq!(log.next_index(), 61);
+        assert_eq!(log.next_index(), ix(61));
     }
     type Harm = fn(&Path);
     let harms: Vec<(&str, Harm)> = vec![
@@ -320,12 +323,18 @@ fn a_verified_open_cuts_damaged_recorded_data_and_reports_it() {
             Log::open_verified(&dir, small_config(), Arc::new(RealDisk), &flusher.handle())
                 .unwrap();
         let damage = log.damage().unwrap_or_else(|| panic!("{what}: no damage"));
-        assert_eq!(damage.recorded_last_index, 60, "{what}");
-        let last = log.next_index() - 1;
-        assert_eq!(damage.first_lost_index, last + 1, "{what}");
-        assert!(last < 60 && last >= all[0].index, "{what}: cut at {last}");
+        assert_eq!(damage.recorded_last_index, ix(60), "{what}");
+        let last = log.next_index().get() - 1;
+        assert_eq!(damage.first_lost_index, ix(last + 1), "{what}");
+        assert!(
+            last < 60 && last >= all[0].index.get(),
+            "{what}: cut at {last}"
+        );
         // Everything kept is intact; the later segments are gone.
-        let kept = log.reader().entries(1, last + 1, usize::MAX).unwrap();
+        let kept = log
+            .reader()
+            .entries(ix(1), ix(last + 1), usize::MAX)
+            .unwrap();
         assert_eq!(kept[..], all[..last as usize], "{what}");
         assert!(files_with(&dir, "log").len() <= 2, "{what}");
         // Appends continue after the cut, and a normal open agrees.
@@ -334,9 +343,12 @@ fn a_verified_open_cuts_damaged_recorded_data_and_reports_it() {
         log.flush_wait().unwrap();
         drop(log);
         let log = open_real(&dir, &flusher, &small_config()).unwrap();
-        assert_eq!(log.next_index(), last + 2, "{what}");
+        assert_eq!(log.next_index(), ix(last + 2), "{what}");
         assert_eq!(
-            log.reader().entries(1, last + 2, usize::MAX).unwrap().len() as u64,
+            log.reader()
+                .entries(ix(1), ix(last + 2), usize::MAX)
+                .unwrap()
+                .len() as u64,
             last + 1,
             "{what}"
         );
@@ -359,7 +371,7 @@ fn a_verified_open_never_revives_truncated_entries() {
         log.append(&[data(1, i, &b)]).unwrap();
     }
     log.flush_wait().unwrap();
-    log.truncate_after(5).unwrap();
+    log.truncate_after(ix(5)).unwrap();
     let mut kept = Vec::new();
     for i in 6..=8u64 {
         let b = batch(1, 60, 100 + i, 0);
@@ -367,13 +379,13 @@ fn a_verified_open_never_revives_truncated_entries() {
         kept.push(b);
     }
     log.flush_wait().unwrap();
-    let expected = log.reader().entries(1, 9, usize::MAX).unwrap();
+    let expected = log.reader().entries(ix(1), ix(9), usize::MAX).unwrap();
     drop(log);
     let log =
         Log::open_verified(&dir, small_config(), Arc::new(RealDisk), &flusher.handle()).unwrap();
     assert_eq!(log.damage(), None);
-    assert_eq!(log.next_index(), 9, "truncated entries came back");
-    let got = log.reader().entries(1, 9, usize::MAX).unwrap();
+    assert_eq!(log.next_index(), ix(9), "truncated entries came back");
+    let got = log.reader().entries(ix(1), ix(9), usize::MAX).unwrap();
     assert_eq!(got, expected);
     assert!(got[5..].iter().all(|e| e.term == 2));
 }

@@ -30,15 +30,21 @@ fn enospc_reserving_space_is_an_error_and_appends_resume() {
         }
     }
     assert_eq!(failures, 3);
-    assert_eq!(log.next_index(), 6);
+    assert_eq!(log.next_index(), ix(6));
     h.sim.clear_faults();
     log.append(&[data(1, 6, &b)]).unwrap();
     log.flush_wait().unwrap();
     drop(log);
     h.sim.crash(CrashMode::DropAll).unwrap();
     let log = h.open().unwrap();
-    assert_eq!(log.next_index(), 7);
-    assert_eq!(log.reader().entries(1, 7, usize::MAX).unwrap().len(), 6);
+    assert_eq!(log.next_index(), ix(7));
+    assert_eq!(
+        log.reader()
+            .entries(ix(1), ix(7), usize::MAX)
+            .unwrap()
+            .len(),
+        6
+    );
 }
 
 #[test]
@@ -50,17 +56,17 @@ fn failed_roll_leaves_the_log_usable() {
         h.sim.inject(op, libc::ENOSPC, Some(1));
         let b = batch(1, 3900, 5, 0);
         let next = log.next_index();
-        let r = log.append(&[data(1, next, &b)]);
+        let r = log.append(&[data(1, next.get(), &b)]);
         assert!(matches!(r, Err(LogError::Io { .. })), "{op:?}: {r:?}");
         assert_eq!(log.next_index(), next);
-        log.append(&[data(1, next, &b)]).unwrap();
+        log.append(&[data(1, next.get(), &b)]).unwrap();
     }
-    let last = log.next_index() - 1;
+    let last = log.next_index().get() - 1;
     log.flush_wait().unwrap();
     drop(log);
     h.sim.crash(CrashMode::DropAll).unwrap();
     let log = h.open().unwrap();
-    assert_eq!(log.next_index() - 1, last);
+    assert_eq!(log.next_index().get() - 1, last);
 }
 
 #[test]
@@ -82,10 +88,16 @@ fn eio_on_write_fails_the_log_until_reopened() {
     assert!(matches!(log.flush_wait(), Err(LogError::Failed { .. })));
     drop(log);
     let mut log = h.open().unwrap();
-    assert_eq!(log.next_index(), 4);
+    assert_eq!(log.next_index(), ix(4));
     fill(&mut log, 4, 8, 1);
     log.flush_wait().unwrap();
-    assert_eq!(log.reader().entries(1, 9, usize::MAX).unwrap().len(), 8);
+    assert_eq!(
+        log.reader()
+            .entries(ix(1), ix(9), usize::MAX)
+            .unwrap()
+            .len(),
+        8
+    );
 }
 
 #[test]
@@ -108,9 +120,12 @@ fn failed_sync_is_never_reported_durable() {
         let mut log = h.open().unwrap();
         // Entries 1..=4 were durable; the rest may or may not have survived, but what
         // survived is intact and appends continue after it.
-        let last = log.next_index() - 1;
+        let last = log.next_index().get() - 1;
         assert!(last >= 4, "{op:?}: durable entries lost");
-        let got = log.reader().entries(1, last + 1, usize::MAX).unwrap();
+        let got = log
+            .reader()
+            .entries(ix(1), ix(last + 1), usize::MAX)
+            .unwrap();
         assert_eq!(got.len() as u64, last);
         fill(&mut log, last + 1, last + 3, 2);
         log.flush_wait().unwrap();
@@ -141,7 +156,7 @@ fn a_truncation_racing_a_flusher_round_never_seals_unsynced_frames() {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     let truncation = std::thread::spawn(move || {
-        let r = log.truncate_after(6);
+        let r = log.truncate_after(ix(6));
         (log, r)
     });
     // Gives a truncation that does not wait for the round the time to finish (pacing; with
@@ -152,9 +167,9 @@ fn a_truncation_racing_a_flusher_round_never_seals_unsynced_frames() {
     drop(log);
     h.sim.crash(CrashMode::DropAll).unwrap();
     let log = h.open().unwrap();
-    let last = log.next_index() - 1;
+    let last = log.next_index().get() - 1;
     assert!(last >= 3, "synced entries lost: the log ends at {last}");
-    let got = log.reader().entries(1, last + 1, usize::MAX);
+    let got = log.reader().entries(ix(1), ix(last + 1), usize::MAX);
     assert!(
         got.as_ref().is_ok_and(|g| g.len() as u64 == last),
         "the log claims entries up to {last} but reads {got:?}"
@@ -208,14 +223,14 @@ fn entries_rewritten_after_a_failed_sync_survive_a_power_loss() {
     drop(log);
     // The supervisor reopens from the page cache and cuts at the last good sync.
     let mut log = h.open().unwrap();
-    log.truncate_after(4).unwrap();
+    log.truncate_after(ix(4)).unwrap();
     fill(&mut log, 5, 40, 2);
     log.flush_wait().unwrap();
     drop(log);
     h.sim.crash(CrashMode::DropAll).unwrap();
     let log = h.open().unwrap();
-    assert_eq!(log.next_index(), 41);
-    let got = log.reader().entries(1, 41, usize::MAX).unwrap();
+    assert_eq!(log.next_index(), ix(41));
+    let got = log.reader().entries(ix(1), ix(41), usize::MAX).unwrap();
     assert_eq!(got.len(), 40);
 }
 
@@ -237,7 +252,7 @@ fn a_restart_after_a_failed_sync_does_not_take_the_page_cache_as_durable() {
     let mut log = h.open().unwrap();
     assert_eq!(
         log.next_index(),
-        4,
+        ix(4),
         "entries only the page cache held came back as durable"
     );
     // Appends continue after the cut; a power loss now keeps what was synced since.
@@ -246,8 +261,8 @@ fn a_restart_after_a_failed_sync_does_not_take_the_page_cache_as_durable() {
     drop(log);
     h.sim.crash(CrashMode::DropAll).unwrap();
     let log = h.open().unwrap();
-    assert_eq!(log.next_index(), 6);
-    let got = log.reader().entries(1, 6, usize::MAX).unwrap();
+    assert_eq!(log.next_index(), ix(6));
+    let got = log.reader().entries(ix(1), ix(6), usize::MAX).unwrap();
     assert_eq!(got.len(), 5);
     assert!(got[3..].iter().all(|e| e.term == 2));
 }
@@ -276,7 +291,7 @@ fn a_truncation_keeps_the_trim_of_segments_sealed_before_it() {
         )
     };
     // Cut inside the last segment, then flush.
-    log.truncate_after(last + 1).unwrap();
+    log.truncate_after(last.next()).unwrap();
     log.flush_wait().unwrap();
     let (path, len) = sealed;
     let file_len = std::fs::metadata(&path).unwrap().len();
@@ -298,7 +313,7 @@ fn a_reset_racing_a_flusher_round_keeps_its_purge_point() {
     fill(&mut log, 1, 10, 1);
     log.flush_wait().unwrap();
     fill(&mut log, 11, 12, 1);
-    log.save_committed(crate::LogId { term: 1, index: 10 });
+    log.save_committed(lid(1, 10));
     h.sim
         .hold_syncs(|p| p.extension().is_some_and(|e| e == "log"));
     log.flush(|_| {});
@@ -310,12 +325,9 @@ fn a_reset_racing_a_flusher_round_keeps_its_purge_point() {
         );
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
-    let installed = crate::LogId {
-        term: 5,
-        index: 100,
-    };
+    let installed = lid(5, 100);
     let reset = std::thread::spawn(move || {
-        let r = log.reset_to(installed, 1000);
+        let r = log.reset_to(installed, off(1000));
         (log, r)
     });
     // Gives a reset that does not wait for the round the time to write its state first

@@ -8,7 +8,7 @@ mod faults;
 mod model;
 
 use crate::sim::SimDisk;
-use crate::{Disk, EntryKind, Flusher, Log, LogConfig, NewEntry};
+use crate::{Disk, EntryKind, Flusher, Log, LogConfig, LogId, LogIndex, NewEntry, Offset};
 use bytes::Bytes;
 use std::sync::Arc;
 use strata_record::{BatchBuilder, NewRecord};
@@ -76,10 +76,31 @@ impl Harness {
     }
 }
 
+/// Log index `i`.
+pub(crate) fn ix(i: u64) -> LogIndex {
+    LogIndex::new(i)
+}
+
+/// Offset `o`.
+pub(crate) fn off(o: i64) -> Offset {
+    Offset::new(o)
+}
+
+/// The log id (`term`, `index`).
+pub(crate) fn lid(term: u64, index: u64) -> LogId {
+    LogId {
+        term,
+        index: LogIndex::new(index),
+    }
+}
+
+/// No upper bound on the offsets a read returns.
+pub(crate) const NO_LIMIT: Offset = Offset::new(i64::MAX);
+
 pub(crate) fn data<'a>(term: u64, index: u64, payload: &'a [u8]) -> NewEntry<'a> {
     NewEntry {
         term,
-        index,
+        index: LogIndex::new(index),
         kind: EntryKind::Data,
         payload,
         stamped: false,

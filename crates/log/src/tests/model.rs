@@ -3,7 +3,6 @@
 //! survives a crash; a truncated entry never comes back.
 
 use super::*;
-use crate::LogId;
 use crate::sim::CrashMode;
 use proptest::prelude::*;
 
@@ -113,7 +112,7 @@ fn append(log: &mut Log, m: &mut Model, spec: &[(bool, u8, u16)]) {
         .enumerate()
         .map(|(i, (kind, p))| NewEntry {
             term: m.term,
-            index: m.next_index + i as u64,
+            index: ix(m.next_index + i as u64),
             kind: *kind,
             payload: p,
             stamped: false,
@@ -121,15 +120,15 @@ fn append(log: &mut Log, m: &mut Model, spec: &[(bool, u8, u16)]) {
         .collect();
     let out = log.append(&entries).unwrap();
     for (((kind, p), a), spec) in payloads.into_iter().zip(out).zip(spec) {
-        assert_eq!(a.index, m.next_index);
-        assert_eq!(a.base_offset, m.next_offset, "offsets are contiguous");
+        assert_eq!(a.index, ix(m.next_index));
+        assert_eq!(a.base_offset, off(m.next_offset), "offsets are contiguous");
         m.entries.insert(
-            a.index,
+            a.index.get(),
             M {
                 term: m.term,
                 kind,
                 payload: p,
-                base_offset: a.base_offset,
+                base_offset: a.base_offset.get(),
                 count: a.record_count,
                 spec: *spec,
             },
@@ -143,17 +142,19 @@ fn append(log: &mut Log, m: &mut Model, spec: &[(bool, u8, u16)]) {
 fn check(log: &Log, m: &Model) {
     let r = log.reader();
     let b = r.bounds();
-    assert_eq!(b.first_index, m.first);
-    assert_eq!(log.next_index(), m.next_index);
-    assert_eq!(log.next_offset(), m.next_offset);
+    assert_eq!(b.first_index, ix(m.first));
+    assert_eq!(log.next_index(), ix(m.next_index));
+    assert_eq!(log.next_offset(), off(m.next_offset));
     if m.next_index > m.first {
-        let got = r.entries(m.first, m.next_index, usize::MAX).unwrap();
+        let got = r
+            .entries(ix(m.first), ix(m.next_index), usize::MAX)
+            .unwrap();
         assert_eq!(got.len() as u64, m.next_index - m.first);
         for e in got {
-            let want = &m.entries[&e.index];
+            let want = &m.entries[&e.index.get()];
             assert_eq!(e.term, want.term, "term at {}", e.index);
             assert_eq!(e.kind, want.kind);
-            assert_eq!(e.base_offset, want.base_offset);
+            assert_eq!(e.base_offset, off(want.base_offset));
             if e.kind == EntryKind::Data {
                 assert_eq!(
                     &e.payload[16..],
@@ -162,7 +163,7 @@ fn check(log: &Log, m: &Model) {
                     e.index
                 );
                 let batch = strata_record::Batch::parse(e.payload.clone()).unwrap();
-                assert_eq!(batch.base_offset(), e.base_offset);
+                assert_eq!(batch.base_offset(), e.base_offset.get());
                 assert_eq!(batch.header().partition_leader_epoch as u64, e.term);
             } else {
                 assert_eq!(e.payload, want.payload);
@@ -174,16 +175,15 @@ fn check(log: &Log, m: &Model) {
 /// After a crash the log holds a prefix of the model from a first index between the durable
 /// purge point and the current one, and at least everything durable.
 fn adopt_after_crash(log: &Log, m: &mut Model) {
-    let b = log.reader().bounds();
+    let first_index = log.reader().bounds().first_index.get();
     assert!(
-        b.first_index >= m.durable_first.min(m.first)
-            && b.first_index <= m.first.max(m.durable_first),
+        first_index >= m.durable_first.min(m.first) && first_index <= m.first.max(m.durable_first),
         "first index {} outside [{}, {}]",
-        b.first_index,
+        first_index,
         m.durable_first,
         m.first
     );
-    let last = log.next_index() - 1;
+    let last = log.next_index().get() - 1;
     assert!(
         last >= m.durable,
         "durable entry lost: last {last} < durable {}",
@@ -195,7 +195,7 @@ fn adopt_after_crash(log: &Log, m: &mut Model) {
         m.last()
     );
     // A purge that had not ridden a sync yet may be undone: its entries are still there.
-    m.first = b.first_index;
+    m.first = first_index;
     m.cut_after(last);
     m.durable_first = m.first;
     check(log, m);
@@ -215,13 +215,13 @@ fn run(ops: Vec<Op>) {
                 m.durable_first = m.first;
             }
             Op::Read(x) => {
-                let start = log.reader().bounds().log_start_offset;
+                let start = log.reader().bounds().log_start_offset.get();
                 if m.next_offset > start {
-                    let off = start + (x as i64 % (m.next_offset - start));
-                    let got = log.reader().read(off, 1, i64::MAX).unwrap();
+                    let o = off(start + (x as i64 % (m.next_offset - start)));
+                    let got = log.reader().read(o, 1, NO_LIMIT).unwrap();
                     let e = &got[0];
-                    assert!(e.base_offset <= off && off < e.next_offset());
-                    assert_eq!(&e.payload[16..], &m.entries[&e.index].payload[16..]);
+                    assert!(e.base_offset <= o && o < e.next_offset());
+                    assert_eq!(&e.payload[16..], &m.entries[&e.index.get()].payload[16..]);
                 }
             }
             Op::Truncate(x) | Op::TruncateAndReplace(x) => {
@@ -239,7 +239,7 @@ fn run(ops: Vec<Op>) {
                         (e.kind == EntryKind::Data, e.count.max(1) as u8, len)
                     })
                     .collect();
-                log.truncate_after(k).unwrap();
+                log.truncate_after(ix(k)).unwrap();
                 if k < m.last() {
                     // A cut syncs the kept prefix before recording itself.
                     m.durable = k;
@@ -254,23 +254,20 @@ fn run(ops: Vec<Op>) {
                 if m.last() >= m.first {
                     let k = m.first + x as u64 % (m.last() + 1 - m.first);
                     let term = m.entries[&k].term;
-                    log.purge(LogId { term, index: k }).unwrap();
+                    log.purge(lid(term, k)).unwrap();
                     m.first = k + 1;
                 }
             }
             Op::Reset(x) => {
-                let last = LogId {
-                    term: m.term,
-                    index: m.last() + 1 + x as u64 % 5,
-                };
+                let last = m.last() + 1 + x as u64 % 5;
                 let next_offset = m.next_offset + x as i64 % 7;
-                log.reset_to(last, next_offset).unwrap();
+                log.reset_to(lid(m.term, last), off(next_offset)).unwrap();
                 m.entries.clear();
-                m.first = last.index + 1;
-                m.next_index = last.index + 1;
+                m.first = last + 1;
+                m.next_index = last + 1;
                 m.next_offset = next_offset;
                 m.reset_offset = next_offset;
-                m.durable = last.index;
+                m.durable = last;
                 m.durable_first = m.first;
             }
             Op::Reopen => {
@@ -296,10 +293,10 @@ fn run(ops: Vec<Op>) {
     drop(log);
     h.sim.crash(CrashMode::DropAll).unwrap();
     let log = h.open().unwrap();
-    let b = log.reader().bounds();
-    assert!(b.first_index <= m.first);
-    m.first = b.first_index.max(m.first);
-    assert_eq!(log.next_index(), m.next_index);
+    let first_index = log.reader().bounds().first_index.get();
+    assert!(first_index <= m.first);
+    m.first = first_index.max(m.first);
+    assert_eq!(log.next_index(), ix(m.next_index));
 }
 
 proptest! {

@@ -12,6 +12,7 @@ use strata_cluster::meta::Outcome;
 use strata_proto::internal::v1 as pb;
 use strata_proto::internal::v1::node_control_client::NodeControlClient;
 use strata_raft::transport::{LinkControl, PeerIdentity};
+use strata_raft::{GroupId, RaftIndex};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
@@ -72,7 +73,7 @@ impl ControlLink for GrpcControlLink {
         addr: &str,
         command: Bytes,
         forwarded: bool,
-    ) -> BoxFuture<'static, Result<(u64, Outcome), ControllerError>> {
+    ) -> BoxFuture<'static, Result<(RaftIndex, Outcome), ControllerError>> {
         if self.cut(to) {
             return Box::pin(async move {
                 Err(ControllerError::Unavailable(format!(
@@ -108,7 +109,7 @@ impl ControlLink for GrpcControlLink {
         &self,
         to: u64,
         addr: &str,
-        led: Vec<(u64, u64)>,
+        led: Vec<(GroupId, u64)>,
     ) -> BoxFuture<'static, Result<(), ControllerError>> {
         if self.cut(to) {
             return Box::pin(async move {
@@ -125,7 +126,10 @@ impl ControlLink for GrpcControlLink {
                 header: Some(header),
                 led: led
                     .into_iter()
-                    .map(|(group_id, term)| pb::LedGroup { group_id, term })
+                    .map(|(group, term)| pb::LedGroup {
+                        group_id: group.get(),
+                        term,
+                    })
                     .collect(),
             });
             req.set_timeout(HINT_TIMEOUT);
@@ -194,7 +198,7 @@ impl pb::node_control_server::NodeControl for ControlService {
         self.identity.check(req.header.as_ref())?;
         let from = req.header.as_ref().map_or(0, |h| h.from_node);
         for g in req.led {
-            self.hints.record(from, g.group_id, g.term);
+            self.hints.record(from, GroupId::new(g.group_id), g.term);
         }
         Ok(Response::new(pb::HintsResponse {}))
     }

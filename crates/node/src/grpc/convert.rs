@@ -67,7 +67,7 @@ fn partition_info(p: PartitionView) -> pb::PartitionInfo {
         voters: p.voters,
         leader_term: p.leader_term,
         high_watermark: p.high_watermark,
-        group_id: p.group_id,
+        group_id: p.group_id.get(),
     }
 }
 

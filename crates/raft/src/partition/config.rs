@@ -2,11 +2,12 @@
 //! [`RaftTiming`], and the openraft [`Config`] a partition group runs with.
 
 use crate::error::PartitionError;
+use crate::numbers::GroupId;
 use crate::types::NodeId;
 use openraft::{Config, SnapshotPolicy};
 use std::path::PathBuf;
 use std::sync::Arc;
-use strata_log::LogConfig;
+use strata_log::{LogConfig, LogIndex};
 
 /// How long to wait until an entry acknowledged `acks=all` is committed and applied.
 pub const WRITE_TIMEOUT_DEFAULT_MS: u64 = 10_000;
@@ -36,7 +37,7 @@ impl Default for RaftTiming {
 #[derive(Debug, Clone)]
 pub struct PartitionConfig {
     /// The Raft group id (also names the partition in peer messages).
-    pub group_id: u64,
+    pub group_id: GroupId,
     /// This node.
     pub node_id: NodeId,
     /// The partition directory.
@@ -58,7 +59,7 @@ pub struct PartitionConfig {
     /// only in the page cache (Linux keeps a failed sync's pages readable but never writes
     /// them again), and recovery, which reads through the page cache, would take them as
     /// durable and let this replica acknowledge them.
-    pub durable_cut: Option<u64>,
+    pub durable_cut: Option<LogIndex>,
     /// Open the log with a full check of every frame (`Log::open_verified`) and quarantine
     /// the replica if recorded data was lost (see [`crate::quarantine`]). The supervisor sets
     /// it when it reopens a replica after a failure.
@@ -67,7 +68,7 @@ pub struct PartitionConfig {
 
 impl PartitionConfig {
     /// A configuration with defaults for everything but identity and place.
-    pub fn new(group_id: u64, node_id: NodeId, dir: impl Into<PathBuf>) -> PartitionConfig {
+    pub fn new(group_id: GroupId, node_id: NodeId, dir: impl Into<PathBuf>) -> PartitionConfig {
         PartitionConfig {
             group_id,
             node_id,

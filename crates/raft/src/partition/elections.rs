@@ -12,6 +12,7 @@
 //! state, the leader or the membership, not on every append.
 
 use super::Raft;
+use crate::numbers::GroupId;
 use crate::types::NodeId;
 use openraft::ServerState;
 use openraft::type_config::async_runtime::WatchReceiver;
@@ -59,7 +60,7 @@ impl ElectionCauses {
 pub(super) async fn count(
     raft: Raft,
     me: NodeId,
-    group_id: u64,
+    group_id: GroupId,
     causes: std::sync::Arc<ElectionCauses>,
 ) {
     let mut rx = raft.server_metrics();
@@ -77,12 +78,12 @@ pub(super) async fn count(
                     metrics::counter!("strata_elections_won_total", "cause" => cause).increment(1);
                     if cause == "leader_lost" {
                         tracing::info!(
-                            group = group_id,
+                            group = group_id.get(),
                             term,
                             "won an election after the leader went silent"
                         );
                     } else {
-                        tracing::debug!(group = group_id, term, cause, "won an election");
+                        tracing::debug!(group = group_id.get(), term, cause, "won an election");
                     }
                 }
                 seen_a_leader = true;

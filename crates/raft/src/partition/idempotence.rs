@@ -9,6 +9,7 @@ use crate::producers::{last_sequence, next_sequence_after};
 use crate::types::Command;
 use std::collections::HashMap;
 use std::time::Duration;
+use strata_log::Offset;
 use tokio::sync::watch;
 
 /// How often a leader serving idempotent producers proposes its wall clock (a `Clock` entry),
@@ -25,19 +26,19 @@ pub(super) struct Inflight {
     pub(super) term: u64,
     pub(super) epoch: i16,
     pub(super) next_sequence: i32,
-    pub(super) pending: HashMap<i32, watch::Receiver<Option<Result<i64, PartitionError>>>>,
+    pub(super) pending: HashMap<i32, watch::Receiver<Option<Result<Offset, PartitionError>>>>,
 }
 
 /// Where the outcome of an in-flight idempotent batch is published (for its retries).
-pub(super) type OutcomeSender = watch::Sender<Option<Result<i64, PartitionError>>>;
+pub(super) type OutcomeSender = watch::Sender<Option<Result<Offset, PartitionError>>>;
 
 pub(super) enum SequenceCheck {
     /// Propose it; the sender reports its outcome to retried duplicates.
     Propose(Option<(i64, i32, OutcomeSender)>),
     /// Already committed at this offset.
-    Duplicate(i64),
+    Duplicate(Offset),
     /// The same batch is in flight: wait for its outcome.
-    Wait(watch::Receiver<Option<Result<i64, PartitionError>>>),
+    Wait(watch::Receiver<Option<Result<Offset, PartitionError>>>),
 }
 
 impl Partition {

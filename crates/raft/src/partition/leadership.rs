@@ -4,15 +4,16 @@
 
 use super::{Partition, SleepState, lock};
 use crate::error::PartitionError;
+use crate::numbers::RaftIndex;
 use crate::types::{NodeId, TypeConfig};
 use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::{Instant as _, RaftMetrics, ServerState};
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// The leadership this replica observed: its term and the last log index when it was first
-/// seen leading in that term.
-pub(super) type LeadStart = Mutex<Option<(u64, u64)>>;
+/// The leadership this replica observed: its term and the Raft index of its last entry when it
+/// was first seen leading in that term.
+pub(super) type LeadStart = Mutex<Option<(u64, RaftIndex)>>;
 
 /// Whether `m` shows a leader that may serve: it leads, has applied everything its log held
 /// when its leadership was first observed (every committed entry is in a leader's log, so its
@@ -28,15 +29,15 @@ fn ready_leader(m: &RaftMetrics<TypeConfig>, me: NodeId, lease_ms: u64, lead: &L
         match *l {
             Some((term, start)) if term == m.current_term => start,
             _ => {
-                let start = m.last_log_index.unwrap_or(0);
+                let start = RaftIndex::new(m.last_log_index.unwrap_or(0));
                 *l = Some((m.current_term, start));
                 start
             }
         }
     };
-    m.last_applied
-        .is_some_and(|l| l.committed_leader_id().term == m.current_term && l.index >= start)
-        && quorum_acked_within(m, me, lease_ms)
+    m.last_applied.is_some_and(|l| {
+        l.committed_leader_id().term == m.current_term && RaftIndex::new(l.index) >= start
+    }) && quorum_acked_within(m, me, lease_ms)
 }
 
 /// Whether a quorum acknowledged this leader within `lease_ms`. A leader that is the only

@@ -11,6 +11,14 @@
 //! - `hibernation`: idle groups' sleep and wake ([`SleepState`]);
 //! - `membership`: learners, voters and their changes;
 //! - `retention`: the retention cut and the purge after it.
+//!
+//! Numbers at this API: record offsets are Kafka's `i64`, as the broker, the node and the
+//! client API carry them (inside this crate they are [`strata_log::Offset`]s: `read`, `write`
+//! and `retention` convert, and [`PartitionError::OffsetOutOfRange`] is built in one place);
+//! Raft indexes ([`PartitionStatus`], [`Partition::quarantined_until`],
+//! [`Partition::propose_control`]) are [`RaftIndex`]es; the log's own index, where it shows
+//! ([`Partition::durable_log_index`], [`PartitionConfig::durable_cut`]), is a
+//! [`strata_log::LogIndex`]; the group is a [`GroupId`].
 
 mod config;
 mod elections;
@@ -30,6 +38,7 @@ pub use read::Fetched;
 pub use write::Acks;
 
 use crate::error::PartitionError;
+use crate::numbers::{GroupId, RaftIndex};
 use crate::quarantine::{self, PeerHandle, Quarantine};
 use crate::state_machine::{PartitionState, StateHook, StateMachine};
 use crate::store::LogStore;
@@ -45,7 +54,7 @@ use retention::retention_task;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use strata_log::{FlusherHandle, Log, LogReader};
+use strata_log::{FlusherHandle, Log, LogReader, Offset};
 use tokio::sync::watch;
 
 /// The openraft handle of a partition group.
@@ -62,10 +71,11 @@ pub struct PartitionStatus {
     pub voters: Vec<NodeId>,
     /// Every member (voters and learners) with its peer address.
     pub members: BTreeMap<NodeId, String>,
-    /// Index of the last entry in this replica's log (`None`: an empty, never-written log).
-    pub last_log_index: Option<u64>,
-    /// On the leader: the last index each other member is known to hold.
-    pub matched: BTreeMap<NodeId, u64>,
+    /// Raft index of the last entry in this replica's log (`None`: an empty, never-written
+    /// log).
+    pub last_log_index: Option<RaftIndex>,
+    /// On the leader: the last Raft index each other member is known to hold.
+    pub matched: BTreeMap<NodeId, RaftIndex>,
 }
 
 /// One replica of one partition.
@@ -114,12 +124,14 @@ impl std::fmt::Debug for Partition {
     }
 }
 
-/// Panics: the entry this replica proposed at log index `index` as a `proposed` entry was
+/// Panics: the entry this replica proposed at Raft index `index` as a `proposed` entry was
 /// answered as `applied`. The state machine answers each entry by its own kind and openraft
 /// hands an answer only to its entry's proposer, so this is a bug (here or in openraft), not a
 /// condition to report to a client: serving on could hand out wrong offsets.
-fn applied_as_another_kind(index: u64, proposed: &str, applied: &crate::types::Applied) -> ! {
-    panic!("invariant broken: the {proposed} entry at log index {index} was applied as {applied:?}")
+fn applied_as_another_kind(index: RaftIndex, proposed: &str, applied: &crate::types::Applied) -> ! {
+    panic!(
+        "invariant broken: the {proposed} entry at Raft index {index} was applied as {applied:?}"
+    )
 }
 
 use strata_record::sync::lock;
@@ -151,13 +163,13 @@ impl Partition {
                 Log::open(dir, log_config, disk, &flusher)?
             };
             if let Some(cut) = cut
-                && cut < log.next_index().saturating_sub(1)
+                && cut < log.next_index().prev()
             {
-                let keep = cut.max(log.reader().bounds().first_index.saturating_sub(1));
+                let keep = cut.max(log.reader().bounds().first_index.prev());
                 tracing::warn!(
                     dir = %log.dir().display(),
-                    durable = cut,
-                    last = log.next_index().saturating_sub(1),
+                    durable = cut.get(),
+                    last = log.next_index().prev().get(),
                     "dropping log entries no successful sync covered before the failure"
                 );
                 log.truncate_after(keep)?;
@@ -168,7 +180,7 @@ impl Partition {
         .map_err(PartitionError::task)?
         .map_err(PartitionError::log)?;
         let damage = log.damage();
-        let state = PartitionState::new(0, config.producer_expiry_ms);
+        let state = PartitionState::new(Offset::new(0), config.producer_expiry_ms);
         let store = LogStore::new(log, config.append_bytes_max, Some(state.clone()))
             .map_err(PartitionError::io)?;
         let reader = store.log_reader();
@@ -214,9 +226,9 @@ impl Partition {
             let sole_voter = loaded.is_ok_and(|m| sole(&m));
             if !sole_voter {
                 tracing::error!(
-                    group = config.group_id,
-                    lost_from = d.first_lost_index,
-                    recorded_to = d.recorded_last_index,
+                    group = config.group_id.get(),
+                    lost_from = d.first_lost_index.get(),
+                    recorded_to = d.recorded_last_index.get(),
                     "the log lost recorded entries: quarantined (no votes, no elections) until the leader has repaired them"
                 );
                 // The log counts from 1 where Raft counts from 0.
@@ -224,9 +236,9 @@ impl Partition {
                 quarantine::start(&raft, &quarantine, until, config.group_id);
             } else {
                 tracing::error!(
-                    group = config.group_id,
-                    lost_from = d.first_lost_index,
-                    recorded_to = d.recorded_last_index,
+                    group = config.group_id.get(),
+                    lost_from = d.first_lost_index.get(),
+                    recorded_to = d.recorded_last_index.get(),
                     "the log lost recorded entries and this replica is the group's only voter: they are gone"
                 );
             }
@@ -298,13 +310,15 @@ impl Partition {
                     .nodes()
                     .map(|(id, n)| (*id, n.addr.clone()))
                     .collect(),
-                last_log_index: m.last_log_index,
+                last_log_index: m.last_log_index.map(RaftIndex::new),
                 matched: m
                     .replication
                     .as_ref()
                     .map(|r| {
                         r.iter()
-                            .filter_map(|(id, l)| l.as_ref().map(|l| (*id, l.index)))
+                            .filter_map(|(id, l)| {
+                                l.as_ref().map(|l| (*id, RaftIndex::new(l.index)))
+                            })
                             .collect()
                     })
                     .unwrap_or_default(),
@@ -313,7 +327,7 @@ impl Partition {
     }
 
     /// Registers this replica with a peer server's group registry, under its group id.
-    pub fn register_with(&self, registry: &crate::transport::GroupRegistry, group_id: u64) {
+    pub fn register_with(&self, registry: &crate::transport::GroupRegistry, group_id: GroupId) {
         registry.insert(group_id, self.peer_handle());
     }
 
@@ -327,9 +341,9 @@ impl Partition {
         ))
     }
 
-    /// The log index this replica must hold again before it may vote, while it is
+    /// The Raft index this replica must hold again before it may vote, while it is
     /// quarantined after losing recorded data (see [`crate::quarantine`]).
-    pub fn quarantined_until(&self) -> Option<u64> {
+    pub fn quarantined_until(&self) -> Option<RaftIndex> {
         self.quarantine.until()
     }
 
@@ -408,8 +422,8 @@ mod tests {
     use crate::types::Applied;
 
     #[test]
-    #[should_panic(expected = "the batch entry at log index 7 was applied as Control")]
+    #[should_panic(expected = "the batch entry at Raft index 7 was applied as Control")]
     fn an_entry_answered_as_another_kind_panics_naming_index_and_kinds() {
-        super::applied_as_another_kind(7, "batch", &Applied::Control);
+        super::applied_as_another_kind(crate::RaftIndex::new(7), "batch", &Applied::Control);
     }
 }

@@ -1,11 +1,12 @@
 //! The read path: record batches below the high watermark (waiting for new ones), offsets by
-//! time, and the high watermark and log bounds a reader sees.
+//! time, and the high watermark and log bounds a reader sees. Offsets are [`Offset`]s inside
+//! and Kafka's `i64` in this API (see the module docs of [`super`]).
 
 use super::Partition;
 use crate::error::PartitionError;
 use bytes::Bytes;
 use std::time::Duration;
-use strata_log::LogReader;
+use strata_log::{LogIndex, LogReader, Offset};
 use strata_record::Batch;
 
 /// What a read returns.
@@ -22,11 +23,11 @@ pub struct Fetched {
 impl Partition {
     /// The high watermark as applied on this replica (authoritative only on a ready leader).
     pub fn high_watermark(&self) -> i64 {
-        self.state.high_watermark()
+        self.state.high_watermark().get()
     }
 
     /// The highest log index a successful sync of this replica's log covered.
-    pub fn durable_log_index(&self) -> u64 {
+    pub fn durable_log_index(&self) -> LogIndex {
         self.store.durable_index()
     }
 
@@ -37,7 +38,7 @@ impl Partition {
 
     /// The first readable offset.
     pub fn log_start_offset(&self) -> i64 {
-        self.reader.bounds().log_start_offset
+        self.reader.bounds().log_start_offset.get()
     }
 
     /// Record batches from `from` on, up to about `max_bytes` (at least one batch when one is
@@ -50,14 +51,11 @@ impl Partition {
         max_wait: Duration,
     ) -> Result<Fetched, PartitionError> {
         self.ready_leader().await?;
-        let start = self.log_start_offset();
-        let hw = self.high_watermark();
+        let from = Offset::new(from);
+        let start = self.reader.bounds().log_start_offset;
+        let hw = self.state.high_watermark();
         if from < start || from > hw {
-            return Err(PartitionError::OffsetOutOfRange {
-                requested: from,
-                start,
-                end: hw,
-            });
+            return Err(PartitionError::offset_out_of_range(from, start, hw));
         }
         let mut hw = hw;
         if from == hw && !max_wait.is_zero() {
@@ -68,7 +66,7 @@ impl Partition {
                 _ = closed.wait_for(|c| *c) => {}
             }
             self.check_open()?;
-            hw = self.high_watermark();
+            hw = self.state.high_watermark();
         }
         let reader = self.reader.clone();
         let entries = tokio::task::spawn_blocking(move || reader.read(from, max_bytes, hw))
@@ -77,11 +75,7 @@ impl Partition {
             .map_err(|e| match e {
                 strata_log::LogError::OffsetOutOfRange {
                     requested, start, ..
-                } => PartitionError::OffsetOutOfRange {
-                    requested,
-                    start,
-                    end: hw,
-                },
+                } => PartitionError::offset_out_of_range(requested, start, hw),
                 e @ strata_log::LogError::Corrupt { .. } => {
                     // Damaged data is never served; the replica is reopened with a full check
                     // (it then repairs from the other replicas).
@@ -92,7 +86,7 @@ impl Partition {
             })?;
         Ok(Fetched {
             batches: entries.into_iter().map(|e| e.payload).collect(),
-            high_watermark: hw,
+            high_watermark: hw.get(),
             log_start_offset: self.log_start_offset(),
         })
     }
@@ -104,7 +98,7 @@ impl Partition {
         timestamp: i64,
     ) -> Result<Option<i64>, PartitionError> {
         self.ready_leader().await?;
-        let hw = self.high_watermark();
+        let hw = self.state.high_watermark();
         let reader = self.reader.clone();
         let entry = tokio::task::spawn_blocking(move || reader.entry_for_timestamp(timestamp))
             .await
@@ -124,6 +118,6 @@ impl Partition {
         })?;
         Ok(batch
             .first_offset_at_or_after_timestamp(timestamp)
-            .filter(|o| *o < hw))
+            .filter(|o| Offset::new(*o) < hw))
     }
 }

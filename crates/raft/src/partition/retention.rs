@@ -3,9 +3,11 @@
 
 use super::{Partition, Raft, applied_as_another_kind};
 use crate::error::PartitionError;
+use crate::numbers::RaftIndex;
 use crate::types::{Applied, Command};
 use openraft::error::{ClientWriteError, RaftError};
 use std::time::Duration;
+use strata_log::Offset;
 use tokio::sync::watch;
 
 /// After a retention entry is applied on this replica (or found persisted at open): make
@@ -47,11 +49,14 @@ impl Partition {
     /// Returns the new log start offset, or `None` if no boundary lies in range.
     pub async fn retain_before(&self, offset: i64) -> Result<Option<i64>, PartitionError> {
         self.ready_leader().await?;
-        let hw = self.high_watermark();
-        let Some(cp) = self.state.checkpoint_at_or_before(offset.min(hw)) else {
+        let hw = self.state.high_watermark();
+        let Some(cp) = self
+            .state
+            .checkpoint_at_or_before(Offset::new(offset).min(hw))
+        else {
             return Ok(None);
         };
-        if cp.state.next_offset <= self.log_start_offset() {
+        if cp.state.next_offset <= self.reader.bounds().log_start_offset {
             return Ok(None);
         }
         let cmd = Command::Retain(crate::types::RetainCommand {
@@ -72,9 +77,9 @@ impl Partition {
         };
         match r {
             Ok(resp) => match resp.data {
-                Applied::Retained { start_offset } => Ok(Some(start_offset)),
+                Applied::Retained { start_offset } => Ok(Some(start_offset.get())),
                 other @ (Applied::Batch { .. } | Applied::Control) => {
-                    applied_as_another_kind(resp.log_id.index, "retention", &other)
+                    applied_as_another_kind(RaftIndex::new(resp.log_id.index), "retention", &other)
                 }
             },
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(f.into()),

@@ -4,11 +4,13 @@
 use super::idempotence::SequenceCheck;
 use super::{Partition, applied_as_another_kind, lock};
 use crate::error::PartitionError;
+use crate::numbers::RaftIndex;
 use crate::types::{Applied, BatchCommand, Command, TypeConfig};
 use bytes::Bytes;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::impls::ProgressResponder;
 use std::sync::Arc;
+use strata_log::Offset;
 use strata_record::Batch;
 use tokio::sync::oneshot;
 
@@ -32,6 +34,15 @@ impl Partition {
     /// against the applied producer state and this leader's in-flight batches: a duplicate is
     /// answered with its original offset without writing, a gap is `OutOfOrderSequence`.
     pub async fn append(&self, batch: Bytes, acks: Acks) -> Result<Option<i64>, PartitionError> {
+        Ok(self.append_batch(batch, acks).await?.map(Offset::get))
+    }
+
+    /// [`Partition::append`], with the offset as this crate carries it.
+    async fn append_batch(
+        &self,
+        batch: Bytes,
+        acks: Acks,
+    ) -> Result<Option<Offset>, PartitionError> {
         let parsed = Batch::parse(batch.clone()).map_err(|e| PartitionError::InvalidBatch {
             reason: e.to_string(),
         })?;
@@ -114,8 +125,8 @@ impl Partition {
         &self,
         batch: Bytes,
         acks: Acks,
-    ) -> (Result<Option<i64>, PartitionError>, bool) {
-        let (local_tx, local_rx) = oneshot::channel::<i64>();
+    ) -> (Result<Option<Offset>, PartitionError>, bool) {
+        let (local_tx, local_rx) = oneshot::channel::<Offset>();
         let appended = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = appended.clone();
         let cmd = BatchCommand::with_local_ack(
@@ -173,12 +184,12 @@ impl Partition {
         &self,
         r: Option<openraft::raft::ClientWriteResult<TypeConfig>>,
         appended: &std::sync::atomic::AtomicBool,
-    ) -> Result<Option<i64>, PartitionError> {
+    ) -> Result<Option<Offset>, PartitionError> {
         match r {
             Some(Ok(resp)) => match resp.data {
                 Applied::Batch { base_offset, .. } => Ok(Some(base_offset)),
                 other @ (Applied::Control | Applied::Retained { .. }) => {
-                    applied_as_another_kind(resp.log_id.index, "batch", &other)
+                    applied_as_another_kind(RaftIndex::new(resp.log_id.index), "batch", &other)
                 }
             },
             // Not the leader, or discarded on a leader change (fate unknown): see the
@@ -197,9 +208,9 @@ impl Partition {
     }
 
     /// Proposes a control entry (opaque to the partition; a [`StateHook`] applies it on every
-    /// replica) and waits until it is applied on this leader. Returns its Raft log index, by
-    /// which the hook can find what applying it produced.
-    pub async fn propose_control(&self, payload: Bytes) -> Result<u64, PartitionError> {
+    /// replica) and waits until it is applied on this leader. Returns its Raft index, by which
+    /// the hook can find what applying it produced.
+    pub async fn propose_control(&self, payload: Bytes) -> Result<RaftIndex, PartitionError> {
         self.ready_leader().await?;
         let write = self.raft.client_write(Command::Control(payload));
         let r = match tokio::time::timeout(self.write_timeout, write).await {
@@ -212,9 +223,9 @@ impl Partition {
         };
         match r {
             Ok(resp) => match resp.data {
-                Applied::Control => Ok(resp.log_id.index),
+                Applied::Control => Ok(RaftIndex::new(resp.log_id.index)),
                 other @ (Applied::Batch { .. } | Applied::Retained { .. }) => {
-                    applied_as_another_kind(resp.log_id.index, "control", &other)
+                    applied_as_another_kind(RaftIndex::new(resp.log_id.index), "control", &other)
                 }
             },
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(f.into()),

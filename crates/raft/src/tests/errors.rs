@@ -1,6 +1,7 @@
 //! [`PartitionError`]'s variants: what each openraft, log and IO error becomes, and the ones a
 //! live partition answers (already initialized, closed).
 
+use crate::GroupId;
 use crate::error::PartitionError;
 use crate::partition::{Partition, PartitionConfig, RaftTiming};
 use crate::transport::{PeerIdentity, PeerNetwork, Peers, TransportConfig};
@@ -107,7 +108,7 @@ fn log_errors_are_corrupt_storage_or_internal() {
         PartitionError::Storage { .. }
     ));
     let invalid = LogError::InvalidEntry {
-        index: 7,
+        index: strata_log::LogIndex::new(7),
         reason: "expected index 6".into(),
     };
     assert!(matches!(
@@ -150,15 +151,20 @@ async fn single(dir: &std::path::Path, flusher: &Flusher) -> Partition {
         incarnation: 1,
     };
     let peers = Peers::new(identity, TransportConfig::default()).expect("peers");
-    let mut config = PartitionConfig::new(1, 1, dir.join("p"));
+    let mut config = PartitionConfig::new(GroupId::new(1), 1, dir.join("p"));
     config.timing = RaftTiming {
         heartbeat_ms: 50,
         election_timeout_min_ms: 200,
         election_timeout_max_ms: 400,
     };
-    Partition::open(config, &flusher.handle(), PeerNetwork::new(1, peers), None)
-        .await
-        .expect("open")
+    Partition::open(
+        config,
+        &flusher.handle(),
+        PeerNetwork::new(GroupId::new(1), peers),
+        None,
+    )
+    .await
+    .expect("open")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,14 +2,14 @@
 //! `store::check_leader_stamps`): a batch the leader stamped at another offset is refused
 //! before anything is written.
 
-use crate::codec;
 use crate::state_machine::PartitionState;
 use crate::store::LogStore;
 use crate::types::{BatchCommand, Command, Entry, LogId, Payload};
+use crate::{RaftIndex, codec};
 use bytes::Bytes;
 use openraft::storage::{IOFlushed, RaftLogStorage};
 use std::sync::{Arc, Mutex};
-use strata_log::{EntryKind, Flusher, Log, LogConfig, RealDisk};
+use strata_log::{EntryKind, Flusher, Log, LogConfig, LogIndex, Offset, RealDisk};
 use strata_record::{BatchBuilder, NewRecord, stamp_base_offset};
 
 /// A batch of `records` records stamped at `base_offset`, as a leader's log holds it.
@@ -26,7 +26,7 @@ fn stamped(base_offset: i64, records: usize) -> Bytes {
 
 /// The entry a follower receives from its leader (decoded as the transport decodes it).
 fn from_leader(raft_index: u64, batch: Bytes) -> Entry {
-    codec::decode_entry(1, raft_index, EntryKind::Data, batch).expect("entry")
+    codec::decode_entry(1, RaftIndex::new(raft_index), EntryKind::Data, batch).expect("entry")
 }
 
 async fn append(store: &mut LogStore, entries: Vec<Entry>) -> std::io::Result<()> {
@@ -44,9 +44,9 @@ async fn a_follower_refuses_a_batch_the_leader_stamped_at_another_offset() {
         &flusher.handle(),
     )
     .expect("open log");
-    let state = PartitionState::new(0, i64::MAX);
+    let state = PartitionState::new(Offset::new(0), i64::MAX);
     let mut store = LogStore::new(log, 1 << 20, Some(state)).expect("store");
-    let next_offset = |s: &LogStore| s.log_reader().bounds().next_offset;
+    let next_offset = |s: &LogStore| s.log_reader().bounds().next_offset.get();
 
     // In step: three records at 0, then a blank entry, then one record at 3.
     let blank = Entry {
@@ -77,7 +77,7 @@ async fn a_follower_refuses_a_batch_the_leader_stamped_at_another_offset() {
     );
     assert_eq!(
         store.log_reader().bounds().last_log_id.map(|l| l.index),
-        Some(2)
+        Some(LogIndex::new(2))
     );
 
     // A batch stamped behind the log is refused too.
@@ -110,6 +110,6 @@ async fn a_follower_refuses_a_batch_the_leader_stamped_at_another_offset() {
     append(&mut store, vec![proposed])
         .await
         .expect("a local proposal is stamped, not checked");
-    assert_eq!(*got.lock().expect("lock"), Some(5));
+    assert_eq!(*got.lock().expect("lock"), Some(Offset::new(5)));
     assert_eq!(next_offset(&store), 7);
 }

@@ -30,7 +30,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, Guard> for Builder {
             &self.flusher.handle(),
         )
         .expect("open log");
-        let state = PartitionState::new(0, i64::MAX);
+        let state = PartitionState::new(strata_log::Offset::new(0), i64::MAX);
         let store = LogStore::new(log, 1 << 20, Some(state.clone())).expect("store");
         let sm = StateMachine::new(state, None);
         Ok((Guard(dir), store, sm))

@@ -128,7 +128,7 @@ where
             let rpc = input.next().await?;
             let message = pb::AppendRequest {
                 header: Some(header),
-                group_id,
+                group_id: group_id.get(),
                 ..rpc.to_wire()
             };
             let admitted = match admit(&peers, &call).await {

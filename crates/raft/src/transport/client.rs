@@ -16,6 +16,7 @@ use super::error::Call;
 use super::group::Snapshot;
 use super::link::Verdict;
 use super::peers::{Peer, Peers};
+use crate::numbers::GroupId;
 use crate::types::{NodeId, SnapshotData, TypeConfig, Vote};
 use futures_util::Stream;
 use openraft::base::{BoxFuture, BoxStream};
@@ -36,18 +37,18 @@ use tonic::{Request, Response, Status};
 /// [`Peers`] (channels and heartbeat batchers).
 #[derive(Debug, Clone)]
 pub struct PeerNetwork {
-    group_id: u64,
+    group_id: GroupId,
     peers: Arc<Peers>,
 }
 
 impl PeerNetwork {
     /// The network of group `group_id` over `peers`.
-    pub fn new(group_id: u64, peers: Arc<Peers>) -> PeerNetwork {
+    pub fn new(group_id: GroupId, peers: Arc<Peers>) -> PeerNetwork {
         PeerNetwork { group_id, peers }
     }
 
     /// The group this network sends for.
-    pub fn group_id(&self) -> u64 {
+    pub fn group_id(&self) -> GroupId {
         self.group_id
     }
 
@@ -85,7 +86,7 @@ enum Role {
 
 /// Sends one group's messages to one target node (openraft's `RaftNetworkV2`).
 pub struct PeerClient {
-    group_id: u64,
+    group_id: GroupId,
     target: NodeId,
     addr: String,
     peers: Arc<Peers>,
@@ -108,7 +109,7 @@ impl std::fmt::Debug for PeerClient {
 pub(crate) struct StreamSetup {
     pub peer: Arc<Peer>,
     pub peers: Arc<Peers>,
-    pub group_id: u64,
+    pub group_id: GroupId,
     pub call: Call,
 }
 
@@ -172,7 +173,7 @@ impl PeerClient {
         let peer = self.peer(&call)?;
         let message = pb::VoteRequest {
             header: Some(peer.header(&self.peers.identity())),
-            group_id: self.group_id,
+            group_id: self.group_id.get(),
             pre_vote,
             ..rpc.to_wire()
         };
@@ -192,7 +193,7 @@ impl PeerClient {
         let peer = self.peer(&call)?;
         let prev = rpc.prev_log_id;
         let heartbeat = pb::GroupHeartbeat {
-            group_id: self.group_id,
+            group_id: self.group_id.get(),
             ..rpc.to_wire()
         };
         let attempt = async {
@@ -270,7 +271,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         let prev = rpc.prev_log_id;
         let message = pb::AppendRequest {
             header: Some(peer.header(&self.peers.identity())),
-            group_id: self.group_id,
+            group_id: self.group_id.get(),
             ..rpc.to_wire()
         };
         self.check_size(&call, "append request", message.encoded_len())?;
@@ -339,7 +340,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         let peer = self.peer(&call)?;
         let message = pb::InstallSnapshotRequest {
             header: Some(peer.header(&self.peers.identity())),
-            group_id: self.group_id,
+            group_id: self.group_id.get(),
             ..(vote, snapshot).to_wire()
         };
         self.check_size(&call, "snapshot", message.encoded_len())?;
@@ -361,7 +362,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         let peer = self.peer(&call)?;
         let message = pb::TransferLeaderRequest {
             header: Some(peer.header(&self.peers.identity())),
-            group_id: self.group_id,
+            group_id: self.group_id.get(),
             ..req.to_wire()
         };
         let mut control = peer.control.clone();

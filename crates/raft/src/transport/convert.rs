@@ -147,7 +147,12 @@ impl ToWire<pb::Entry> for Entry {
 impl FromWire<pb::Entry> for Entry {
     fn from_wire(w: pb::Entry) -> Result<Self, WireError> {
         let kind = kind_from_wire(w.kind)?;
-        Ok(codec::decode_entry(w.term, w.index, kind, w.payload)?)
+        Ok(codec::decode_entry(
+            w.term,
+            crate::RaftIndex::new(w.index),
+            kind,
+            w.payload,
+        )?)
     }
 }
 

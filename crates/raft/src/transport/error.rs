@@ -11,6 +11,7 @@
 //!   [`super::LinkControl`] dropped it;
 //! - `Network` otherwise (a malformed answer, an internal error of the peer).
 
+use crate::numbers::GroupId;
 use crate::types::{NodeId, TypeConfig};
 use openraft::RPCTypes;
 use openraft::error::{NetworkError, RPCError, Timeout, Unreachable};
@@ -43,7 +44,7 @@ pub(crate) struct Call {
     /// The peer.
     pub target: NodeId,
     /// The group the call is for.
-    pub group_id: u64,
+    pub group_id: GroupId,
     /// The deadline the call runs under.
     pub timeout: Duration,
 }

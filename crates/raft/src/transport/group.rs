@@ -4,6 +4,7 @@
 //! The transport does not know the state machine type: any `openraft::Raft<TypeConfig, SM>`
 //! with `SnapshotData = Bytes` is a [`GroupHandle`], and tests register fakes.
 
+use crate::numbers::GroupId;
 use crate::types::{SnapshotData, TypeConfig, Vote};
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream, StreamExt};
@@ -167,7 +168,7 @@ where
 /// replicas. Lookups take a read lock held for a hash lookup only.
 #[derive(Default)]
 pub struct GroupRegistry {
-    groups: RwLock<HashMap<u64, Arc<dyn GroupHandle>>>,
+    groups: RwLock<HashMap<GroupId, Arc<dyn GroupHandle>>>,
 }
 
 impl GroupRegistry {
@@ -179,19 +180,19 @@ impl GroupRegistry {
     /// Registers `group` under `group_id`; returns the handle it replaces, if any.
     pub fn insert(
         &self,
-        group_id: u64,
+        group_id: GroupId,
         group: Arc<dyn GroupHandle>,
     ) -> Option<Arc<dyn GroupHandle>> {
         self.write().insert(group_id, group)
     }
 
     /// Unregisters a group; later messages for it are answered `NOT_FOUND`.
-    pub fn remove(&self, group_id: u64) -> Option<Arc<dyn GroupHandle>> {
+    pub fn remove(&self, group_id: GroupId) -> Option<Arc<dyn GroupHandle>> {
         self.write().remove(&group_id)
     }
 
     /// The handle of a group, if hosted.
-    pub fn get(&self, group_id: u64) -> Option<Arc<dyn GroupHandle>> {
+    pub fn get(&self, group_id: GroupId) -> Option<Arc<dyn GroupHandle>> {
         self.read().get(&group_id).cloned()
     }
 
@@ -207,11 +208,11 @@ impl GroupRegistry {
 
     // A panic while holding the lock cannot leave the map half-updated (every operation is
     // one HashMap call), so a poisoned lock is still consistent.
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<u64, Arc<dyn GroupHandle>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<GroupId, Arc<dyn GroupHandle>>> {
         strata_record::sync::read(&self.groups)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u64, Arc<dyn GroupHandle>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<GroupId, Arc<dyn GroupHandle>>> {
         strata_record::sync::write(&self.groups)
     }
 }

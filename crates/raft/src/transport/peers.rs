@@ -217,7 +217,7 @@ impl crate::liveness::LivenessSender for Peers {
                     .sleeping
                     .iter()
                     .map(|(group_id, term)| pb::SleepingGroup {
-                        group_id: *group_id,
+                        group_id: group_id.get(),
                         term: *term,
                     })
                     .collect(),

@@ -12,6 +12,7 @@ use super::convert::{FromWire, ToWire};
 use super::error::TransportError;
 use super::group::{GroupHandle, GroupRegistry, Snapshot};
 use super::identity::PeerIdentity;
+use crate::numbers::GroupId;
 use crate::types::{TypeConfig, Vote};
 use futures_util::future::{join_all, ready};
 use futures_util::stream::{self, BoxStream, StreamExt};
@@ -184,7 +185,7 @@ fn lookup(
     registry: &GroupRegistry,
     group_id: u64,
 ) -> Result<Arc<dyn GroupHandle>, Status> {
-    registry.get(group_id).ok_or_else(|| {
+    registry.get(GroupId::new(group_id)).ok_or_else(|| {
         Status::not_found(format!(
             "group {group_id} is not hosted on node {}",
             identity.node_id
@@ -329,7 +330,11 @@ impl RaftPeer for PeerService {
         if let Some(l) = &self.liveness {
             l.on_message(&crate::liveness::LivenessMessage {
                 from,
-                sleeping: req.sleeping.iter().map(|g| (g.group_id, g.term)).collect(),
+                sleeping: req
+                    .sleeping
+                    .iter()
+                    .map(|g| (GroupId::new(g.group_id), g.term))
+                    .collect(),
             });
         }
         Ok(Response::new(pb::LivenessResponse {}))

@@ -8,6 +8,7 @@ mod unit;
 
 use super::*;
 use crate::codec;
+use crate::numbers::GroupId;
 use crate::types::{Entry, LogId, Membership, TypeConfig, Vote};
 use bytes::Bytes;
 use openraft::BasicNode;
@@ -26,7 +27,7 @@ fn entry(term: u64, index: u64, kind: EntryKind, payload: &'static [u8]) -> Entr
         EntryKind::Control => Bytes::from([&[0u8][..], payload].concat()),
         _ => Bytes::from_static(payload),
     };
-    match codec::decode_entry(term, index, kind, payload) {
+    match codec::decode_entry(term, crate::RaftIndex::new(index), kind, payload) {
         Ok(entry) => entry,
         Err(e) => panic!("test entry: {e}"),
     }

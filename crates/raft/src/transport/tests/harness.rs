@@ -161,7 +161,7 @@ impl TestServer {
 
     pub fn host(&self, group_id: u64, group: FakeGroup) -> Arc<FakeGroup> {
         let group = Arc::new(group);
-        self.registry.insert(group_id, group.clone());
+        self.registry.insert(GroupId::new(group_id), group.clone());
         group
     }
 
@@ -199,7 +199,7 @@ pub(super) async fn client(
     target: u64,
     node: &BasicNode,
 ) -> PeerClient {
-    PeerNetwork::new(group_id, peers.clone())
+    PeerNetwork::new(GroupId::new(group_id), peers.clone())
         .new_client(target, node)
         .await
 }

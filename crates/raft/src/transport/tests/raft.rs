@@ -12,7 +12,7 @@ use std::time::Duration;
 use strata_log::Flusher;
 use strata_record::{BatchBuilder, NewRecord};
 
-const GROUP: u64 = 1;
+const GROUP: GroupId = GroupId::new(1);
 
 struct Replica {
     server: TestServer,

@@ -160,7 +160,7 @@ async fn heartbeats_of_many_groups_are_coalesced_per_peer() {
     let peers = peers(CLIENT, &config);
     let mut clients = Vec::new();
     for g in 0..GROUPS {
-        let mut network = PeerNetwork::new(g, peers.clone());
+        let mut network = PeerNetwork::new(GroupId::new(g), peers.clone());
         clients.push(
             network
                 .new_heartbeat_client(SERVER.node_id, &server.node())
@@ -515,7 +515,7 @@ async fn liveness_messages_reach_the_peer_ticker() {
     assert!(liveness.heard_from(1).is_none());
     let msg = LivenessMessage {
         from: 1,
-        sleeping: vec![(5, 3)],
+        sleeping: vec![(GroupId::new(5), 3)],
     };
     let addr = server.addr.to_string();
     peers

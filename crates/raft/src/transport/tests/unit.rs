@@ -290,17 +290,18 @@ fn registry_adds_replaces_and_removes() {
     assert!(registry.is_empty());
     let a: Arc<dyn GroupHandle> = Arc::new(super::harness::FakeGroup::default());
     let b: Arc<dyn GroupHandle> = Arc::new(super::harness::FakeGroup::default());
-    assert!(registry.insert(1, a.clone()).is_none());
+    let (one, two) = (GroupId::new(1), GroupId::new(2));
+    assert!(registry.insert(one, a.clone()).is_none());
     assert!(
         registry
-            .insert(1, b.clone())
+            .insert(one, b.clone())
             .is_some_and(|old| Arc::ptr_eq(&old, &a))
     );
-    assert!(registry.get(1).is_some_and(|g| Arc::ptr_eq(&g, &b)));
-    assert!(registry.get(2).is_none());
+    assert!(registry.get(one).is_some_and(|g| Arc::ptr_eq(&g, &b)));
+    assert!(registry.get(two).is_none());
     assert_eq!(registry.len(), 1);
-    assert!(registry.remove(1).is_some());
-    assert!(registry.get(1).is_none());
+    assert!(registry.remove(one).is_some());
+    assert!(registry.get(one).is_none());
 }
 
 #[test]
