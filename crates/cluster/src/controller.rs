@@ -11,12 +11,13 @@
 use crate::meta::{ClusterMeta, Command, NodeId, Outcome, Refusal};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use strata_log::Offset;
 use strata_raft::error::PartitionError;
+use strata_raft::outcomes::Outcomes;
 use strata_raft::partition::Partition;
 use strata_raft::replica::Replica;
 use strata_raft::state_machine::StateHook;
@@ -50,9 +51,6 @@ pub trait ControlLink: Send + Sync + 'static {
 /// The controller's Raft group id.
 pub const CONTROLLER_GROUP: GroupId = GroupId::new(0);
 
-/// Outcomes kept for proposers to collect (a proposer reads its own right after apply).
-const OUTCOMES_KEPT: usize = 4096;
-
 /// Why a proposal failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ControllerError {
@@ -64,18 +62,11 @@ pub enum ControllerError {
     Refused(#[from] Refusal),
 }
 
-#[derive(Debug, Default)]
-struct HookState {
-    /// Raft index of the last applied entry (entries replayed after a reopen are skipped).
-    applied: RaftIndex,
-    outcomes: VecDeque<(RaftIndex, Outcome)>,
-}
-
 /// Applies controller commands to the metadata.
 #[derive(Debug)]
 pub struct MetaHook {
     meta: watch::Sender<ClusterMeta>,
-    state: Mutex<HookState>,
+    state: Mutex<Outcomes<Outcome>>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -92,14 +83,12 @@ impl MetaHook {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HookState> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Outcomes<Outcome>> {
         strata_record::sync::lock(&self.state)
     }
 
     fn take_outcome(&self, index: RaftIndex) -> Option<Outcome> {
-        let mut s = self.lock();
-        let pos = s.outcomes.iter().position(|(i, _)| *i == index)?;
-        s.outcomes.remove(pos).map(|(_, o)| o)
+        self.lock().take(index)
     }
 }
 
@@ -110,11 +99,9 @@ impl StateHook for MetaHook {
 
     fn apply_control(&self, log_id: &LogId, payload: &[u8]) {
         let mut s = self.lock();
-        let index = RaftIndex::new(log_id.index);
-        if index <= s.applied {
+        let Some(index) = s.admit(log_id) else {
             return;
-        }
-        s.applied = index;
+        };
         let outcome = match serde_json::from_slice::<Command>(payload) {
             Ok(cmd) => {
                 let mut outcome = Outcome::Ok;
@@ -127,16 +114,13 @@ impl StateHook for MetaHook {
                 Outcome::Refused(Refusal::Invalid(format!("undecodable command: {e}")))
             }
         };
-        s.outcomes.push_back((index, outcome));
-        while s.outcomes.len() > OUTCOMES_KEPT {
-            s.outcomes.pop_front();
-        }
+        s.record(index, outcome);
     }
 
     fn snapshot(&self) -> Vec<u8> {
         let s = self.lock();
         let snap = HookSnapshot {
-            applied: s.applied,
+            applied: s.applied(),
             meta: self.meta.borrow().clone(),
         };
         serde_json::to_vec(&snap).unwrap_or_default()
@@ -148,9 +132,7 @@ impl StateHook for MetaHook {
         }
         let snap: HookSnapshot = serde_json::from_slice(state)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        let mut s = self.lock();
-        s.applied = snap.applied;
-        s.outcomes.clear();
+        self.lock().restore(snap.applied);
         self.meta.send_replace(snap.meta);
         Ok(())
     }
@@ -272,7 +254,7 @@ impl Controller {
     /// caller changed is visible in this node's metadata.
     async fn wait_applied(&self, index: RaftIndex) {
         let deadline = Instant::now() + self.timeout;
-        while self.hook.lock().applied < index && Instant::now() < deadline {
+        while self.hook.lock().applied() < index && Instant::now() < deadline {
             let mut rx = self.meta();
             let _ = tokio::time::timeout(Duration::from_millis(20), rx.changed()).await;
         }

@@ -76,7 +76,7 @@ pub struct ReplicaEnv {
 }
 
 /// Gives the replica of a topic's Raft group its [`StateHook`], if the topic has one.
-pub type HookFactory = Arc<dyn Fn(&str, u64) -> Option<Arc<dyn StateHook>> + Send + Sync>;
+pub type HookFactory = Arc<dyn Fn(&str, GroupId) -> Option<Arc<dyn StateHook>> + Send + Sync>;
 
 /// The hosted replicas.
 pub struct Replicas {

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use strata_raft::GroupId;
 use strata_raft::error::PartitionError;
 use strata_raft::partition::Partition;
 use strata_raft::state_machine::StateHook;
@@ -359,7 +360,7 @@ fn describe(name: &str, group: Group) -> GroupDescription {
 /// The coordinators of the `__consumer_offsets` partitions this node hosts, by Raft group.
 #[derive(Debug)]
 pub struct Coordinators {
-    by_group: Mutex<HashMap<u64, Arc<Coordinator>>>,
+    by_group: Mutex<HashMap<GroupId, Arc<Coordinator>>>,
     heartbeat_interval_ms: u32,
 }
 
@@ -374,7 +375,7 @@ impl Coordinators {
 
     /// The hook for a replica of Raft group `group_id` being opened (a new coordinator; a
     /// reopened replica gets a fresh one, rebuilt from its snapshot and log).
-    pub fn open(&self, group_id: u64) -> Arc<GroupsHook> {
+    pub fn open(&self, group_id: GroupId) -> Arc<GroupsHook> {
         let hook = Arc::new(GroupsHook::default());
         let c = Arc::new(Coordinator::new(hook.clone(), self.heartbeat_interval_ms));
         strata_record::sync::lock(&self.by_group).insert(group_id, c);
@@ -386,22 +387,22 @@ impl Coordinators {
     #[allow(clippy::type_complexity)]
     pub fn hook_factory(
         self: &Arc<Self>,
-    ) -> Arc<dyn Fn(&str, u64) -> Option<Arc<dyn StateHook>> + Send + Sync> {
+    ) -> Arc<dyn Fn(&str, GroupId) -> Option<Arc<dyn StateHook>> + Send + Sync> {
         let me = self.clone();
-        Arc::new(move |topic: &str, group_id: u64| {
+        Arc::new(move |topic: &str, group_id: GroupId| {
             (topic == OFFSETS_TOPIC).then(|| me.open(group_id) as Arc<dyn StateHook>)
         })
     }
 
     /// The coordinator of Raft group `group_id`, if its replica is hosted here.
-    pub fn get(&self, group_id: u64) -> Option<Arc<Coordinator>> {
+    pub fn get(&self, group_id: GroupId) -> Option<Arc<Coordinator>> {
         strata_record::sync::lock(&self.by_group)
             .get(&group_id)
             .cloned()
     }
 
     /// Forgets Raft group `group_id` (its replica closed).
-    pub fn close(&self, group_id: u64) {
+    pub fn close(&self, group_id: GroupId) {
         strata_record::sync::lock(&self.by_group).remove(&group_id);
     }
 }

@@ -9,27 +9,24 @@
 use crate::error::GroupError;
 use crate::state::{Command, GroupsState};
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
 use std::io;
 use std::sync::Mutex;
+use strata_log::Offset;
+use strata_raft::RaftIndex;
+use strata_raft::outcomes::Outcomes;
 use strata_raft::state_machine::StateHook;
 use strata_raft::types::LogId;
 use tokio::sync::watch;
 
-/// Outcomes kept for proposers to collect (a proposer reads its own right after apply).
-const OUTCOMES_KEPT: usize = 4096;
-
 #[derive(Debug, Default)]
 struct Inner {
-    /// Index of the last entry applied.
-    applied: u64,
     state: GroupsState,
-    outcomes: VecDeque<(u64, Result<(), GroupError>)>,
+    outcomes: Outcomes<Result<(), GroupError>>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct Snapshot {
-    applied: u64,
+    applied: RaftIndex,
     state: GroupsState,
 }
 
@@ -62,10 +59,8 @@ impl GroupsHook {
 
     /// The outcome of applying the entry at `index`, once (`None` if not applied here or
     /// already collected).
-    pub fn take_outcome(&self, index: u64) -> Option<Result<(), GroupError>> {
-        let mut s = self.lock();
-        let pos = s.outcomes.iter().position(|(i, _)| *i == index)?;
-        s.outcomes.remove(pos).map(|(_, o)| o)
+    pub fn take_outcome(&self, index: RaftIndex) -> Option<Result<(), GroupError>> {
+        self.lock().outcomes.take(index)
     }
 
     /// A receiver that sees every applied change.
@@ -73,24 +68,23 @@ impl GroupsHook {
         self.changes.subscribe()
     }
 
-    /// The index of the last entry applied.
-    pub fn applied(&self) -> u64 {
-        self.lock().applied
+    /// The Raft index of the last entry applied.
+    pub fn applied(&self) -> RaftIndex {
+        self.lock().outcomes.applied()
     }
 }
 
 impl StateHook for GroupsHook {
-    fn apply_batch(&self, log_id: &LogId, _base_offset: i64, _batch: &[u8]) {
+    fn apply_batch(&self, log_id: &LogId, _base_offset: Offset, _batch: &[u8]) {
         // The broker refuses produce requests to internal topics; a batch here is skipped.
         tracing::warn!(%log_id, "__consumer_offsets holds a record batch; ignored");
     }
 
     fn apply_control(&self, log_id: &LogId, payload: &[u8]) {
         let mut s = self.lock();
-        if log_id.index <= s.applied {
+        let Some(index) = s.outcomes.admit(log_id) else {
             return;
-        }
-        s.applied = log_id.index;
+        };
         let outcome = match serde_json::from_slice::<Command>(payload) {
             Ok(cmd) => {
                 let r = s.state.apply(&cmd);
@@ -106,10 +100,7 @@ impl StateHook for GroupsHook {
                 )))
             }
         };
-        s.outcomes.push_back((log_id.index, outcome));
-        while s.outcomes.len() > OUTCOMES_KEPT {
-            s.outcomes.pop_front();
-        }
+        s.outcomes.record(index, outcome);
         drop(s);
         self.changes.send_modify(|n| *n += 1);
     }
@@ -117,24 +108,25 @@ impl StateHook for GroupsHook {
     fn snapshot(&self) -> Vec<u8> {
         let s = self.lock();
         let snap = Snapshot {
-            applied: s.applied,
+            applied: s.outcomes.applied(),
             state: s.state.clone(),
         };
         serde_json::to_vec(&snap).unwrap_or_default()
     }
 
     fn restore(&self, state: &[u8]) -> io::Result<()> {
-        let mut s = self.lock();
-        s.outcomes.clear();
-        if state.is_empty() {
-            s.applied = 0;
-            s.state = GroupsState::default();
+        let snap = if state.is_empty() {
+            Snapshot {
+                applied: RaftIndex::default(),
+                state: GroupsState::default(),
+            }
         } else {
-            let snap: Snapshot = serde_json::from_slice(state)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            s.applied = snap.applied;
-            s.state = snap.state;
-        }
+            serde_json::from_slice(state)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+        };
+        let mut s = self.lock();
+        s.outcomes.restore(snap.applied);
+        s.state = snap.state;
         drop(s);
         self.changes.send_modify(|n| *n += 1);
         Ok(())

@@ -19,6 +19,7 @@ pub mod codec;
 pub mod error;
 pub mod liveness;
 pub mod numbers;
+pub mod outcomes;
 pub mod partition;
 pub mod producers;
 pub mod quarantine;
