@@ -21,7 +21,6 @@ use strata_raft::outcomes::Outcomes;
 use strata_raft::partition::Partition;
 use strata_raft::replica::Replica;
 use strata_raft::state_machine::StateHook;
-use strata_raft::types::LogId;
 use strata_raft::{GroupId, RaftIndex};
 use tokio::sync::watch;
 
@@ -93,24 +92,24 @@ impl MetaHook {
 }
 
 impl StateHook for MetaHook {
-    fn apply_batch(&self, log_id: &LogId, _base_offset: Offset, _batch: &[u8]) {
-        tracing::warn!(%log_id, "controller log holds a record batch; ignored");
+    fn apply_batch(&self, index: RaftIndex, _base_offset: Offset, _batch: &[u8]) {
+        tracing::warn!(%index, "controller log holds a record batch; ignored");
     }
 
-    fn apply_control(&self, log_id: &LogId, payload: &[u8]) {
+    fn apply_control(&self, index: RaftIndex, payload: &[u8]) {
         let mut s = self.lock();
-        let Some(index) = s.admit(log_id) else {
+        if !s.admit(index) {
             return;
-        };
+        }
         let outcome = match serde_json::from_slice::<Command>(payload) {
             Ok(cmd) => {
                 let mut outcome = Outcome::Ok;
                 self.meta.send_modify(|m| outcome = m.apply(&cmd));
-                tracing::debug!(index = log_id.index, ?cmd, ?outcome, "controller applied");
+                tracing::debug!(%index, ?cmd, ?outcome, "controller applied");
                 outcome
             }
             Err(e) => {
-                tracing::error!(%log_id, error = %e, "undecodable controller command; skipped");
+                tracing::error!(%index, error = %e, "undecodable controller command; skipped");
                 Outcome::Refused(Refusal::Invalid(format!("undecodable command: {e}")))
             }
         };

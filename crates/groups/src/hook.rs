@@ -15,7 +15,6 @@ use strata_log::Offset;
 use strata_raft::RaftIndex;
 use strata_raft::outcomes::Outcomes;
 use strata_raft::state_machine::StateHook;
-use strata_raft::types::LogId;
 use tokio::sync::watch;
 
 #[derive(Debug, Default)]
@@ -75,26 +74,26 @@ impl GroupsHook {
 }
 
 impl StateHook for GroupsHook {
-    fn apply_batch(&self, log_id: &LogId, _base_offset: Offset, _batch: &[u8]) {
+    fn apply_batch(&self, index: RaftIndex, _base_offset: Offset, _batch: &[u8]) {
         // The broker refuses produce requests to internal topics; a batch here is skipped.
-        tracing::warn!(%log_id, "__consumer_offsets holds a record batch; ignored");
+        tracing::warn!(%index, "__consumer_offsets holds a record batch; ignored");
     }
 
-    fn apply_control(&self, log_id: &LogId, payload: &[u8]) {
+    fn apply_control(&self, index: RaftIndex, payload: &[u8]) {
         let mut s = self.lock();
-        let Some(index) = s.outcomes.admit(log_id) else {
+        if !s.outcomes.admit(index) {
             return;
-        };
+        }
         let outcome = match serde_json::from_slice::<Command>(payload) {
             Ok(cmd) => {
                 let r = s.state.apply(&cmd);
                 if let Err(e @ GroupError::Invariant(_)) = &r {
-                    tracing::error!(%log_id, error = %e, "group command refused");
+                    tracing::error!(%index, error = %e, "group command refused");
                 }
                 r
             }
             Err(e) => {
-                tracing::error!(%log_id, error = %e, "undecodable group command; skipped");
+                tracing::error!(%index, error = %e, "undecodable group command; skipped");
                 Err(GroupError::InvalidRequest(format!(
                     "undecodable group command: {e}"
                 )))

@@ -4,7 +4,6 @@
 //! `Partition::propose_control` returned that index.
 
 use crate::numbers::RaftIndex;
-use crate::types::LogId;
 use std::collections::VecDeque;
 
 /// Outcomes kept for proposers to collect (a proposer reads its own right after apply).
@@ -27,15 +26,14 @@ impl<T> Default for Outcomes<T> {
 }
 
 impl<T> Outcomes<T> {
-    /// The Raft index of `log_id` if it is past the last entry applied (and now counts as
-    /// applied); `None` for an entry already applied (a replay).
-    pub fn admit(&mut self, log_id: &LogId) -> Option<RaftIndex> {
-        let index = RaftIndex::new(log_id.index);
+    /// Whether the entry at `index` is past the last entry applied (it now counts as
+    /// applied); false for an entry already applied (a replay).
+    pub fn admit(&mut self, index: RaftIndex) -> bool {
         if index <= self.applied {
-            return None;
+            return false;
         }
         self.applied = index;
-        Some(index)
+        true
     }
 
     /// Keeps the outcome of the entry at `index` (the oldest go past [`OUTCOMES_KEPT`]).

@@ -6,6 +6,7 @@
 //! committed entry. It never goes down (asserted). [`PartitionState`] shares it, with a watch
 //! channel that wakes waiting fetches.
 
+use crate::numbers::RaftIndex;
 use crate::producers::{ProducerTable, RecentBatch, last_sequence};
 use crate::types::{Applied, Command, LogId, Payload, SnapshotData, StoredMembership, TypeConfig};
 use futures_util::StreamExt;
@@ -84,8 +85,9 @@ pub fn decode_snapshot(b: &[u8]) -> io::Result<SnapshotState> {
 /// - **In log order, once per entry, for committed entries only.** Calls come from the
 ///   partition's state machine, under its applied-state lock, one at a time. After a restart
 ///   the hook is rebuilt: `restore` from the last snapshot (or nothing), then every committed
-///   entry after it is applied again, in order. A hook that keeps state outside memory must
-///   skip entries it has already seen (compare the log id).
+///   entry after it is applied again, in order. A hook whose state survives a reopen (the
+///   same hook object is handed to the reopened replica) must skip entries it has already
+///   seen: compare the Raft index ([`Outcomes`](crate::outcomes::Outcomes) does).
 /// - **No IO, no blocking, no panics on input.** The calls run under a lock every read and
 ///   append of the partition may wait on. An entry the hook cannot decode is recorded as
 ///   refused in its state, not panicked on (the controller's hook records an outcome).
@@ -96,10 +98,10 @@ pub fn decode_snapshot(b: &[u8]) -> io::Result<SnapshotState> {
 ///   state with a `snapshot` result, when a replica installs a snapshot or reopens; it may
 ///   fail on bytes it cannot read, which stops the replica.
 pub trait StateHook: Send + Sync + 'static {
-    /// A committed batch at `base_offset`.
-    fn apply_batch(&self, log_id: &LogId, base_offset: Offset, batch: &[u8]);
-    /// A committed control entry.
-    fn apply_control(&self, log_id: &LogId, payload: &[u8]);
+    /// The committed batch at Raft index `index`, whose records start at `base_offset`.
+    fn apply_batch(&self, index: RaftIndex, base_offset: Offset, batch: &[u8]);
+    /// The committed control entry at Raft index `index`.
+    fn apply_control(&self, index: RaftIndex, payload: &[u8]);
     /// The hook's state as of the last entry applied, for a snapshot.
     fn snapshot(&self) -> Vec<u8>;
     /// Replaces the hook's state from a [`StateHook::snapshot`] result.
@@ -418,7 +420,7 @@ impl StateMachine {
                     );
                 }
                 if let Some(hook) = &self.hook {
-                    hook.apply_batch(&log_id, base_offset, &b.bytes);
+                    hook.apply_batch(RaftIndex::new(log_id.index), base_offset, &b.bytes);
                 }
                 self.state.advance(next);
                 Some(Applied::Batch {
@@ -428,7 +430,7 @@ impl StateMachine {
             }
             Payload::Normal(Command::Control(bytes)) => {
                 if let Some(hook) = &self.hook {
-                    hook.apply_control(&log_id, bytes);
+                    hook.apply_control(RaftIndex::new(log_id.index), bytes);
                 }
                 Some(Applied::Control)
             }

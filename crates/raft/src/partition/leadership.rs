@@ -82,7 +82,7 @@ impl Partition {
 
     /// Whether this replica may serve as leader now: it leads, has applied everything its log
     /// held when its leadership was first observed (so its high watermark and producer state
-    /// are current; see [`ready_leader`]), and a quorum acknowledged it within the leader lease
+    /// are current; see `ready_leader`), and a quorum acknowledged it within the leader lease
     /// (a leader cut off from its quorum stops serving before a new one can be elected).
     pub fn is_ready_leader(&self) -> bool {
         self.with_metrics(|m| ready_leader(m, self.node_id, self.lease_ms, &self.lead))

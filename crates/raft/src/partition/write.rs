@@ -207,7 +207,7 @@ impl Partition {
         }
     }
 
-    /// Proposes a control entry (opaque to the partition; a [`StateHook`] applies it on every
+    /// Proposes a control entry (opaque to the partition; a [`StateHook`](crate::state_machine::StateHook) applies it on every
     /// replica) and waits until it is applied on this leader. Returns its Raft index, by which
     /// the hook can find what applying it produced.
     pub async fn propose_control(&self, payload: Bytes) -> Result<RaftIndex, PartitionError> {
