@@ -465,3 +465,113 @@ async fn groups_and_subscriptions_fan_out_and_patterns_pick_up_new_topics() {
     pattern_member.close().await.expect("close");
     c.shutdown().await;
 }
+
+/// The `.log` segment files of every `__consumer_offsets` replica on node `id`.
+fn offsets_segments(c: &NodeCluster, id: u64, topic_id: &str) -> usize {
+    let dir = c.data_dir(id).join("partitions");
+    std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(topic_id))
+                .map(|e| {
+                    std::fs::read_dir(e.path())
+                        .map(|files| {
+                            files
+                                .flatten()
+                                .filter(|f| f.file_name().to_string_lossy().ends_with(".log"))
+                                .count()
+                        })
+                        .unwrap_or(0)
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// `__consumer_offsets` is compacted: once a partition's log holds more than one segment, its
+/// coordinator drops the older ones (the group state rides in the retention snapshot), and
+/// after every node loses power the groups and their offsets are all still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offsets_log_is_compacted_and_the_state_survives_a_power_loss() {
+    let seed = strata_tests::test_seed();
+    let mut c = NodeCluster::start(3, seed).await;
+    let client = Client::connect(c.brokers()).await.expect("connect");
+    client
+        .admin()
+        .create_topic("t", 1, 3, Default::default())
+        .await
+        .expect("create");
+    produce(&c.brokers(), "t", &values("a", 50)).await;
+    // 4 KiB of metadata per commit: 1 MiB segments roll every ~250 commits. Several groups,
+    // spread over the 4 partitions of __consumer_offsets.
+    let metadata = "m".repeat(4000);
+    let groups: Vec<String> = (0..8).map(|i| format!("g{i}")).collect();
+    let mut last = BTreeMap::new();
+    for round in 0..480i64 {
+        for g in &groups {
+            let offset = 1 + round % 50;
+            let offset = offset.max(*last.get(g).unwrap_or(&0));
+            // The first commits wait for the new __consumer_offsets partitions' leaders.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            'commit: loop {
+                for id in c.ids() {
+                    match c
+                        .broker(id)
+                        .commit_offsets(g, "", 0, vec![("t".into(), 0, offset, metadata.clone())])
+                        .await
+                    {
+                        Ok(()) => break 'commit,
+                        Err(
+                            strata_broker::BrokerError::NotLeader { .. }
+                            | strata_broker::BrokerError::Indeterminate { .. },
+                        ) => continue,
+                        Err(e) => panic!("commit {g} {offset}: {e}"),
+                    }
+                }
+                assert!(Instant::now() < deadline, "no coordinator for {g}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            last.insert(g.clone(), offset);
+        }
+    }
+    let topic_id = client
+        .admin()
+        .describe_topic("__consumer_offsets")
+        .await
+        .expect("describe")
+        .topic_id;
+    // 3,840 commits of 4 KiB over 4 partitions: ~16 MiB, 16 or more segments per node
+    // without compaction.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let segments: Vec<usize> = c
+            .ids()
+            .iter()
+            .map(|id| offsets_segments(&c, *id, &topic_id))
+            .collect();
+        // Each replica of each of the 4 partitions keeps its active segment (and at most
+        // the one that just rolled).
+        if segments.iter().all(|n| *n <= 8) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never compacted: {segments:?} segments"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    c.crash_all(CrashMode::TornPrefix(seed)).await;
+    c.restart_all().await;
+    c.wait_healthy(Duration::from_secs(30)).await;
+    let client = Client::connect(c.brokers()).await.expect("connect");
+    for g in &groups {
+        let committed = client.groups().committed(g, &[]).await.expect("fetch");
+        let got = committed
+            .get(&TopicPartition::new("t", 0))
+            .unwrap_or_else(|| panic!("{g} lost its offset"));
+        assert_eq!(got.offset, last[g], "{g}");
+        assert_eq!(got.metadata.len(), 4000);
+    }
+    c.shutdown().await;
+}

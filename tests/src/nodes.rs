@@ -20,8 +20,8 @@ use strata_raft::transport::LinkControl;
 use tokio::net::TcpListener;
 
 /// Node settings for tests: fast heartbeats and elections, short request and shutdown
-/// timeouts, retention checked often, 4 partitions of `__consumer_offsets` and group
-/// heartbeats every 200 ms.
+/// timeouts, retention checked often, 4 partitions of `__consumer_offsets` with 1 MiB
+/// segments, and group heartbeats every 200 ms.
 pub fn fast_config(id: u64, data_dir: PathBuf) -> NodeConfig {
     NodeConfig {
         node_id: Some(id),
@@ -35,6 +35,7 @@ pub fn fast_config(id: u64, data_dir: PathBuf) -> NodeConfig {
         retention_check_interval_ms: 200,
         shutdown_timeout_ms: 2_000,
         group_offsets_partitions: 4,
+        group_offsets_segment_bytes: 1 << 20,
         group_heartbeat_interval_ms: 200,
         ..NodeConfig::default()
     }

@@ -85,6 +85,9 @@ pub struct NodeConfig {
     /// the first group request creates it (fixed afterwards: a group's partition is a hash of
     /// its name modulo this count).
     pub group_offsets_partitions: u32,
+    /// Segment size of `__consumer_offsets` (Kafka's `offsets.topic.segment.bytes`): its
+    /// coordinators compact the log to the latest segment once it holds more than one.
+    pub group_offsets_segment_bytes: u64,
     /// How often group members heartbeat, as coordinators tell them.
     pub group_heartbeat_interval_ms: u32,
     /// Log filter (tracing-subscriber `EnvFilter` syntax; `RUST_LOG` wins when set).
@@ -123,6 +126,7 @@ impl Default for NodeConfig {
             idle_group_sleep_ms: 3_000,
             shutdown_timeout_ms: 10_000,
             group_offsets_partitions: strata_groups::coordinator::OFFSETS_PARTITIONS_DEFAULT,
+            group_offsets_segment_bytes: 64 << 20,
             group_heartbeat_interval_ms: strata_groups::plan::HEARTBEAT_INTERVAL_MS_DEFAULT,
             log: DEFAULT_LOG.into(),
         }
@@ -161,6 +165,7 @@ const ENV_KEYS: &[&str] = &[
     "idle_group_sleep_ms",
     "shutdown_timeout_ms",
     "group_offsets_partitions",
+    "group_offsets_segment_bytes",
     "group_heartbeat_interval_ms",
     "log",
 ];
@@ -349,6 +354,18 @@ impl NodeConfig {
         if self.default_replication_factor == 0 {
             return bad("default_replication_factor must be at least 1".into());
         }
+        topic
+            .set(
+                "segment.bytes",
+                &self.group_offsets_segment_bytes.to_string(),
+            )
+            .map_err(|e| ConfigError(format!("group_offsets_segment_bytes: {e}")))?;
+        if self.group_offsets_partitions == 0 {
+            return bad("group_offsets_partitions must be at least 1".into());
+        }
+        if self.group_heartbeat_interval_ms < 10 {
+            return bad("group_heartbeat_interval_ms must be at least 10".into());
+        }
         if self.initial_cluster.is_some() && self.join.is_some() {
             return bad("initial_cluster and join exclude each other".into());
         }
@@ -370,6 +387,7 @@ impl NodeConfig {
             topic_defaults: self.topic_defaults(),
             admin_patience: std::time::Duration::from_secs(15),
             group_offsets_partitions: self.group_offsets_partitions,
+            group_offsets_segment_bytes: self.group_offsets_segment_bytes,
         }
     }
 

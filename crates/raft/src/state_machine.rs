@@ -212,6 +212,15 @@ impl PartitionState {
         self.retained_upto.subscribe()
     }
 
+    /// The latest checkpoint past the current retention point (for compaction of a log of
+    /// control entries, whose record offsets do not move).
+    pub fn latest_checkpoint_after(&self, retained: Option<LogId>) -> Option<Checkpoint> {
+        let c = strata_record::sync::lock(&self.checkpoints);
+        c.back()
+            .filter(|cp| retained.is_none_or(|r| cp.upto.index > r.index))
+            .cloned()
+    }
+
     /// The latest checkpoint whose next offset is at most `offset`.
     pub fn checkpoint_at_or_before(&self, offset: Offset) -> Option<Checkpoint> {
         let c = strata_record::sync::lock(&self.checkpoints);

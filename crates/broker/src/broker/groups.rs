@@ -70,7 +70,7 @@ impl Broker {
             replication_factor: active.clamp(1, 3),
             config: TopicConfig {
                 retention_ms: -1,
-                segment_bytes: 64 << 20,
+                segment_bytes: self.config.group_offsets_segment_bytes,
                 ..TopicConfig::default()
             },
         };
@@ -383,8 +383,8 @@ impl Broker {
             .map_err(|e| self.coordinator_error(&what, e))
     }
 
-    /// Expires members and forgets deleted topics in the groups this node coordinates; the
-    /// node runs it periodically. Returns each led group's lag per partition hosted here
+    /// Expires members, forgets deleted topics and compacts the `__consumer_offsets`
+    /// partitions this node leads; the node runs it periodically. Returns each led group's lag per partition hosted here
     /// (group, topic, partition, lag), for `/metrics`.
     pub async fn groups_tick(&self) -> Vec<(String, String, u32, i64)> {
         let meta = self.meta();
@@ -404,6 +404,14 @@ impl Broker {
             c.tick(&p, &topics).await;
             if !p.leads() {
                 continue;
+            }
+            // The state is in the hook (and its snapshots): older segments are not needed.
+            if p.log_reader().segment_sizes().len() > 1 {
+                match p.compact().await {
+                    Ok(Some(upto)) => tracing::debug!(%upto, "compacted a group partition"),
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!(error = %e, "cannot compact a group partition"),
+                }
             }
             for d in c.list() {
                 for (tp, committed) in &d.group.offsets {

@@ -49,6 +49,9 @@ pub struct BrokerConfig {
     pub admin_patience: Duration,
     /// Partitions of `__consumer_offsets` when a first group request creates it.
     pub group_offsets_partitions: u32,
+    /// Segment size of `__consumer_offsets` (its coordinators compact it to its latest
+    /// segment).
+    pub group_offsets_segment_bytes: u64,
 }
 
 /// What a broker stands on: this node's identity and the cluster layer.

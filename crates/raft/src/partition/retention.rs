@@ -59,6 +59,33 @@ impl Partition {
         if cp.state.next_offset <= self.reader.bounds().log_start_offset {
             return Ok(None);
         }
+        let start = self.propose_retain(cp).await?;
+        Ok(Some(start.get()))
+    }
+
+    /// Compacts a partition whose state lives in its [`StateHook`](crate::state_machine::StateHook)
+    /// (the controller, `__consumer_offsets`): drops every whole segment before the latest
+    /// boundary this leader checkpointed, whatever the record offsets (a log of control
+    /// entries has none). The hook's state at the boundary rides in the retention snapshot,
+    /// so nothing of the state is lost. Returns the Raft index cut up to, or `None` when no
+    /// boundary lies past the last cut.
+    pub async fn compact(&self) -> Result<Option<RaftIndex>, PartitionError> {
+        self.ready_leader().await?;
+        let retained = *self.state.watch_retained().borrow();
+        let Some(cp) = self.state.latest_checkpoint_after(retained) else {
+            return Ok(None);
+        };
+        let upto = RaftIndex::new(cp.upto.index);
+        self.propose_retain(cp).await?;
+        Ok(Some(upto))
+    }
+
+    /// Proposes a retention entry at checkpoint `cp` and waits until this leader applied it;
+    /// returns the new log start offset.
+    async fn propose_retain(
+        &self,
+        cp: crate::state_machine::Checkpoint,
+    ) -> Result<Offset, PartitionError> {
         let cmd = Command::Retain(crate::types::RetainCommand {
             upto: cp.upto,
             membership: cp.membership,
@@ -77,7 +104,7 @@ impl Partition {
         };
         match r {
             Ok(resp) => match resp.data {
-                Applied::Retained { start_offset } => Ok(Some(start_offset.get())),
+                Applied::Retained { start_offset } => Ok(start_offset),
                 other @ (Applied::Batch { .. } | Applied::Control) => {
                     applied_as_another_kind(RaftIndex::new(resp.log_id.index), "retention", &other)
                 }
