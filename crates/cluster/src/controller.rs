@@ -211,6 +211,12 @@ impl Controller {
         self.hook.meta.subscribe()
     }
 
+    /// `f` of the metadata as applied here, without copying it (`f` must not block: it
+    /// holds the metadata's read lock).
+    pub fn read_meta<T>(&self, f: impl FnOnce(&ClusterMeta) -> T) -> T {
+        f(&self.hook.meta.borrow())
+    }
+
     /// A copy of the metadata as applied here.
     pub fn snapshot(&self) -> ClusterMeta {
         self.hook.meta.borrow().clone()

@@ -353,8 +353,13 @@ pub fn heartbeat(
                 m.subscription = sub.clone();
             }
             if let Some(owned) = &req.owned {
+                // A partition leaves the member's hands only when it reports a partition of
+                // its old target gone. One of its target that it does not report yet was
+                // given in an answer it has not acted on: it stays the member's.
                 let reported: BTreeSet<&TopicPartition> = owned.iter().collect();
-                m.owned.retain(|tp| reported.contains(tp));
+                let target = m.target.clone();
+                m.owned
+                    .retain(|tp| reported.contains(tp) || target.contains(tp));
             }
             req.member_id.clone()
         }

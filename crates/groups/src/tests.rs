@@ -367,3 +367,30 @@ fn a_pattern_subscription_picks_up_new_topics() {
         "a deleted topic leaves the assignment"
     );
 }
+
+#[test]
+fn a_heartbeat_before_the_member_acted_on_its_answer_changes_nothing() {
+    let mut sim = Sim::new(4);
+    let a = sim.join();
+    sim.settle();
+    let (epoch, held) = sim.holding[&a].clone();
+    assert_eq!(held.len(), 4);
+    // The background heartbeat reports nothing held yet (poll has not applied the answer):
+    // the partitions stay the member's, and nothing is proposed.
+    let plan = plan::heartbeat(
+        &sim.state,
+        &Heartbeat {
+            group: G.into(),
+            member_id: a.clone(),
+            member_epoch: epoch,
+            owned: Some(Vec::new()),
+            ..Heartbeat::default()
+        },
+        &sim.topics,
+        "unused",
+        3000,
+    )
+    .expect("heartbeat");
+    assert!(plan.command.is_none(), "{:?}", plan.command);
+    assert_eq!(plan.answer.partitions, held);
+}

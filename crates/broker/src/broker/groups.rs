@@ -14,6 +14,7 @@ use strata_groups::coordinator::{Coordinator, CoordinatorError, OFFSETS_TOPIC, p
 use strata_groups::plan::{Heartbeat, Topics};
 use strata_groups::state::CommitEntry;
 use strata_groups::{GroupError, TopicPartition};
+use strata_raft::GroupId;
 use strata_raft::partition::Partition;
 
 /// Whether `name` is an internal topic (`__` prefix): clients neither create, delete nor
@@ -59,10 +60,15 @@ impl Broker {
     /// Creates `__consumer_offsets` if it does not exist (its replication factor is the
     /// smaller of 3 and the active nodes).
     async fn ensure_offsets_topic(&self) -> Result<(), BrokerError> {
-        if self.meta().topics.contains_key(OFFSETS_TOPIC) {
+        let (exists, active) = self.controller.read_meta(|m| {
+            (
+                m.topics.contains_key(OFFSETS_TOPIC),
+                m.active_nodes().len() as u32,
+            )
+        });
+        if exists {
             return Ok(());
         }
-        let active = self.meta().active_nodes().len() as u32;
         let cmd = Command::CreateTopic {
             name: OFFSETS_TOPIC.to_string(),
             id: uuid::Uuid::new_v4().to_string(),
@@ -92,19 +98,18 @@ impl Broker {
     ) -> Result<(Arc<Coordinator>, Arc<Partition>, String), BrokerError> {
         strata_groups::state::check_group_name(group).map_err(BrokerError::Group)?;
         self.ensure_offsets_topic().await?;
-        let meta = self.meta();
-        let t = meta
-            .topics
-            .get(OFFSETS_TOPIC)
+        let (n, group_id, preferred) = self
+            .controller
+            .read_meta(|m| {
+                let t = m.topics.get(OFFSETS_TOPIC)?;
+                let n = partition_for(group, t.partitions.len() as u32);
+                let pm = t.partitions.get(n as usize)?;
+                Some((n, pm.group_id, pm.replicas.first().copied()))
+            })
             .ok_or_else(|| BrokerError::Internal(format!("{OFFSETS_TOPIC} vanished")))?;
-        let n = partition_for(group, t.partitions.len() as u32);
         let what = format!("{OFFSETS_TOPIC}/{n} (coordinator of group {group:?})");
-        let pm = t
-            .partitions
-            .get(n as usize)
-            .ok_or_else(|| BrokerError::Internal(format!("{OFFSETS_TOPIC} has no {n}")))?;
-        let local = self.replicas.get(pm.group_id).and_then(|h| h.partition());
-        let coordinator = self.coordinators.get(pm.group_id);
+        let local = self.replicas.get(group_id).and_then(|h| h.partition());
+        let coordinator = self.coordinators.get(group_id);
         match (local, coordinator) {
             (Some(p), Some(c)) if p.leads() => Ok((c, p, what)),
             (Some(p), _) => Err(BrokerError::NotLeader {
@@ -112,11 +117,7 @@ impl Broker {
                 what,
             }),
             (None, _) => {
-                let id = self
-                    .hints
-                    .get(pm.group_id)
-                    .map(|(id, _)| id)
-                    .or(pm.replicas.first().copied());
+                let id = self.hints.get(group_id).map(|(id, _)| id).or(preferred);
                 Err(BrokerError::NotLeader {
                     leader: self.leader_hint(id),
                     what,
@@ -146,23 +147,17 @@ impl Broker {
         })
     }
 
-    /// Waits (bounded) until this node's replica of `tp` holds `offset` records: a committed
-    /// offset may not lie beyond the log end. Partitions not hosted here are not checked.
+    /// Waits (bounded) until this node's replica of `tp` (Raft group `data`) holds `offset`
+    /// records: a committed offset may not lie beyond the log end. Partitions not hosted here
+    /// are not checked.
     async fn check_commit_offset(
         &self,
-        meta: &ClusterMeta,
         topic: &str,
         tp: &TopicPartition,
+        data: GroupId,
         offset: i64,
     ) -> Result<(), BrokerError> {
-        let Some(pm) = meta
-            .topics
-            .get(topic)
-            .and_then(|t| t.partitions.get(tp.partition as usize))
-        else {
-            return Ok(());
-        };
-        let Some(p) = self.replicas.get(pm.group_id).and_then(|h| h.partition()) else {
+        let Some(p) = self.replicas.get(data).and_then(|h| h.partition()) else {
             return Ok(());
         };
         let deadline = tokio::time::Instant::now() + COMMIT_CATCH_UP;
@@ -192,47 +187,58 @@ impl Broker {
         offsets: Vec<(String, u32, i64, String)>,
     ) -> Result<(), BrokerError> {
         let (c, p, what) = self.coordinator(group).await?;
-        let meta = self.meta();
-        let mut entries = Vec::with_capacity(offsets.len());
-        for (i, (topic, partition, offset, metadata)) in offsets.into_iter().enumerate() {
-            let t = meta
-                .topics
-                .get(&topic)
-                .filter(|_| !is_internal(&topic))
-                .ok_or_else(|| BrokerError::UnknownTopic {
-                    topic: topic.clone(),
-                })?;
-            if partition as usize >= t.partitions.len() {
-                return Err(BrokerError::UnknownPartition {
+        // Names to ids (and the data partitions' groups), in one look at the metadata; the
+        // topics named make the coordinator's view of what exists.
+        let resolved = self.controller.read_meta(|m| {
+            let mut topics = Topics::default();
+            let mut out = Vec::with_capacity(offsets.len());
+            for (i, (topic, partition, offset, metadata)) in offsets.into_iter().enumerate() {
+                let t = m
+                    .topics
+                    .get(&topic)
+                    .filter(|_| !is_internal(&topic))
+                    .ok_or_else(|| BrokerError::UnknownTopic {
+                        topic: topic.clone(),
+                    })?;
+                let Some(pm) = t.partitions.get(partition as usize) else {
+                    return Err(BrokerError::UnknownPartition {
+                        topic,
+                        partition,
+                        partitions: t.partitions.len(),
+                    });
+                };
+                if offset < 0 {
+                    return Err(BrokerError::invalid(
+                        format!("offsets[{i}].offset"),
+                        format!("offsets are not negative, got {offset}"),
+                    ));
+                }
+                topics
+                    .by_name
+                    .insert(topic.clone(), (t.id.clone(), t.partitions.len() as u32));
+                let tp = TopicPartition::new(t.id.clone(), partition);
+                out.push((
                     topic,
-                    partition,
-                    partitions: t.partitions.len(),
-                });
-            }
-            let tp = TopicPartition::new(t.id.clone(), partition);
-            if offset < 0 {
-                return Err(BrokerError::invalid(
-                    format!("offsets[{i}].offset"),
-                    format!("offsets are not negative, got {offset}"),
+                    pm.group_id,
+                    CommitEntry {
+                        tp,
+                        offset,
+                        metadata,
+                    },
                 ));
             }
-            self.check_commit_offset(&meta, &topic, &tp, offset).await?;
-            entries.push(CommitEntry {
-                tp,
-                offset,
-                metadata,
-            });
+            Ok((topics, out))
+        });
+        let (topics, resolved) = resolved?;
+        let mut entries = Vec::with_capacity(resolved.len());
+        for (topic, data, entry) in resolved {
+            self.check_commit_offset(&topic, &entry.tp, data, entry.offset)
+                .await?;
+            entries.push(entry);
         }
-        c.commit(
-            &p,
-            group,
-            member_id,
-            member_epoch,
-            entries,
-            &group_topics(&meta),
-        )
-        .await
-        .map_err(|e| self.coordinator_error(&what, e))
+        c.commit(&p, group, member_id, member_epoch, entries, &topics)
+            .await
+            .map_err(|e| self.coordinator_error(&what, e))
     }
 
     /// The committed offsets of `group` for `topics` (all when empty).
