@@ -7,7 +7,7 @@
 //!   its creation until the coordinator reports 4 members all holding their targets.
 //! - fan-out: 0, 1, 4 and 16 groups (one member each) read a fresh topic while `--records`
 //!   records are produced to it: produce throughput (compared with no group) and the rate at
-//!   which all groups together read.
+//!   which all groups together read. An unreported line with no group runs first (warm-up).
 //! - consumption: the same records replayed by a plain consumer (assigned partitions) and by
 //!   a new group's member, from the earliest offsets.
 
@@ -84,6 +84,9 @@ fn tag() -> String {
 pub(super) async fn run(client: &Client, format: Format, args: &BenchArgs) -> anyhow::Result<()> {
     let (commits_per_s, commit_latency) = commits(client, args).await?;
     let rebalance = rebalance(client, args).await?;
+    // A first produce line pays for connections and new producers: run one, unreported, so
+    // that the line with no group is a fair baseline.
+    fan_out_line(client, args, 0).await?;
     let mut fan_out = Vec::new();
     let mut last_topic = String::new();
     for groups in [0, 1, 4, 16] {
