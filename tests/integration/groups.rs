@@ -104,6 +104,14 @@ async fn a_group_shares_partitions_and_hands_them_over() {
     let dead = consumers.remove(0);
     let dead_id = dead.member_id();
     drop(dead);
+    // What it held, and where it had committed them when it died: the only records read
+    // twice may be these partitions' records from those offsets on.
+    let dead_held = holders(&client, "g").await[&dead_id].clone();
+    let committed_at_death = client
+        .groups()
+        .committed("g", &[])
+        .await
+        .expect("committed");
     let died = Instant::now();
     poll_until(&client, "g", &mut consumers, &mut seen, "2 x 6", |h| {
         h.len() == 2 && h.values().all(|s| s.len() == 6)
@@ -153,6 +161,17 @@ async fn a_group_shares_partitions_and_hands_them_over() {
         }
         assert!(Instant::now() < deadline, "records never read");
         poll_all(&mut consumers, &mut seen).await;
+    }
+    let mut times: BTreeMap<&(TopicPartition, i64), usize> = BTreeMap::new();
+    for r in &seen {
+        *times.entry(r).or_default() += 1;
+    }
+    for ((tp, offset), n) in times.into_iter().filter(|(_, n)| *n > 1) {
+        let from = committed_at_death.get(tp).map_or(0, |c| c.offset);
+        assert!(
+            dead_held.contains(tp) && *offset >= from,
+            "{tp}@{offset} read {n} times: not a partition of the dead member ({dead_held:?}) at or after its commit ({from})"
+        );
     }
     for consumer in consumers {
         consumer.close().await.expect("close");
@@ -299,6 +318,97 @@ async fn zombies_and_bad_requests_are_refused() {
         ),
         "{refused:?}"
     );
+    // Two live members (joined on the broker directly, to hold their epochs): each holds one
+    // partition. A commit for the other's partition, or with an epoch from the past, is
+    // refused and writes nothing.
+    let join = |id: &str| strata_groups::plan::Heartbeat {
+        group: "h".into(),
+        member_id: id.into(),
+        member_epoch: 0,
+        subscription: Some(strata_groups::Subscription {
+            topics: ["t".to_string()].into(),
+            pattern: None,
+        }),
+        ..Default::default()
+    };
+    let a = broker.group_heartbeat(join("a")).await.expect("join a");
+    let b = broker.group_heartbeat(join("b")).await.expect("join b");
+    let beat = |id: &str, epoch: i64, owned: Vec<strata_groups::TopicPartition>| {
+        strata_groups::plan::Heartbeat {
+            group: "h".into(),
+            member_id: id.into(),
+            member_epoch: epoch,
+            owned: Some(owned),
+            ..Default::default()
+        }
+    };
+    let (mut a, mut b) = (a, b);
+    for _ in 0..5 {
+        let owned = |x: &strata_broker::types::GroupAssignment| {
+            x.partitions
+                .iter()
+                .map(|(_, tp)| tp.clone())
+                .collect::<Vec<_>>()
+        };
+        a = broker
+            .group_heartbeat(beat("a", a.member_epoch, owned(&a)))
+            .await
+            .expect("a");
+        b = broker
+            .group_heartbeat(beat("b", b.member_epoch, owned(&b)))
+            .await
+            .expect("b");
+    }
+    assert_eq!(
+        (a.partitions.len(), b.partitions.len()),
+        (1, 1),
+        "{a:?} {b:?}"
+    );
+    let b_partition = b.partitions[0].1.partition;
+    let not_owned = broker
+        .commit_offsets(
+            "h",
+            "a",
+            a.member_epoch as u64,
+            vec![("t".into(), b_partition, 1, String::new())],
+        )
+        .await;
+    assert!(
+        matches!(
+            &not_owned,
+            Err(strata_broker::BrokerError::Group(
+                strata_groups::GroupError::NotOwned { .. }
+            ))
+        ),
+        "{not_owned:?}"
+    );
+    let a_partition = a.partitions[0].1.partition;
+    let stale = broker
+        .commit_offsets(
+            "h",
+            "a",
+            a.member_epoch as u64 + 7,
+            vec![("t".into(), a_partition, 1, String::new())],
+        )
+        .await;
+    assert!(
+        matches!(
+            &stale,
+            Err(strata_broker::BrokerError::Group(
+                strata_groups::GroupError::FencedMemberEpoch { .. }
+            ))
+        ),
+        "{stale:?}"
+    );
+    assert!(
+        broker
+            .fetch_offsets("h", &[])
+            .await
+            .expect("fetch")
+            .is_empty(),
+        "nothing written"
+    );
+
     let groups = client.groups();
     let tp = TopicPartition::new("t", 0);
     for (group, offset, reason) in [

@@ -78,6 +78,18 @@ pub struct GroupDescription {
     pub offsets: Vec<CommittedOffset>,
 }
 
+/// A group's lag on one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PartitionLag {
+    /// The committed offset, if any.
+    pub committed: Option<i64>,
+    /// The log end offset (the high watermark).
+    pub log_end: i64,
+    /// Records left to read: `log_end - committed` (all of them without a commit: the log
+    /// end minus the log start).
+    pub lag: i64,
+}
+
 /// A group in a list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GroupSummary {
@@ -333,6 +345,65 @@ impl Groups {
                 .collect(),
             offsets: g.offsets.into_iter().map(committed).collect(),
         })
+    }
+
+    /// `group`'s lag on every partition of the topics it committed for or its members hold:
+    /// the committed offset against the partition's log end (from its leader).
+    pub async fn lag(&self, group: &str) -> Result<BTreeMap<TopicPartition, PartitionLag>, Error> {
+        let d = self.describe(group).await?;
+        let mut topics: Vec<String> = d
+            .offsets
+            .iter()
+            .map(|c| c.partition.topic.clone())
+            .chain(
+                d.members
+                    .iter()
+                    .flat_map(|m| m.owned.iter().map(|tp| tp.topic.clone())),
+            )
+            .collect();
+        topics.sort();
+        topics.dedup();
+        let committed: BTreeMap<&TopicPartition, i64> =
+            d.offsets.iter().map(|c| (&c.partition, c.offset)).collect();
+        let config = crate::config::ConsumerConfig::default();
+        let mut out = BTreeMap::new();
+        for topic in topics {
+            let partitions = self.client.partition_count(&topic).await?;
+            for p in 0..partitions {
+                let tp = TopicPartition::new(topic.clone(), p);
+                let end = crate::consumer::resolve(
+                    &self.client,
+                    &config,
+                    &topic,
+                    p,
+                    crate::Offset::Latest,
+                )
+                .await?;
+                let c = committed.get(&tp).copied();
+                let from = match c {
+                    Some(c) => c,
+                    None => {
+                        crate::consumer::resolve(
+                            &self.client,
+                            &config,
+                            &topic,
+                            p,
+                            crate::Offset::Earliest,
+                        )
+                        .await?
+                    }
+                };
+                out.insert(
+                    tp,
+                    PartitionLag {
+                        committed: c,
+                        log_end: end,
+                        lag: (end - from).max(0),
+                    },
+                );
+            }
+        }
+        Ok(out)
     }
 
     /// Every group: each node lists the groups it coordinates; the answers are merged. A node

@@ -70,7 +70,9 @@ pub use config::{Acks, ClientConfig, ConsumerConfig, ProducerConfig};
 pub use consumer::Consumer;
 pub use error::Error;
 pub use group_consumer::{GroupConsumer, GroupConsumerConfig, GroupEvent, Polled};
-pub use groups::{CommittedOffset, GroupDescription, GroupSummary, Groups, MemberDescription};
+pub use groups::{
+    CommittedOffset, GroupDescription, GroupSummary, Groups, MemberDescription, PartitionLag,
+};
 pub use model::{
     ClusterMetadata, ClusterStatus, NodeDescription, PartitionDescription, TopicDescription,
 };

@@ -43,22 +43,6 @@ pub enum GroupCmd {
     },
 }
 
-/// The log end offset (high watermark) of every partition of `topics`.
-async fn log_ends(
-    client: &Client,
-    topics: &[String],
-) -> anyhow::Result<BTreeMap<TopicPartition, i64>> {
-    let mut consumer = client.consumer(ConsumerConfig::default())?;
-    for t in topics {
-        consumer.assign_all(t, Offset::Latest).await?;
-    }
-    Ok(consumer
-        .assignment()
-        .into_iter()
-        .filter_map(|tp| consumer.position(&tp.topic, tp.partition).map(|p| (tp, p)))
-        .collect())
-}
-
 /// Where `start` puts every partition of `topic`.
 async fn resolve(
     client: &Client,
@@ -103,38 +87,23 @@ pub async fn run(client: &Client, format: Format, cmd: GroupCmd) -> anyhow::Resu
         }
         GroupCmd::Describe { group } => {
             let d = groups.describe(&group).await?;
-            let mut topics: Vec<String> = d
-                .offsets
-                .iter()
-                .map(|c| c.partition.topic.clone())
-                .chain(
-                    d.members
-                        .iter()
-                        .flat_map(|m| m.owned.iter().map(|tp| tp.topic.clone())),
-                )
-                .collect();
-            topics.sort();
-            topics.dedup();
-            let ends = log_ends(client, &topics).await?;
-            let committed: BTreeMap<&TopicPartition, i64> =
-                d.offsets.iter().map(|c| (&c.partition, c.offset)).collect();
+            let lags = groups.lag(&group).await?;
             let holder: BTreeMap<&TopicPartition, &str> = d
                 .members
                 .iter()
                 .flat_map(|m| m.owned.iter().map(move |tp| (tp, m.member_id.as_str())))
                 .collect();
-            let mut rows = Vec::new();
-            let mut total = 0i64;
-            for (tp, end) in &ends {
-                let c = committed.get(tp).copied();
-                let lag = c.map(|c| (end - c).max(0));
-                total += lag.unwrap_or(0);
-                rows.push(json!({
-                    "topic": tp.topic, "partition": tp.partition,
-                    "committed": c, "log_end": end, "lag": lag,
-                    "member": holder.get(tp).copied(),
-                }));
-            }
+            let total: i64 = lags.values().map(|l| l.lag).sum();
+            let rows: Vec<_> = lags
+                .iter()
+                .map(|(tp, l)| {
+                    json!({
+                        "topic": tp.topic, "partition": tp.partition,
+                        "committed": l.committed, "log_end": l.log_end, "lag": l.lag,
+                        "member": holder.get(tp).copied(),
+                    })
+                })
+                .collect();
             let mut text = format!(
                 "group {} ({}), epoch {}, coordinator node {}, total lag {total}\n",
                 d.group, d.state, d.epoch, d.coordinator_id
@@ -158,14 +127,13 @@ pub async fn run(client: &Client, format: Format, cmd: GroupCmd) -> anyhow::Resu
                 "LAG",
                 "MEMBER",
             ]);
-            for (tp, end) in &ends {
-                let c = committed.get(tp).copied();
+            for (tp, l) in &lags {
                 offsets.add_row(vec![
                     tp.topic.clone(),
                     tp.partition.to_string(),
-                    output::or_dash(c),
-                    end.to_string(),
-                    output::or_dash(c.map(|c| (end - c).max(0))),
+                    output::or_dash(l.committed),
+                    l.log_end.to_string(),
+                    l.lag.to_string(),
                     output::or_dash(holder.get(tp).copied()),
                 ]);
             }
