@@ -685,3 +685,95 @@ async fn the_offsets_log_is_compacted_and_the_state_survives_a_power_loss() {
     }
     c.shutdown().await;
 }
+
+/// A member's own controls: pause keeps a partition held but unread, seek moves it, resume
+/// reads from there; a commit carries a metadata string back; a heartbeat interval the
+/// coordinator cannot accept is reported by `poll`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_pauses_seeks_resumes_and_commits_with_metadata() {
+    let c = NodeCluster::start(1, strata_tests::test_seed()).await;
+    let client = Client::connect(c.brokers()).await.expect("connect");
+    client
+        .admin()
+        .create_topic("t", 1, 1, Default::default())
+        .await
+        .expect("create");
+    produce(&c.brokers(), "t", &values("a", 20)).await;
+    let tp = TopicPartition::new("t", 0);
+    let mut m = client
+        .group_consumer(
+            consumer_config(),
+            GroupConsumerConfig {
+                heartbeat_interval: Some(Duration::from_millis(100)),
+                auto_commit_interval: None,
+                ..member_config("g", "t")
+            },
+        )
+        .expect("consumer");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut read = Vec::new();
+    while read.len() < 20 {
+        read.extend(
+            m.poll()
+                .await
+                .expect("poll")
+                .records
+                .into_iter()
+                .map(|r| r.offset),
+        );
+        assert!(Instant::now() < deadline, "read {read:?}");
+    }
+    m.pause(&tp);
+    produce(&c.brokers(), "t", &values("b", 5)).await;
+    for _ in 0..5 {
+        let polled = m.poll().await.expect("poll");
+        assert!(polled.records.is_empty(), "a paused partition was read");
+    }
+    assert_eq!(
+        m.assignment(),
+        vec![tp.clone()],
+        "a paused partition stays held"
+    );
+    m.seek(&tp, Offset::At(3)).await.expect("seek");
+    m.resume(&tp).await.expect("resume");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        if let Some(r) = m.poll().await.expect("poll").records.first() {
+            break r.offset;
+        }
+        assert!(Instant::now() < deadline, "nothing after resume");
+    };
+    assert_eq!(first, 3, "resumed from the sought offset");
+    m.commit_with_metadata(BTreeMap::from([(
+        tp.clone(),
+        (7, "checkpoint-7".to_string()),
+    )]))
+    .await
+    .expect("commit");
+    let committed = client.groups().committed("g", &[]).await.expect("fetch");
+    assert_eq!(committed[&tp].offset, 7);
+    assert_eq!(committed[&tp].metadata, "checkpoint-7");
+    m.close().await.expect("close");
+
+    let mut bad = client
+        .group_consumer(
+            consumer_config(),
+            GroupConsumerConfig {
+                heartbeat_interval: Some(Duration::from_secs(5)),
+                ..member_config("g2", "t")
+            },
+        )
+        .expect("consumer");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        match bad.poll().await {
+            Err(e) => break e,
+            Ok(_) => assert!(Instant::now() < deadline, "never refused"),
+        }
+    };
+    assert!(
+        matches!(&refused, Error::InvalidArgument { reason, .. } if reason.contains("heartbeat interval")),
+        "{refused:?}"
+    );
+    c.shutdown().await;
+}

@@ -133,9 +133,10 @@ pub struct ConsumeArgs {
     /// goes (`--from` then applies only to partitions without a committed offset).
     #[arg(long)]
     pub group: Option<String>,
-    /// With `--group`: read every topic whose name matches this subject pattern
-    /// (`orders.*`: one more token; `orders.>`: one or more), including topics created later.
-    #[arg(long, requires = "group")]
+    /// Read every topic whose name matches this subject pattern (`orders.*`: one more token;
+    /// `orders.>`: one or more), including topics created later: as a group member with
+    /// `--group`, else as an ephemeral subscription (no stored state) until Ctrl-C or a count.
+    #[arg(long)]
     pub pattern: Option<String>,
     /// Partition (default: all).
     #[arg(long)]

@@ -21,13 +21,35 @@ async fn total_lag(b: &str, group: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consume_as_a_group_then_describe_reset_and_delete_it() {
     let mut c = ProcCluster::empty();
-    c.add_node(Some(1)).await;
+    let id = c.add_node(Some(1)).await;
     let b = c.brokers().join(",");
     strata(&b, "topic create t --partitions 3 --replication-factor 1")
         .await
         .ok();
     let lines: String = (0..30).map(|i| format!("v{i}\n")).collect();
     strata_stdin(&b, "produce t", lines).await.ok();
+
+    // An ephemeral pattern subscription (no group) from the earliest offsets.
+    let sub = strata_args(
+        &b,
+        &[
+            "consume",
+            "--pattern",
+            "*",
+            "--from",
+            "earliest",
+            "-n",
+            "30",
+            "-o",
+            "json",
+        ],
+        None,
+    )
+    .await
+    .ok()
+    .json_lines();
+    assert_eq!(sub.len(), 30);
+    assert!(sub.iter().all(|r| r["topic"] == "t"));
 
     // A member reads some records and commits at the end; the lag is what is left, and a
     // second run reads exactly that many.
@@ -38,6 +60,20 @@ async fn consume_as_a_group_then_describe_reset_and_delete_it() {
     assert_eq!(first.len(), 10);
     let lag = total_lag(&b, "g").await;
     assert!((0..=20).contains(&lag), "lag {lag}");
+    // The coordinator publishes the same lag on /metrics.
+    let http = c.node(id).addresses().expect("addresses").http_addr;
+    wait_until("strata_group_lag", Duration::from_secs(10), || async {
+        let Some((_, body)) = http_get(&http, "/metrics").await else {
+            return false;
+        };
+        let values: Vec<f64> = body
+            .lines()
+            .filter(|l| l.starts_with("strata_group_lag{") && l.contains("group=\"g\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .collect();
+        !values.is_empty() && values.iter().sum::<f64>() as i64 == lag
+    })
+    .await;
     let rest = strata(&b, "consume t --group g --exit-at-end -o json")
         .await
         .ok()

@@ -51,6 +51,9 @@ pub struct GroupConsumerConfig {
     /// The coordinator removes the member when it keeps a partition it must give up (it did
     /// not poll) for this long. Default 5 min.
     pub rebalance_timeout: Duration,
+    /// How often to heartbeat; `None` (the default): as the coordinator's node says (3 s by
+    /// default). At least 10 ms and below the session timeout.
+    pub heartbeat_interval: Option<Duration>,
     /// Commit positions this often (from `poll`); `None`: only explicit commits. Default 5 s.
     pub auto_commit_interval: Option<Duration>,
     /// Commit a partition's position when it is taken away. Default true.
@@ -73,6 +76,7 @@ impl GroupConsumerConfig {
             assignor: None,
             session_timeout: Duration::from_secs(45),
             rebalance_timeout: Duration::from_secs(300),
+            heartbeat_interval: None,
             auto_commit_interval: Some(Duration::from_secs(5)),
             commit_on_revoke: true,
             start: Offset::Latest,
@@ -175,6 +179,7 @@ async fn heartbeat_loop(
                 assignor: config.assignor.clone(),
                 session_timeout: config.session_timeout,
                 rebalance_timeout: config.rebalance_timeout,
+                heartbeat_interval: config.heartbeat_interval,
             }
         };
         match groups.heartbeat(&req).await {
@@ -437,15 +442,29 @@ impl GroupConsumer {
         &mut self,
         offsets: BTreeMap<TopicPartition, i64>,
     ) -> Result<(), Error> {
+        let with = offsets
+            .into_iter()
+            .map(|(tp, o)| (tp, (o, String::new())))
+            .collect();
+        self.commit_with_metadata(with).await
+    }
+
+    /// Commits `offsets` (the next offset to read) with a metadata string each (at most 4096
+    /// bytes, returned by [`Groups::committed`]) for held partitions.
+    pub async fn commit_with_metadata(
+        &mut self,
+        offsets: BTreeMap<TopicPartition, (i64, String)>,
+    ) -> Result<(), Error> {
         self.last_commit = Instant::now();
         let (member, epoch) = {
             let m = lock(&self.shared);
             (m.member_id.clone(), m.epoch)
         };
         self.groups
-            .commit_as(&self.config.group, &member, epoch, &offsets)
+            .commit_as_with(&self.config.group, &member, epoch, &offsets)
             .await?;
-        self.committed.extend(offsets);
+        self.committed
+            .extend(offsets.into_iter().map(|(tp, (o, _))| (tp, o)));
         Ok(())
     }
 

@@ -117,6 +117,8 @@ pub(crate) struct HeartbeatRequest {
     pub(crate) assignor: Option<String>,
     pub(crate) session_timeout: Duration,
     pub(crate) rebalance_timeout: Duration,
+    /// `None`: the node's.
+    pub(crate) heartbeat_interval: Option<Duration>,
 }
 
 /// What a heartbeat answers.
@@ -226,6 +228,7 @@ impl Groups {
             assignor: req.assignor.clone().unwrap_or_default(),
             session_timeout_ms: millis(req.session_timeout),
             rebalance_timeout_ms: millis(req.rebalance_timeout),
+            heartbeat_interval_ms: req.heartbeat_interval.map_or(0, millis),
         };
         let r = self
             .call(&req.group, |mut stub, timeout| {
@@ -250,6 +253,22 @@ impl Groups {
         member_epoch: i64,
         offsets: &BTreeMap<TopicPartition, i64>,
     ) -> Result<(), Error> {
+        let with: BTreeMap<TopicPartition, (i64, String)> = offsets
+            .iter()
+            .map(|(tp, o)| (tp.clone(), (*o, String::new())))
+            .collect();
+        self.commit_as_with(group, member_id, member_epoch, &with)
+            .await
+    }
+
+    /// [`Groups::commit_as`] with a metadata string per partition (at most 4096 bytes).
+    pub(crate) async fn commit_as_with(
+        &self,
+        group: &str,
+        member_id: &str,
+        member_epoch: i64,
+        offsets: &BTreeMap<TopicPartition, (i64, String)>,
+    ) -> Result<(), Error> {
         if offsets.is_empty() {
             return Ok(());
         }
@@ -259,11 +278,11 @@ impl Groups {
             member_epoch: member_epoch.max(0),
             offsets: offsets
                 .iter()
-                .map(|(tp, o)| pb::OffsetCommit {
+                .map(|(tp, (o, metadata))| pb::OffsetCommit {
                     topic: tp.topic.clone(),
                     partition: tp.partition,
                     offset: *o,
-                    metadata: String::new(),
+                    metadata: metadata.clone(),
                 })
                 .collect(),
         };
@@ -283,6 +302,16 @@ impl Groups {
         offsets: &BTreeMap<TopicPartition, i64>,
     ) -> Result<(), Error> {
         self.commit_as(group, "", 0, offsets).await
+    }
+
+    /// [`Groups::commit`] with a metadata string per partition (at most 4096 bytes), kept
+    /// with the offset and returned by [`Groups::committed`].
+    pub async fn commit_with_metadata(
+        &self,
+        group: &str,
+        offsets: &BTreeMap<TopicPartition, (i64, String)>,
+    ) -> Result<(), Error> {
+        self.commit_as_with(group, "", 0, offsets).await
     }
 
     /// `group`'s committed offsets for `topics` (all when empty).

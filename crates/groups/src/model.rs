@@ -75,6 +75,9 @@ pub struct Member {
     pub session_timeout_ms: u32,
     /// Removed when it holds a partition it must give up for longer than this.
     pub rebalance_timeout_ms: u32,
+    /// How often it heartbeats (0: as the coordinator's node says).
+    #[serde(default)]
+    pub heartbeat_interval_ms: u32,
     /// The partitions it holds. A partition is held by at most one member of a group; it is
     /// handed to another only after this member released it or was removed.
     pub owned: BTreeSet<TopicPartition>,

@@ -22,6 +22,8 @@ pub const SESSION_TIMEOUT_MS_DEFAULT: u32 = 45_000;
 pub const REBALANCE_TIMEOUT_MS_DEFAULT: u32 = 300_000;
 /// Kafka's default heartbeat interval (`heartbeat.interval.ms`, 3 s).
 pub const HEARTBEAT_INTERVAL_MS_DEFAULT: u32 = 3_000;
+/// The shortest heartbeat interval a member may ask for.
+pub const HEARTBEAT_INTERVAL_MS_MIN: u32 = 10;
 /// The shortest session timeout a member may ask for.
 pub const SESSION_TIMEOUT_MS_MIN: u32 = 1_000;
 /// The longest session or rebalance timeout a member may ask for (30 min).
@@ -87,6 +89,8 @@ pub struct Heartbeat {
     pub session_timeout_ms: Option<u32>,
     /// Its rebalance timeout (`None`: the default).
     pub rebalance_timeout_ms: Option<u32>,
+    /// Its heartbeat interval (`None`: the coordinator's node's); below the session timeout.
+    pub heartbeat_interval_ms: Option<u32>,
 }
 
 /// What a heartbeat answers.
@@ -234,6 +238,10 @@ fn diff(group: &str, before: Option<&Group>, after: &mut Group, reason: &str) ->
 fn answer(g: &Group, member: &str, interval_ms: u32) -> Assignment {
     match g.members.get(member) {
         Some(m) => {
+            let interval_ms = match m.heartbeat_interval_ms {
+                0 => interval_ms,
+                own => own,
+            };
             let settled = m.owned == m.target;
             Assignment {
                 member_id: member.to_string(),
@@ -303,6 +311,19 @@ pub fn heartbeat(
             } else {
                 req.member_id.clone()
             };
+            let session_timeout_ms = timeout(
+                req.session_timeout_ms,
+                SESSION_TIMEOUT_MS_DEFAULT,
+                "session timeout",
+            )?;
+            let heartbeat_interval_ms = req.heartbeat_interval_ms.unwrap_or(0);
+            if heartbeat_interval_ms != 0
+                && !(HEARTBEAT_INTERVAL_MS_MIN..session_timeout_ms).contains(&heartbeat_interval_ms)
+            {
+                return Err(GroupError::InvalidRequest(format!(
+                    "heartbeat interval is {heartbeat_interval_ms} ms; it must be at least {HEARTBEAT_INTERVAL_MS_MIN} and below the session timeout ({session_timeout_ms} ms)"
+                )));
+            }
             // A member that joins again (a restart) holds nothing any more.
             g.members.insert(
                 id.clone(),
@@ -314,16 +335,13 @@ pub fn heartbeat(
                     host: req.host.clone(),
                     subscription: sub,
                     assignor,
-                    session_timeout_ms: timeout(
-                        req.session_timeout_ms,
-                        SESSION_TIMEOUT_MS_DEFAULT,
-                        "session timeout",
-                    )?,
+                    session_timeout_ms,
                     rebalance_timeout_ms: timeout(
                         req.rebalance_timeout_ms,
                         REBALANCE_TIMEOUT_MS_DEFAULT,
                         "rebalance timeout",
                     )?,
+                    heartbeat_interval_ms,
                     owned: BTreeSet::new(),
                     target: g
                         .members

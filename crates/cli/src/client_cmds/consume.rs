@@ -10,7 +10,9 @@ use crate::output::{Out, json_bytes, text_bytes};
 use serde_json::json;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
-use strata_client::{Client, ConsumedRecord, ConsumerConfig, GroupConsumerConfig, Offset};
+use strata_client::{
+    Client, ConsumedRecord, ConsumerConfig, GroupConsumerConfig, Offset, SubscriptionConfig,
+};
 
 /// The fetch wait with `--exit-at-end`: a caught-up partition answers an empty fetch after
 /// this long, so the command ends soon after the last record.
@@ -31,8 +33,11 @@ pub async fn run(brokers: &str, format: Format, args: ConsumeArgs) -> anyhow::Re
     if let Some(group) = args.group.clone() {
         return run_group(&client, format, config, group, start, args).await;
     }
+    if let Some(pattern) = args.pattern.clone() {
+        return run_subscription(&client, format, pattern, start, args).await;
+    }
     let Some(topic) = args.topic.as_deref() else {
-        anyhow::bail!("name a topic (or --group with --pattern)");
+        anyhow::bail!("name a topic, or a --pattern");
     };
     let mut consumer = client.consumer(config)?;
     match args.partition {
@@ -151,5 +156,49 @@ async fn run_group(
     }
     out.flush()?;
     consumer.close().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `strata consume --pattern P` without a group: an ephemeral subscription to the matching
+/// topics (and the topic named, if any) until a count or Ctrl-C.
+async fn run_subscription(
+    client: &Client,
+    format: Format,
+    pattern: String,
+    start: Offset,
+    args: ConsumeArgs,
+) -> anyhow::Result<ExitCode> {
+    if args.partition.is_some() || args.exit_at_end {
+        anyhow::bail!(
+            "--partition and --exit-at-end do not go with a --pattern subscription (it follows new topics until stopped)"
+        );
+    }
+    let mut config = SubscriptionConfig::pattern(pattern);
+    config.topics = args.topic.into_iter().collect();
+    config.start = start;
+    let mut sub = client.subscribe(config)?;
+    let mut out = Out::new();
+    let mut printed: u64 = 0;
+    let signal = crate::shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        let next = tokio::select! {
+            next = sub.next() => next,
+            _ = &mut signal => break,
+        };
+        let Some(records) = next else { break };
+        for record in &records? {
+            if args.count.is_some_and(|count| printed >= count) {
+                break;
+            }
+            out.line(&record_line(format, record))?;
+            printed += 1;
+        }
+        out.flush()?;
+        if out.closed() || args.count.is_some_and(|count| printed >= count) {
+            break;
+        }
+    }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

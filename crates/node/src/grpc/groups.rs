@@ -91,6 +91,7 @@ impl pb::groups_server::Groups for ClientService {
             assignor: (!req.assignor.is_empty()).then_some(req.assignor),
             session_timeout_ms: opt_ms(req.session_timeout_ms),
             rebalance_timeout_ms: opt_ms(req.rebalance_timeout_ms),
+            heartbeat_interval_ms: opt_ms(req.heartbeat_interval_ms),
         };
         let a = self
             .broker
