@@ -44,8 +44,7 @@ pub async fn run(brokers: &str, format: Format, args: ConsumeArgs) -> anyhow::Re
         Some(p) => consumer.assign(topic, [p], start).await?,
         None => consumer.assign_all(topic, start).await?,
     }
-    let mut out = Out::new();
-    let mut printed: u64 = 0;
+    let mut printer = Printer::new(format, args.count);
     let signal = crate::shutdown_signal();
     tokio::pin!(signal);
     loop {
@@ -53,23 +52,48 @@ pub async fn run(brokers: &str, format: Format, args: ConsumeArgs) -> anyhow::Re
             records = consumer.poll() => records?,
             _ = &mut signal => break,
         };
-        for record in &records {
-            if args.count.is_some_and(|count| printed >= count) {
-                break;
-            }
-            out.line(&record_line(format, record))?;
-            printed += 1;
-        }
-        out.flush()?;
-        if out.closed()
-            || args.count.is_some_and(|count| printed >= count)
-            || (args.exit_at_end && consumer.caught_up())
-        {
+        if printer.print(&records)? || (args.exit_at_end && consumer.caught_up()) {
             break;
         }
     }
-    out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints records until a count: what every consume mode shares.
+struct Printer {
+    out: Out,
+    format: Format,
+    printed: u64,
+    count: Option<u64>,
+}
+
+impl Printer {
+    fn new(format: Format, count: Option<u64>) -> Printer {
+        Printer {
+            out: Out::new(),
+            format,
+            printed: 0,
+            count,
+        }
+    }
+
+    /// Prints `records` (up to the count) and flushes; true when the command should stop
+    /// (the count reached, or stdout closed).
+    fn print(&mut self, records: &[ConsumedRecord]) -> anyhow::Result<bool> {
+        for record in records {
+            if self.done() {
+                break;
+            }
+            self.out.line(&record_line(self.format, record))?;
+            self.printed += 1;
+        }
+        self.out.flush()?;
+        Ok(self.out.closed() || self.done())
+    }
+
+    fn done(&self) -> bool {
+        self.count.is_some_and(|count| self.printed >= count)
+    }
 }
 
 /// One record as a line: `partition offset timestamp key value` (text and table), or a JSON
@@ -127,8 +151,7 @@ async fn run_group(
         ..GroupConsumerConfig::new(group, args.topic.clone())
     };
     let mut consumer = client.group_consumer(config, member)?;
-    let mut out = Out::new();
-    let mut printed: u64 = 0;
+    let mut printer = Printer::new(format, args.count);
     let signal = crate::shutdown_signal();
     tokio::pin!(signal);
     loop {
@@ -139,22 +162,10 @@ async fn run_group(
         for event in &polled.events {
             tracing::info!(?event, "assignment changed");
         }
-        for record in &polled.records {
-            if args.count.is_some_and(|count| printed >= count) {
-                break;
-            }
-            out.line(&record_line(format, record))?;
-            printed += 1;
-        }
-        out.flush()?;
-        if out.closed()
-            || args.count.is_some_and(|count| printed >= count)
-            || (args.exit_at_end && consumer.caught_up())
-        {
+        if printer.print(&polled.records)? || (args.exit_at_end && consumer.caught_up()) {
             break;
         }
     }
-    out.flush()?;
     consumer.close().await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -177,8 +188,7 @@ async fn run_subscription(
     config.topics = args.topic.into_iter().collect();
     config.start = start;
     let mut sub = client.subscribe(config)?;
-    let mut out = Out::new();
-    let mut printed: u64 = 0;
+    let mut printer = Printer::new(format, args.count);
     let signal = crate::shutdown_signal();
     tokio::pin!(signal);
     loop {
@@ -187,18 +197,9 @@ async fn run_subscription(
             _ = &mut signal => break,
         };
         let Some(records) = next else { break };
-        for record in &records? {
-            if args.count.is_some_and(|count| printed >= count) {
-                break;
-            }
-            out.line(&record_line(format, record))?;
-            printed += 1;
-        }
-        out.flush()?;
-        if out.closed() || args.count.is_some_and(|count| printed >= count) {
+        if printer.print(&records?)? {
             break;
         }
     }
-    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
