@@ -4,6 +4,7 @@
 mod groups;
 mod many_groups;
 mod nodes;
+mod pipelining;
 mod replication;
 mod safety;
 mod schedules;

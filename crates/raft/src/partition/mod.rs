@@ -102,6 +102,12 @@ pub struct Partition {
     /// When this replica's current leadership started (see [`leadership::ready_leader`]).
     lead: Arc<LeadStart>,
     inflight: Mutex<HashMap<i64, Inflight>>,
+    /// Bumped whenever an idempotent batch is admitted or leaves the in-flight map: a batch
+    /// that arrived ahead of its predecessor waits on it (see `idempotence::SEQUENCE_WAIT`).
+    sequence_progress: watch::Sender<u64>,
+    /// Held from an idempotent batch's sequence check to its hand-off to Raft, so that the
+    /// batches of a producer enter the log in the order they were checked.
+    sequence_order: tokio::sync::Mutex<()>,
     /// When this replica last proposed its clock, and in which term (see [`CLOCK_INTERVAL`]).
     clock_proposed: Mutex<Option<(u64, std::time::Instant)>>,
     /// Set once the group is stopped under other holders (see [`Partition::close`]): waits end
@@ -261,6 +267,8 @@ impl Partition {
                 last_activity: std::time::Instant::now(),
             }),
             inflight: Mutex::new(HashMap::new()),
+            sequence_progress: watch::channel(0).0,
+            sequence_order: tokio::sync::Mutex::new(()),
             clock_proposed: Mutex::new(None),
             closed: watch::channel(false).0,
             damaged: watch::channel(None).0,

@@ -1,7 +1,7 @@
 //! The write path: appending a producer batch with its acknowledgement ([`Acks`]), the
 //! proposal and the wait for its outcome, and control entries of higher layers.
 
-use super::idempotence::SequenceCheck;
+use super::idempotence::{SEQUENCE_WAIT, SequenceCheck, ahead};
 use super::{Partition, applied_as_another_kind, lock};
 use crate::error::PartitionError;
 use crate::numbers::RaftIndex;
@@ -24,6 +24,20 @@ pub enum Acks {
     Leader,
     /// Handed to the leader; no offset is returned.
     None,
+}
+
+/// A batch handed to Raft, and where its outcome arrives.
+struct Submitted {
+    /// The offset, once this leader appended it.
+    local_rx: oneshot::Receiver<Offset>,
+    /// Set when this leader appended it.
+    appended: Arc<std::sync::atomic::AtomicBool>,
+    /// The outcome, once applied (or failed).
+    complete_rx: openraft::type_config::alias::OneshotReceiverOf<
+        TypeConfig,
+        openraft::raft::ClientWriteResult<TypeConfig>,
+    >,
+    proposed: std::time::Instant,
 }
 
 impl Partition {
@@ -59,19 +73,37 @@ impl Partition {
             });
         }
         self.ready_leader().await?;
-        let mut report = None;
         let term = self.with_metrics(|m| m.current_term);
-        if h.producer_id >= 0 {
-            self.propose_clock_if_due(term).await;
-            match self.check_sequence(
+        if h.producer_id < 0 {
+            return self.propose(batch, acks).await.0;
+        }
+        self.propose_clock_if_due(term).await;
+        // A batch ahead of its predecessors waits for them (bounded): with several requests
+        // in flight, the later one may be served first. The check and the hand-off to Raft
+        // happen under one lock, so batches of a producer enter the log in sequence order.
+        let mut progress = self.sequence_progress.subscribe();
+        let give_up = tokio::time::Instant::now() + SEQUENCE_WAIT;
+        let (report, submitted) = loop {
+            let order = self.sequence_order.lock().await;
+            progress.borrow_and_update();
+            let checked = self.check_sequence(
                 term,
                 h.producer_id,
                 h.producer_epoch,
                 h.base_sequence,
                 h.record_count as u32,
-            )? {
-                SequenceCheck::Duplicate(offset) => return Ok(Some(offset)),
-                SequenceCheck::Wait(mut rx) => {
+            );
+            match checked {
+                Err(PartitionError::OutOfOrderSequence { expected, got, .. })
+                    if ahead(expected, got) && tokio::time::Instant::now() < give_up =>
+                {
+                    drop(order);
+                    let _ = tokio::time::timeout_at(give_up, progress.changed()).await;
+                }
+                Err(e) => return Err(e),
+                Ok(SequenceCheck::Duplicate(offset)) => return Ok(Some(offset)),
+                Ok(SequenceCheck::Wait(mut rx)) => {
+                    drop(order);
                     let r = rx
                         .wait_for(|v| v.is_some())
                         .await
@@ -87,10 +119,17 @@ impl Partition {
                         })
                         .map(Some);
                 }
-                SequenceCheck::Propose(r) => report = r,
+                Ok(SequenceCheck::Propose(r)) => {
+                    let submitted = self.submit(batch.clone()).await;
+                    drop(order);
+                    break (r, submitted);
+                }
             }
-        }
-        let (result, live) = self.propose(batch, acks).await;
+        };
+        let (result, live) = match submitted {
+            Ok(s) => self.outcome(s, acks).await,
+            Err(e) => (Err(e), false),
+        };
         if let Some((pid, first_seq, tx)) = report {
             let outcome = match &result {
                 Ok(Some(o)) => Ok(*o),
@@ -114,6 +153,8 @@ impl Partition {
                     inflight.remove(&pid);
                 }
             }
+            drop(inflight);
+            self.sequence_progress.send_modify(|n| *n += 1);
         }
         result
     }
@@ -126,6 +167,15 @@ impl Partition {
         batch: Bytes,
         acks: Acks,
     ) -> (Result<Option<Offset>, PartitionError>, bool) {
+        match self.submit(batch).await {
+            Ok(s) => self.outcome(s, acks).await,
+            Err(e) => (Err(e), false),
+        }
+    }
+
+    /// Hands one batch to Raft (it takes its place in the log's order now) without waiting
+    /// for any outcome.
+    async fn submit(&self, batch: Bytes) -> Result<Submitted, PartitionError> {
         let (local_tx, local_rx) = oneshot::channel::<Offset>();
         let appended = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = appended.clone();
@@ -138,13 +188,29 @@ impl Partition {
         );
         let (responder, _commit_rx, complete_rx) = ProgressResponder::new();
         let proposed = std::time::Instant::now();
-        if let Err(e) = self
-            .raft
+        self.raft
             .client_write_ff(Command::Batch(cmd), Some(responder))
-            .await
-        {
-            return (Err(e.into()), false);
-        }
+            .await?;
+        Ok(Submitted {
+            local_rx,
+            appended,
+            complete_rx,
+            proposed,
+        })
+    }
+
+    /// Waits for a submitted batch as `acks` says; see [`Partition::propose`].
+    async fn outcome(
+        &self,
+        s: Submitted,
+        acks: Acks,
+    ) -> (Result<Option<Offset>, PartitionError>, bool) {
+        let Submitted {
+            local_rx,
+            appended,
+            complete_rx,
+            proposed,
+        } = s;
         match acks {
             Acks::None => (Ok(None), true),
             Acks::Leader => {
