@@ -100,8 +100,13 @@ pub struct ProducerConfig {
     /// A partition's batch is sent once it holds this many bytes (a record larger than this
     /// travels alone). Default 256 KiB.
     pub batch_bytes: usize,
+    /// Batches of one partition in flight at once (Kafka's
+    /// `max.in.flight.requests.per.connection`), with idempotence: their sequence numbers keep
+    /// them in order, whatever order they reach the leader in. Without idempotence one.
+    /// 1..=5 (the leader remembers a producer's last 5 batches for duplicates). Default 5.
+    pub max_in_flight: usize,
     /// How long a partition's first record waits for others to join its batch. Zero sends as
-    /// soon as the previous request of that partition returns. Default 5 ms.
+    /// soon as a batch may be sent (fewer than `max_in_flight` in flight). Default 5 ms.
     pub linger: Duration,
     /// Most bytes of records held by the producer (buffered or in flight): `send` waits while
     /// the buffer is full. Bounds the producer's memory. Default 32 MiB.
@@ -125,6 +130,7 @@ impl Default for ProducerConfig {
             acks: Acks::All,
             idempotence: true,
             batch_bytes: 256 << 10,
+            max_in_flight: 5,
             linger: Duration::from_millis(5),
             buffer_bytes: 32 << 20,
             request_timeout: Duration::from_secs(30),
@@ -165,6 +171,9 @@ impl ProducerConfig {
                     Self::BUFFER_BYTES_MAX
                 ),
             ));
+        }
+        if !(1..=5).contains(&self.max_in_flight) {
+            return Err(invalid("max_in_flight", "must be in 1..=5"));
         }
         positive("request_timeout", self.request_timeout)?;
         positive("delivery_timeout", self.delivery_timeout)?;

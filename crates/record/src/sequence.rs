@@ -19,6 +19,19 @@ pub fn last_of(first: i32, count: u32) -> i32 {
     advance(first, u64::from(count.max(1)) - 1)
 }
 
+/// How far ahead of the expected sequence a batch may be, in records, and still count as
+/// "ahead" rather than "behind" (a producer keeps at most 5 batches in flight).
+pub const AHEAD_MAX: i64 = 5 * (1 << 20);
+
+/// Whether sequence `got` is ahead of `expected` (by less than [`AHEAD_MAX`] records, in the
+/// wrapping sequence space): the batches before it have not arrived yet. Otherwise (equal, or
+/// behind) waiting for predecessors cannot help.
+pub fn is_ahead(expected: i32, got: i32) -> bool {
+    let modulus = i64::from(i32::MAX) + 1;
+    let d = (i64::from(got) - i64::from(expected)).rem_euclid(modulus);
+    d > 0 && d < AHEAD_MAX
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -34,5 +47,14 @@ mod tests {
         assert_eq!(last_of(0, 1), 0);
         assert_eq!(last_of(10, 5), 14);
         assert_eq!(last_of(i32::MAX, 2), 0);
+    }
+
+    #[test]
+    fn ahead_means_a_predecessor_is_missing() {
+        assert!(is_ahead(0, 1));
+        assert!(is_ahead(i32::MAX, 3));
+        assert!(!is_ahead(5, 5));
+        assert!(!is_ahead(5, 0), "behind");
+        assert!(!is_ahead(0, i32::MAX), "far behind across the wrap");
     }
 }

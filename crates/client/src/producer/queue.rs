@@ -44,11 +44,6 @@ impl PendingBatch {
             created: Instant::now(),
         }
     }
-
-    /// Records in it.
-    pub(crate) fn len(&self) -> usize {
-        self.completions.len()
-    }
 }
 
 #[derive(Default)]

@@ -235,9 +235,9 @@ async fn sequences_advance_per_partition_and_order_is_kept() {
     }
     assert_eq!(next, [100, 100]);
     let state = cluster.state();
-    assert_eq!(
-        state.produce_in_flight_max, 1,
-        "one request in flight per partition"
+    assert!(
+        state.produce_in_flight_max <= 5,
+        "at most 5 requests in flight per partition"
     );
     for partition in 0..2u32 {
         let values: Vec<i64> = state.topics["t"][partition as usize]
@@ -558,4 +558,102 @@ async fn keys_land_where_kafka_puts_them() {
     }
     partitions.dedup();
     assert_eq!(partitions.len(), 1, "sticky: {partitions:?}");
+}
+
+/// Waits until `n` Produce requests of `t`/0 are at the mock.
+async fn wait_in_flight(cluster: &MockCluster, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while cluster
+        .state()
+        .produce_in_flight
+        .get(&("t".to_string(), 0))
+        .copied()
+        .unwrap_or(0)
+        < n
+    {
+        assert!(std::time::Instant::now() < deadline, "never {n} in flight");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn five_batches_travel_at_once_and_resolve_in_order() {
+    let cluster = MockCluster::start(1).await;
+    cluster.add_topic("t", &[1]);
+    let client = client(&cluster).await;
+    let producer = client
+        .producer(ProducerConfig {
+            linger: Duration::ZERO,
+            batch_bytes: 100,
+            ..ProducerConfig::default()
+        })
+        .unwrap();
+    cluster.set_gate(false);
+    let futures = send_all(
+        &producer,
+        (0..20).map(|i| record("t", &format!("value-{i:03}"))),
+    )
+    .await;
+    wait_in_flight(&cluster, 5).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        cluster.state().produce_in_flight[&("t".to_string(), 0)],
+        5,
+        "the window holds 5 batches, no more"
+    );
+    cluster.set_gate(true);
+    let offsets = offsets(futures).await;
+    assert_eq!(offsets, (0..20).collect::<Vec<i64>>(), "in send order");
+    producer.close().await;
+}
+
+#[tokio::test]
+async fn batches_behind_a_failed_one_are_sent_again_in_order_under_a_fresh_id() {
+    let cluster = MockCluster::start(1).await;
+    cluster.add_topic("t", &[1]);
+    let client = client(&cluster).await;
+    let producer = client
+        .producer(ProducerConfig {
+            linger: Duration::ZERO,
+            batch_bytes: 100,
+            ..ProducerConfig::default()
+        })
+        .unwrap();
+    cluster.set_gate(false);
+    // The first batch is refused outright; the ones in flight behind it come back out of
+    // order (their predecessor is missing).
+    cluster.push_fault(Fault::ProduceAt {
+        sequence: 0,
+        status: MockStatus::strata(
+            Code::InvalidArgument,
+            "INVALID_BATCH",
+            &[("reason", "refused by the test".into())],
+        ),
+    });
+    let first = send_all(&producer, [record("t", "first")]).await;
+    wait_in_flight(&cluster, 1).await;
+    let rest = send_all(
+        &producer,
+        (0..3).map(|i| record("t", &format!("after-{i}"))),
+    )
+    .await;
+    wait_in_flight(&cluster, 2).await;
+    cluster.set_gate(true);
+    for f in first {
+        assert!(matches!(f.await, Err(Error::InvalidBatch { .. })));
+    }
+    assert_eq!(
+        offsets(rest).await,
+        vec![0, 1, 2],
+        "written once each, in order"
+    );
+    let state = cluster.state();
+    assert_eq!(state.init_producer_calls, 2, "a fresh producer id");
+    let values: Vec<String> = state.topics["t"][0]
+        .values()
+        .into_iter()
+        .map(|(_, v)| String::from_utf8(v.unwrap().to_vec()).unwrap())
+        .collect();
+    assert_eq!(values, vec!["after-0", "after-1", "after-2"]);
+    producer.close().await;
 }

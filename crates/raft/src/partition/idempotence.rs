@@ -22,17 +22,6 @@ pub const CLOCK_INTERVAL: Duration = Duration::from_secs(60);
 /// answered `OUT_OF_ORDER_SEQUENCE`.
 pub const SEQUENCE_WAIT: Duration = Duration::from_secs(1);
 
-/// How far ahead of the expected sequence (in records) a batch may be and still wait: a
-/// producer keeps at most 5 batches in flight.
-const SEQUENCE_AHEAD_MAX: i64 = 5 * (1 << 20);
-
-/// Whether `got` is ahead of `expected` by less than [`SEQUENCE_AHEAD_MAX`] records, in the
-/// wrapping sequence space.
-pub(super) fn ahead(expected: i32, got: i32) -> bool {
-    let d = (i64::from(got) - i64::from(expected)).rem_euclid(1 << 31);
-    d > 0 && d < SEQUENCE_AHEAD_MAX
-}
-
 /// An idempotent producer's batches proposed by this leader and not yet applied.
 #[derive(Debug)]
 pub(super) struct Inflight {

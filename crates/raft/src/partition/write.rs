@@ -1,7 +1,7 @@
 //! The write path: appending a producer batch with its acknowledgement ([`Acks`]), the
 //! proposal and the wait for its outcome, and control entries of higher layers.
 
-use super::idempotence::{SEQUENCE_WAIT, SequenceCheck, ahead};
+use super::idempotence::{SEQUENCE_WAIT, SequenceCheck};
 use super::{Partition, applied_as_another_kind, lock};
 use crate::error::PartitionError;
 use crate::numbers::RaftIndex;
@@ -12,6 +12,7 @@ use openraft::impls::ProgressResponder;
 use std::sync::Arc;
 use strata_log::Offset;
 use strata_record::Batch;
+use strata_record::sequence::is_ahead;
 use tokio::sync::oneshot;
 
 /// How a write is acknowledged.
@@ -95,7 +96,7 @@ impl Partition {
             );
             match checked {
                 Err(PartitionError::OutOfOrderSequence { expected, got, .. })
-                    if ahead(expected, got) && tokio::time::Instant::now() < give_up =>
+                    if is_ahead(expected, got) && tokio::time::Instant::now() < give_up =>
                 {
                     drop(order);
                     let _ = tokio::time::timeout_at(give_up, progress.changed()).await;

@@ -110,6 +110,9 @@ pub enum Fault {
         status: MockStatus,
         after_write: bool,
     },
+    /// The next Produce of a batch with this base sequence fails with this status (not
+    /// written).
+    ProduceAt { sequence: i32, status: MockStatus },
     /// The next Fetch fails with this status.
     Fetch(MockStatus),
     /// The next admin call fails with this status.

@@ -31,6 +31,12 @@ impl Node {
         let max = state.max_message_bytes;
         // Leadership and existence come first, as on the real node.
         state.partition(self.id, &req.topic, req.partition)?;
+        let sequence = Batch::parse(batch.clone()).map_or(-1, |b| b.base_sequence());
+        if let Some(Fault::ProduceAt { status, .. }) = state
+            .take_fault(|f| matches!(f, Fault::ProduceAt { sequence: s, .. } if *s == sequence))
+        {
+            return Err(status.build());
+        }
         let fault = state.take_fault(|f| matches!(f, Fault::Produce { .. }));
         if let Some(Fault::Produce {
             status,
