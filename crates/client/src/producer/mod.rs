@@ -5,10 +5,11 @@
 //!   queue (`queue::PartitionQueue`). It returns a [`SendFuture`] that resolves once the
 //!   record is acknowledged or has failed.
 //! - Each partition written to has one sender task (module `sender`), started with its first
-//!   record. It sends one Produce request at a time: the oldest full batch, or the open batch
-//!   once it lingered `linger`. Records keep accumulating while a request is in flight, so
-//!   throughput comes from batching, and with one request in flight a retry can never
-//!   overtake a later batch: records of a partition are written in the order they were sent.
+//!   record. It keeps up to `max_in_flight` Produce requests in flight (5 with idempotence, 1
+//!   without): the oldest full batch, or the open batch once it lingered `linger`. Records
+//!   keep accumulating while requests are in flight. Batches in flight carry consecutive
+//!   sequence numbers, and the leader writes a producer's batches in sequence order, so
+//!   records of a partition are written in the order they were sent, retries included.
 //! - Idempotence (the default): `InitProducer` gives a producer id and epoch; every batch
 //!   carries them and the partition's next sequence number. A retry resends the same bytes, so
 //!   a node that already wrote the batch answers with its original offset: a leader change

@@ -105,9 +105,10 @@ pub struct Partition {
     /// Bumped whenever an idempotent batch is admitted or leaves the in-flight map: a batch
     /// that arrived ahead of its predecessor waits on it (see `idempotence::SEQUENCE_WAIT`).
     sequence_progress: watch::Sender<u64>,
-    /// Held from an idempotent batch's sequence check to its hand-off to Raft, so that the
-    /// batches of a producer enter the log in the order they were checked.
-    sequence_order: tokio::sync::Mutex<()>,
+    /// Per producer id: held from an idempotent batch's sequence check to its hand-off to
+    /// Raft, so that the batches of a producer enter the log in the order they were checked
+    /// (producers do not wait on each other).
+    sequence_order: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
     /// When this replica last proposed its clock, and in which term (see [`CLOCK_INTERVAL`]).
     clock_proposed: Mutex<Option<(u64, std::time::Instant)>>,
     /// Set once the group is stopped under other holders (see [`Partition::close`]): waits end
@@ -268,7 +269,7 @@ impl Partition {
             }),
             inflight: Mutex::new(HashMap::new()),
             sequence_progress: watch::channel(0).0,
-            sequence_order: tokio::sync::Mutex::new(()),
+            sequence_order: Mutex::new(HashMap::new()),
             clock_proposed: Mutex::new(None),
             closed: watch::channel(false).0,
             damaged: watch::channel(None).0,

@@ -27,6 +27,9 @@ pub enum Acks {
     None,
 }
 
+/// Producers whose ordering locks are kept before unused ones are dropped.
+const SEQUENCE_LOCKS_KEPT: usize = 1024;
+
 /// A batch handed to Raft, and where its outcome arrives.
 struct Submitted {
     /// The offset, once this leader appended it.
@@ -84,8 +87,9 @@ impl Partition {
         // happen under one lock, so batches of a producer enter the log in sequence order.
         let mut progress = self.sequence_progress.subscribe();
         let give_up = tokio::time::Instant::now() + SEQUENCE_WAIT;
+        let order_lock = self.sequence_lock(h.producer_id);
         let (report, submitted) = loop {
-            let order = self.sequence_order.lock().await;
+            let order = order_lock.lock().await;
             progress.borrow_and_update();
             let checked = self.check_sequence(
                 term,
@@ -172,6 +176,15 @@ impl Partition {
             Ok(s) => self.outcome(s, acks).await,
             Err(e) => (Err(e), false),
         }
+    }
+
+    /// The ordering lock of producer `pid` (see `Partition::sequence_order`).
+    fn sequence_lock(&self, pid: i64) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = lock(&self.sequence_order);
+        if locks.len() > SEQUENCE_LOCKS_KEPT {
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks.entry(pid).or_default().clone()
     }
 
     /// Hands one batch to Raft (it takes its place in the log's order now) without waiting
