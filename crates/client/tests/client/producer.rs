@@ -647,13 +647,16 @@ async fn batches_behind_a_failed_one_are_sent_again_in_order_under_a_fresh_id() 
         vec![0, 1, 2],
         "written once each, in order"
     );
-    let state = cluster.state();
-    assert_eq!(state.init_producer_calls, 2, "a fresh producer id");
-    let values: Vec<String> = state.topics["t"][0]
-        .values()
-        .into_iter()
-        .map(|(_, v)| String::from_utf8(v.unwrap().to_vec()).unwrap())
-        .collect();
+    let (init_calls, values) = {
+        let state = cluster.state();
+        let values: Vec<String> = state.topics["t"][0]
+            .values()
+            .into_iter()
+            .map(|(_, v)| String::from_utf8(v.unwrap().to_vec()).unwrap())
+            .collect();
+        (state.init_producer_calls, values)
+    };
+    assert_eq!(init_calls, 2, "a fresh producer id");
     assert_eq!(values, vec!["after-0", "after-1", "after-2"]);
     producer.close().await;
 }
