@@ -53,6 +53,7 @@ pub fn next_entry<'a>(log: &Log, payload: &'a [u8]) -> NewEntry<'a> {
         kind: EntryKind::Data,
         payload,
         stamped: false,
+        verified: false,
     }
 }
 

@@ -65,6 +65,11 @@ pub struct NewEntry<'a> {
     /// must be the offset this log gives it (the append refuses the call otherwise, before
     /// writing anything). `false` for a batch not stamped yet (proposed on this replica).
     pub stamped: bool,
+    /// For `Data`: the caller checked the whole batch (its CRC32C included) just before, so
+    /// the log reads its header without computing the CRC again (a leader's own proposals,
+    /// checked when the producer's request arrived). `false` for bytes from a peer or a file:
+    /// the log verifies them.
+    pub verified: bool,
 }
 
 /// Where an appended entry landed.

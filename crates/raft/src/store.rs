@@ -283,6 +283,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     kind: *kind,
                     payload,
                     stamped: *stamped,
+                    // A batch proposed on this leader passed `Batch::parse` (CRC32C
+                    // included) in `Partition::append`; one from a leader is checked here.
+                    verified: !*stamped && *kind == strata_log::EntryKind::Data,
                 })
                 .collect();
             let appended = log.append(&new)?;

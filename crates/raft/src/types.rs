@@ -114,7 +114,9 @@ impl BatchCommand {
         }
     }
 
-    /// A batch whose local append is reported to `ack`.
+    /// A batch proposed on this leader, whose local append is reported to `ack`. The bytes
+    /// must have passed `strata_record::Batch::parse` (the log does not compute their CRC
+    /// again).
     pub fn with_local_ack(bytes: Bytes, ack: LocalAck) -> BatchCommand {
         BatchCommand {
             bytes,

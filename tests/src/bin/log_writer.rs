@@ -30,6 +30,7 @@ fn main() -> anyhow::Result<()> {
                 kind: EntryKind::Data,
                 payload: b,
                 stamped: false,
+                verified: false,
             })
             .collect();
         log.append(&entries)?;

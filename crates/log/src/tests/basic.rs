@@ -140,6 +140,7 @@ fn non_data_entries_take_no_offsets() {
                 kind: EntryKind::Blank,
                 payload: b"",
                 stamped: false,
+                verified: false,
             },
             data(1, 2, &b),
             NewEntry {
@@ -148,6 +149,7 @@ fn non_data_entries_take_no_offsets() {
                 kind: EntryKind::Membership,
                 payload: b"members",
                 stamped: false,
+                verified: false,
             },
             data(1, 4, &b),
         ])
@@ -350,4 +352,28 @@ fn crash_leaves_old_mappings_readable() {
     }
     let log = h.open().unwrap();
     assert_eq!(log.next_index(), ix(31));
+}
+
+#[test]
+fn a_batch_verified_by_its_caller_is_not_checked_again() {
+    let h = Harness::new(small_config());
+    let mut log = h.open().unwrap();
+    let b = batch(1, 10, 1, 0);
+    let mut bad = b.to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    // From a peer or a file: the log verifies the CRC and refuses it.
+    assert!(matches!(
+        log.append(&[data(1, 1, &bad)]),
+        Err(LogError::InvalidEntry { .. })
+    ));
+    // A leader's own proposal was checked when it arrived: the log reads its header only
+    // (so a CRC is computed once on the leader's path).
+    let appended = log
+        .append(&[NewEntry {
+            verified: true,
+            ..data(1, 1, &b)
+        }])
+        .unwrap();
+    assert_eq!(appended[0].base_offset.get(), 0);
 }

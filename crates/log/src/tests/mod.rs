@@ -104,5 +104,6 @@ pub(crate) fn data<'a>(term: u64, index: u64, payload: &'a [u8]) -> NewEntry<'a>
         kind: EntryKind::Data,
         payload,
         stamped: false,
+        verified: false,
     }
 }

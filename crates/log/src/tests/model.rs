@@ -116,6 +116,7 @@ fn append(log: &mut Log, m: &mut Model, spec: &[(bool, u8, u16)]) {
             kind: *kind,
             payload: p,
             stamped: false,
+            verified: false,
         })
         .collect();
     let out = log.append(&entries).unwrap();
