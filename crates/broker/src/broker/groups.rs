@@ -39,6 +39,31 @@ pub(super) fn group_topics(meta: &ClusterMeta) -> Topics {
     }
 }
 
+/// The topic and partition a group names by topic name: its `TopicMeta` and the partition's
+/// Raft group, or unknown topic (internal topics included) or partition.
+fn group_partition<'a>(
+    m: &'a ClusterMeta,
+    topic: &str,
+    partition: u32,
+) -> Result<(&'a strata_cluster::meta::TopicMeta, GroupId), BrokerError> {
+    let t = m
+        .topics
+        .get(topic)
+        .filter(|_| !is_internal(topic))
+        .ok_or_else(|| BrokerError::UnknownTopic {
+            topic: topic.to_string(),
+        })?;
+    let pm = t
+        .partitions
+        .get(partition as usize)
+        .ok_or_else(|| BrokerError::UnknownPartition {
+            topic: topic.to_string(),
+            partition,
+            partitions: t.partitions.len(),
+        })?;
+    Ok((t, pm.group_id))
+}
+
 /// Topic id to name.
 fn names(meta: &ClusterMeta) -> BTreeMap<String, String> {
     meta.topics
@@ -193,20 +218,7 @@ impl Broker {
             let mut topics = Topics::default();
             let mut out = Vec::with_capacity(offsets.len());
             for (i, (topic, partition, offset, metadata)) in offsets.into_iter().enumerate() {
-                let t = m
-                    .topics
-                    .get(&topic)
-                    .filter(|_| !is_internal(&topic))
-                    .ok_or_else(|| BrokerError::UnknownTopic {
-                        topic: topic.clone(),
-                    })?;
-                let Some(pm) = t.partitions.get(partition as usize) else {
-                    return Err(BrokerError::UnknownPartition {
-                        topic,
-                        partition,
-                        partitions: t.partitions.len(),
-                    });
-                };
+                let (t, data) = group_partition(m, &topic, partition)?;
                 if offset < 0 {
                     return Err(BrokerError::invalid(
                         format!("offsets[{i}].offset"),
@@ -219,7 +231,7 @@ impl Broker {
                 let tp = TopicPartition::new(t.id.clone(), partition);
                 out.push((
                     topic,
-                    pm.group_id,
+                    data,
                     CommitEntry {
                         tp,
                         offset,
@@ -357,25 +369,15 @@ impl Broker {
         offsets: Vec<(String, u32, i64)>,
     ) -> Result<(), BrokerError> {
         let (c, p, what) = self.coordinator(group).await?;
-        let meta = self.meta();
-        let mut out = Vec::with_capacity(offsets.len());
-        for (topic, partition, offset) in offsets {
-            let t = meta
-                .topics
-                .get(&topic)
-                .filter(|_| !is_internal(&topic))
-                .ok_or_else(|| BrokerError::UnknownTopic {
-                    topic: topic.clone(),
-                })?;
-            if partition as usize >= t.partitions.len() {
-                return Err(BrokerError::UnknownPartition {
-                    topic,
-                    partition,
-                    partitions: t.partitions.len(),
-                });
-            }
-            out.push((TopicPartition::new(t.id.clone(), partition), offset));
-        }
+        let out = self.controller.read_meta(|m| {
+            offsets
+                .into_iter()
+                .map(|(topic, partition, offset)| {
+                    let (t, _) = group_partition(m, &topic, partition)?;
+                    Ok((TopicPartition::new(t.id.clone(), partition), offset))
+                })
+                .collect::<Result<Vec<_>, BrokerError>>()
+        })?;
         c.reset(&p, group, out)
             .await
             .map_err(|e| self.coordinator_error(&what, e))
