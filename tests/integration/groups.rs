@@ -471,11 +471,21 @@ async fn groups_and_subscriptions_fan_out_and_patterns_pick_up_new_topics() {
         .create_topic("orders.eu", 2, 1, Default::default())
         .await
         .expect("create");
+    // The topic is empty: from its earliest offset, a subscription sees every record
+    // without waiting for its streams to open before the first is produced.
+    let from_start = |mut c: strata_client::SubscriptionConfig| {
+        c.start = Offset::Earliest;
+        c
+    };
     let mut named = client
-        .subscribe(strata_client::SubscriptionConfig::new(["orders.eu"]))
+        .subscribe(from_start(strata_client::SubscriptionConfig::new([
+            "orders.eu",
+        ])))
         .expect("subscribe");
     let mut by_pattern = client
-        .subscribe(strata_client::SubscriptionConfig::pattern("orders.*"))
+        .subscribe(from_start(strata_client::SubscriptionConfig::pattern(
+            "orders.*",
+        )))
         .expect("subscribe");
     let mut members: Vec<GroupConsumer> = ["g1", "g2", "g3"]
         .iter()
@@ -494,8 +504,6 @@ async fn groups_and_subscriptions_fan_out_and_patterns_pick_up_new_topics() {
             },
         )
         .expect("consumer");
-    // The subscriptions start at the end: wait until they stream before producing.
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let produced = produce(&c.brokers(), "orders.eu", &values("a", 200)).await;
     let want: BTreeSet<(TopicPartition, i64)> = produced
         .values()

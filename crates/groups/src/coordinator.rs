@@ -111,11 +111,6 @@ impl Coordinator {
         }
     }
 
-    /// The replicated state.
-    pub fn hook(&self) -> &Arc<GroupsHook> {
-        &self.hook
-    }
-
     fn sync_term(soft: &mut Soft, partition: &Partition) {
         let term = partition.status().term;
         if soft.term != term {
@@ -401,8 +396,11 @@ impl Coordinators {
             .cloned()
     }
 
-    /// Forgets Raft group `group_id` (its replica closed).
-    pub fn close(&self, group_id: GroupId) {
-        strata_record::sync::lock(&self.by_group).remove(&group_id);
+    /// Forgets the coordinators whose replica was closed (moved away, topic or node gone),
+    /// with the group state they held in memory. A replica holds its hook for as long as it
+    /// lives (reopens included), so a hook nobody else holds belongs to no replica; one being
+    /// opened is held already.
+    pub fn forget_closed(&self) {
+        strata_record::sync::lock(&self.by_group).retain(|_, c| Arc::strong_count(&c.hook) > 1);
     }
 }

@@ -15,7 +15,6 @@ use strata_log::Offset;
 use strata_raft::RaftIndex;
 use strata_raft::outcomes::Outcomes;
 use strata_raft::state_machine::StateHook;
-use tokio::sync::watch;
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -30,20 +29,9 @@ struct Snapshot {
 }
 
 /// The groups of one `__consumer_offsets` partition, as this replica applied them.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct GroupsHook {
     inner: Mutex<Inner>,
-    /// Bumped on every applied change (coordinators and describe calls watch it).
-    changes: watch::Sender<u64>,
-}
-
-impl Default for GroupsHook {
-    fn default() -> GroupsHook {
-        GroupsHook {
-            inner: Mutex::default(),
-            changes: watch::Sender::new(0),
-        }
-    }
 }
 
 impl GroupsHook {
@@ -60,16 +48,6 @@ impl GroupsHook {
     /// already collected).
     pub fn take_outcome(&self, index: RaftIndex) -> Option<Result<(), GroupError>> {
         self.lock().outcomes.take(index)
-    }
-
-    /// A receiver that sees every applied change.
-    pub fn watch(&self) -> watch::Receiver<u64> {
-        self.changes.subscribe()
-    }
-
-    /// The Raft index of the last entry applied.
-    pub fn applied(&self) -> RaftIndex {
-        self.lock().outcomes.applied()
     }
 }
 
@@ -100,8 +78,6 @@ impl StateHook for GroupsHook {
             }
         };
         s.outcomes.record(index, outcome);
-        drop(s);
-        self.changes.send_modify(|n| *n += 1);
     }
 
     fn snapshot(&self) -> Vec<u8> {
@@ -126,8 +102,6 @@ impl StateHook for GroupsHook {
         let mut s = self.lock();
         s.outcomes.restore(snap.applied);
         s.state = snap.state;
-        drop(s);
-        self.changes.send_modify(|n| *n += 1);
         Ok(())
     }
 }

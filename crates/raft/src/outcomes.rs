@@ -38,6 +38,10 @@ impl<T> Outcomes<T> {
 
     /// Keeps the outcome of the entry at `index` (the oldest go past [`OUTCOMES_KEPT`]).
     pub fn record(&mut self, index: RaftIndex, outcome: T) {
+        debug_assert!(
+            self.recent.back().is_none_or(|(last, _)| *last < index),
+            "outcome of entry {index} recorded after a later one"
+        );
         self.recent.push_back((index, outcome));
         while self.recent.len() > OUTCOMES_KEPT {
             self.recent.pop_front();

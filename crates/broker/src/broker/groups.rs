@@ -399,6 +399,7 @@ impl Broker {
         let Some(t) = meta.topics.get(OFFSETS_TOPIC) else {
             return Vec::new();
         };
+        self.coordinators.forget_closed();
         let topics = group_topics(&meta);
         let names = names(&meta);
         let mut lag = Vec::new();

@@ -368,11 +368,11 @@ fn a_batch_verified_by_its_caller_is_not_checked_again() {
         Err(LogError::InvalidEntry { .. })
     ));
     // A leader's own proposal was checked when it arrived: the log reads its header only
-    // (so a CRC is computed once on the leader's path).
+    // (so a CRC is computed once on the leader's path), and takes the caller's word for it.
     let appended = log
         .append(&[NewEntry {
             verified: true,
-            ..data(1, 1, &b)
+            ..data(1, 1, &bad)
         }])
         .unwrap();
     assert_eq!(appended[0].base_offset.get(), 0);
