@@ -12,6 +12,9 @@
 //! - [`assign`]: the server-side assignors; [`plan`]: what a heartbeat or an expiry changes;
 //! - [`coordinator`]: the leader-side driver (proposing, session clocks, expiry).
 //!
+//! - [`queue`]: queue groups (share groups): per-record locks, acknowledgements, redelivery,
+//!   dead letters, delays, in the data partition's own Raft log.
+//!
 //! Nothing here knows gRPC or Kafka's wire format: the broker drives it.
 
 pub mod assign;
@@ -20,6 +23,7 @@ pub mod error;
 pub mod hook;
 pub mod model;
 pub mod plan;
+pub mod queue;
 pub mod state;
 
 #[cfg(test)]
