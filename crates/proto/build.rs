@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "strata/v1/strata.proto",
     "strata/v1/admin.proto",
     "strata/v1/groups.proto",
+    "strata/v1/queues.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

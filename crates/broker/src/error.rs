@@ -139,6 +139,9 @@ pub enum BrokerError {
     /// A consumer-group request refused by the group's coordinator.
     #[error(transparent)]
     Group(strata_groups::GroupError),
+    /// A queue-group request refused by the partition's leader.
+    #[error(transparent)]
+    Queue(strata_groups::queue::QueueError),
     /// A bug or an impossible state, reported rather than hidden.
     #[error("internal error: {0}")]
     Internal(String),

@@ -90,6 +90,12 @@ pub struct NodeConfig {
     pub group_offsets_segment_bytes: u64,
     /// How often group members heartbeat, as coordinators tell them.
     pub group_heartbeat_interval_ms: u32,
+    /// Most records one consumer of a queue group may hold locked on one partition (the
+    /// largest `max_in_flight` a consumer may ask for).
+    pub queue_in_flight_max: u32,
+    /// Most records of a partition between a queue group's settled prefix and the newest
+    /// record it handed out: bounds each group's replicated state per partition.
+    pub queue_window: u32,
     /// Log filter (tracing-subscriber `EnvFilter` syntax; `RUST_LOG` wins when set).
     pub log: String,
 }
@@ -128,6 +134,8 @@ impl Default for NodeConfig {
             group_offsets_partitions: strata_groups::coordinator::OFFSETS_PARTITIONS_DEFAULT,
             group_offsets_segment_bytes: 64 << 20,
             group_heartbeat_interval_ms: strata_groups::plan::HEARTBEAT_INTERVAL_MS_DEFAULT,
+            queue_in_flight_max: 1_000,
+            queue_window: 5_000,
             log: DEFAULT_LOG.into(),
         }
     }
@@ -167,6 +175,8 @@ const ENV_KEYS: &[&str] = &[
     "group_offsets_partitions",
     "group_offsets_segment_bytes",
     "group_heartbeat_interval_ms",
+    "queue_in_flight_max",
+    "queue_window",
     "log",
 ];
 
@@ -366,6 +376,12 @@ impl NodeConfig {
         if self.group_heartbeat_interval_ms < 10 {
             return bad("group_heartbeat_interval_ms must be at least 10".into());
         }
+        if self.queue_in_flight_max == 0 || self.queue_in_flight_max > 100_000 {
+            return bad("queue_in_flight_max must be between 1 and 100000".into());
+        }
+        if self.queue_window < 10 || self.queue_window > 1_000_000 {
+            return bad("queue_window must be between 10 and 1000000".into());
+        }
         if self.initial_cluster.is_some() && self.join.is_some() {
             return bad("initial_cluster and join exclude each other".into());
         }
@@ -388,6 +404,8 @@ impl NodeConfig {
             admin_patience: std::time::Duration::from_secs(15),
             group_offsets_partitions: self.group_offsets_partitions,
             group_offsets_segment_bytes: self.group_offsets_segment_bytes,
+            queue_in_flight_max: self.queue_in_flight_max,
+            queue_window: self.queue_window,
         }
     }
 
@@ -398,6 +416,7 @@ impl NodeConfig {
             retention_bytes: self.retention_bytes,
             segment_bytes: self.segment_bytes,
             max_message_bytes: self.message_bytes_max,
+            retention_policy_acked: false,
         }
     }
 }

@@ -198,3 +198,21 @@ pub(crate) async fn groups(shared: Arc<Shared>, mut stop: watch::Receiver<bool>)
         }
     }
 }
+
+/// How often partition leaders move dead letters and settle what retention removed.
+const QUEUES_TICK: Duration = Duration::from_millis(200);
+
+/// Dead-letters records that are due (rejected, or delivered `max_deliveries` times and not
+/// locked) and settles records retention removed, for the queue groups of the partitions this
+/// node leads.
+pub(crate) async fn queues(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(QUEUES_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        shared.broker.queues_tick().await;
+    }
+}

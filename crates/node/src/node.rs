@@ -5,13 +5,14 @@
 
 use crate::config::NodeConfig;
 use crate::controller::{CONTROLLER_GROUP, Controller};
-use crate::duties::{follow_meta, groups, periodic, register};
+use crate::duties::{follow_meta, groups, periodic, queues as queue_duty, register};
 use crate::error::io;
 use crate::grpc::control::{ControlService, GrpcControlLink};
+use crate::grpc::queues::GrpcProduceLink;
 use crate::identity::{establish_identity, parse_cluster_id, random_incarnation, write_file};
 use crate::meta::{NodeMeta, NodeState};
 use crate::observe::Probe;
-use crate::replicas::{ReplicaEnv, Replicas};
+use crate::replicas::{HookFactory, ReplicaEnv, Replicas};
 use crate::world::World;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -20,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use strata_broker::{Broker, BrokerParts};
 use strata_groups::Coordinators;
+use strata_groups::queue::Queues;
 use strata_log::Flusher;
 use strata_raft::liveness::{Liveness, LivenessConfig, LivenessSender};
 use strata_raft::partition::{Partition, PartitionConfig, RaftTiming};
@@ -268,6 +270,15 @@ impl Node {
         }
 
         let coordinators = Arc::new(Coordinators::new(config.group_heartbeat_interval_ms));
+        let queues = Arc::new(Queues::default());
+        let hooks: HookFactory = {
+            let group_hooks = coordinators.hook_factory();
+            let queues = queues.clone();
+            Arc::new(move |topic: &str, group_id| {
+                group_hooks(topic, group_id)
+                    .or_else(|| (!strata_broker::is_internal(topic)).then(|| queues.open(group_id)))
+            })
+        };
         let replicas = Replicas::new(ReplicaEnv {
             node_id: identity.node_id,
             dir: data.join("partitions"),
@@ -277,7 +288,7 @@ impl Node {
             flusher: flusher.handle(),
             disk: world.disk.clone(),
             timing,
-            hooks: Some(coordinators.hook_factory()),
+            hooks: Some(hooks),
         });
         let broker = Arc::new(Broker::new(
             BrokerParts {
@@ -288,6 +299,10 @@ impl Node {
                 hints: hints.clone(),
                 liveness: liveness.clone(),
                 coordinators,
+                queues,
+                produce_link: Some(Arc::new(GrpcProduceLink::new(Duration::from_millis(
+                    config.request_timeout_ms,
+                )))),
             },
             config.broker_config(),
         ));
@@ -352,6 +367,7 @@ impl Node {
         // Periodic duties.
         tasks.push(tokio::spawn(periodic(shared.clone(), stop_rx.clone())));
         tasks.push(tokio::spawn(groups(shared.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(queue_duty(shared.clone(), stop_rx.clone())));
         tasks.push(tokio::spawn(crate::retention::run(
             shared.clone(),
             stop_rx.clone(),

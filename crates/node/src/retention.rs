@@ -1,7 +1,8 @@
 //! Retention from topic configs: every `retention_check_interval_ms`, each partition leader
 //! computes the first offset to keep from `retention.ms` (by the time index) and
 //! `retention.bytes` (by segment sizes) and calls the partition's `retain_before`, which drops
-//! whole segments below it on every replica.
+//! whole segments below it on every replica. A topic with `retention.policy = acked` also
+//! drops what every queue group of the partition has settled.
 
 use crate::shared::Shared;
 use std::sync::Arc;
@@ -51,6 +52,12 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 if let Some(o) = by_size {
                     keep_from = Some(keep_from.map_or(o, |k| k.max(o)));
                 }
+            }
+            // A work queue: what every queue group settled goes too.
+            if config.retention_policy_acked
+                && let Some(floor) = shared.broker.queue_settled_floor(&h.topic, h.partition)
+            {
+                keep_from = Some(keep_from.map_or(floor, |k| k.max(floor)));
             }
             let Some(keep) = keep_from.map(|k| k.min(hw)) else {
                 continue;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use strata_proto::v1::{
-    admin_server::AdminServer, groups_server::GroupsServer, strata_server::StrataServer,
+    admin_server::AdminServer, groups_server::GroupsServer, queues_server::QueuesServer, strata_server::StrataServer,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -153,6 +153,9 @@ pub async fn serve_client(
     health_reporter
         .set_serving::<GroupsServer<ClientService>>()
         .await;
+    health_reporter
+        .set_serving::<QueuesServer<ClientService>>()
+        .await;
     // Reflection lists what this port serves (the descriptor set also holds the peer API,
     // which lives on the peer port).
     let reflection = || {
@@ -162,6 +165,7 @@ pub async fn serve_client(
             .with_service_name("strata.v1.Strata")
             .with_service_name("strata.v1.Admin")
             .with_service_name("strata.v1.Groups")
+            .with_service_name("strata.v1.Queues")
             .with_service_name("grpc.health.v1.Health")
     };
     let reflection_v1 = reflection().build_v1();
@@ -193,9 +197,14 @@ pub async fn serve_client(
                 .max_encoding_message_size(16 << 20),
         )
         .add_service(
-            GroupsServer::new(svc)
+            GroupsServer::new(svc.clone())
                 .max_decoding_message_size(4 << 20)
                 .max_encoding_message_size(16 << 20),
+        )
+        .add_service(
+            QueuesServer::new(svc)
+                .max_decoding_message_size(8 << 20)
+                .max_encoding_message_size(msg_max),
         )
         .serve_with_incoming_shutdown(Incoming(rx), shutdown)
         .await;

@@ -1,13 +1,17 @@
 //! [`Broker`]: the calls every protocol adapter makes. This module holds the broker, its
 //! routing (which replica serves a partition, where its leader is), error mapping, metadata
 //! and health; [`data`] the produce and fetch calls, [`admin`] the admin calls, [`groups`] the
-//! consumer-group calls.
+//! consumer-group calls, [`queues`] the queue-group calls.
 
 mod admin;
 mod data;
 mod groups;
+mod queues;
 
 pub use groups::is_internal;
+pub use queues::{
+    LOCK_MS_MAX, ProduceLink, QueuePartitionView, RELEASE_DELAY_MS_MAX, SETTLE_ITEMS_MAX,
+};
 
 use crate::error::BrokerError;
 use crate::types::{Health, Metadata, NodeView, PartitionView, TopicView};
@@ -18,6 +22,7 @@ use strata_cluster::controller::{Controller, ControllerError, LeaderHints};
 use strata_cluster::meta::{ClusterMeta, NodeState, TopicConfig};
 use strata_cluster::replicas::Replicas;
 use strata_groups::Coordinators;
+use strata_groups::queue::Queues;
 use strata_raft::error::PartitionError;
 use strata_raft::liveness::Liveness;
 use strata_raft::partition::Partition;
@@ -52,6 +57,11 @@ pub struct BrokerConfig {
     /// Segment size of `__consumer_offsets` (its coordinators compact it to its latest
     /// segment).
     pub group_offsets_segment_bytes: u64,
+    /// Most records one consumer of a queue group may hold locked on one partition.
+    pub queue_in_flight_max: u32,
+    /// Most records of a partition between a queue group's settled prefix and the newest
+    /// record it handed out (its replicated state is bounded by this).
+    pub queue_window: u32,
 }
 
 /// What a broker stands on: this node's identity and the cluster layer.
@@ -70,6 +80,10 @@ pub struct BrokerParts {
     pub liveness: Arc<Liveness>,
     /// The group coordinators of the `__consumer_offsets` replicas hosted here.
     pub coordinators: Arc<Coordinators>,
+    /// The queue engines of the data replicas hosted here.
+    pub queues: Arc<Queues>,
+    /// How dead letters reach a partition led by another node.
+    pub produce_link: Option<Arc<dyn ProduceLink>>,
 }
 
 /// One node's broker.
@@ -81,6 +95,8 @@ pub struct Broker {
     hints: Arc<LeaderHints>,
     liveness: Arc<Liveness>,
     coordinators: Arc<Coordinators>,
+    queues: Arc<Queues>,
+    produce_link: Option<Arc<dyn ProduceLink>>,
     config: BrokerConfig,
     disk_free: AtomicU64,
 }
@@ -163,6 +179,8 @@ impl Broker {
             hints: parts.hints,
             liveness: parts.liveness,
             coordinators: parts.coordinators,
+            queues: parts.queues,
+            produce_link: parts.produce_link,
             config,
             disk_free: AtomicU64::new(u64::MAX),
         }

@@ -15,6 +15,11 @@ pub struct TopicConfig {
     pub segment_bytes: u64,
     /// `max.message.bytes`: the largest batch a producer may send.
     pub max_message_bytes: u32,
+    /// `retention.policy = acked` (true): besides the time and size limits, whole segments
+    /// every queue group of the topic has settled are deleted (a work queue); `limits`
+    /// (false, the default): only the limits delete.
+    #[serde(default)]
+    pub retention_policy_acked: bool,
 }
 
 impl Default for TopicConfig {
@@ -24,6 +29,7 @@ impl Default for TopicConfig {
             retention_bytes: -1,
             segment_bytes: 1 << 30,
             max_message_bytes: 1 << 20,
+            retention_policy_acked: false,
         }
     }
 }
@@ -38,6 +44,7 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "retention.bytes",
     "segment.bytes",
     "max.message.bytes",
+    "retention.policy",
 ];
 
 impl TopicConfig {
@@ -81,6 +88,15 @@ impl TopicConfig {
                 }
                 self.max_message_bytes = v as u32;
             }
+            "retention.policy" => match value.trim() {
+                "limits" => self.retention_policy_acked = false,
+                "acked" => self.retention_policy_acked = true,
+                other => {
+                    return Err(format!(
+                        "retention.policy must be \"limits\" or \"acked\", got {other:?}"
+                    ));
+                }
+            },
             _ => {
                 return Err(format!(
                     "unknown topic config {key:?} (known: {})",
@@ -100,6 +116,15 @@ impl TopicConfig {
             (
                 "max.message.bytes".into(),
                 self.max_message_bytes.to_string(),
+            ),
+            (
+                "retention.policy".into(),
+                if self.retention_policy_acked {
+                    "acked"
+                } else {
+                    "limits"
+                }
+                .into(),
             ),
         ])
     }

@@ -27,6 +27,10 @@ fn now_ms() -> u64 {
     u64::try_from(strata_record::sync::now_ms()).unwrap_or(0)
 }
 
+/// Record bytes (keys and values) handed out by one acquisition at most (at least one
+/// record goes whatever its size).
+const ACQUIRE_BYTES_MAX: usize = 4 << 20;
+
 /// Bytes of the log read per step while collecting records to hand out.
 const READ_STEP_BYTES: usize = 256 << 10;
 
@@ -288,9 +292,17 @@ impl QueueEngine {
             .collect();
         let mut delayed = Vec::new();
         let mut deliveries = Vec::new();
+        let size = |r: &Record| {
+            r.key.as_ref().map_or(0, Bytes::len) + r.value.as_ref().map_or(0, Bytes::len)
+        };
+        let mut bytes = 0usize;
         let mut cursor = Cursor::new(partition);
         for &o in &offsets {
+            if bytes >= ACQUIRE_BYTES_MAX {
+                break;
+            }
             if let Some(record) = cursor.get(o).await? {
+                bytes += size(&record);
                 deliveries.push((record, g.record(o).deliveries + 1));
             }
         }
@@ -299,7 +311,7 @@ impl QueueEngine {
         let limit = hw.min(g.settled_below.saturating_add(spec.window.max(1)));
         let mut next = g.window_end().max(log_start);
         let mut cursor = Cursor::new(partition);
-        while deliveries.len() < credit && next < limit {
+        while deliveries.len() < credit && next < limit && bytes < ACQUIRE_BYTES_MAX {
             let Some(record) = cursor.get(next).await? else {
                 break;
             };
@@ -307,6 +319,7 @@ impl QueueEngine {
             if at > now {
                 delayed.push((next, at));
             } else {
+                bytes += size(&record);
                 offsets.push(next);
                 deliveries.push((record, 1));
             }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use strata_broker::BrokerError;
 use strata_cluster::meta::Refusal;
 use strata_groups::GroupError;
+use strata_groups::queue::QueueError;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -197,7 +198,36 @@ pub fn broker_status(e: BrokerError) -> Status {
         }
         BrokerError::Refused(r) => refusal(r),
         BrokerError::Group(g) => group_status(g),
+        BrokerError::Queue(q) => queue_status(q),
         BrokerError::Internal(m) => Status::internal(m),
+    }
+}
+
+/// A queue refusal of a whole request as a status (reasons listed in
+/// `proto/strata/v1/queues.proto`).
+fn queue_status(e: QueueError) -> Status {
+    let message = e.to_string();
+    let reason = e.reason();
+    match e {
+        QueueError::UnknownGroup(group) => {
+            status(Code::NotFound, reason, message, &[("group", group)])
+        }
+        QueueError::GroupBusy { group, held } => status(
+            Code::FailedPrecondition,
+            reason,
+            message,
+            &[("group", group), ("held", held.to_string())],
+        ),
+        QueueError::InvalidRequest(r) => invalid("request", r),
+        QueueError::AlreadySettled { offset }
+        | QueueError::LockExpired { offset }
+        | QueueError::NotHeld { offset, .. } => status(
+            Code::FailedPrecondition,
+            reason,
+            message,
+            &[("offset", offset.to_string())],
+        ),
+        QueueError::Invariant(m) => Status::internal(m),
     }
 }
 

@@ -166,10 +166,10 @@ pub mod tokio_stream_compat {
     use tonic::Status;
 
     /// Streams what the receiver yields.
-    pub struct ReceiverStream(pub mpsc::Receiver<Result<pb::FetchResponse, Status>>);
+    pub struct ReceiverStream<T = pb::FetchResponse>(pub mpsc::Receiver<Result<T, Status>>);
 
-    impl futures_util::Stream for ReceiverStream {
-        type Item = Result<pb::FetchResponse, Status>;
+    impl<T> futures_util::Stream for ReceiverStream<T> {
+        type Item = Result<T, Status>;
         fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
             self.0.poll_recv(cx)
         }
