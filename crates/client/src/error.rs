@@ -159,6 +159,19 @@ pub enum Error {
         /// The explanation, naming the member, partition or offsets involved.
         message: String,
     },
+    /// A queue-group request or settle item refused by the partition's leader: `reason` is
+    /// `UNKNOWN_QUEUE_GROUP`, `QUEUE_GROUP_BUSY`, `ALREADY_SETTLED`, `LOCK_EXPIRED` or
+    /// `NOT_HELD` (see `proto/strata/v1/queues.proto`), `message` the explanation.
+    #[error("queue request refused ({reason}): {message}")]
+    Queue {
+        /// The reason.
+        reason: String,
+        /// The explanation, naming the record or group involved.
+        message: String,
+    },
+    /// A request/reply server's handler failed; the text is its error.
+    #[error("the server's handler failed: {0}")]
+    Remote(String),
     /// The node cannot serve the request now (UNAVAILABLE without a more specific reason).
     /// Retriable.
     #[error("unavailable: {0}")]
@@ -374,6 +387,14 @@ fn from_error_info(
         | "GROUP_NOT_EMPTY"
         | "UNKNOWN_GROUP"
         | "INVALID_GROUP" => Error::Group {
+            reason: reason.to_string(),
+            message: message(),
+        },
+        "UNKNOWN_QUEUE_GROUP"
+        | "QUEUE_GROUP_BUSY"
+        | "ALREADY_SETTLED"
+        | "LOCK_EXPIRED"
+        | "NOT_HELD" => Error::Queue {
             reason: reason.to_string(),
             message: message(),
         },

@@ -61,7 +61,9 @@ pub mod groups;
 pub mod model;
 pub mod partitioner;
 pub mod producer;
+pub mod queue;
 pub mod records;
+pub mod request;
 pub mod subscription;
 
 pub use admin::Admin;
@@ -77,5 +79,10 @@ pub use model::{
     ClusterMetadata, ClusterStatus, NodeDescription, PartitionDescription, TopicDescription,
 };
 pub use producer::{Producer, SendFuture};
+pub use queue::{
+    DeadLetter, QueueConsumer, QueueConsumerConfig, QueueMessage, QueuePartitionInfo, QueueSettler,
+    QueueStart, Queues, Settlement,
+};
 pub use records::{ConsumedRecord, Offset, ProducerRecord, RecordMetadata, TopicPartition};
+pub use request::{Requester, serve};
 pub use subscription::{Subscription, SubscriptionConfig};

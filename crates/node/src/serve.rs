@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use strata_proto::v1::{
-    admin_server::AdminServer, groups_server::GroupsServer, queues_server::QueuesServer, strata_server::StrataServer,
+    admin_server::AdminServer, groups_server::GroupsServer, queues_server::QueuesServer,
+    strata_server::StrataServer,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};

@@ -118,7 +118,9 @@ impl Broker {
                 topic: topic.to_string(),
             })?;
         let engine = self.queues.get(group_id).ok_or_else(|| {
-            BrokerError::Internal(format!("the replica of {topic}/{partition} has no queue state"))
+            BrokerError::Internal(format!(
+                "the replica of {topic}/{partition} has no queue state"
+            ))
         })?;
         if !p.leads() {
             return Err(BrokerError::NotLeader {
@@ -188,10 +190,8 @@ impl Broker {
             move |e: EngineError| -> BrokerError {
                 match e {
                     EngineError::Queue(q) => BrokerError::Queue(q),
-                    EngineError::Partition(pe) => super::partition_error(
-                        format!("{}/{}", what.0, what.1),
-                        pe,
-                        |id| {
+                    EngineError::Partition(pe) => {
+                        super::partition_error(format!("{}/{}", what.0, what.1), pe, |id| {
                             id.and_then(|id| {
                                 controller
                                     .meta()
@@ -200,8 +200,8 @@ impl Broker {
                                     .get(&id)
                                     .map(|n| (id, n.client_addr.clone()))
                             })
-                        },
-                    ),
+                        })
+                    }
                 }
             }
         };
@@ -431,15 +431,21 @@ impl Broker {
                         .filter_map(|r| dead_letter_record(r, &topic, partition, &d.group))
                         .collect();
                     if !records.is_empty()
-                        && let Err(e) = self.produce_dead_letters(dlq, &topic, partition, records).await
+                        && let Err(e) = self
+                            .produce_dead_letters(dlq, &topic, partition, records)
+                            .await
                     {
                         tracing::warn!(%topic, partition, group = %d.group, dead_letter_topic = %dlq, error = %e, "cannot write dead letters; retrying");
                         continue;
                     }
                 }
                 match engine.dead_lettered(&p, &d.group, offsets.clone()).await {
-                    Ok(()) => tracing::info!(%topic, partition, group = %d.group, records = offsets.len(), dead_letter_topic = ?d.topic, "records dead-lettered"),
-                    Err(e) => tracing::warn!(%topic, partition, group = %d.group, error = %e, "dead letters written but not marked; they may be written again"),
+                    Ok(()) => {
+                        tracing::info!(%topic, partition, group = %d.group, records = offsets.len(), dead_letter_topic = ?d.topic, "records dead-lettered")
+                    }
+                    Err(e) => {
+                        tracing::warn!(%topic, partition, group = %d.group, error = %e, "dead letters written but not marked; they may be written again")
+                    }
                 }
             }
         }
@@ -457,7 +463,9 @@ impl Broker {
         let (exists, source_partitions) = self.controller.read_meta(|m| {
             (
                 m.topics.get(dlq).map(|t| t.partitions.len() as u32),
-                m.topics.get(source).map_or(1, |t| t.partitions.len() as u32),
+                m.topics
+                    .get(source)
+                    .map_or(1, |t| t.partitions.len() as u32),
             )
         });
         let partitions = match exists {
@@ -477,7 +485,12 @@ impl Broker {
         };
         let target = partition % partitions.max(1);
         match self
-            .produce(dlq, target, ProducePayload::Records(records.clone()), Acks::All)
+            .produce(
+                dlq,
+                target,
+                ProducePayload::Records(records.clone()),
+                Acks::All,
+            )
             .await
         {
             Ok(p) => Ok(p.base_offset.unwrap_or(-1)),
@@ -485,10 +498,7 @@ impl Broker {
                 leader: Some((_, addr)),
                 ..
             }) => match &self.produce_link {
-                Some(link) => {
-                    link.produce(addr, dlq.to_string(), target, records)
-                        .await
-                }
+                Some(link) => link.produce(addr, dlq.to_string(), target, records).await,
                 None => Err(BrokerError::Internal(
                     "no link to forward dead letters to another node".into(),
                 )),

@@ -30,6 +30,7 @@ use futures_util::stream::FuturesUnordered;
 use strata_proto::v1 as pb;
 use strata_proto::v1::admin_client::AdminClient;
 use strata_proto::v1::groups_client::GroupsClient;
+use strata_proto::v1::queues_client::QueuesClient;
 use strata_proto::v1::strata_client::StrataClient;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
@@ -48,6 +49,8 @@ use crate::group_consumer::{GroupConsumer, GroupConsumerConfig};
 use crate::groups::Groups;
 use crate::model::ClusterMetadata;
 use crate::producer::Producer;
+use crate::queue::{QueueConsumer, QueueConsumerConfig, Queues};
+use crate::request::Requester;
 use crate::subscription::{Subscription, SubscriptionConfig};
 
 /// A connection to a Strata cluster: cheap to clone (clones share connections and metadata).
@@ -191,6 +194,23 @@ impl Client {
         GroupConsumer::new(self.clone(), consumer, group)
     }
 
+    /// A consumer of a queue group (see [`QueueConsumer`]): its streams start at once, in
+    /// the background.
+    pub fn queue_consumer(&self, config: QueueConsumerConfig) -> Result<QueueConsumer, Error> {
+        QueueConsumer::start(self.clone(), config)
+    }
+
+    /// Queue-group administration: describe and delete.
+    pub fn queues(&self) -> Queues {
+        Queues::new(self.clone())
+    }
+
+    /// A requester for request/reply (see [`crate::request`]): creates the shared inbox
+    /// topic if needed and starts reading this requester's inbox.
+    pub async fn requester(&self) -> Result<Requester, Error> {
+        Requester::start(self.clone()).await
+    }
+
     fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, MetadataCache> {
         self.inner
             .cache
@@ -250,6 +270,14 @@ impl Client {
     pub(crate) fn groups_stub(&self, addr: &str) -> Result<GroupsClient<Channel>, Error> {
         let max = self.inner.config.message_bytes_max;
         Ok(GroupsClient::new(self.channel(addr)?)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max))
+    }
+
+    /// A queue-groups stub for the node at `addr`.
+    pub(crate) fn queues_stub(&self, addr: &str) -> Result<QueuesClient<Channel>, Error> {
+        let max = self.inner.config.message_bytes_max.max(16 << 20);
+        Ok(QueuesClient::new(self.channel(addr)?)
             .max_decoding_message_size(max)
             .max_encoding_message_size(max))
     }

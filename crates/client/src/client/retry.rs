@@ -198,11 +198,29 @@ impl Client {
         topic: &str,
         partition: u32,
         policy: RetryPolicy,
+        op: F,
+        observe: impl FnMut(&Error),
+    ) -> Result<T, Error>
+    where
+        F: FnMut(StrataClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        self.leader_call_with(topic, partition, policy, Client::strata, op, observe)
+            .await
+    }
+
+    /// [`Client::leader_call`] with a stub of another service of the leader, made by `stub`.
+    pub(crate) async fn leader_call_with<S, T, F, Fut>(
+        &self,
+        topic: &str,
+        partition: u32,
+        policy: RetryPolicy,
+        stub: impl Fn(&Client, &str) -> Result<S, Error>,
         mut op: F,
         mut observe: impl FnMut(&Error),
     ) -> Result<T, Error>
     where
-        F: FnMut(StrataClient<Channel>) -> Fut,
+        F: FnMut(S) -> Fut,
         Fut: Future<Output = Result<T, Error>>,
     {
         let mut backoff = Backoff::new(policy.backoff, policy.backoff_max);
@@ -212,7 +230,7 @@ impl Client {
             let (error, seen) = match self.leader(topic, partition).await {
                 Ok((addr, seen)) => {
                     let attempt = async {
-                        match self.strata(&addr) {
+                        match stub(self, &addr) {
                             Ok(stub) => op(stub).await,
                             Err(e) => Err(e),
                         }

@@ -4,14 +4,14 @@
 use super::ClientService;
 use super::status::{broker_status, invalid};
 use super::strata::tokio_stream_compat::ReceiverStream;
-use strata_broker::QueuePartitionView;
-use strata_groups::queue::{AcquireSpec, Delivery, QueueConfig, QueueStart, Settle};
-use strata_proto::v1 as pb;
 use futures_util::future::BoxFuture;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
+use strata_broker::QueuePartitionView;
 use strata_broker::{BrokerError, ProduceLink};
+use strata_groups::queue::{AcquireSpec, Delivery, QueueConfig, QueueStart, Settle};
+use strata_proto::v1 as pb;
 use strata_record::NewRecord;
 use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
@@ -164,7 +164,13 @@ impl pb::queues_server::Queues for ClientService {
         let offsets: Vec<i64> = items.iter().map(|(o, _)| *o).collect();
         let results = self
             .broker
-            .queue_settle(&req.topic, req.partition, &req.group, &req.consumer_id, items)
+            .queue_settle(
+                &req.topic,
+                req.partition,
+                &req.group,
+                &req.consumer_id,
+                items,
+            )
             .await
             .map_err(broker_status)?;
         Ok(Response::new(pb::SettleResponse {
@@ -285,7 +291,10 @@ impl ProduceLink for GrpcProduceLink {
             match stub.produce(request).await {
                 Ok(r) => Ok(r.into_inner().base_offset),
                 Err(s) => Err(BrokerError::Indeterminate {
-                    reason: format!("forwarding to {topic}/{partition} at {addr}: {}", s.message()),
+                    reason: format!(
+                        "forwarding to {topic}/{partition} at {addr}: {}",
+                        s.message()
+                    ),
                 }),
             }
         })
