@@ -15,6 +15,8 @@ mod group;
 pub use group::GroupCmd;
 mod parse_time;
 mod produce;
+mod queue;
+pub use queue::{DlqCmd, QueueCmd, ReplyArgs, RequestArgs};
 
 use crate::output::{self, id_list, or_dash, print_document};
 use crate::{Cmd, Format};
@@ -216,6 +218,10 @@ pub async fn run(brokers: &str, format: Format, cmd: Cmd) -> anyhow::Result<Exit
         Cmd::Cluster(cmd) => cluster(&connect(brokers).await?, format, cmd).await,
         Cmd::Topic(cmd) => topic(&connect(brokers).await?, format, cmd).await,
         Cmd::Group(cmd) => group::run(&connect(brokers).await?, format, cmd).await,
+        Cmd::Queue(cmd) => queue::run(&connect(brokers).await?, format, cmd).await,
+        Cmd::Dlq(cmd) => queue::run_dlq(&connect(brokers).await?, format, cmd).await,
+        Cmd::Request(args) => queue::run_request(&connect(brokers).await?, format, args).await,
+        Cmd::Reply(args) => queue::run_reply(&connect(brokers).await?, args).await,
         Cmd::Produce(args) => produce::run(brokers, format, args).await,
         Cmd::Consume(args) => consume::run(brokers, format, args).await,
         Cmd::Bench(cmd) => bench::run(brokers, format, cmd).await,

@@ -55,6 +55,17 @@ pub enum Cmd {
     /// Consumer groups: list, describe (members, offsets, lag), reset, delete.
     #[command(subcommand)]
     Group(client_cmds::GroupCmd),
+    /// Queue groups: consume (acknowledge, reject or release each message), describe,
+    /// delete.
+    #[command(subcommand)]
+    Queue(client_cmds::QueueCmd),
+    /// Dead letters of a topic: list, replay.
+    #[command(subcommand)]
+    Dlq(client_cmds::DlqCmd),
+    /// Sends a request to a topic and prints the reply.
+    Request(client_cmds::RequestArgs),
+    /// Answers requests sent to a topic with a command's output (in a queue group).
+    Reply(client_cmds::ReplyArgs),
     /// Produces records (VALUE, or one record per stdin line).
     Produce(client_cmds::ProduceArgs),
     /// Consumes records.
