@@ -5,6 +5,7 @@ mod groups;
 mod many_groups;
 mod nodes;
 mod pipelining;
+mod queues;
 mod replication;
 mod safety;
 mod schedules;

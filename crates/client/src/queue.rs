@@ -376,7 +376,6 @@ async fn settle(
                 deadline: Instant::now() + timeout,
                 probe_after: None,
             };
-            let mut maybe_applied = false;
             let r = client
                 .leader_call_with(
                     &topic,
@@ -387,18 +386,17 @@ async fn settle(
                         let request = crate::client::request(request.clone(), timeout);
                         async move { Client::call(timeout, "Settle", stub.settle(request)).await }
                     },
-                    |e| maybe_applied |= e.may_have_written(),
+                    |_| {},
                 )
                 .await;
+            // An item retried after an attempt whose answer was lost may find the record
+            // settled (by that attempt, or by another consumer after the lock ran out):
+            // ALREADY_SETTLED says only that it will not be delivered again.
             let results = r.map(|resp| {
                 resp.results
                     .into_iter()
-                    .zip(acks)
-                    .map(|(res, ack)| {
-                        // An acknowledgement retried after an attempt whose answer was
-                        // lost finds its own work done.
-                        if res.ok || (ack && maybe_applied && res.error_reason == "ALREADY_SETTLED")
-                        {
+                    .map(|res| {
+                        if res.ok {
                             Ok(())
                         } else {
                             Err(Error::Queue {

@@ -207,6 +207,9 @@ impl Broker {
         };
         tokio::spawn(async move {
             loop {
+                if tx.is_closed() {
+                    return;
+                }
                 let changed = engine.hook().changed();
                 let msg = match engine.acquire(&p, &spec).await {
                     Ok(d) if d.is_empty() => None,

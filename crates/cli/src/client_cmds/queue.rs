@@ -9,8 +9,8 @@ use serde_json::json;
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 use strata_client::{
-    Client, ConsumerConfig, DeadLetter, Offset, ProducerConfig, ProducerRecord, QueueConsumerConfig,
-    QueueMessage, QueueStart, Settlement,
+    Client, ConsumerConfig, DeadLetter, Offset, ProducerConfig, ProducerRecord,
+    QueueConsumerConfig, QueueMessage, QueueStart, Settlement,
 };
 use tokio::io::AsyncWriteExt as _;
 

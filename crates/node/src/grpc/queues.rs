@@ -137,7 +137,14 @@ impl pb::queues_server::Queues for ClientService {
             .map_err(broker_status)?;
         let (tx, rx) = mpsc::channel(2);
         tokio::spawn(async move {
-            while let Some(chunk) = deliveries.recv().await {
+            loop {
+                // A consumer that went away stops the acquisitions at once, so no record is
+                // locked to it after it left.
+                let chunk = tokio::select! {
+                    c = deliveries.recv() => c,
+                    () = tx.closed() => return,
+                };
+                let Some(chunk) = chunk else { return };
                 let msg = chunk.map_err(broker_status).map(|d| pb::AcquireResponse {
                     messages: d.into_iter().map(message).collect(),
                 });
