@@ -582,7 +582,9 @@ async fn acked_retention_deletes_only_settled_segments() {
     while acked.len() < settled {
         let m = q.next().await.expect("message").expect("ok");
         if m.offset >= settled as i64 {
-            q.release(&m, Duration::from_secs(60)).await.expect("release");
+            q.release(&m, Duration::from_secs(60))
+                .await
+                .expect("release");
             continue;
         }
         batch.push(m);

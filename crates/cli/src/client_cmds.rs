@@ -166,6 +166,10 @@ pub enum BenchCmd {
     /// Consumer groups: commit throughput and latency, rebalance time (3 to 4 members on 64
     /// partitions), fan-out to 0/1/4/16 groups while producing, group against plain replay.
     Groups(BenchArgs),
+    /// Queue groups: acquire + acknowledge throughput with 1, 4 and 16 consumers on 1 and
+    /// 16 partitions against a group member's replay, redelivery latency, request/reply
+    /// round trip.
+    Queues(BenchArgs),
 }
 
 /// Options of `strata bench`.

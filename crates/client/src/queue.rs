@@ -365,7 +365,6 @@ async fn settle(
                 })
                 .collect(),
         };
-        let acks: Vec<bool> = idx.iter().map(|&i| items[i].1 == Settlement::Ack).collect();
         let shared = shared.clone();
         calls.spawn(async move {
             let client = &shared.client;

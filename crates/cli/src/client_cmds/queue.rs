@@ -336,7 +336,7 @@ pub async fn run_dlq(client: &Client, format: Format, cmd: DlqCmd) -> anyhow::Re
             consumer.assign_all(&dlq, Offset::Earliest).await?;
             let mut out = Out::new();
             let mut seen = 0u64;
-            while !consumer.caught_up() && !count.is_some_and(|c| seen >= c) {
+            loop {
                 for r in consumer.poll().await? {
                     if count.is_some_and(|c| seen >= c) {
                         break;
@@ -364,6 +364,9 @@ pub async fn run_dlq(client: &Client, format: Format, cmd: DlqCmd) -> anyhow::Re
                     };
                     out.line(&line)?;
                     seen += 1;
+                }
+                if consumer.caught_up() || count.is_some_and(|c| seen >= c) {
+                    break;
                 }
             }
             out.flush()?;

@@ -389,7 +389,9 @@ impl QueueEngine {
         max: usize,
     ) -> Result<Vec<DeadLetters>, EngineError> {
         let now = now_ms();
-        let due: Vec<(String, Option<String>, Vec<(i64, u32, String)>)> = self.hook.read(|s| {
+        /// (group, dead-letter topic, [(offset, deliveries, reason)]).
+        type Due = (String, Option<String>, Vec<(i64, u32, String)>);
+        let due: Vec<Due> = self.hook.read(|s| {
             s.groups
                 .iter()
                 .filter_map(|(name, g)| {

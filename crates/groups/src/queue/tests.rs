@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use super::QueueError;
 use super::engine::parse_deliver_at;
 use super::hook::QueueHook;

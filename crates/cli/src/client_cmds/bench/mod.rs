@@ -33,6 +33,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 mod groups;
+mod queues;
 mod report;
 use report::{Percentiles, Report};
 
@@ -70,6 +71,11 @@ pub async fn run(brokers: &str, format: Format, cmd: BenchCmd) -> anyhow::Result
         BenchCmd::Produce(args) => (Mode::Produce, args),
         BenchCmd::Consume(args) => (Mode::Consume, args),
         BenchCmd::E2e(args) => (Mode::E2e, args),
+        BenchCmd::Queues(args) => {
+            check(&args)?;
+            queues::run(&connect(brokers).await?, format, &args).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
         BenchCmd::Groups(args) => {
             check(&args)?;
             groups::run(&connect(brokers).await?, format, &args).await?;
