@@ -656,6 +656,20 @@ async fn request_reply_across_servers_and_requesters() {
             })
         })
         .collect();
+    // The servers' group starts at the end of the topic when its first stream opens on each
+    // partition: requests sent before that are not for it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client
+        .queues()
+        .describe("workers")
+        .await
+        .expect("describe")
+        .len()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "servers did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let requester = client.requester().await.expect("requester");
     let reply = requester
         .request("svc", "hello", Duration::from_secs(10))

@@ -129,7 +129,8 @@ pub struct RequestArgs {
     pub timeout: Duration,
 }
 
-/// `strata reply TOPIC --group G -- COMMAND...`
+/// `strata reply TOPIC --group G -- COMMAND...` (creates TOPIC with one partition if it
+/// does not exist)
 #[derive(Debug, clap::Args)]
 pub struct ReplyArgs {
     /// The topic requests are sent to.
@@ -438,6 +439,16 @@ pub async fn run_request(
 
 /// Runs `strata reply`: serves until interrupted.
 pub async fn run_reply(client: &Client, args: ReplyArgs) -> anyhow::Result<ExitCode> {
+    // Requests need a topic: one partition unless it exists already.
+    match client
+        .admin()
+        .create_topic(&args.topic, 1, 0, Default::default())
+        .await
+    {
+        Ok(_) => eprintln!("created topic {} (1 partition)", args.topic),
+        Err(strata_client::Error::TopicExists { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
     let command = std::sync::Arc::new(args.command);
     strata_client::serve(
         client.clone(),
