@@ -773,3 +773,133 @@ async fn a_consumer_holds_at_most_its_in_flight_limit() {
     assert_eq!(next.offset, 5);
     c.shutdown().await;
 }
+
+/// Five consumer processes share a queue: each acknowledges 80% of its messages, releases
+/// 10%, and is killed with SIGKILL holding the other 10% (then replaced). Every message ends
+/// acknowledged or dead-lettered; none is acknowledged twice; no delivery follows a confirmed
+/// acknowledgement (checked by delivery count, which orders a record's deliveries whatever
+/// order the processes' lines arrive in).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_consumer_processes_lose_nothing() {
+    use std::io::BufRead;
+    use std::process::{Child, Command, Stdio};
+    let seed = strata_tests::test_seed();
+    let c = NodeCluster::start(3, seed).await;
+    let client = Client::connect(c.brokers()).await.expect("connect");
+    client
+        .admin()
+        .create_topic("t", 1, 3, Default::default())
+        .await
+        .expect("create");
+    let total = 300;
+    produce(&c.brokers(), "t", &values("m", total)).await;
+    let brokers = c.brokers().join(",");
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, String)>();
+    let spawn = |slot: usize, worker_seed: u64| -> Child {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_queue_worker"))
+            .args([brokers.as_str(), "t", "q", &worker_seed.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn queue_worker");
+        let stdout = child.stdout.take().expect("stdout");
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send((slot, line)).is_err() {
+                    break;
+                }
+            }
+        });
+        child
+    };
+    let mut next_seed = seed;
+    let mut workers: Vec<Child> = (0..5)
+        .map(|slot| {
+            next_seed += 1;
+            spawn(slot, next_seed)
+        })
+        .collect();
+    let mut acked: BTreeMap<i64, u32> = BTreeMap::new();
+    let mut max_delivery: BTreeMap<i64, u32> = BTreeMap::new();
+    let mut kills = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last_check = Instant::now();
+    loop {
+        while let Ok((slot, line)) = rx.try_recv() {
+            let mut parts = line.split_whitespace();
+            let (what, offset, count) = (parts.next(), parts.next(), parts.next());
+            let offset: i64 = offset.and_then(|o| o.parse().ok()).unwrap_or(-1);
+            let count: u32 = count.and_then(|o| o.parse().ok()).unwrap_or(0);
+            match what {
+                Some("delivered") => {
+                    if let Some(a) = acked.get(&offset) {
+                        assert!(
+                            count <= *a,
+                            "offset {offset} delivered (#{count}) after its acknowledgement (#{a})"
+                        );
+                    }
+                    let m = max_delivery.entry(offset).or_default();
+                    *m = (*m).max(count);
+                }
+                Some("acked") => {
+                    assert!(
+                        acked.insert(offset, count).is_none(),
+                        "offset {offset} acknowledged twice"
+                    );
+                    let m = max_delivery.get(&offset).copied().unwrap_or(0);
+                    assert!(
+                        m <= count,
+                        "offset {offset} delivered (#{m}) after its acknowledgement (#{count})"
+                    );
+                }
+                Some("hold") => {
+                    // SIGKILL, holding the message; a new process takes the slot.
+                    let _ = workers[slot].kill();
+                    let _ = workers[slot].wait();
+                    kills += 1;
+                    next_seed += 1;
+                    workers[slot] = spawn(slot, next_seed);
+                }
+                _ => {}
+            }
+        }
+        if last_check.elapsed() > Duration::from_millis(200) {
+            last_check = Instant::now();
+            let d = client.queues().describe("q").await.unwrap_or_default();
+            if d.iter()
+                .any(|p| p.topic == "t" && p.settled_below >= total as i64)
+            {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every message settled in time"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for w in &mut workers {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+    assert!(kills > 0, "no worker was killed");
+    let dead: BTreeSet<i64> = read_all(&client, "t.dlq")
+        .await
+        .iter()
+        .map(|r| {
+            header(r, "strata-dlq-offset")
+                .expect("offset")
+                .parse()
+                .expect("number")
+        })
+        .collect();
+    for o in 0..total as i64 {
+        let a = acked.contains_key(&o);
+        let d = dead.contains(&o);
+        assert!(a || d, "offset {o} neither acknowledged nor dead-lettered");
+        assert!(!(a && d), "offset {o} both acknowledged and dead-lettered");
+    }
+    c.shutdown().await;
+}

@@ -143,6 +143,9 @@ pub enum Settlement {
     Reject(String),
     /// Keep the lock this much longer from now.
     Extend(Duration),
+    /// Give back a record the application never saw: available at once, and the delivery
+    /// does not count toward `max_deliveries` ([`QueueConsumer::close`] does this).
+    Return,
 }
 
 struct Shared {
@@ -276,7 +279,7 @@ impl QueueConsumer {
     }
 
     /// Stops reading and gives back, at once, the records received from the node but not
-    /// yet returned by [`QueueConsumer::next`]. Records the application holds stay locked
+    /// yet returned by [`QueueConsumer::next`] (their deliveries do not count). Records the application holds stay locked
     /// until they are settled or their locks run out.
     pub async fn close(mut self) -> Result<(), Error> {
         self.supervisor.abort();
@@ -287,10 +290,8 @@ impl QueueConsumer {
                 pending.push(m);
             }
         }
-        let items: Vec<(&QueueMessage, Settlement)> = pending
-            .iter()
-            .map(|m| (m, Settlement::Release(Duration::ZERO)))
-            .collect();
+        let items: Vec<(&QueueMessage, Settlement)> =
+            pending.iter().map(|m| (m, Settlement::Return)).collect();
         settle(&self.shared, &items).await.map(|_| ())
     }
 }
@@ -360,6 +361,7 @@ async fn settle(
                             item.action = pb::SettleAction::Extend as i32;
                             item.lock_ms = u32::try_from(ms(*d)).unwrap_or(u32::MAX);
                         }
+                        Settlement::Return => item.action = pb::SettleAction::Return as i32,
                     }
                     item
                 })

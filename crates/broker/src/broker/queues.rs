@@ -132,11 +132,17 @@ impl Broker {
     }
 
     /// Checks an acquisition's names and limits.
-    fn check_acquire(&self, spec: &AcquireSpec) -> Result<(), BrokerError> {
+    fn check_acquire(&self, topic: &str, spec: &AcquireSpec) -> Result<(), BrokerError> {
         check_name("queue group", &spec.group, QUEUE_NAME_BYTES_MAX).map_err(BrokerError::Queue)?;
         check_name("consumer id", &spec.consumer, CONSUMER_ID_BYTES_MAX)
             .map_err(BrokerError::Queue)?;
         spec.config.check().map_err(BrokerError::Queue)?;
+        if spec.config.dead_letter.as_deref() == Some(topic) {
+            return Err(BrokerError::invalid(
+                "config.dead_letter_topic",
+                format!("{topic:?} cannot be its own dead-letter topic"),
+            ));
+        }
         let cap = self.config.queue_in_flight_max;
         if spec.max_in_flight == 0 || spec.max_in_flight > cap as usize {
             return Err(BrokerError::LimitExceeded {
@@ -162,7 +168,7 @@ impl Broker {
         partition: u32,
         mut spec: AcquireSpec,
     ) -> Result<Vec<Delivery>, BrokerError> {
-        self.check_acquire(&spec)?;
+        self.check_acquire(topic, &spec)?;
         spec.window = i64::from(self.config.queue_window);
         let (p, engine) = self.queue_route(topic, partition)?;
         engine
@@ -180,7 +186,7 @@ impl Broker {
         partition: u32,
         mut spec: AcquireSpec,
     ) -> Result<mpsc::Receiver<Result<Vec<Delivery>, BrokerError>>, BrokerError> {
-        self.check_acquire(&spec)?;
+        self.check_acquire(topic, &spec)?;
         spec.window = i64::from(self.config.queue_window);
         let (p, engine) = self.queue_route(topic, partition)?;
         let (tx, rx) = mpsc::channel(2);

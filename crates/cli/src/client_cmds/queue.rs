@@ -193,7 +193,13 @@ pub async fn run(client: &Client, format: Format, cmd: QueueCmd) -> anyhow::Resu
         } => {
             let mut config = QueueConsumerConfig::new(group, topic);
             config.lock = lock;
-            config.max_in_flight = max_in_flight;
+            // No more locked than it will print.
+            config.max_in_flight = match count {
+                Some(c) => max_in_flight
+                    .min(u32::try_from(c).unwrap_or(u32::MAX))
+                    .max(1),
+                None => max_in_flight,
+            };
             config.max_deliveries = max_deliveries;
             config.dead_letter = match dead_letter.as_deref() {
                 None => DeadLetter::Default,

@@ -247,6 +247,9 @@ pub enum Settle {
         /// Delay before it may be delivered again.
         delay_ms: u64,
     },
+    /// Give back a record the consumer never handed to its application (it closed first):
+    /// available again at once, and this delivery is not counted.
+    Return,
     /// Dead-letter it now, with a reason.
     Reject {
         /// Why (goes into the dead letter's headers).
@@ -548,8 +551,12 @@ fn settle_one(
             });
         }
     }
-    let deliveries = current.deliveries;
+    let mut deliveries = current.deliveries;
     let state = match s {
+        Settle::Return => {
+            deliveries = deliveries.saturating_sub(1);
+            RecState::Available { not_before: 0 }
+        }
         Settle::Ack => {
             g.acked_total += 1;
             RecState::Acked

@@ -416,3 +416,20 @@ fn deliver_at_takes_epoch_millis_and_rfc3339() {
     );
     assert_eq!(parse_deliver_at(b"tomorrow"), None);
 }
+
+#[test]
+fn a_returned_record_is_available_at_once_and_its_delivery_does_not_count() {
+    let mut s = QueuesState::default();
+    acquire(&mut s, "a", &[0], 10, 100).unwrap();
+    assert_eq!(
+        settle(&mut s, "a", vec![(0, Settle::Return)], 20),
+        vec![Ok(())]
+    );
+    let r = &s.groups["g"].records[&0];
+    assert_eq!(
+        (r.deliveries, &r.state),
+        (0, &RecState::Available { not_before: 0 })
+    );
+    acquire(&mut s, "b", &[0], 21, 100).unwrap();
+    assert_eq!(s.groups["g"].records[&0].deliveries, 1);
+}

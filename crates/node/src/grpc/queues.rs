@@ -108,13 +108,14 @@ fn settle_item(i: usize, item: pb::SettleItem) -> Result<(i64, Settle), Status> 
                 item.reason
             },
         },
+        pb::SettleAction::Return => Settle::Return,
         pb::SettleAction::Extend => Settle::Extend {
             lock_ms: u64::from(item.lock_ms),
         },
         pb::SettleAction::Unspecified => {
             return Err(invalid(
                 &format!("items[{i}].action"),
-                "an action is required: ACK, RELEASE, REJECT or EXTEND".into(),
+                "an action is required: ACK, RELEASE, REJECT, EXTEND or RETURN".into(),
             ));
         }
     };
