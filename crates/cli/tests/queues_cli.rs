@@ -55,13 +55,10 @@ async fn queue_consume_describe_dlq_and_request_reply() {
         (Some(3), Some(2))
     );
     // Nothing acknowledged comes back; the rest is read once, then the consumer goes idle.
-    let rest = strata(
-        &b,
-        "queue consume jobs --group w --idle-exit 1500ms -o json",
-    )
-    .await
-    .ok()
-    .json_lines();
+    let rest = strata(&b, "queue consume jobs --group w --idle-exit 5s -o json")
+        .await
+        .ok()
+        .json_lines();
     let rest: Vec<i64> = rest
         .iter()
         .map(|m| m["offset"].as_i64().expect("offset"))

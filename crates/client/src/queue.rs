@@ -23,7 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use strata_proto::v1 as pb;
 use tokio::sync::mpsc;
-use tokio::task::{AbortHandle, JoinHandle, JoinSet};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -229,9 +229,24 @@ impl QueueConsumer {
     }
 
     /// The next record, or an error that ended a partition's stream (an unknown topic, a
-    /// refused config); `None` once every stream ended.
+    /// refused config); `None` once every stream ended. A record whose lock ran out while it
+    /// waited in this consumer's buffer is skipped: it is no longer this consumer's (it is
+    /// delivered again, perhaps to another) and settling it would be refused.
     pub async fn next(&mut self) -> Option<Result<QueueMessage, Error>> {
-        self.rx.recv().await
+        loop {
+            let m = self.rx.recv().await?;
+            if let Ok(msg) = &m
+                && msg.lock_until_ms <= strata_record::sync::now_ms()
+            {
+                debug!(
+                    offset = msg.offset,
+                    partition = msg.partition,
+                    "queue consumer: lock ran out in the buffer; skipped"
+                );
+                continue;
+            }
+            return Some(m);
+        }
     }
 
     /// Acknowledges `m`: once this returns, it is never delivered to the group again.
@@ -433,19 +448,29 @@ async fn settle(
         .collect())
 }
 
-/// Starts a stream per partition of the topic, and for partitions added later.
+/// Starts a stream per partition of the topic, for partitions added later, and again for a
+/// partition whose stream ended on an error (reported to the reader first), at the next
+/// refresh.
 async fn supervise(shared: Arc<Shared>, tx: mpsc::Sender<Result<QueueMessage, Error>>) {
-    let mut streams: JoinSet<()> = JoinSet::new();
+    let mut streams: JoinSet<u32> = JoinSet::new();
     let mut running: BTreeSet<u32> = BTreeSet::new();
-    let mut handles: Vec<AbortHandle> = Vec::new();
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     loop {
+        while let Some(ended) = streams.try_join_next() {
+            if let Ok(p) = ended {
+                running.remove(&p);
+            }
+        }
         match shared.client.partition_count(&shared.config.topic).await {
             Ok(n) => {
                 backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
                 for p in 0..n {
                     if running.insert(p) {
-                        handles.push(streams.spawn(stream(shared.clone(), p, tx.clone())));
+                        let (shared, tx) = (shared.clone(), tx.clone());
+                        streams.spawn(async move {
+                            stream(shared, p, tx).await;
+                            p
+                        });
                     }
                 }
             }
@@ -464,12 +489,8 @@ async fn supervise(shared: Arc<Shared>, tx: mpsc::Sender<Result<QueueMessage, Er
         };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
-            () = tx.closed() => break,
+            () = tx.closed() => return,
         }
-        while streams.try_join_next().is_some() {}
-    }
-    for h in handles {
-        h.abort();
     }
 }
 

@@ -45,6 +45,18 @@ pub const REPLY_ERROR_HEADER: &str = "strata-reply-error";
 
 type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<ConsumedRecord>>>>;
 
+/// Removes a request's entry from the pending map when dropped.
+struct Forget<'a> {
+    pending: &'a Pending,
+    id: &'a str,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        strata_record::sync::lock(self.pending).remove(self.id);
+    }
+}
+
 /// A requester: one inbox, any number of concurrent requests.
 pub struct Requester {
     producer: Producer,
@@ -173,6 +185,12 @@ impl Requester {
         let id = uuid::Uuid::new_v4().to_string();
         let (tx, rx) = oneshot::channel();
         strata_record::sync::lock(&self.pending).insert(id.clone(), tx);
+        // Whatever ends this call (an answer, a timeout, the caller dropping it), its entry
+        // goes.
+        let _forget = Forget {
+            pending: &self.pending,
+            id: &id,
+        };
         let sent = async {
             let mut record = ProducerRecord::new(topic, value);
             record.headers = vec![
@@ -190,7 +208,6 @@ impl Requester {
                 .map_err(|_| Error::Unavailable("the requester's inbox reader stopped".into()))
         })
         .await;
-        strata_record::sync::lock(&self.pending).remove(&id);
         match outcome {
             Ok(Ok(reply)) => match header_text(&reply.headers, REPLY_ERROR_HEADER) {
                 Some(message) => Err(Error::Remote(message)),
@@ -208,8 +225,8 @@ impl Requester {
 /// server is dropped or a failure that retrying cannot fix: each request's reply is
 /// `handler`'s value (or, for an error, an empty reply with [`REPLY_ERROR_HEADER`]), sent to
 /// the request's reply address, and the request is acknowledged once the reply is written.
-/// A message without a reply address is acknowledged and skipped. Up to `concurrency`
-/// requests are handled at once.
+/// A message without a reply address (or one outside [`INBOX_TOPIC`]) is acknowledged and
+/// skipped. Up to `concurrency` requests are handled at once.
 pub async fn serve<F, Fut>(
     client: Client,
     topic: &str,
@@ -222,7 +239,10 @@ where
     Fut: Future<Output = Result<Bytes, String>> + Send + 'static,
 {
     let mut config = QueueConsumerConfig::new(group, topic);
-    config.max_in_flight = concurrency.clamp(1, 1000) as u32;
+    // Locks cover requests waiting for a free handler too: no more than it can work on
+    // (spread over the partitions), so a lock does not run out in the queue.
+    let partitions = client.partition_count(topic).await?.max(1) as usize;
+    config.max_in_flight = (concurrency / partitions).clamp(1, 1000) as u32;
     config.start = QueueStart::Latest;
     config.lock = Duration::from_secs(30);
     let mut consumer = client.queue_consumer(config)?;
@@ -249,16 +269,19 @@ where
                 let _ = settler.settle(&[(&m, Settlement::Ack)]).await;
                 return;
             };
+            // Replies go to the inbox topic only: a request cannot make a server write
+            // anywhere else. A malformed address is acknowledged and skipped.
             let mut parts = reply_to.splitn(3, '/');
-            let (Some(t), Some(p), Some(_inbox)) = (parts.next(), parts.next(), parts.next())
-            else {
+            let address = match (parts.next(), parts.next(), parts.next()) {
+                (Some(t), Some(p), Some(_inbox)) if t == INBOX_TOPIC => p.parse::<u32>().ok(),
+                _ => None,
+            };
+            let Some(p) = address else {
+                tracing::warn!(%reply_to, "serve: a request with a bad reply address; skipped");
                 let _ = settler.settle(&[(&m, Settlement::Ack)]).await;
                 return;
             };
-            let Ok(p) = p.parse::<u32>() else {
-                let _ = settler.settle(&[(&m, Settlement::Ack)]).await;
-                return;
-            };
+            let t = INBOX_TOPIC;
             let mut reply = match handler(m.clone()).await {
                 Ok(v) => ProducerRecord::new(t, v),
                 Err(e) => {

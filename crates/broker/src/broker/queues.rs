@@ -46,6 +46,13 @@ pub const RELEASE_DELAY_MS_MAX: u64 = 7 * 24 * 3_600_000;
 /// Dead letters moved per group and partition per tick.
 const DEAD_LETTERS_PER_TICK: usize = 500;
 
+/// What a dead-letter topic created on demand allows beyond its source's
+/// `max.message.bytes`, for the `strata-dlq-*` headers.
+const DEAD_LETTER_HEADROOM: u32 = 64 << 10;
+
+/// The longest reason a consumer may give for a reject, in bytes (longer ones are cut).
+pub const REJECT_REASON_BYTES_MAX: usize = 1024;
+
 /// One queue group on one partition, as `describe` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuePartitionView {
@@ -137,11 +144,22 @@ impl Broker {
         check_name("consumer id", &spec.consumer, CONSUMER_ID_BYTES_MAX)
             .map_err(BrokerError::Queue)?;
         spec.config.check().map_err(BrokerError::Queue)?;
-        if spec.config.dead_letter.as_deref() == Some(topic) {
-            return Err(BrokerError::invalid(
-                "config.dead_letter_topic",
-                format!("{topic:?} cannot be its own dead-letter topic"),
-            ));
+        if let Some(dlq) = spec.config.dead_letter.as_deref() {
+            let field = "config.dead_letter_topic";
+            if dlq == topic {
+                return Err(BrokerError::invalid(
+                    field,
+                    format!("{topic:?} cannot be its own dead-letter topic"),
+                ));
+            }
+            strata_cluster::meta::check_topic_name(dlq)
+                .map_err(|e| BrokerError::invalid(field, e))?;
+            if super::is_internal(dlq) {
+                return Err(BrokerError::invalid(
+                    field,
+                    format!("{dlq:?} is an internal topic"),
+                ));
+            }
         }
         let cap = self.config.queue_in_flight_max;
         if spec.max_in_flight == 0 || spec.max_in_flight > cap as usize {
@@ -267,6 +285,18 @@ impl Broker {
                 max: SETTLE_ITEMS_MAX as u32,
                 value: items.len().min(u32::MAX as usize) as u32,
             });
+        }
+        let mut items = items;
+        for (_, s) in &mut items {
+            if let Settle::Reject { reason } = s
+                && reason.len() > REJECT_REASON_BYTES_MAX
+            {
+                let mut cut = REJECT_REASON_BYTES_MAX;
+                while !reason.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                reason.truncate(cut);
+            }
         }
         for (o, s) in &items {
             match s {
@@ -461,58 +491,110 @@ impl Broker {
     }
 
     /// Writes dead letters of `source`/`partition` to `dlq` (the same partition index,
-    /// modulo its count), creating `dlq` with `source`'s partition count when missing.
+    /// modulo its count), creating `dlq` when missing with `source`'s partition count and
+    /// room for a source record plus the dead-letter headers. Records go in batches within
+    /// the dead-letter topic's `max.message.bytes`; a record too large for it alone goes
+    /// without its value, with `strata-dlq-value-dropped` giving the value's size.
     async fn produce_dead_letters(
         &self,
         dlq: &str,
         source: &str,
         partition: u32,
         records: Vec<NewRecord>,
-    ) -> Result<i64, BrokerError> {
-        let (exists, source_partitions) = self.controller.read_meta(|m| {
+    ) -> Result<(), BrokerError> {
+        let (exists, source_partitions, source_limit) = self.controller.read_meta(|m| {
+            let src = m.topics.get(source);
             (
-                m.topics.get(dlq).map(|t| t.partitions.len() as u32),
                 m.topics
-                    .get(source)
-                    .map_or(1, |t| t.partitions.len() as u32),
+                    .get(dlq)
+                    .map(|t| (t.partitions.len() as u32, t.config.max_message_bytes)),
+                src.map_or(1, |t| t.partitions.len() as u32),
+                src.map_or(1 << 20, |t| t.config.max_message_bytes),
             )
         });
-        let partitions = match exists {
-            Some(n) => n,
+        let (partitions, limit) = match exists {
+            Some(found) => found,
             None => {
-                match self
-                    .create_topic(dlq, source_partitions, 0, &BTreeMap::new())
-                    .await
-                {
+                let room = source_limit
+                    .saturating_add(DEAD_LETTER_HEADROOM)
+                    .min(strata_cluster::meta::MESSAGE_BYTES_LIMIT);
+                let configs = BTreeMap::from([("max.message.bytes".to_string(), room.to_string())]);
+                match self.create_topic(dlq, source_partitions, 0, &configs).await {
                     Ok(_) | Err(BrokerError::Refused(_)) => {}
                     Err(e) => return Err(e),
                 }
                 self.controller
-                    .read_meta(|m| m.topics.get(dlq).map(|t| t.partitions.len() as u32))
-                    .unwrap_or(source_partitions)
+                    .read_meta(|m| {
+                        m.topics
+                            .get(dlq)
+                            .map(|t| (t.partitions.len() as u32, t.config.max_message_bytes))
+                    })
+                    .unwrap_or((source_partitions, room))
             }
         };
         let target = partition % partitions.max(1);
-        match self
-            .produce(
-                dlq,
-                target,
-                ProducePayload::Records(records.clone()),
-                Acks::All,
-            )
-            .await
-        {
-            Ok(p) => Ok(p.base_offset.unwrap_or(-1)),
-            Err(BrokerError::NotLeader {
-                leader: Some((_, addr)),
-                ..
-            }) => match &self.produce_link {
-                Some(link) => link.produce(addr, dlq.to_string(), target, records).await,
-                None => Err(BrokerError::Internal(
-                    "no link to forward dead letters to another node".into(),
-                )),
-            },
-            Err(e) => Err(e),
+        // Batches of at most half the limit (record framing and headers on top).
+        let budget = (limit as usize / 2).max(1);
+        let mut batch: Vec<NewRecord> = Vec::new();
+        let mut bytes = 0usize;
+        let mut batches = Vec::new();
+        for mut r in records {
+            let mut size = record_bytes(&r);
+            if size > budget {
+                let dropped = r.value.take().map_or(0, |v| v.len());
+                r.headers.push(strata_record::Header::new(
+                    "strata-dlq-value-dropped",
+                    Some(bytes::Bytes::from(dropped.to_string())),
+                ));
+                size = record_bytes(&r);
+            }
+            if !batch.is_empty() && bytes + size > budget {
+                batches.push(std::mem::take(&mut batch));
+                bytes = 0;
+            }
+            bytes += size;
+            batch.push(r);
         }
+        if !batch.is_empty() {
+            batches.push(batch);
+        }
+        for records in batches {
+            match self
+                .produce(
+                    dlq,
+                    target,
+                    ProducePayload::Records(records.clone()),
+                    Acks::All,
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(BrokerError::NotLeader {
+                    leader: Some((_, addr)),
+                    ..
+                }) => match &self.produce_link {
+                    Some(link) => {
+                        link.produce(addr, dlq.to_string(), target, records).await?;
+                    }
+                    None => {
+                        return Err(BrokerError::Internal(
+                            "no link to forward dead letters to another node".into(),
+                        ));
+                    }
+                },
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
+}
+
+/// Bytes a record takes in a batch, roughly: key, value, headers and their framing.
+fn record_bytes(r: &NewRecord) -> usize {
+    let headers: usize = r
+        .headers
+        .iter()
+        .map(|h| h.key.len() + h.value.as_ref().map_or(0, |v| v.len()) + 10)
+        .sum();
+    r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len()) + headers + 32
 }

@@ -101,7 +101,7 @@ pub enum DlqCmd {
     },
     /// Publishes dead letters again (to their source topic, or --to), then settles them in
     /// the queue group --group over the dead-letter topic, so a second replay does not
-    /// publish them twice. Stops once none came for a second.
+    /// publish them twice. Stops once none came for --idle-exit.
     Replay {
         /// The source topic.
         topic: String,
@@ -114,6 +114,9 @@ pub enum DlqCmd {
         /// The queue group that records what was replayed.
         #[arg(long, default_value = "strata-dlq-replay")]
         group: String,
+        /// Stop once no dead letter came for this long.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        idle_exit: Duration,
     },
 }
 
@@ -141,6 +144,9 @@ pub struct ReplyArgs {
     /// Requests handled at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
+    /// Longest a command may run; it is then killed and the request gets an error reply.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
     /// The command: it gets the request's value on standard input, and its standard output
     /// is the reply (a non-zero exit is an error reply).
     #[arg(last = true, required = true)]
@@ -383,6 +389,7 @@ pub async fn run_dlq(client: &Client, format: Format, cmd: DlqCmd) -> anyhow::Re
             dlq,
             to,
             group,
+            idle_exit,
         } => {
             let dlq = dlq.unwrap_or_else(|| format!("{topic}.dlq"));
             let mut config = QueueConsumerConfig::new(group, dlq);
@@ -390,9 +397,7 @@ pub async fn run_dlq(client: &Client, format: Format, cmd: DlqCmd) -> anyhow::Re
             let mut consumer = client.queue_consumer(config)?;
             let producer = client.producer(ProducerConfig::default())?;
             let mut replayed = 0u64;
-            while let Ok(Some(m)) =
-                tokio::time::timeout(Duration::from_secs(1), consumer.next()).await
-            {
+            while let Ok(Some(m)) = tokio::time::timeout(idle_exit, consumer.next()).await {
                 let m = m?;
                 let target = to
                     .clone()
@@ -456,6 +461,7 @@ pub async fn run_reply(client: &Client, args: ReplyArgs) -> anyhow::Result<ExitC
         Err(e) => return Err(e.into()),
     }
     let command = std::sync::Arc::new(args.command);
+    let timeout = args.timeout;
     strata_client::serve(
         client.clone(),
         &args.topic,
@@ -472,17 +478,23 @@ pub async fn run_reply(client: &Client, args: ReplyArgs) -> anyhow::Result<ExitC
                     .kill_on_drop(true)
                     .spawn()
                     .map_err(|e| format!("cannot run {:?}: {e}", command[0]))?;
+                // Written while the output is read, so neither side waits on the other.
                 if let Some(mut stdin) = child.stdin.take() {
                     let value = m.value.clone().unwrap_or_default();
-                    stdin
-                        .write_all(&value)
-                        .await
-                        .map_err(|e| format!("writing the request: {e}"))?;
+                    tokio::spawn(async move {
+                        let _ = stdin.write_all(&value).await;
+                    });
                 }
-                let out = child
-                    .wait_with_output()
-                    .await
-                    .map_err(|e| format!("waiting for {:?}: {e}", command[0]))?;
+                let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+                    Ok(out) => out.map_err(|e| format!("waiting for {:?}: {e}", command[0]))?,
+                    // Dropping the child kills it (kill_on_drop).
+                    Err(_) => {
+                        return Err(format!(
+                            "{:?} did not finish within {timeout:?}",
+                            command[0]
+                        ));
+                    }
+                };
                 if out.status.success() {
                     Ok(Bytes::from(out.stdout))
                 } else {

@@ -8,7 +8,9 @@
 
 use super::error::QueueError;
 use super::hook::QueueHook;
-use super::state::{QueueCommand, QueueConfig, QueueOutcome, QueuePartition, RecState, Settle};
+use super::state::{
+    DELAY_MS_MAX, QueueCommand, QueueConfig, QueueOutcome, QueuePartition, RecState, Settle,
+};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -221,16 +223,23 @@ impl QueueEngine {
         &self.hook
     }
 
-    /// Settles the records of the group that retention removed from the log unsettled.
-    async fn expire(&self, partition: &Partition, group: &str) -> Result<(), EngineError> {
-        let start = partition.log_start_offset();
-        let behind = self
-            .hook
-            .read(|s| s.groups.get(group).is_some_and(|g| g.settled_below < start));
+    /// Settles the records of `group` that retention removed from the log unsettled (those
+    /// below `log_start`).
+    async fn expire(
+        &self,
+        partition: &Partition,
+        group: &str,
+        log_start: i64,
+    ) -> Result<(), EngineError> {
+        let behind = self.hook.read(|s| {
+            s.groups
+                .get(group)
+                .is_some_and(|g| g.settled_below < log_start)
+        });
         if behind {
             tracing::warn!(
                 group,
-                start,
+                log_start,
                 "queue records removed by retention before they were settled"
             );
             propose(
@@ -238,7 +247,7 @@ impl QueueEngine {
                 partition,
                 &QueueCommand::Expired {
                     group: group.to_string(),
-                    below: start,
+                    below: log_start,
                 },
             )
             .await?;
@@ -258,80 +267,83 @@ impl QueueEngine {
         spec.config.check()?;
         let _plan = self.plan.lock().await;
         partition.ensure_serving().await?;
-        self.expire(partition, &spec.group).await?;
-        let now = now_ms();
+        // One look at the log's bounds for the whole plan: retention moving the start later
+        // only makes some records unreadable (skipped), never a hole in the window.
         let log_start = partition.log_start_offset();
+        self.expire(partition, &spec.group, log_start).await?;
+        let now = now_ms();
         let hw = partition.high_watermark();
-        let (create, g) = self.hook.read(|s| match s.groups.get(&spec.group) {
-            Some(g) => (None, g.clone()),
-            None => {
-                let start = match spec.start {
-                    QueueStart::Earliest => log_start,
-                    QueueStart::Latest => hw,
-                };
-                (
-                    Some((spec.config.clone(), start)),
-                    QueuePartition::new(spec.config.clone(), start),
-                )
-            }
+        let start = match spec.start {
+            QueueStart::Earliest => log_start,
+            QueueStart::Latest => hw,
+        };
+        // The plan, read from the state without copying it.
+        let (create, redeliver, window_end, settled_below, credit) = self.hook.read(|s| {
+            let fresh;
+            let (create, g) = match s.groups.get(&spec.group) {
+                Some(g) => (None, g),
+                None => {
+                    fresh = QueuePartition::new(spec.config.clone(), start);
+                    (Some((spec.config.clone(), start)), &fresh)
+                }
+            };
+            let held = g.held_by(&spec.consumer, now);
+            let credit = spec
+                .max_records
+                .min(spec.max_in_flight.saturating_sub(held));
+            let max = g.config.max_deliveries;
+            let redeliver: Vec<(i64, u32)> = g
+                .records
+                .iter()
+                .filter(|(o, r)| **o >= log_start && r.acquirable(now, max))
+                .map(|(o, r)| (*o, r.deliveries + 1))
+                .take(credit)
+                .collect();
+            (create, redeliver, g.window_end(), g.settled_below, credit)
         });
-        let held = g.held_by(&spec.consumer, now);
-        let credit = spec
-            .max_records
-            .min(spec.max_in_flight.saturating_sub(held));
         if credit == 0 && create.is_none() {
             return Ok(Vec::new());
         }
-        let max = g.config.max_deliveries;
-        let mut offsets: Vec<i64> = g
-            .records
-            .iter()
-            .filter(|(o, r)| **o >= log_start && r.acquirable(now, max))
-            .map(|(o, _)| *o)
-            .take(credit)
-            .collect();
-        let mut delayed = Vec::new();
-        let mut deliveries = Vec::new();
         let size = |r: &Record| {
             r.key.as_ref().map_or(0, Bytes::len) + r.value.as_ref().map_or(0, Bytes::len)
         };
         let mut bytes = 0usize;
+        let mut deliveries: Vec<(Record, u32)> = Vec::new();
         let mut cursor = Cursor::new(partition);
-        for &o in &offsets {
+        for (o, count) in redeliver {
             if bytes >= ACQUIRE_BYTES_MAX {
                 break;
             }
             if let Some(record) = cursor.get(o).await? {
                 bytes += size(&record);
-                deliveries.push((record, g.record(o).deliveries + 1));
+                deliveries.push((record, count));
             }
         }
-        // The records still in the log; one removed meanwhile is expired on the next call.
-        offsets = deliveries.iter().map(|(r, _)| r.offset).collect();
-        let limit = hw.min(g.settled_below.saturating_add(spec.window.max(1)));
-        let mut next = g.window_end().max(log_start);
+        let mut delayed = Vec::new();
+        let limit = hw.min(settled_below.saturating_add(spec.window.max(1)));
+        let mut next = window_end.max(log_start);
         let mut cursor = Cursor::new(partition);
         while deliveries.len() < credit && next < limit && bytes < ACQUIRE_BYTES_MAX {
             let Some(record) = cursor.get(next).await? else {
                 break;
             };
-            let at = deliver_at(&record);
+            // A time further than the longest delay counts as that delay.
+            let at = deliver_at(&record).min(now.saturating_add(DELAY_MS_MAX));
             if at > now {
                 delayed.push((next, at));
             } else {
                 bytes += size(&record);
-                offsets.push(next);
                 deliveries.push((record, 1));
             }
             next += 1;
         }
-        if offsets.is_empty() && delayed.is_empty() && create.is_none() {
+        if deliveries.is_empty() && delayed.is_empty() && create.is_none() {
             return Ok(Vec::new());
         }
-        offsets.sort_unstable();
         deliveries.sort_by_key(|(r, _)| r.offset);
+        let offsets: Vec<i64> = deliveries.iter().map(|(r, _)| r.offset).collect();
         let until_ms = now.saturating_add(spec.lock_ms);
-        propose(
+        let outcome = propose(
             &self.hook,
             partition,
             &QueueCommand::Acquire {
@@ -345,8 +357,17 @@ impl QueueEngine {
             },
         )
         .await?;
+        let taken: std::collections::BTreeSet<i64> = match outcome {
+            QueueOutcome::Acquired(taken) => taken.into_iter().collect(),
+            other => {
+                return Err(
+                    QueueError::Invariant(format!("an acquisition applied as {other:?}")).into(),
+                );
+            }
+        };
         Ok(deliveries
             .into_iter()
+            .filter(|(r, _)| taken.contains(&r.offset))
             .map(|(record, deliveries)| Delivery {
                 record,
                 deliveries,
@@ -355,8 +376,8 @@ impl QueueEngine {
             .collect())
     }
 
-    /// Acknowledges, releases, rejects or extends records `consumer` holds; each item's
-    /// result in order.
+    /// Acknowledges, releases, rejects, extends or returns records `consumer` holds; each
+    /// item's result in order.
     pub async fn settle(
         &self,
         partition: &Partition,
@@ -367,6 +388,7 @@ impl QueueEngine {
         if items.is_empty() {
             return Ok(Vec::new());
         }
+        let n = items.len();
         let cmd = QueueCommand::Settle {
             group: group.to_string(),
             consumer: consumer.to_string(),
@@ -374,33 +396,77 @@ impl QueueEngine {
             now_ms: now_ms(),
         };
         match propose(&self.hook, partition, &cmd).await? {
-            QueueOutcome::Settled(results) => Ok(results),
-            QueueOutcome::Done => Err(QueueError::Invariant(
-                "a settle command applied without item results".into(),
-            )
-            .into()),
+            QueueOutcome::Settled(refused) => {
+                let mut results: Vec<Result<(), QueueError>> = (0..n).map(|_| Ok(())).collect();
+                for (i, e) in refused {
+                    if let Some(slot) = results.get_mut(i as usize) {
+                        *slot = Err(e);
+                    }
+                }
+                Ok(results)
+            }
+            other => {
+                Err(QueueError::Invariant(format!("a settle command applied as {other:?}")).into())
+            }
         }
     }
 
-    /// The records of every group due for the dead-letter topic now, at most `max` per group.
+    /// The records of every group bound for the dead-letter topic, at most `max` per group:
+    /// first those delivered `max_deliveries` times and neither locked nor settled are
+    /// marked so (replicated: from then no settle applies to them), then every such record
+    /// still in the log is read. Records retention removed are left to expiry.
     pub async fn dead_letters(
         &self,
         partition: &Partition,
         max: usize,
     ) -> Result<Vec<DeadLetters>, EngineError> {
+        let _plan = self.plan.lock().await;
         let now = now_ms();
+        let exhausted: Vec<(String, Vec<i64>)> = self.hook.read(|s| {
+            s.groups
+                .iter()
+                .filter_map(|(name, g)| {
+                    let offsets: Vec<i64> = g
+                        .records
+                        .iter()
+                        .filter(|(_, r)| {
+                            !matches!(r.state, RecState::Rejected { .. })
+                                && r.dead_letter_reason(now, g.config.max_deliveries).is_some()
+                        })
+                        .map(|(o, _)| *o)
+                        .take(max)
+                        .collect();
+                    (!offsets.is_empty()).then(|| (name.clone(), offsets))
+                })
+                .collect()
+        });
+        for (group, offsets) in exhausted {
+            propose(
+                &self.hook,
+                partition,
+                &QueueCommand::Condemn {
+                    group,
+                    offsets,
+                    now_ms: now,
+                },
+            )
+            .await?;
+        }
         /// (group, dead-letter topic, [(offset, deliveries, reason)]).
         type Due = (String, Option<String>, Vec<(i64, u32, String)>);
+        let log_start = partition.log_start_offset();
         let due: Vec<Due> = self.hook.read(|s| {
             s.groups
                 .iter()
                 .filter_map(|(name, g)| {
                     let recs: Vec<(i64, u32, String)> = g
                         .records
-                        .iter()
-                        .filter_map(|(o, r)| {
-                            r.dead_letter_reason(now, g.config.max_deliveries)
-                                .map(|why| (*o, r.deliveries, why))
+                        .range(log_start..)
+                        .filter_map(|(o, r)| match &r.state {
+                            RecState::Rejected { reason } => {
+                                Some((*o, r.deliveries, reason.clone()))
+                            }
+                            _ => None,
                         })
                         .take(max)
                         .collect();
@@ -413,8 +479,12 @@ impl QueueEngine {
             let mut cursor = Cursor::new(partition);
             let mut records = Vec::new();
             for (offset, deliveries, reason) in recs {
+                // Gone meanwhile: expiry settles it.
+                let Some(record) = cursor.get(offset).await? else {
+                    continue;
+                };
                 records.push(DeadLetter {
-                    record: cursor.get(offset).await?,
+                    record: Some(record),
                     offset,
                     deliveries,
                     reason,
@@ -429,7 +499,7 @@ impl QueueEngine {
         Ok(out)
     }
 
-    /// Marks `offsets` of `group` dead, once they are in the dead-letter topic (or archived).
+    /// Marks `offsets` of `group` dead, once they are in the dead-letter topic (or dropped).
     pub async fn dead_lettered(
         &self,
         partition: &Partition,
@@ -454,8 +524,9 @@ impl QueueEngine {
     pub async fn expire_all(&self, partition: &Partition) -> Result<(), EngineError> {
         let groups: Vec<String> = self.hook.read(|s| s.groups.keys().cloned().collect());
         let _plan = self.plan.lock().await;
+        let log_start = partition.log_start_offset();
         for g in groups {
-            self.expire(partition, &g).await?;
+            self.expire(partition, &g, log_start).await?;
         }
         Ok(())
     }

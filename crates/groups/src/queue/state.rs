@@ -9,8 +9,10 @@
 //! handed out and are available. Settled records at the front of the window are dropped as
 //! the prefix advances, so the state is bounded by the window, not by the log.
 //!
-//! `apply` is deterministic (times come in the command, stamped by the partition's leader)
-//! and enforces the invariants whatever the leader computed:
+//! `apply` is deterministic: times come in the command, stamped by the partition's leader,
+//! and the state keeps the latest time it applied (`clock`), so a command stamped earlier
+//! than one applied before it is judged at the later time (the order of the log is the order
+//! of time). It enforces the invariants whatever the leader computed:
 //! - an acknowledged or dead-lettered record is never acquired again (both are terminal);
 //! - only the consumer holding a record's lock, before the lock's deadline, settles or
 //!   extends it;
@@ -26,6 +28,10 @@ pub const QUEUE_NAME_BYTES_MAX: usize = 255;
 
 /// The longest consumer id, in bytes.
 pub const CONSUMER_ID_BYTES_MAX: usize = 255;
+
+/// The longest a record may be held back: a release's delay, and a `strata-deliver-at` time
+/// beyond now (a later time counts as now plus this), 7 days.
+pub const DELAY_MS_MAX: u64 = 7 * 24 * 3_600_000;
 
 /// Deliveries of a record before it is dead-lettered when a group does not say.
 pub const MAX_DELIVERIES_DEFAULT: u32 = 5;
@@ -86,9 +92,10 @@ pub enum RecState {
     },
     /// Acknowledged: done. Terminal.
     Acked,
-    /// Rejected by its consumer: goes to the dead-letter topic, then becomes dead.
+    /// Bound for the dead-letter topic (rejected by its consumer, or delivered
+    /// `max_deliveries` times): written there, then dead. No settle applies to it.
     Rejected {
-        /// The consumer's reason.
+        /// Why: `rejected: <the consumer's reason>` or `max_deliveries`.
         reason: String,
     },
     /// Dead-lettered (or archived, without a dead-letter topic). Terminal.
@@ -124,7 +131,7 @@ impl Rec {
     /// `max_deliveries` times and neither locked nor settled.
     pub fn dead_letter_reason(&self, now: u64, max_deliveries: u32) -> Option<String> {
         match &self.state {
-            RecState::Rejected { reason } => Some(format!("rejected: {reason}")),
+            RecState::Rejected { reason } => Some(reason.clone()),
             RecState::Available { .. } if self.deliveries >= max_deliveries => {
                 Some("max_deliveries".into())
             }
@@ -265,8 +272,11 @@ pub enum Settle {
 /// A change to the queue groups of a partition, as proposed by its leader.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum QueueCommand {
-    /// Locks `offsets` for `consumer` until `until`. Creates the group at `create` (its
-    /// config and first offset) when it does not exist on this partition. All or nothing.
+    /// Locks `offsets` for `consumer` until `until`, skipping those that cannot be taken any
+    /// more (settled or extended by a command applied since the leader planned); the
+    /// outcome lists those taken. Creates the group at `create` (its config and first
+    /// offset) when it does not exist on this partition. The records new to the window
+    /// (acquired or delayed) must continue it without a hole, or nothing changes.
     Acquire {
         /// The group.
         group: String,
@@ -295,8 +305,19 @@ pub enum QueueCommand {
         /// The leader's clock.
         now_ms: u64,
     },
-    /// Marks records dead once they are in the dead-letter topic (or archived). All or
-    /// nothing: each must be due for it.
+    /// Marks the records delivered `max_deliveries` times, and neither locked nor settled,
+    /// as bound for the dead-letter topic (skipping any no longer so): from then no settle
+    /// applies to them.
+    Condemn {
+        /// The group.
+        group: String,
+        /// The offsets.
+        offsets: Vec<i64>,
+        /// The leader's clock.
+        now_ms: u64,
+    },
+    /// Marks records bound for the dead-letter topic dead, once they are in it (or dropped);
+    /// offsets not bound for it are skipped.
     DeadLettered {
         /// The group.
         group: String,
@@ -327,8 +348,11 @@ pub enum QueueCommand {
 pub enum QueueOutcome {
     /// The command applied whole.
     Done,
-    /// A settle: each item's result, in order.
-    Settled(Vec<Result<(), QueueError>>),
+    /// An acquisition: the offsets taken.
+    Acquired(Vec<i64>),
+    /// A settle: the items refused (their index in the command, and why); the others were
+    /// done. Only refusals are kept, so the outcomes every replica holds stay small.
+    Settled(Vec<(u32, QueueError)>),
 }
 
 /// Checks a queue group name or consumer id (`what`).
@@ -346,9 +370,19 @@ pub fn check_name(what: &str, name: &str, max: usize) -> Result<(), QueueError> 
 pub struct QueuesState {
     /// The groups.
     pub groups: BTreeMap<String, QueuePartition>,
+    /// The latest time a command applied carried (epoch ms); never goes back.
+    #[serde(default)]
+    pub clock: u64,
 }
 
 impl QueuesState {
+    /// The time a command stamped `now` is judged at: the later of it and every time applied
+    /// before (it becomes the state's clock).
+    fn tick(&mut self, now: u64) -> u64 {
+        self.clock = self.clock.max(now);
+        self.clock
+    }
+
     /// Applies `cmd`; a refused command (or settle item) changes nothing.
     pub fn apply(&mut self, cmd: &QueueCommand) -> Result<QueueOutcome, QueueError> {
         match cmd {
@@ -361,17 +395,16 @@ impl QueuesState {
                 delayed,
                 create,
             } => {
-                let now = *now_ms;
-                if !self.groups.contains_key(group) {
-                    let Some((config, start)) = create else {
-                        return Err(QueueError::UnknownGroup(group.clone()));
-                    };
-                    config.check()?;
-                    self.groups
-                        .insert(group.clone(), QueuePartition::new(config.clone(), *start));
-                }
-                let Some(g) = self.groups.get_mut(group) else {
-                    return Err(QueueError::UnknownGroup(group.clone()));
+                let mut created = None;
+                let g = match self.groups.get(group) {
+                    Some(g) => g,
+                    None => {
+                        let Some((config, start)) = create else {
+                            return Err(QueueError::UnknownGroup(group.clone()));
+                        };
+                        config.check()?;
+                        &*created.insert(QueuePartition::new(config.clone(), *start))
+                    }
                 };
                 if offsets.windows(2).any(|w| w[0] >= w[1]) {
                     return Err(QueueError::Invariant(
@@ -393,15 +426,14 @@ impl QueuesState {
                         "records new to group {group:?} must continue its window from offset {end}: {fresh:?}"
                     )));
                 }
-                for &o in offsets {
-                    let r = g.record(o);
-                    if o < g.settled_below || !r.acquirable(now, g.config.max_deliveries) {
-                        return Err(QueueError::Invariant(format!(
-                            "offset {o} of group {group:?} cannot be acquired: {:?} after {} deliveries",
-                            r.state, r.deliveries
-                        )));
-                    }
-                }
+                let now = self.tick(*now_ms);
+                let g = match created {
+                    Some(g) => self.groups.entry(group.clone()).or_insert(g),
+                    None => match self.groups.get_mut(group) {
+                        Some(g) => g,
+                        None => return Err(QueueError::UnknownGroup(group.clone())),
+                    },
+                };
                 for &(o, not_before) in delayed {
                     g.records.insert(
                         o,
@@ -411,20 +443,27 @@ impl QueuesState {
                         },
                     );
                 }
+                let max = g.config.max_deliveries;
+                let mut taken = Vec::with_capacity(offsets.len());
                 for &o in offsets {
-                    let deliveries = g.record(o).deliveries + 1;
+                    let r = g.record(o);
+                    // Settled, locked again or extended since the leader planned: skipped.
+                    if !r.acquirable(now, max) {
+                        continue;
+                    }
                     g.records.insert(
                         o,
                         Rec {
-                            deliveries,
+                            deliveries: r.deliveries + 1,
                             state: RecState::Acquired {
                                 consumer: consumer.clone(),
                                 until: *until_ms,
                             },
                         },
                     );
+                    taken.push(o);
                 }
-                Ok(QueueOutcome::Done)
+                Ok(QueueOutcome::Acquired(taken))
             }
             QueueCommand::Settle {
                 group,
@@ -432,44 +471,79 @@ impl QueuesState {
                 items,
                 now_ms,
             } => {
-                let g = self
-                    .groups
-                    .get_mut(group)
-                    .ok_or_else(|| QueueError::UnknownGroup(group.clone()))?;
-                let results = items
+                if !self.groups.contains_key(group) {
+                    return Err(QueueError::UnknownGroup(group.clone()));
+                }
+                let now = self.tick(*now_ms);
+                let Some(g) = self.groups.get_mut(group) else {
+                    return Err(QueueError::UnknownGroup(group.clone()));
+                };
+                let refused = items
                     .iter()
-                    .map(|(o, s)| settle_one(g, consumer, *o, s, *now_ms))
+                    .enumerate()
+                    .filter_map(|(i, (o, s))| {
+                        settle_one(g, consumer, *o, s, now)
+                            .err()
+                            .map(|e| (i as u32, e))
+                    })
                     .collect();
                 g.advance();
-                Ok(QueueOutcome::Settled(results))
+                Ok(QueueOutcome::Settled(refused))
+            }
+            QueueCommand::Condemn {
+                group,
+                offsets,
+                now_ms,
+            } => {
+                if !self.groups.contains_key(group) {
+                    return Err(QueueError::UnknownGroup(group.clone()));
+                }
+                let now = self.tick(*now_ms);
+                let Some(g) = self.groups.get_mut(group) else {
+                    return Err(QueueError::UnknownGroup(group.clone()));
+                };
+                let max = g.config.max_deliveries;
+                for &o in offsets {
+                    let r = g.record(o);
+                    if o < g.settled_below
+                        || matches!(r.state, RecState::Rejected { .. })
+                        || r.dead_letter_reason(now, max).is_none()
+                    {
+                        continue;
+                    }
+                    g.records.insert(
+                        o,
+                        Rec {
+                            deliveries: r.deliveries,
+                            state: RecState::Rejected {
+                                reason: "max_deliveries".into(),
+                            },
+                        },
+                    );
+                }
+                Ok(QueueOutcome::Done)
             }
             QueueCommand::DeadLettered {
                 group,
                 offsets,
                 now_ms,
             } => {
-                let g = self
-                    .groups
-                    .get_mut(group)
-                    .ok_or_else(|| QueueError::UnknownGroup(group.clone()))?;
+                if !self.groups.contains_key(group) {
+                    return Err(QueueError::UnknownGroup(group.clone()));
+                }
+                self.tick(*now_ms);
+                let Some(g) = self.groups.get_mut(group) else {
+                    return Err(QueueError::UnknownGroup(group.clone()));
+                };
                 for &o in offsets {
                     let r = g.record(o);
-                    if o < g.settled_below
-                        || r.dead_letter_reason(*now_ms, g.config.max_deliveries)
-                            .is_none()
-                    {
-                        return Err(QueueError::Invariant(format!(
-                            "offset {o} of group {group:?} is not due for dead-lettering: {:?} after {} deliveries",
-                            r.state, r.deliveries
-                        )));
+                    if o < g.settled_below || !matches!(r.state, RecState::Rejected { .. }) {
+                        continue;
                     }
-                }
-                for &o in offsets {
-                    let deliveries = g.record(o).deliveries;
                     g.records.insert(
                         o,
                         Rec {
-                            deliveries,
+                            deliveries: r.deliveries,
                             state: RecState::Dead,
                         },
                     );
@@ -503,10 +577,11 @@ impl QueuesState {
                     .groups
                     .get(group)
                     .ok_or_else(|| QueueError::UnknownGroup(group.clone()))?;
+                let now = self.clock.max(*now_ms);
                 let held = g
                     .records
                     .values()
-                    .filter(|r| r.holder(*now_ms).is_some())
+                    .filter(|r| r.holder(now).is_some())
                     .count();
                 if held > 0 {
                     return Err(QueueError::GroupBusy {
@@ -514,6 +589,7 @@ impl QueuesState {
                         held,
                     });
                 }
+                self.tick(*now_ms);
                 self.groups.remove(group);
                 Ok(QueueOutcome::Done)
             }
@@ -565,7 +641,7 @@ fn settle_one(
             not_before: now.saturating_add(*delay_ms),
         },
         Settle::Reject { reason } => RecState::Rejected {
-            reason: reason.clone(),
+            reason: format!("rejected: {reason}"),
         },
         Settle::Extend { lock_ms } => RecState::Acquired {
             consumer: consumer.to_string(),
