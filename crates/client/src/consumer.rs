@@ -219,6 +219,20 @@ impl Consumer {
             return Err(error);
         }
         self.start_fetches();
+        if self.fetches.is_empty() && !self.partitions.is_empty() {
+            // A fetch task ended without delivering its outcome (cancelled, as when the
+            // runtime shuts down): its partition still counts it in flight. Start afresh
+            // rather than return at once forever.
+            for state in self.partitions.values_mut() {
+                state.in_flight = None;
+            }
+            self.start_fetches();
+        }
+        if self.fetches.is_empty() {
+            // Nothing to wait for (nothing assigned): a poll still takes its time.
+            tokio::time::sleep(self.config.fetch_wait).await;
+            return Ok(Vec::new());
+        }
         let mut records = Vec::new();
         if let Some(joined) = self.fetches.join_next().await {
             self.settle(joined, &mut records);

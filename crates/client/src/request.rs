@@ -131,7 +131,10 @@ impl Requester {
             let inbox = inbox.clone();
             tokio::spawn(async move {
                 loop {
-                    match consumer.poll().await {
+                    let polled = consumer.poll().await;
+                    // Always a point where the task yields, so dropping the requester stops it.
+                    tokio::task::yield_now().await;
+                    match polled {
                         Ok(records) => {
                             for r in records {
                                 let to_me = header_text(&r.headers, REPLY_TO_HEADER)
@@ -302,11 +305,13 @@ where
                 Ok(f) => f.await.is_ok(),
                 Err(_) => false,
             };
-            // A reply not written: the request comes back when its lock runs out.
+            // A reply not written (its topic just created and not yet known everywhere, a
+            // leader change): the request comes back after a delay that grows with each
+            // try, so a passing failure does not use up its deliveries at once.
             let s = if written {
                 Settlement::Ack
             } else {
-                Settlement::Release(Duration::ZERO)
+                Settlement::Release(Duration::from_millis(250) * m.delivery_count)
             };
             if let Err(e) = settler.settle(&[(&m, s)]).await {
                 tracing::debug!(error = %e, "serve: settle");
