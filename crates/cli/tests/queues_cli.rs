@@ -109,6 +109,15 @@ async fn queue_consume_describe_dlq_and_request_reply() {
     assert_eq!(back[0]["offset"], 6);
     assert_eq!(back[0]["value"], "job2");
 
+    // Deleted: gone from describe (nothing is locked: every consumer left).
+    let deleted = strata(&b, "queue delete jobs --group w -o json")
+        .await
+        .ok()
+        .json();
+    assert_eq!(deleted["partitions"], 1);
+    let d = strata(&b, "queue describe w -o json").await.ok().json();
+    assert_eq!(d.as_array().map(Vec::len), Some(0), "{d}");
+
     // Bad input: an unknown topic, and a group that is its own dead-letter topic.
     strata(&b, "queue consume nope --group w -n 1")
         .await

@@ -283,7 +283,7 @@ impl QueueConsumer {
         &self,
         items: &[(&QueueMessage, Settlement)],
     ) -> Result<Vec<Result<(), Error>>, Error> {
-        settle(&self.shared, items).await
+        settle(&self.shared, items, None).await
     }
 
     /// A handle that settles this consumer's records from other tasks.
@@ -293,9 +293,11 @@ impl QueueConsumer {
         }
     }
 
-    /// Stops reading and gives back, at once, the records received from the node but not
-    /// yet returned by [`QueueConsumer::next`] (their deliveries do not count). Records the application holds stay locked
-    /// until they are settled or their locks run out.
+    /// Stops reading and gives back, at once, every record this consumer holds: those
+    /// received but not yet returned by [`QueueConsumer::next`], those on their way, and
+    /// those the application holds unsettled. None of these deliveries counts toward
+    /// `max_deliveries` (a crash, a release or a lock running out does count). Settle what
+    /// was processed before closing.
     pub async fn close(mut self) -> Result<(), Error> {
         self.supervisor.abort();
         self.rx.close();
@@ -307,7 +309,14 @@ impl QueueConsumer {
         }
         let items: Vec<(&QueueMessage, Settlement)> =
             pending.iter().map(|m| (m, Settlement::Return)).collect();
-        settle(&self.shared, &items).await.map(|_| ())
+        let partitions = self
+            .shared
+            .client
+            .partition_count(&self.shared.config.topic)
+            .await?;
+        settle(&self.shared, &items, Some(partitions))
+            .await
+            .map(|_| ())
     }
 }
 
@@ -331,16 +340,21 @@ impl QueueSettler {
         &self,
         items: &[(&QueueMessage, Settlement)],
     ) -> Result<Vec<Result<(), Error>>, Error> {
-        settle(&self.shared, items).await
+        settle(&self.shared, items, None).await
     }
 }
 
-/// Settles `items`, one request per partition.
+/// Settles `items`, one request per partition. With `return_held` (the topic's partition
+/// count), every partition of the topic also gets back every record the consumer still holds.
 async fn settle(
     shared: &Arc<Shared>,
     items: &[(&QueueMessage, Settlement)],
+    return_held: Option<u32>,
 ) -> Result<Vec<Result<(), Error>>, Error> {
     let mut by_partition: BTreeMap<(String, u32), Vec<usize>> = BTreeMap::new();
+    for p in 0..return_held.unwrap_or(0) {
+        by_partition.insert((shared.config.topic.clone(), p), Vec::new());
+    }
     for (i, (m, _)) in items.iter().enumerate() {
         by_partition
             .entry((m.topic.clone(), m.partition))
@@ -381,6 +395,7 @@ async fn settle(
                     item
                 })
                 .collect(),
+            return_held: return_held.is_some(),
         };
         let shared = shared.clone();
         calls.spawn(async move {
@@ -713,11 +728,16 @@ impl Queues {
     }
 
     /// Deletes queue group `group` of `topic` (its state on every partition); refused
-    /// (`QUEUE_GROUP_BUSY`) while consumers hold records. Returns on how many partitions it
-    /// existed.
+    /// (`QUEUE_GROUP_BUSY`) while consumers hold records. Every node is asked (each deletes
+    /// on the partitions it leads); returns on how many partitions it existed. A refusal is
+    /// returned once every node was asked; a node that cannot be reached is an error only
+    /// when none answered.
     pub async fn delete(&self, topic: &str, group: &str) -> Result<u32, Error> {
         let timeout = self.client.config().request_timeout;
         let mut deleted = 0;
+        let mut answered = 0;
+        let mut refused = None;
+        let mut unreachable = None;
         for addr in self.node_addrs().await? {
             let request = crate::client::request(
                 pb::DeleteQueueRequest {
@@ -726,11 +746,30 @@ impl Queues {
                 },
                 timeout,
             );
-            let mut stub = self.client.queues_stub(&addr)?;
-            deleted += Client::call(timeout, "DeleteQueue", stub.delete_queue(request))
-                .await?
-                .partitions;
+            let r = match self.client.queues_stub(&addr) {
+                Ok(mut stub) => {
+                    Client::call(timeout, "DeleteQueue", stub.delete_queue(request)).await
+                }
+                Err(e) => Err(e),
+            };
+            match r {
+                Ok(resp) => {
+                    answered += 1;
+                    deleted += resp.partitions;
+                }
+                Err(e) if e.is_retriable() => unreachable = Some(e),
+                Err(e) => {
+                    answered += 1;
+                    refused = Some(e);
+                }
+            }
         }
-        Ok(deleted)
+        if let Some(e) = refused {
+            return Err(e);
+        }
+        match (answered, unreachable) {
+            (0, Some(e)) => Err(e),
+            _ => Ok(deleted),
+        }
     }
 }

@@ -267,8 +267,9 @@ impl Broker {
         Ok(rx)
     }
 
-    /// Acknowledges, releases, rejects or extends records a consumer holds; each item's
-    /// result, in order (a refused item changes nothing).
+    /// Acknowledges, releases, rejects, extends or returns records a consumer holds; each
+    /// item's result, in order (a refused item changes nothing). With `return_held`, every
+    /// record the consumer still holds afterwards becomes available again (it is closing).
     pub async fn queue_settle(
         &self,
         topic: &str,
@@ -276,6 +277,7 @@ impl Broker {
         group: &str,
         consumer: &str,
         items: Vec<(i64, Settle)>,
+        return_held: bool,
     ) -> Result<Vec<Result<(), QueueError>>, BrokerError> {
         check_name("queue group", group, QUEUE_NAME_BYTES_MAX).map_err(BrokerError::Queue)?;
         check_name("consumer id", consumer, CONSUMER_ID_BYTES_MAX).map_err(BrokerError::Queue)?;
@@ -317,7 +319,7 @@ impl Broker {
         }
         let (p, engine) = self.queue_route(topic, partition)?;
         engine
-            .settle(&p, group, consumer, items)
+            .settle(&p, group, consumer, items, return_held)
             .await
             .map_err(|e| self.engine_error(topic, partition, e))
     }

@@ -377,15 +377,17 @@ impl QueueEngine {
     }
 
     /// Acknowledges, releases, rejects, extends or returns records `consumer` holds; each
-    /// item's result in order.
+    /// item's result in order. With `return_held`, every record the consumer still holds
+    /// afterwards becomes available again (a consumer closing).
     pub async fn settle(
         &self,
         partition: &Partition,
         group: &str,
         consumer: &str,
         items: Vec<(i64, Settle)>,
+        return_held: bool,
     ) -> Result<Vec<Result<(), QueueError>>, EngineError> {
-        if items.is_empty() {
+        if items.is_empty() && !return_held {
             return Ok(Vec::new());
         }
         let n = items.len();
@@ -394,6 +396,7 @@ impl QueueEngine {
             consumer: consumer.to_string(),
             items,
             now_ms: now_ms(),
+            return_held,
         };
         match propose(&self.hook, partition, &cmd).await? {
             QueueOutcome::Settled(refused) => {

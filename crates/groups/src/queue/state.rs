@@ -304,6 +304,10 @@ pub enum QueueCommand {
         items: Vec<(i64, Settle)>,
         /// The leader's clock.
         now_ms: u64,
+        /// After the items, every record the consumer still holds becomes available again
+        /// (a consumer closing cleanly), and those deliveries do not count.
+        #[serde(default)]
+        return_held: bool,
     },
     /// Marks the records delivered `max_deliveries` times, and neither locked nor settled,
     /// as bound for the dead-letter topic (skipping any no longer so): from then no settle
@@ -470,6 +474,7 @@ impl QueuesState {
                 consumer,
                 items,
                 now_ms,
+                return_held,
             } => {
                 if !self.groups.contains_key(group) {
                     return Err(QueueError::UnknownGroup(group.clone()));
@@ -487,6 +492,14 @@ impl QueuesState {
                             .map(|e| (i as u32, e))
                     })
                     .collect();
+                if *return_held {
+                    for r in g.records.values_mut() {
+                        if r.holder(now) == Some(consumer.as_str()) {
+                            r.deliveries = r.deliveries.saturating_sub(1);
+                            r.state = RecState::Available { not_before: 0 };
+                        }
+                    }
+                }
                 g.advance();
                 Ok(QueueOutcome::Settled(refused))
             }

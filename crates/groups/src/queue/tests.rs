@@ -66,6 +66,7 @@ fn settle(
             consumer: consumer.into(),
             items,
             now_ms: now,
+            return_held: false,
         })
         .unwrap()
     {
@@ -509,4 +510,30 @@ fn a_returned_record_is_available_at_once_and_its_delivery_does_not_count() {
     );
     acquire(&mut s, "b", &[0], 21, 100).unwrap();
     assert_eq!(s.groups["g"].records[&0].deliveries, 1);
+}
+
+#[test]
+fn return_held_gives_back_what_the_consumer_still_holds() {
+    let mut s = QueuesState::default();
+    acquire(&mut s, "a", &[0, 1, 2], 10, 100).unwrap();
+    acquire(&mut s, "b", &[3], 10, 100).unwrap();
+    s.apply(&QueueCommand::Settle {
+        group: "g".into(),
+        consumer: "a".into(),
+        items: vec![(0, Settle::Ack)],
+        now_ms: 20,
+        return_held: true,
+    })
+    .unwrap();
+    let g = &s.groups["g"];
+    assert_eq!(g.settled_below, 1);
+    for o in [1, 2] {
+        assert_eq!(g.records[&o].state, RecState::Available { not_before: 0 });
+        assert_eq!(g.records[&o].deliveries, 0, "a clean close does not count");
+    }
+    assert_eq!(
+        g.records[&3].holder(20),
+        Some("b"),
+        "another's records stay"
+    );
 }

@@ -178,6 +178,7 @@ impl pb::queues_server::Queues for ClientService {
                 &req.group,
                 &req.consumer_id,
                 items,
+                req.return_held,
             )
             .await
             .map_err(broker_status)?;

@@ -93,7 +93,9 @@ impl Partition {
             {
                 return Ok(SequenceCheck::Wait(rx.clone()));
             }
-            tracing::warn!(
+            // Normal for a pipelining producer after a leader change (it resends in order):
+            // at debug, as thousands of these after an election say nothing an operator acts on.
+            tracing::debug!(
                 node = self.node_id,
                 term,
                 producer_id = pid,
