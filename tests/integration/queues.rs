@@ -201,7 +201,12 @@ async fn shared_queue(fault: Fault) {
         Fault::None => {}
         Fault::LeaderCrash => {
             c.crash(leader_id, CrashMode::TornPrefix(seed)).await;
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            // The queue runs on under a new leader before the old one comes back.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while leader(&client, "t", 0).await == leader_id {
+                assert!(Instant::now() < deadline, "no new leader");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             c.restart(leader_id).await;
         }
         Fault::PowerLoss => {
@@ -521,7 +526,9 @@ async fn bad_settles_are_refused_and_change_nothing() {
     // which would have given the record back): its ack is refused.
     let settler = a.settler();
     drop(a);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Until just past the lock's end (the leader's clock is this machine's).
+    let left = held.lock_until_ms + 20 - strata_record::sync::now_ms();
+    tokio::time::sleep(Duration::from_millis(left.max(0) as u64)).await;
     assert_eq!(
         reason(
             settler

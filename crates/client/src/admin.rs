@@ -10,7 +10,6 @@ use std::future::Future;
 
 use strata_proto::v1 as pb;
 use strata_proto::v1::admin_client::AdminClient;
-use tokio::time::Instant;
 use tonic::transport::Channel;
 
 use crate::client::{self, Client, RetryPolicy};
@@ -40,12 +39,7 @@ impl Admin {
         Fut: Future<Output = Result<T, Error>>,
     {
         let timeout = self.client.config().request_timeout;
-        let policy = RetryPolicy {
-            backoff: BACKOFF,
-            backoff_max: BACKOFF_MAX,
-            deadline: Instant::now() + timeout,
-            probe_after: None,
-        };
+        let policy = RetryPolicy::within(timeout, BACKOFF, BACKOFF_MAX);
         let client = &self.client;
         let op = &op;
         client

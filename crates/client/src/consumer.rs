@@ -219,15 +219,6 @@ impl Consumer {
             return Err(error);
         }
         self.start_fetches();
-        if self.fetches.is_empty() && !self.partitions.is_empty() {
-            // A fetch task ended without delivering its outcome (cancelled, as when the
-            // runtime shuts down): its partition still counts it in flight. Start afresh
-            // rather than return at once forever.
-            for state in self.partitions.values_mut() {
-                state.in_flight = None;
-            }
-            self.start_fetches();
-        }
         if self.fetches.is_empty() {
             // Nothing to wait for (nothing assigned): a poll still takes its time.
             tokio::time::sleep(self.config.fetch_wait).await;
@@ -298,8 +289,18 @@ impl Consumer {
         let outcome = match joined {
             Ok(outcome) => outcome,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            // Aborted by a seek or an unassign.
-            Err(_) => return,
+            // Cancelled: by a seek or an unassign (which took the handle already), or from
+            // outside (the runtime shutting down). In the latter case the partition still
+            // counts the task in flight; it must not, or no fetch would start again.
+            Err(e) => {
+                let id = e.id();
+                for state in self.partitions.values_mut() {
+                    if state.in_flight.as_ref().is_some_and(|h| h.id() == id) {
+                        state.in_flight = None;
+                    }
+                }
+                return;
+            }
         };
         let Some(state) = self.partitions.get_mut(&outcome.partition) else {
             return;

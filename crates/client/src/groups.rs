@@ -15,7 +15,6 @@ use serde::Serialize;
 use strata_proto::v1 as pb;
 use strata_proto::v1::groups_client::GroupsClient;
 use strata_record::sync::lock;
-use tokio::time::Instant;
 use tonic::transport::Channel;
 
 use crate::client::{self, Client, RetryPolicy};
@@ -185,12 +184,7 @@ impl Groups {
         Fut: Future<Output = Result<T, Error>>,
     {
         let timeout = self.client.config().request_timeout;
-        let policy = RetryPolicy {
-            backoff: BACKOFF,
-            backoff_max: BACKOFF_MAX,
-            deadline: Instant::now() + timeout,
-            probe_after: None,
-        };
+        let policy = RetryPolicy::within(timeout, BACKOFF, BACKOFF_MAX);
         let first = lock(&self.coordinators).get(group).cloned();
         let (client, op, known) = (&self.client, &op, &self.coordinators);
         client

@@ -24,7 +24,6 @@ use bytes::Bytes;
 use strata_proto::v1 as pb;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
-use tokio::time::Instant;
 use tracing::debug;
 
 use crate::backoff::Backoff;
@@ -401,12 +400,11 @@ async fn settle(
         calls.spawn(async move {
             let client = &shared.client;
             let timeout = client.config().request_timeout;
-            let policy = RetryPolicy {
-                backoff: Duration::from_millis(10),
-                backoff_max: Duration::from_millis(500),
-                deadline: Instant::now() + timeout,
-                probe_after: None,
-            };
+            let policy = RetryPolicy::within(
+                timeout,
+                Duration::from_millis(10),
+                Duration::from_millis(500),
+            );
             let r = client
                 .leader_call_with(
                     &topic,
@@ -542,12 +540,8 @@ async fn stream(
     loop {
         let client = &shared.client;
         let timeout = client.config().request_timeout;
-        let policy = RetryPolicy {
-            backoff: Duration::from_millis(20),
-            backoff_max: Duration::from_secs(1),
-            deadline: Instant::now() + timeout,
-            probe_after: None,
-        };
+        let policy =
+            RetryPolicy::within(timeout, Duration::from_millis(20), Duration::from_secs(1));
         let opened = client
             .leader_call_with(
                 &topic,

@@ -18,7 +18,6 @@ use std::time::Duration;
 use strata_proto::v1 as pb;
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinHandle, JoinSet};
-use tokio::time::Instant;
 use tracing::debug;
 
 use crate::backoff::Backoff;
@@ -217,12 +216,8 @@ async fn stream(
             format: pb::FetchFormat::Batches as i32,
         };
         let timeout = client.config().request_timeout;
-        let policy = RetryPolicy {
-            backoff: Duration::from_millis(20),
-            backoff_max: Duration::from_secs(1),
-            deadline: Instant::now() + timeout,
-            probe_after: None,
-        };
+        let policy =
+            RetryPolicy::within(timeout, Duration::from_millis(20), Duration::from_secs(1));
         // No deadline on the request: a subscription lasts until it is dropped.
         let opened = client
             .leader_call(

@@ -57,6 +57,23 @@ pub(crate) struct RetryPolicy {
     pub(crate) probe_after: Option<Duration>,
 }
 
+impl RetryPolicy {
+    /// Backoff from `backoff` doubling to `backoff_max`, until `timeout` from now, with no
+    /// leader probe: the policy of a request that any answer ends.
+    pub(crate) fn within(
+        timeout: Duration,
+        backoff: Duration,
+        backoff_max: Duration,
+    ) -> RetryPolicy {
+        RetryPolicy {
+            backoff,
+            backoff_max,
+            deadline: Instant::now() + timeout,
+            probe_after: None,
+        }
+    }
+}
+
 /// How one attempt of [`Client::leader_call`] ended.
 enum Attempt<T> {
     /// The node answered (or the call failed).

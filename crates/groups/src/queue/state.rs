@@ -387,8 +387,55 @@ impl QueuesState {
         self.clock
     }
 
-    /// Applies `cmd`; a refused command (or settle item) changes nothing.
+    /// Applies `cmd`; a refused command (or settle item) changes nothing. In debug builds
+    /// (every test), the state's invariants are checked after each command.
     pub fn apply(&mut self, cmd: &QueueCommand) -> Result<QueueOutcome, QueueError> {
+        #[cfg(debug_assertions)]
+        let before: BTreeMap<String, i64> = self
+            .groups
+            .iter()
+            .map(|(n, g)| (n.clone(), g.settled_below))
+            .collect();
+        let outcome = self.apply_command(cmd);
+        #[cfg(debug_assertions)]
+        self.assert_invariants(&before);
+        outcome
+    }
+
+    /// What every command leaves true: each group's settled prefix never goes back (a group
+    /// deleted and created again starts afresh); the window holds only records above it,
+    /// starting with an unsettled one; no record was delivered more than its group allows.
+    #[cfg(debug_assertions)]
+    fn assert_invariants(&self, before: &BTreeMap<String, i64>) {
+        for (name, g) in &self.groups {
+            if let Some(old) = before.get(name) {
+                assert!(
+                    g.settled_below >= *old,
+                    "group {name:?}: settled prefix went back from {old} to {}",
+                    g.settled_below
+                );
+            }
+            if let Some((first, r)) = g.records.first_key_value() {
+                assert!(
+                    *first >= g.settled_below,
+                    "group {name:?}: record {first} below the prefix"
+                );
+                assert!(
+                    *first > g.settled_below || !r.is_settled(),
+                    "group {name:?}: settled record {first} left at the front of the window"
+                );
+            }
+            let max = g.config.max_deliveries;
+            if let Some((o, r)) = g.records.iter().find(|(_, r)| r.deliveries > max) {
+                panic!(
+                    "group {name:?}: record {o} delivered {} times, over {max}",
+                    r.deliveries
+                );
+            }
+        }
+    }
+
+    fn apply_command(&mut self, cmd: &QueueCommand) -> Result<QueueOutcome, QueueError> {
         match cmd {
             QueueCommand::Acquire {
                 group,
