@@ -11,7 +11,7 @@ pub mod error;
 pub mod types;
 
 pub use broker::{
-    Broker, BrokerConfig, BrokerParts, LOCK_MS_MAX, ProduceLink, QueuePartitionView,
-    RELEASE_DELAY_MS_MAX, SETTLE_ITEMS_MAX, is_internal,
+    Broker, BrokerConfig, BrokerParts, ClassicFailure, LOCK_MS_MAX, ProduceLink,
+    QueuePartitionView, RELEASE_DELAY_MS_MAX, SETTLE_ITEMS_MAX, is_internal,
 };
 pub use error::BrokerError;

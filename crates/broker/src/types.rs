@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use std::collections::BTreeMap;
-pub use strata_cluster::meta::{NodeState, TopicConfig};
+pub use strata_cluster::meta::{NodeState, Refusal, TopicConfig, check_topic_name};
 pub use strata_raft::GroupId;
 pub use strata_raft::partition::{Acks, Fetched};
 pub use strata_record::NewRecord;
@@ -18,6 +18,8 @@ pub struct NodeView {
     pub peer_addr: String,
     /// Its health and metrics listener.
     pub http_addr: String,
+    /// Its Kafka listener (empty: it runs none).
+    pub kafka_addr: String,
     /// Active, decommissioning or removed.
     pub state: NodeState,
     /// Heard from within an election timeout (this node is always alive to itself).
@@ -261,4 +263,6 @@ pub struct GroupSummary {
     pub members: u32,
     /// The coordinator's node.
     pub coordinator_id: u64,
+    /// A Kafka classic group's protocol type (`consumer`); empty for a native group.
+    pub protocol_type: String,
 }

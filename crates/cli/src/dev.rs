@@ -19,6 +19,13 @@ pub struct DevArgs {
     /// ports.
     #[arg(long, default_value_t = 7100)]
     pub base_port: u16,
+    /// Node i's Kafka listener is on KAFKA_BASE_PORT+i (9092, 9093, 9094 for three nodes).
+    /// 0 picks free ports (as does --base-port 0).
+    #[arg(long, default_value_t = 9091)]
+    pub kafka_base_port: u16,
+    /// Run no Kafka listener.
+    #[arg(long)]
+    pub no_kafka: bool,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -37,7 +44,19 @@ pub async fn run(args: DevArgs) -> anyhow::Result<std::process::ExitCode> {
     };
     std::fs::create_dir_all(&root).with_context(|| format!("create {}", root.display()))?;
     let mut ports = Vec::new();
+    let mut kafka_ports = Vec::new();
     for i in 1..=args.nodes as u16 {
+        kafka_ports.push(if args.no_kafka {
+            None
+        } else if args.base_port == 0 || args.kafka_base_port == 0 {
+            Some(free_port()?)
+        } else {
+            Some(
+                args.kafka_base_port
+                    .checked_add(i)
+                    .context("--kafka-base-port too high for this many nodes")?,
+            )
+        });
         if args.base_port == 0 {
             ports.push((free_port()?, free_port()?, free_port()?));
         } else {
@@ -66,6 +85,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<std::process::ExitCode> {
             http_addr: format!("127.0.0.1:{http}"),
             initial_cluster: Some(initial.clone()),
             default_replication_factor: args.nodes.min(3),
+            kafka_addr: kafka_ports[i].map(|p| format!("127.0.0.1:{p}")),
             ..NodeConfig::default()
         };
         config.validate()?;
@@ -92,7 +112,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<std::process::ExitCode> {
     }
     let mut table = comfy_table::Table::new();
     table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-    table.set_header(vec!["node", "client", "peer", "http", "data dir"]);
+    table.set_header(vec!["node", "client", "peer", "http", "kafka", "data dir"]);
     for n in &nodes {
         let a = n.addresses();
         table.add_row(vec![
@@ -100,6 +120,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<std::process::ExitCode> {
             a.client_addr.clone(),
             a.peer_addr.clone(),
             a.http_addr.clone(),
+            if a.kafka_addr.is_empty() {
+                "-".to_string()
+            } else {
+                a.kafka_addr.clone()
+            },
             strata_node::node::dev_node_dir(&root, n.node_id())
                 .display()
                 .to_string(),
@@ -115,6 +140,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<std::process::ExitCode> {
         started.elapsed().as_secs_f64(),
         brokers.join(",")
     );
+    let kafka: Vec<String> = nodes
+        .iter()
+        .map(|n| n.addresses().kafka_addr.clone())
+        .filter(|a| !a.is_empty())
+        .collect();
+    if !kafka.is_empty() {
+        println!("kafka bootstrap servers: {}", kafka.join(","));
+    }
     println!(
         "data: {}{}; Ctrl-C stops",
         root.display(),

@@ -77,14 +77,16 @@ struct Soft {
 /// The coordinator of the groups of one `__consumer_offsets` partition.
 #[derive(Debug)]
 pub struct Coordinator {
-    hook: Arc<GroupsHook>,
+    pub(crate) hook: Arc<GroupsHook>,
     /// Serializes heartbeat plans; holds the leader-local clocks.
     soft: tokio::sync::Mutex<Soft>,
     heartbeat_interval_ms: u32,
+    /// The Kafka classic groups' barriers and clocks (see [`crate::classic`]).
+    pub(crate) classic: tokio::sync::Mutex<crate::classic::ClassicGroups>,
 }
 
 /// Proposes `cmd` and returns the outcome of applying it.
-async fn propose(
+pub(crate) async fn propose(
     hook: &GroupsHook,
     partition: &Partition,
     cmd: &Command,
@@ -108,6 +110,7 @@ impl Coordinator {
             hook,
             soft: tokio::sync::Mutex::default(),
             heartbeat_interval_ms,
+            classic: tokio::sync::Mutex::default(),
         }
     }
 
@@ -275,6 +278,8 @@ impl Coordinator {
         if !partition.is_ready_leader() {
             return;
         }
+        self.classic_expire(partition, topics).await;
+        self.classic_deadlines(partition, topics).await;
         let mut soft = self.soft.lock().await;
         Self::sync_term(&mut soft, partition);
         let now = Instant::now();

@@ -10,7 +10,9 @@
 //! - [`model`]: the replicated types; [`state`]: the commands and the deterministic apply,
 //!   which enforces the invariants;
 //! - [`assign`]: the server-side assignors; [`plan`]: what a heartbeat or an expiry changes;
-//! - [`coordinator`]: the leader-side driver (proposing, session clocks, expiry).
+//! - [`coordinator`]: the leader-side driver (proposing, session clocks, expiry);
+//! - [`classic`]: Kafka's classic protocol (JoinGroup/SyncGroup barrier) on the same
+//!   coordinator and state, for the Kafka listener.
 //!
 //! - [`queue`]: queue groups (share groups): per-record locks, acknowledgements, redelivery,
 //!   dead letters, delays, in the data partition's own Raft log.
@@ -18,6 +20,7 @@
 //! Nothing here knows gRPC or Kafka's wire format: the broker drives it.
 
 pub mod assign;
+pub mod classic;
 pub mod coordinator;
 pub mod error;
 pub mod hook;

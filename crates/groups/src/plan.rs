@@ -232,6 +232,7 @@ fn diff(group: &str, before: Option<&Group>, after: &mut Group, reason: &str) ->
         epoch,
         put,
         remove,
+        classic: None,
     })
 }
 
@@ -274,6 +275,15 @@ pub fn heartbeat(
 ) -> Result<Plan, GroupError> {
     check_group_name(&req.group)?;
     let before = state.groups.get(&req.group);
+    if let Some(b) = before
+        && b.members.values().any(|m| m.classic.is_some())
+    {
+        return Err(GroupError::InvalidRequest(format!(
+            "group {:?} is a Kafka classic group (its members use JoinGroup and SyncGroup); \
+             a native member cannot join it",
+            req.group
+        )));
+    }
     let mut g = before.cloned().unwrap_or_default();
     let id = match req.member_epoch {
         LEAVE_EPOCH => {

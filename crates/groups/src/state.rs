@@ -47,6 +47,9 @@ pub enum Command {
         put: Vec<Member>,
         /// Members removed, with the reason.
         remove: Vec<(String, String)>,
+        /// For a Kafka classic group: its protocol type and chosen protocol.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        classic: Option<(String, String)>,
     },
     /// Commits offsets for a member (`member_id` empty: a client outside the group's
     /// membership, accepted only while the group has no members).
@@ -119,6 +122,7 @@ impl GroupsState {
                 epoch,
                 put,
                 remove,
+                classic,
             } => {
                 check_group_name(group)?;
                 let mut g = self.groups.get(group).cloned().unwrap_or_default();
@@ -129,6 +133,9 @@ impl GroupsState {
                     });
                 }
                 g.epoch = *epoch;
+                if classic.is_some() {
+                    g.classic_protocol.clone_from(classic);
+                }
                 for (id, _) in remove {
                     g.members.remove(id);
                 }
@@ -264,7 +271,11 @@ pub fn check_commit(
                 got: member_epoch,
             });
         }
-        if let Some(e) = offsets.iter().find(|e| !m.owned.contains(&e.tp)) {
+        // A classic member's partitions are the client leader's business (Kafka fences its
+        // commits by generation only).
+        if m.classic.is_none()
+            && let Some(e) = offsets.iter().find(|e| !m.owned.contains(&e.tp))
+        {
             return Err(GroupError::NotOwned {
                 member: member_id.to_string(),
                 tp: e.tp.clone(),

@@ -96,6 +96,24 @@ pub struct NodeConfig {
     /// Most records of a partition between a queue group's settled prefix and the newest
     /// record it handed out: bounds each group's replicated state per partition.
     pub queue_window: u32,
+    /// Kafka wire-protocol listen address (`None`: no Kafka listener). Port 0 picks a free
+    /// port (see `addresses.json`).
+    pub kafka_addr: Option<String>,
+    /// Kafka address other nodes' Metadata answers name (default: the bound address).
+    pub advertise_kafka_addr: Option<String>,
+    /// Most Kafka connections open at once; more are closed at accept.
+    pub kafka_connections_max: u32,
+    /// Most requests of one Kafka connection being served at once (clients pipeline); the
+    /// connection reads no more until one is answered.
+    pub kafka_in_flight_max: u32,
+    /// Largest Kafka request frame in bytes (Kafka's `socket.request.max.bytes`).
+    pub kafka_frame_bytes_max: u32,
+    /// Whether a Kafka Metadata request that allows it creates the unknown topics it names
+    /// (Kafka's `auto.create.topics.enable`; off by default).
+    pub kafka_auto_create_topics: bool,
+    /// Partitions of a topic created through the Kafka listener without a count (Kafka's
+    /// `num.partitions`).
+    pub kafka_num_partitions: u32,
     /// Log filter (tracing-subscriber `EnvFilter` syntax; `RUST_LOG` wins when set).
     pub log: String,
 }
@@ -136,6 +154,13 @@ impl Default for NodeConfig {
             group_heartbeat_interval_ms: strata_groups::plan::HEARTBEAT_INTERVAL_MS_DEFAULT,
             queue_in_flight_max: 1_000,
             queue_window: 5_000,
+            kafka_addr: None,
+            advertise_kafka_addr: None,
+            kafka_connections_max: 1024,
+            kafka_in_flight_max: 64,
+            kafka_frame_bytes_max: 100 << 20,
+            kafka_auto_create_topics: false,
+            kafka_num_partitions: 1,
             log: DEFAULT_LOG.into(),
         }
     }
@@ -177,6 +202,13 @@ const ENV_KEYS: &[&str] = &[
     "group_heartbeat_interval_ms",
     "queue_in_flight_max",
     "queue_window",
+    "kafka_addr",
+    "advertise_kafka_addr",
+    "kafka_connections_max",
+    "kafka_in_flight_max",
+    "kafka_frame_bytes_max",
+    "kafka_auto_create_topics",
+    "kafka_num_partitions",
     "log",
 ];
 
@@ -239,6 +271,14 @@ pub struct NodeFlags {
     #[arg(long, value_name = "HOST:PORT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advertise_http_addr: Option<String>,
+    /// Kafka wire-protocol listen address (default: no Kafka listener).
+    #[arg(long, value_name = "HOST:PORT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka_addr: Option<String>,
+    /// Kafka address to advertise in Metadata (default: the bound one).
+    #[arg(long, value_name = "HOST:PORT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise_kafka_addr: Option<String>,
     /// Voters of a new cluster: ID@PEER_ADDR,... (with an empty data directory).
     #[arg(long, value_name = "ID@HOST:PORT,...")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -381,6 +421,27 @@ impl NodeConfig {
         }
         if self.queue_window < 10 || self.queue_window > 1_000_000 {
             return bad("queue_window must be between 10 and 1000000".into());
+        }
+        if self.kafka_connections_max == 0 {
+            return bad("kafka_connections_max must be at least 1".into());
+        }
+        if self.kafka_in_flight_max == 0 || self.kafka_in_flight_max > 10_000 {
+            return bad("kafka_in_flight_max must be between 1 and 10000".into());
+        }
+        if self.kafka_frame_bytes_max < self.message_bytes_max.saturating_add(64 << 10) {
+            return bad(format!(
+                "kafka_frame_bytes_max ({}) must be at least message_bytes_max ({}) + 64 KiB, \
+                 or a batch of the largest size could never arrive",
+                self.kafka_frame_bytes_max, self.message_bytes_max
+            ));
+        }
+        if self.kafka_num_partitions == 0
+            || self.kafka_num_partitions > self.partitions_per_topic_max
+        {
+            return bad(format!(
+                "kafka_num_partitions must be between 1 and partitions_per_topic_max ({})",
+                self.partitions_per_topic_max
+            ));
         }
         if self.initial_cluster.is_some() && self.join.is_some() {
             return bad("initial_cluster and join exclude each other".into());

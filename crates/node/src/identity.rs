@@ -40,6 +40,9 @@ pub struct Addresses {
     pub peer_addr: String,
     /// HTTP.
     pub http_addr: String,
+    /// The Kafka listener (empty: none).
+    #[serde(default)]
+    pub kafka_addr: String,
 }
 
 /// Replaces `name` in `dir` durably and atomically (the log's temp file, fsync, rename and

@@ -132,6 +132,21 @@ impl Node {
                 (client, peer, http)
             }
         };
+        // The Kafka listener, when configured, is bound from the config in every world.
+        let kafka_l = match &config.kafka_addr {
+            Some(addr) => Some(
+                rebind(
+                    addr,
+                    read_addresses(&data)
+                        .as_ref()
+                        .map(|a| &a.kafka_addr)
+                        .filter(|a| !a.is_empty()),
+                    "kafka",
+                )
+                .await?,
+            ),
+            None => None,
+        };
         let addresses = Addresses {
             client_addr: config
                 .advertise_client_addr
@@ -145,6 +160,13 @@ impl Node {
                 .advertise_http_addr
                 .clone()
                 .map_or_else(|| local(&http_l), Ok)?,
+            kafka_addr: match &kafka_l {
+                Some(l) => config
+                    .advertise_kafka_addr
+                    .clone()
+                    .map_or_else(|| local(l), Ok)?,
+                None => String::new(),
+            },
         };
         let addr_json =
             serde_json::to_vec_pretty(&addresses).map_err(|source| NodeError::Encode {
@@ -337,6 +359,7 @@ impl Node {
             client_addr: addresses.client_addr.clone(),
             peer_addr: addresses.peer_addr.clone(),
             http_addr: addresses.http_addr.clone(),
+            kafka_addr: addresses.kafka_addr.clone(),
             state: NodeState::Active,
             boot: random_incarnation(),
         };
@@ -382,6 +405,24 @@ impl Node {
             stop_rx.clone(),
             fatal_tx.clone(),
         )));
+        // Kafka wire protocol.
+        if let Some(l) = kafka_l {
+            let c = &shared.config;
+            let kafka = strata_kafka::KafkaConfig {
+                connections_max: c.kafka_connections_max,
+                in_flight_max: c.kafka_in_flight_max,
+                frame_bytes_max: c.kafka_frame_bytes_max,
+                auto_create_topics: c.kafka_auto_create_topics,
+                num_partitions: c.kafka_num_partitions,
+            };
+            tracing::info!(addr = %addresses.kafka_addr, "kafka listener serving");
+            tasks.push(tokio::spawn(strata_kafka::serve(
+                l,
+                shared.broker.clone(),
+                kafka,
+                stop_rx.clone(),
+            )));
+        }
         // HTTP.
         {
             let probe: Arc<dyn Probe> = shared.clone();

@@ -248,6 +248,7 @@ impl Broker {
                 client_addr: req.client_addr,
                 peer_addr: req.peer_addr,
                 http_addr: req.http_addr,
+                kafka_addr: String::new(),
                 state: NodeState::Active,
                 boot: 0,
             },

@@ -200,6 +200,43 @@ impl Broker {
         Ok(rx)
     }
 
+    /// Drops the records of `topic`/`partition` below `offset` (-1: the high watermark) as far
+    /// as whole segments allow (Kafka's DeleteRecords; the log start moves only to a segment
+    /// boundary, so records between it and `offset` stay readable). Returns the log start
+    /// offset after the call.
+    pub async fn delete_records(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+    ) -> Result<i64, BrokerError> {
+        if super::is_internal(topic) {
+            return Err(BrokerError::invalid(
+                "topic",
+                format!("{topic:?} is an internal topic; its records are not deleted by clients"),
+            ));
+        }
+        let p = self.partition(topic, partition)?;
+        p.ensure_serving()
+            .await
+            .map_err(|e| self.perr(topic, partition, e))?;
+        let hw = p.high_watermark();
+        let offset = if offset == -1 { hw } else { offset };
+        if offset < 0 || offset > hw {
+            return Err(BrokerError::OffsetOutOfRange {
+                what: format!("{topic}/{partition}"),
+                requested: offset,
+                start: p.log_start_offset(),
+                end: hw,
+            });
+        }
+        match p.retain_before(offset).await {
+            Ok(Some(start)) => Ok(start),
+            Ok(None) => Ok(p.log_start_offset()),
+            Err(e) => Err(self.perr(topic, partition, e)),
+        }
+    }
+
     /// The offset `pos` names in `topic`/`partition`, with the partition's bounds.
     pub async fn list_offsets(
         &self,

@@ -10,6 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use strata_cluster::controller::ControllerError;
 use strata_cluster::meta::{ClusterMeta, Command, Refusal, TopicConfig};
+use strata_groups::classic::{
+    ClassicDescription, ClassicError, JoinRequest as ClassicJoin, JoinResponse, SyncResponse,
+};
 use strata_groups::coordinator::{Coordinator, CoordinatorError, OFFSETS_TOPIC, partition_for};
 use strata_groups::plan::{Heartbeat, Topics};
 use strata_groups::state::CommitEntry;
@@ -350,11 +353,19 @@ impl Broker {
             let Some(c) = self.coordinators.get(pm.group_id).filter(|_| led) else {
                 continue;
             };
-            out.extend(c.list().into_iter().map(|d| GroupSummary {
-                name: d.name,
-                state: d.state,
-                members: d.group.members.len() as u32,
-                coordinator_id: self.node_id,
+            out.extend(c.list().into_iter().map(|d| {
+                GroupSummary {
+                    name: d.name,
+                    state: d.state,
+                    members: d.group.members.len() as u32,
+                    coordinator_id: self.node_id,
+                    protocol_type: d
+                        .group
+                        .classic_protocol
+                        .as_ref()
+                        .map(|(t, _)| t.clone())
+                        .unwrap_or_default(),
+                }
             }));
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -442,5 +453,123 @@ impl Broker {
             }
         }
         lag
+    }
+}
+
+/// Why a Kafka classic group call failed: a broker-level error (not the coordinator, the
+/// group name, the topics), or the classic protocol's own answer.
+#[derive(Debug)]
+pub enum ClassicFailure {
+    /// Routing, metadata or replication.
+    Broker(BrokerError),
+    /// The protocol's refusal (unknown member, illegal generation, rebalance in progress...).
+    Classic(ClassicError),
+}
+
+impl From<BrokerError> for ClassicFailure {
+    fn from(e: BrokerError) -> ClassicFailure {
+        ClassicFailure::Broker(e)
+    }
+}
+
+/// The Kafka classic group calls: the same coordinators and replicated state as the native
+/// calls above, with the barrier of [`strata_groups::classic`].
+impl Broker {
+    fn classic_error(&self, what: &str, e: ClassicError) -> ClassicFailure {
+        match e {
+            ClassicError::Coordinator(c) => ClassicFailure::Broker(self.coordinator_error(what, c)),
+            other => ClassicFailure::Classic(other),
+        }
+    }
+
+    /// The node that coordinates `group` (the leader of its `__consumer_offsets`
+    /// partition, creating the topic on first use), or `None` while it has no leader.
+    pub async fn group_coordinator_node(&self, group: &str) -> Result<Option<u64>, BrokerError> {
+        match self.coordinator(group).await {
+            Ok(_) => Ok(Some(self.node_id)),
+            Err(BrokerError::NotLeader { leader, .. }) => Ok(leader.map(|(id, _)| id)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A JoinGroup, answered when the group's barrier closes.
+    pub async fn classic_join(&self, req: ClassicJoin) -> Result<JoinResponse, ClassicFailure> {
+        let (c, p, what) = self.coordinator(&req.group).await?;
+        let topics = group_topics(&self.meta());
+        c.classic_join(&p, req, &topics)
+            .await
+            .map_err(|e| self.classic_error(&what, e))
+    }
+
+    /// A SyncGroup.
+    pub async fn classic_sync(
+        &self,
+        group: &str,
+        member_id: &str,
+        generation: i32,
+        assignments: Vec<(String, Vec<u8>)>,
+    ) -> Result<SyncResponse, ClassicFailure> {
+        let (c, p, what) = self.coordinator(group).await?;
+        let topics = group_topics(&self.meta());
+        c.classic_sync(&p, group, member_id, generation, assignments, &topics)
+            .await
+            .map_err(|e| self.classic_error(&what, e))
+    }
+
+    /// A classic Heartbeat.
+    pub async fn classic_heartbeat(
+        &self,
+        group: &str,
+        member_id: &str,
+        generation: i32,
+    ) -> Result<(), ClassicFailure> {
+        let (c, p, what) = self.coordinator(group).await?;
+        c.classic_heartbeat(&p, group, member_id, generation)
+            .await
+            .map_err(|e| self.classic_error(&what, e))
+    }
+
+    /// A LeaveGroup: each member named with its outcome.
+    pub async fn classic_leave(
+        &self,
+        group: &str,
+        members: &[String],
+    ) -> Result<Vec<(String, Option<ClassicError>)>, ClassicFailure> {
+        let (c, p, what) = self.coordinator(group).await?;
+        let topics = group_topics(&self.meta());
+        c.classic_leave(&p, group, members, &topics)
+            .await
+            .map_err(|e| self.classic_error(&what, e))
+    }
+
+    /// An OffsetCommit of a classic member (`member_id` empty and generation -1: a client
+    /// outside the membership, accepted only while the group has no members).
+    pub async fn classic_commit(
+        &self,
+        group: &str,
+        member_id: &str,
+        generation: i32,
+        offsets: Vec<(String, u32, i64, String)>,
+    ) -> Result<(), ClassicFailure> {
+        if !member_id.is_empty() || generation >= 0 {
+            let (c, p, what) = self.coordinator(group).await?;
+            c.classic_check_commit(&p, group, member_id, generation)
+                .await
+                .map_err(|e| self.classic_error(&what, e))?;
+        }
+        let epoch = u64::try_from(generation).unwrap_or(0);
+        Ok(self
+            .commit_offsets(group, member_id, epoch, offsets)
+            .await?)
+    }
+
+    /// The classic view of `group` (phase, protocol, members' metadata and assignments),
+    /// `None` for a native group or no group.
+    pub async fn classic_describe(
+        &self,
+        group: &str,
+    ) -> Result<Option<ClassicDescription>, BrokerError> {
+        let (c, p, _) = self.coordinator(group).await?;
+        Ok(c.classic_describe(&p, group).await)
     }
 }

@@ -8,7 +8,7 @@ mod data;
 mod groups;
 mod queues;
 
-pub use groups::is_internal;
+pub use groups::{ClassicFailure, is_internal};
 pub use queues::{
     LOCK_MS_MAX, ProduceLink, QueuePartitionView, RELEASE_DELAY_MS_MAX, SETTLE_ITEMS_MAX,
 };
@@ -191,6 +191,28 @@ impl Broker {
         &self.config
     }
 
+    /// This node's id.
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    /// The name of the topic whose id is `topic_id`, if it exists.
+    pub fn topic_name(&self, topic_id: &str) -> Option<String> {
+        self.meta()
+            .topics
+            .iter()
+            .find(|(_, t)| t.id == topic_id)
+            .map(|(name, _)| name.clone())
+    }
+
+    /// The term of this node's replica of `topic`/`partition` (Kafka's leader epoch), if it
+    /// hosts one.
+    pub fn leader_epoch(&self, topic: &str, partition: u32) -> Option<u64> {
+        self.partition(topic, partition)
+            .ok()
+            .map(|p| p.status().term)
+    }
+
     /// The cluster's id.
     pub fn cluster_id(&self) -> &str {
         &self.cluster_id
@@ -350,6 +372,7 @@ impl Broker {
                 client_addr: n.client_addr.clone(),
                 peer_addr: n.peer_addr.clone(),
                 http_addr: n.http_addr.clone(),
+                kafka_addr: n.kafka_addr.clone(),
                 state: n.state,
                 alive: self.alive(*id),
             })

@@ -47,6 +47,9 @@ pub struct NodeMeta {
     pub peer_addr: String,
     /// HTTP address.
     pub http_addr: String,
+    /// Kafka listener address (empty: the node runs none).
+    #[serde(default)]
+    pub kafka_addr: String,
     /// Life state.
     pub state: NodeState,
     /// Random per process start: a node knows its metadata caught up with its registration

@@ -9,6 +9,7 @@ fn node(inc: u64) -> NodeMeta {
         client_addr: format!("c{inc}"),
         peer_addr: format!("p{inc}"),
         http_addr: format!("h{inc}"),
+        kafka_addr: String::new(),
         state: NodeState::Active,
         boot: 0,
     }
