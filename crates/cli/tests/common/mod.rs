@@ -74,7 +74,7 @@ impl Proc {
             .args(&self.args)
             .env(
                 "RUST_LOG",
-                "error,strata_raft::partition=warn,strata_node=info",
+                "error,strata_raft::partition=warn,strata_node=info,strata_kafka=info",
             )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log"))
@@ -295,6 +295,8 @@ fn node_args(dir: &Path, extra: &[String]) -> Vec<String> {
         "--peer-addr".into(),
         "127.0.0.1:0".into(),
         "--http-addr".into(),
+        "127.0.0.1:0".into(),
+        "--kafka-addr".into(),
         "127.0.0.1:0".into(),
     ];
     a.extend_from_slice(extra);

@@ -1,0 +1,796 @@
+//! The Kafka listener on real `strata node` processes, spoken to byte for byte (with the
+//! `kafka-protocol` codecs on the client side): bad input closes only the connection that
+//! sent it, with a log line naming the problem; Metadata names every node, leader, replica
+//! and in-sync replica; the native API and the Kafka API see the same records at the same
+//! offsets; idempotent produce keeps its semantics; classic and native groups stay apart.
+//! Real Kafka clients are exercised in `kafka_clients.rs`.
+
+mod common;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use common::*;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use std::time::Duration;
+use strata_record::{BatchBuilder, NewRecord};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A Kafka connection that sends one request at a time (or several, then reads).
+struct Wire {
+    s: TcpStream,
+    corr: i32,
+}
+
+impl Wire {
+    async fn connect(addr: &str) -> Wire {
+        Wire {
+            s: TcpStream::connect(addr)
+                .await
+                .expect("connect to the kafka listener"),
+            corr: 0,
+        }
+    }
+
+    async fn send<R: Encodable + HeaderVersion>(&mut self, key: ApiKey, v: i16, req: &R) -> i32 {
+        self.corr += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(v)
+            .with_correlation_id(self.corr)
+            .with_client_id(Some(StrBytes::from_static_str("strata-test")));
+        let mut b = BytesMut::new();
+        b.put_i32(0);
+        header
+            .encode(&mut b, key.request_header_version(v))
+            .expect("encode header");
+        req.encode(&mut b, v).expect("encode request");
+        let len = (b.len() - 4) as i32;
+        b[..4].copy_from_slice(&len.to_be_bytes());
+        self.s.write_all(&b).await.expect("write");
+        self.corr
+    }
+
+    /// The next answer's correlation id and body, or `None` if the connection closed.
+    async fn recv<T: Decodable>(&mut self, key: ApiKey, v: i16) -> Option<(i32, T)> {
+        let mut len = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(30), self.s.read_exact(&mut len))
+            .await
+            .expect("an answer within 30 s")
+            .ok()?;
+        let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
+        self.s.read_exact(&mut buf).await.ok()?;
+        let mut b = Bytes::from(buf);
+        let hv = if key == ApiKey::ApiVersions {
+            0
+        } else {
+            key.response_header_version(v)
+        };
+        let h = ResponseHeader::decode(&mut b, hv).expect("response header");
+        let body = T::decode(&mut b, v).expect("response body");
+        Some((h.correlation_id, body))
+    }
+
+    async fn call<R: Encodable + HeaderVersion, T: Decodable>(
+        &mut self,
+        key: ApiKey,
+        v: i16,
+        req: &R,
+    ) -> T {
+        let corr = self.send(key, v, req).await;
+        let (got, body) = self.recv(key, v).await.expect("connection closed");
+        assert_eq!(got, corr, "answers come in request order");
+        body
+    }
+
+    /// Whether the listener closed the connection (reads EOF within 10 s).
+    async fn closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(10), self.s.read(&mut b)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
+    }
+}
+
+fn kafka_addr(c: &mut ProcCluster, id: u64) -> String {
+    c.node(id).addresses().expect("addresses").kafka_addr
+}
+
+fn name(s: &str) -> TopicName {
+    StrBytes::from_string(s.to_string()).into()
+}
+
+fn batch(values: &[&str]) -> Bytes {
+    let mut b = BatchBuilder::new();
+    for v in values {
+        b.append(&NewRecord::new(
+            1_700_000_000_000,
+            None,
+            Some(Bytes::from(v.to_string())),
+        ))
+        .expect("append");
+    }
+    b.build()
+}
+
+fn idem_batch(values: &[&str], pid: i64, epoch: i16, seq: i32) -> Bytes {
+    let mut b = BatchBuilder::new().with_producer(pid, epoch, seq);
+    for v in values {
+        b.append(&NewRecord::new(
+            1_700_000_000_000,
+            None,
+            Some(Bytes::from(v.to_string())),
+        ))
+        .expect("append");
+    }
+    b.build()
+}
+
+fn produce_req(topic: &str, partition: i32, acks: i16, records: Bytes) -> ProduceRequest {
+    let mut p = produce_request::PartitionProduceData::default();
+    p.index = partition;
+    p.records = Some(records);
+    let mut t = produce_request::TopicProduceData::default();
+    t.name = name(topic);
+    t.partition_data = vec![p];
+    let mut r = ProduceRequest::default();
+    r.acks = acks;
+    r.timeout_ms = 10_000;
+    r.topic_data = vec![t];
+    r
+}
+
+/// (error code, base offset) of the single partition of a produce answer.
+fn produced(r: &ProduceResponse) -> (i16, i64) {
+    let p = &r.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+fn fetch_req(topic: &str, partition: i32, offset: i64, wait_ms: i32) -> FetchRequest {
+    let mut p = fetch_request::FetchPartition::default();
+    p.partition = partition;
+    p.fetch_offset = offset;
+    p.partition_max_bytes = 1 << 20;
+    p.current_leader_epoch = -1;
+    p.last_fetched_epoch = -1;
+    p.log_start_offset = -1;
+    let mut t = fetch_request::FetchTopic::default();
+    t.topic = name(topic);
+    t.partitions = vec![p];
+    let mut r = FetchRequest::default();
+    r.replica_id = (-1).into();
+    r.max_wait_ms = wait_ms;
+    r.min_bytes = 1;
+    r.max_bytes = 50 << 20;
+    r.session_epoch = -1;
+    r.topics = vec![t];
+    r
+}
+
+/// (error code, high watermark, [(offset, value)]) of the single partition of a fetch.
+fn fetched(r: &FetchResponse) -> (i16, i64, Vec<(i64, String)>) {
+    let p = &r.responses[0].partitions[0];
+    let mut out = Vec::new();
+    let mut bytes = p.records.clone().unwrap_or_default();
+    while bytes.has_remaining() {
+        let (b, rest) = strata_record::Batch::parse_prefix(bytes).expect("a valid batch");
+        for rec in b.records() {
+            out.push((
+                rec.offset,
+                String::from_utf8_lossy(rec.value.as_deref().unwrap_or_default()).into_owned(),
+            ));
+        }
+        bytes = rest;
+    }
+    (p.error_code, p.high_watermark, out)
+}
+
+fn metadata_req(topics: &[&str]) -> MetadataRequest {
+    let mut r = MetadataRequest::default();
+    r.topics = Some(
+        topics
+            .iter()
+            .map(|t| {
+                let mut x = metadata_request::MetadataRequestTopic::default();
+                x.name = Some(name(t));
+                x
+            })
+            .collect(),
+    );
+    r
+}
+
+/// Garbage, a negative length, an oversize frame, an unknown API key, an unsupported
+/// version and a frame cut short each close their own connection with a log line naming
+/// the problem; ApiVersions at an unknown version answers UNSUPPORTED_VERSION with the
+/// table; a connection opened before goes on answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_bad_input_closes_only_its_connection() {
+    let mut c = ProcCluster::empty();
+    let id = c.add_node(Some(1)).await;
+    let addr = kafka_addr(&mut c, id);
+    let mut good = Wire::connect(&addr).await;
+    let v: ApiVersionsResponse = good
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
+    assert_eq!(v.error_code, 0);
+    let produce = v
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::Produce as i16)
+        .expect("Produce is listed");
+    assert_eq!((produce.min_version, produce.max_version), (3, 12));
+
+    let raw = |bytes: Vec<u8>| {
+        let addr = addr.clone();
+        async move {
+            let mut w = Wire::connect(&addr).await;
+            w.s.write_all(&bytes).await.expect("write");
+            w
+        }
+    };
+    // An HTTP request: its first four bytes read as a length of about 1.2 GB.
+    let mut w = raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()).await;
+    assert!(w.closed().await, "garbage closes the connection");
+    let mut w = raw((-5i32).to_be_bytes().to_vec()).await;
+    assert!(w.closed().await, "a negative length closes the connection");
+    let mut w = raw((200i32 << 20).to_be_bytes().to_vec()).await;
+    assert!(w.closed().await, "an oversize frame closes the connection");
+    let mut unknown = BytesMut::new();
+    unknown.put_i32(10);
+    unknown.put_i16(999);
+    unknown.put_i16(0);
+    unknown.put_i32(7);
+    unknown.put_i16(-1);
+    let mut w = raw(unknown.to_vec()).await;
+    assert!(w.closed().await, "an unknown API key closes the connection");
+    let mut v2 = BytesMut::new();
+    v2.put_i32(14);
+    v2.put_i16(ApiKey::Produce as i16);
+    v2.put_i16(2);
+    v2.put_i32(8);
+    v2.put_i16(-1);
+    v2.put_i32(0);
+    let mut w = raw(v2.to_vec()).await;
+    assert!(
+        w.closed().await,
+        "Produce v2 (not served) closes the connection"
+    );
+    let mut cut = BytesMut::new();
+    cut.put_i32(100);
+    cut.put_slice(&[0u8; 20]);
+    drop(raw(cut.to_vec()).await);
+
+    // ApiVersions at a version this listener does not know: v0 layout, error 35, table.
+    let mut w = Wire::connect(&addr).await;
+    let mut frame = BytesMut::new();
+    frame.put_i32(0);
+    frame.put_i16(ApiKey::ApiVersions as i16);
+    frame.put_i16(99);
+    frame.put_i32(42);
+    frame.put_i16(-1);
+    frame.put_u8(0);
+    let len = (frame.len() - 4) as i32;
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    w.s.write_all(&frame).await.expect("write");
+    let (corr, v0): (i32, ApiVersionsResponse) =
+        w.recv(ApiKey::ApiVersions, 0).await.expect("an answer");
+    assert_eq!(corr, 42);
+    assert_eq!(v0.error_code, 35, "UNSUPPORTED_VERSION");
+    assert!(!v0.api_keys.is_empty(), "the table comes with it");
+
+    // The first connection is unaffected.
+    let m: MetadataResponse = good
+        .call(ApiKey::Metadata, 12, &MetadataRequest::default())
+        .await;
+    assert_eq!(m.brokers.len(), 1);
+    let log = c.node(id).log.clone();
+    for needle in [
+        "exceeds kafka_frame_bytes_max",
+        "negative frame length",
+        "unknown API key 999",
+        "Produce v2 is not served",
+        "connection cut mid-frame",
+    ] {
+        wait_until(needle, Duration::from_secs(10), || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            async move { text.contains(needle) }
+        })
+        .await;
+    }
+}
+
+/// On three nodes: Metadata lists each node's Kafka address, each partition's leader with
+/// its epoch, replicas and in-sync replicas; a produce to a follower is
+/// NOT_LEADER_OR_FOLLOWER; records produced natively are fetched through Kafka at the same
+/// offsets and the other way round; acks=0 gets no answer; idempotent batches keep the
+/// native semantics (a duplicate gets its first offset, a gap is OUT_OF_ORDER_SEQUENCE);
+/// bad batches, unknown topics and offsets out of range get their codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_and_native_clients_share_one_log() {
+    let mut c = ProcCluster::start(3).await;
+    let b = c.brokers().join(",");
+    strata(
+        &b,
+        "topic create shared --partitions 1 --replication-factor 3",
+    )
+    .await
+    .ok();
+    let lines: String = (0..5).map(|i| format!("native{i}\n")).collect();
+    strata_stdin(&b, "produce shared --partition 0", lines)
+        .await
+        .ok();
+
+    let first = c.ids()[0];
+    let mut w = Wire::connect(&kafka_addr(&mut c, first)).await;
+    let m: MetadataResponse = w
+        .call(ApiKey::Metadata, 12, &metadata_req(&["shared", "nope"]))
+        .await;
+    assert_eq!(m.brokers.len(), 3, "{m:?}");
+    for id in c.ids() {
+        let addr = kafka_addr(&mut c, id);
+        assert!(
+            m.brokers
+                .iter()
+                .any(|b| b.node_id.0 as u64 == id
+                    && format!("{}:{}", b.host.as_str(), b.port) == addr),
+            "node {id} at {addr} in {m:?}"
+        );
+    }
+    assert!(m.controller_id.0 > 0);
+    let t = m
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "shared"))
+        .expect("shared");
+    assert_eq!(t.error_code, 0);
+    assert!(!t.topic_id.is_nil());
+    let p = &t.partitions[0];
+    assert_eq!(p.replica_nodes.len(), 3);
+    assert_eq!(p.isr_nodes.len(), 3);
+    assert!(p.leader_epoch > 0);
+    let leader = p.leader_id.0 as u64;
+    let nope = m
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "nope"))
+        .expect("the unknown topic is answered");
+    assert_eq!(nope.error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+
+    // A follower refuses the write and names no offset.
+    let follower = c
+        .ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .expect("a follower");
+    let mut f = Wire::connect(&kafka_addr(&mut c, follower)).await;
+    let r: ProduceResponse = f
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_req("shared", 0, -1, batch(&["x"])),
+        )
+        .await;
+    assert_eq!(produced(&r).0, 6, "NOT_LEADER_OR_FOLLOWER");
+
+    // Native records, read through Kafka at their offsets.
+    let mut l = Wire::connect(&kafka_addr(&mut c, leader)).await;
+    let r: FetchResponse = l
+        .call(ApiKey::Fetch, 12, &fetch_req("shared", 0, 0, 100))
+        .await;
+    let (code, hw, recs) = fetched(&r);
+    assert_eq!((code, hw), (0, 5));
+    let want: Vec<(i64, String)> = (0..5).map(|i| (i, format!("native{i}"))).collect();
+    assert_eq!(recs, want);
+
+    // Kafka records (acks=all), read natively at the offsets the answer named.
+    let r: ProduceResponse = l
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_req("shared", 0, -1, batch(&["k5", "k6"])),
+        )
+        .await;
+    assert_eq!(produced(&r), (0, 5));
+    // acks=0: no answer; the next answer is the next request's.
+    l.send(
+        ApiKey::Produce,
+        9,
+        &produce_req("shared", 0, 0, batch(&["k7"])),
+    )
+    .await;
+    let r: ProduceResponse = l
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_req("shared", 0, 1, batch(&["k8"])),
+        )
+        .await;
+    assert_eq!(produced(&r), (0, 8));
+    let out = strata(&b, "consume shared --partition 0 --from 5 -n 4 -o json")
+        .await
+        .ok()
+        .json_lines();
+    let got: Vec<(i64, String)> = out
+        .iter()
+        .map(|m| {
+            (
+                m["offset"].as_i64().expect("offset"),
+                m["value"].as_str().expect("value").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [(5, "k5"), (6, "k6"), (7, "k7"), (8, "k8")]
+            .map(|(o, v)| (o, v.to_string()))
+            .to_vec()
+    );
+
+    // Long-poll: a fetch at the end waits, and returns as soon as a record arrives.
+    let mut poller = Wire::connect(&kafka_addr(&mut c, leader)).await;
+    let waiting = tokio::spawn(async move {
+        let r: FetchResponse = poller
+            .call(ApiKey::Fetch, 12, &fetch_req("shared", 0, 9, 20_000))
+            .await;
+        fetched(&r)
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "the fetch waits for records");
+    let r: ProduceResponse = l
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_req("shared", 0, -1, batch(&["late"])),
+        )
+        .await;
+    assert_eq!(produced(&r), (0, 9));
+    let (code, _, recs) = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the waiting fetch returns once the record is there")
+        .expect("join");
+    assert_eq!((code, recs), (0, vec![(9, "late".to_string())]));
+
+    // Idempotence: the same batch twice gets its first offset; a gap is refused.
+    let init: InitProducerIdResponse = l
+        .call(ApiKey::InitProducerId, 4, &InitProducerIdRequest::default())
+        .await;
+    assert_eq!(init.error_code, 0);
+    let (pid, epoch) = (init.producer_id.0, init.producer_epoch);
+    assert!(pid >= 0);
+    let first = idem_batch(&["i0", "i1"], pid, epoch, 0);
+    let r: ProduceResponse = l
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_req("shared", 0, -1, first.clone()),
+        )
+        .await;
+    assert_eq!(produced(&r), (0, 10));
+    let r: ProduceResponse = l
+        .call(ApiKey::Produce, 9, &produce_req("shared", 0, -1, first))
+        .await;
+    assert_eq!(
+        produced(&r),
+        (0, 10),
+        "a duplicate gets its original offset"
+    );
+    let r: ProduceResponse = l
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_req("shared", 0, -1, idem_batch(&["i5"], pid, epoch, 5)),
+        )
+        .await;
+    assert_eq!(produced(&r).0, 45, "OUT_OF_ORDER_SEQUENCE_NUMBER");
+    let mut txn = InitProducerIdRequest::default();
+    txn.transactional_id = Some(StrBytes::from_static_str("tx").into());
+    let r: InitProducerIdResponse = l.call(ApiKey::InitProducerId, 4, &txn).await;
+    assert_ne!(r.error_code, 0, "transactions are refused");
+
+    // Bad batches and names.
+    let mut corrupt = BytesMut::from(&batch(&["c"])[..]);
+    let n = corrupt.len();
+    corrupt[n - 1] ^= 0xff;
+    let r: ProduceResponse = l
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_req("shared", 0, -1, corrupt.freeze()),
+        )
+        .await;
+    assert_eq!(produced(&r).0, 87, "INVALID_RECORD for a bad CRC");
+    let big = "x".repeat(2 << 20);
+    let r: ProduceResponse = l
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_req("shared", 0, -1, batch(&[&big])),
+        )
+        .await;
+    assert_eq!(produced(&r).0, 10, "MESSAGE_TOO_LARGE");
+    let r: ProduceResponse = l
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_req("nope", 0, -1, batch(&["x"])),
+        )
+        .await;
+    assert_eq!(produced(&r).0, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    let r: FetchResponse = l
+        .call(ApiKey::Fetch, 12, &fetch_req("shared", 0, 999, 0))
+        .await;
+    assert_eq!(fetched(&r).0, 1, "OFFSET_OUT_OF_RANGE");
+    // Nothing refused was written: the log ends where it did.
+    let r: FetchResponse = l
+        .call(ApiKey::Fetch, 12, &fetch_req("shared", 0, 10, 0))
+        .await;
+    let (_, hw, recs) = fetched(&r);
+    assert_eq!(hw, 12);
+    assert_eq!(recs.len(), 2);
+
+    // ListOffsets: earliest, latest, by time (every record is stamped 1_700_000_000_000
+    // or later).
+    let mut lo = ListOffsetsRequest::default();
+    lo.replica_id = (-1).into();
+    let mut t = list_offsets_request::ListOffsetsTopic::default();
+    t.name = name("shared");
+    for ts in [-2i64, -1, 4_000_000_000_000] {
+        let mut p = list_offsets_request::ListOffsetsPartition::default();
+        p.partition_index = 0;
+        p.timestamp = ts;
+        p.current_leader_epoch = -1;
+        t.partitions.push(p);
+    }
+    lo.topics = vec![t];
+    let r: ListOffsetsResponse = l.call(ApiKey::ListOffsets, 7, &lo).await;
+    let offs: Vec<(i16, i64)> = r.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.error_code, p.offset))
+        .collect();
+    assert_eq!(offs, [(0, 0), (0, 12), (0, -1)]);
+}
+
+fn join_req(group: &str, member: &str) -> JoinGroupRequest {
+    let mut p = join_group_request::JoinGroupRequestProtocol::default();
+    p.name = StrBytes::from_static_str("range");
+    // ConsumerProtocolSubscription v0: topics ["classic"], no user data.
+    let mut meta = BytesMut::new();
+    meta.put_i16(0);
+    meta.put_i32(1);
+    meta.put_i16(7);
+    meta.put_slice(b"classic");
+    meta.put_i32(-1);
+    p.metadata = meta.freeze();
+    let mut r = JoinGroupRequest::default();
+    r.group_id = StrBytes::from_string(group.to_string()).into();
+    r.session_timeout_ms = 10_000;
+    r.rebalance_timeout_ms = 10_000;
+    r.member_id = StrBytes::from_string(member.to_string());
+    r.protocol_type = StrBytes::from_static_str("consumer");
+    r.protocols = vec![p];
+    r
+}
+
+fn commit_req(group: &str, member: &str, generation: i32, offset: i64) -> OffsetCommitRequest {
+    let mut p = offset_commit_request::OffsetCommitRequestPartition::default();
+    p.partition_index = 0;
+    p.committed_offset = offset;
+    p.committed_leader_epoch = -1;
+    let mut t = offset_commit_request::OffsetCommitRequestTopic::default();
+    t.name = name("classic");
+    t.partitions = vec![p];
+    let mut r = OffsetCommitRequest::default();
+    r.group_id = StrBytes::from_string(group.to_string()).into();
+    r.member_id = StrBytes::from_string(member.to_string());
+    r.generation_id_or_member_epoch = generation;
+    r.topics = vec![t];
+    r
+}
+
+fn committed_offset(r: &OffsetFetchResponse) -> i64 {
+    r.topics[0].partitions[0].committed_offset
+}
+
+/// A classic group through the coordinator APIs: FindCoordinator, JoinGroup (a first join
+/// is asked to come back with its id), SyncGroup, Heartbeat, OffsetCommit fenced by
+/// generation, OffsetFetch, DescribeGroups, LeaveGroup; a native group of the same name is
+/// refused while the classic one has members, and a native group on the same topic keeps
+/// its own offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_classic_group_lifecycle_beside_a_native_group() {
+    let mut c = ProcCluster::empty();
+    let id = c.add_node(Some(1)).await;
+    let b = c.brokers().join(",");
+    strata(
+        &b,
+        "topic create classic --partitions 1 --replication-factor 1",
+    )
+    .await
+    .ok();
+    let lines: String = (0..10).map(|i| format!("r{i}\n")).collect();
+    strata_stdin(&b, "produce classic", lines).await.ok();
+    let mut w = Wire::connect(&kafka_addr(&mut c, id)).await;
+
+    let mut fc = FindCoordinatorRequest::default();
+    fc.key = StrBytes::from_static_str("kg");
+    let r: FindCoordinatorResponse = w.call(ApiKey::FindCoordinator, 3, &fc).await;
+    assert_eq!((r.error_code, r.node_id.0 as u64), (0, id), "{r:?}");
+
+    // The coordinator's partition was created by FindCoordinator: a client retries
+    // NOT_COORDINATOR and COORDINATOR_NOT_AVAILABLE until its leader serves.
+    let mut r: JoinGroupResponse = w.call(ApiKey::JoinGroup, 5, &join_req("kg", "")).await;
+    for _ in 0..200 {
+        if r.error_code != 15 && r.error_code != 16 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        r = w.call(ApiKey::JoinGroup, 5, &join_req("kg", "")).await;
+    }
+    assert_eq!(r.error_code, 79, "MEMBER_ID_REQUIRED");
+    let member = r.member_id.to_string();
+    assert!(!member.is_empty());
+    let r: JoinGroupResponse = w.call(ApiKey::JoinGroup, 5, &join_req("kg", &member)).await;
+    assert_eq!(r.error_code, 0, "{r:?}");
+    assert_eq!(r.leader.as_str(), member);
+    assert_eq!(r.members.len(), 1);
+    let generation = r.generation_id;
+    assert!(generation >= 1);
+
+    // ConsumerProtocolAssignment v0: classic partition 0.
+    let mut assignment = BytesMut::new();
+    assignment.put_i16(0);
+    assignment.put_i32(1);
+    assignment.put_i16(7);
+    assignment.put_slice(b"classic");
+    assignment.put_i32(1);
+    assignment.put_i32(0);
+    assignment.put_i32(-1);
+    let assignment = assignment.freeze();
+    let mut sync = SyncGroupRequest::default();
+    sync.group_id = StrBytes::from_static_str("kg").into();
+    sync.member_id = StrBytes::from_string(member.clone());
+    sync.generation_id = generation;
+    let mut a = sync_group_request::SyncGroupRequestAssignment::default();
+    a.member_id = StrBytes::from_string(member.clone());
+    a.assignment = assignment.clone();
+    sync.assignments = vec![a];
+    let r: SyncGroupResponse = w.call(ApiKey::SyncGroup, 3, &sync).await;
+    assert_eq!(
+        (r.error_code, r.assignment.clone()),
+        (0, assignment.clone())
+    );
+
+    let mut hb = HeartbeatRequest::default();
+    hb.group_id = StrBytes::from_static_str("kg").into();
+    hb.member_id = StrBytes::from_string(member.clone());
+    hb.generation_id = generation;
+    let r: HeartbeatResponse = w.call(ApiKey::Heartbeat, 3, &hb).await;
+    assert_eq!(r.error_code, 0);
+    hb.generation_id = generation + 7;
+    let r: HeartbeatResponse = w.call(ApiKey::Heartbeat, 3, &hb).await;
+    assert_eq!(r.error_code, 22, "ILLEGAL_GENERATION");
+
+    let r: OffsetCommitResponse = w
+        .call(
+            ApiKey::OffsetCommit,
+            8,
+            &commit_req("kg", &member, generation, 4),
+        )
+        .await;
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    let r: OffsetCommitResponse = w
+        .call(
+            ApiKey::OffsetCommit,
+            8,
+            &commit_req("kg", &member, generation - 1, 6),
+        )
+        .await;
+    assert_eq!(
+        r.topics[0].partitions[0].error_code, 22,
+        "a stale generation is fenced"
+    );
+    let r: OffsetCommitResponse = w
+        .call(
+            ApiKey::OffsetCommit,
+            8,
+            &commit_req("kg", "someone", generation, 6),
+        )
+        .await;
+    assert_eq!(
+        r.topics[0].partitions[0].error_code, 25,
+        "UNKNOWN_MEMBER_ID"
+    );
+
+    // A native consumer cannot join the classic group while it has members.
+    let refused = strata(&b, "consume classic --group kg -n 1").await;
+    assert_ne!(
+        refused.code, 0,
+        "a native member is refused: {}",
+        refused.stdout
+    );
+
+    // A native group on the same topic keeps its own offsets.
+    strata(&b, "consume classic --group ng -n 10").await.ok();
+    let mut of = OffsetFetchRequest::default();
+    of.group_id = StrBytes::from_static_str("kg").into();
+    let mut t = offset_fetch_request::OffsetFetchRequestTopic::default();
+    t.name = name("classic");
+    t.partition_indexes = vec![0];
+    of.topics = Some(vec![t.clone()]);
+    let r: OffsetFetchResponse = w.call(ApiKey::OffsetFetch, 5, &of).await;
+    assert_eq!(committed_offset(&r), 4);
+    of.group_id = StrBytes::from_static_str("ng").into();
+    let r: OffsetFetchResponse = w.call(ApiKey::OffsetFetch, 5, &of).await;
+    assert_eq!(
+        committed_offset(&r),
+        10,
+        "the native group committed what it read"
+    );
+    of.group_id = StrBytes::from_static_str("none").into();
+    let r: OffsetFetchResponse = w.call(ApiKey::OffsetFetch, 5, &of).await;
+    assert_eq!(committed_offset(&r), -1, "no commit: -1");
+
+    let mut dg = DescribeGroupsRequest::default();
+    dg.groups = vec![StrBytes::from_static_str("kg").into()];
+    let r: DescribeGroupsResponse = w.call(ApiKey::DescribeGroups, 5, &dg).await;
+    let g = &r.groups[0];
+    assert_eq!(
+        (
+            g.error_code,
+            g.group_state.as_str(),
+            g.protocol_type.as_str(),
+            g.protocol_data.as_str()
+        ),
+        (0, "Stable", "consumer", "range")
+    );
+    assert_eq!(g.members[0].member_assignment, assignment);
+
+    let r: ListGroupsResponse = w
+        .call(ApiKey::ListGroups, 4, &ListGroupsRequest::default())
+        .await;
+    let mut listed: Vec<(String, String)> = r
+        .groups
+        .iter()
+        .map(|g| (g.group_id.0.to_string(), g.protocol_type.to_string()))
+        .collect();
+    listed.sort();
+    assert!(
+        listed.contains(&("kg".into(), "consumer".into())),
+        "{listed:?}"
+    );
+    assert!(listed.iter().any(|(n, _)| n == "ng"), "{listed:?}");
+
+    // A group with members is not deleted; after the leave it is.
+    let mut del = DeleteGroupsRequest::default();
+    del.groups_names = vec![StrBytes::from_static_str("kg").into()];
+    let r: DeleteGroupsResponse = w.call(ApiKey::DeleteGroups, 2, &del).await;
+    assert_eq!(r.results[0].error_code, 68, "NON_EMPTY_GROUP");
+    let mut leave = LeaveGroupRequest::default();
+    leave.group_id = StrBytes::from_static_str("kg").into();
+    let mut mi = leave_group_request::MemberIdentity::default();
+    mi.member_id = StrBytes::from_string(member.clone());
+    leave.members = vec![mi];
+    let r: LeaveGroupResponse = w.call(ApiKey::LeaveGroup, 4, &leave).await;
+    assert_eq!((r.error_code, r.members[0].error_code), (0, 0));
+    // An empty group takes commits from outside the membership (generation -1), never
+    // moving an offset back.
+    let r: OffsetCommitResponse = w
+        .call(ApiKey::OffsetCommit, 8, &commit_req("kg", "", -1, 7))
+        .await;
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    let r: OffsetCommitResponse = w
+        .call(ApiKey::OffsetCommit, 8, &commit_req("kg", "", -1, 2))
+        .await;
+    assert_ne!(
+        r.topics[0].partitions[0].error_code, 0,
+        "offsets never go back"
+    );
+    let r: DeleteGroupsResponse = w.call(ApiKey::DeleteGroups, 2, &del).await;
+    assert_eq!(r.results[0].error_code, 0);
+    of.group_id = StrBytes::from_static_str("kg").into();
+    let r: OffsetFetchResponse = w.call(ApiKey::OffsetFetch, 5, &of).await;
+    assert_eq!(committed_offset(&r), -1, "deleted with its offsets");
+}
