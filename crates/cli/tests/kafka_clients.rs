@@ -140,29 +140,46 @@ async fn scenario(
     c: &mut ProcCluster,
     lib: &str,
     codecs: &[&str],
+    admin: bool,
     spawn: impl Fn(&str, &str, &[&str]) -> ClientProc,
 ) {
     let b = c.brokers().join(",");
     let bs = bootstrap(c);
-    // Admin.
+    // Admin (kcat has none: it describes the cluster instead).
     let admin_topic = format!("admin-{lib}");
-    let mut p = spawn("admin", &bs, &[&admin_topic]);
-    let r = p.line_with("deleted", Duration::from_secs(60)).await;
-    assert_eq!(
-        (
-            &r["listed"],
-            &r["partitions"],
-            &r["retention_set"],
-            &r["deleted"]
-        ),
-        (
-            &Value::Bool(true),
-            &Value::from(3),
-            &Value::Bool(true),
-            &Value::Bool(true)
-        ),
-        "{lib} admin: {r}"
-    );
+    if admin {
+        let mut p = spawn("admin", &bs, &[&admin_topic]);
+        let r = p.line_with("deleted", Duration::from_secs(60)).await;
+        assert_eq!(
+            (
+                &r["listed"],
+                &r["partitions"],
+                &r["retention_set"],
+                &r["deleted"]
+            ),
+            (
+                &Value::Bool(true),
+                &Value::from(3),
+                &Value::Bool(true),
+                &Value::Bool(true)
+            ),
+            "{lib} admin: {r}"
+        );
+    } else {
+        strata(
+            &b,
+            &format!("topic create {admin_topic} --partitions 3 --replication-factor 3"),
+        )
+        .await
+        .ok();
+        let mut p = spawn("metadata", &bs, &[&admin_topic]);
+        let r = p.line_with("brokers", Duration::from_secs(60)).await;
+        assert_eq!(
+            (&r["brokers"], &r["partitions"], &r["leaders"]),
+            (&Value::from(3), &Value::from(3), &Value::Bool(true)),
+            "{lib} metadata: {r}"
+        );
+    }
 
     // Every codec, produced and read back.
     for codec in codecs {
@@ -231,27 +248,31 @@ async fn scenario(
     let mut members: Vec<ClientProc> = (0..3)
         .map(|_| spawn("member", &bs, &[&topic, &group]))
         .collect();
-    // Until the three share the six partitions.
-    let mut assigned: Vec<Vec<u64>> = vec![Vec::new(); 3];
+    // Until the three share the six partitions (the leader's assignment, as the coordinator
+    // replicated it).
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let mut all: Vec<u64> = assigned.iter().flatten().copied().collect();
-        all.sort_unstable();
-        if all == [0, 1, 2, 3, 4, 5] && assigned.iter().all(|a| !a.is_empty()) {
+        let run = strata(&b, &format!("group describe {group} -o json")).await;
+        let d = if run.code == 0 {
+            run.json()
+        } else {
+            Value::Null
+        };
+        let members = d["members"].as_array().cloned().unwrap_or_default();
+        let mut parts: Vec<u64> = members
+            .iter()
+            .flat_map(|m| m["target"].as_array().cloned().unwrap_or_default())
+            .filter_map(|tp| tp["partition"].as_u64())
+            .collect();
+        parts.sort_unstable();
+        let everyone = members
+            .iter()
+            .all(|m| m["target"].as_array().is_some_and(|t| !t.is_empty()));
+        if members.len() == 3 && everyone && parts == [0, 1, 2, 3, 4, 5] {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{lib} group assignment: {assigned:?}"
-        );
-        for (i, m) in members.iter_mut().enumerate() {
-            while let Ok(v) = m.lines.try_recv() {
-                if let Some(a) = v["assigned"].as_array() {
-                    assigned[i] = a.iter().filter_map(Value::as_u64).collect();
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(Instant::now() < deadline, "{lib} group assignment: {d}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let produce_each = |prefix: &'static str| {
         let b = b.clone();
@@ -351,7 +372,7 @@ async fn kafka_python_client() {
         return;
     }
     let (mut c, _) = kafka_cluster().await;
-    scenario(&mut c, "kafka-python", &["none"], |role, bs, args| {
+    scenario(&mut c, "kafka-python", &["none"], true, |role, bs, args| {
         python("kafka-python", role, bs, args)
     })
     .await;
@@ -363,8 +384,45 @@ async fn confluent_kafka_client() {
         return;
     }
     let (mut c, _) = kafka_cluster().await;
-    scenario(&mut c, "confluent", &["none"], |role, bs, args| {
+    scenario(&mut c, "confluent", &["none"], true, |role, bs, args| {
         python("confluent", role, bs, args)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kcat_client() {
+    if !available("kcat", std::process::Command::new("kcat").arg("-V")) {
+        return;
+    }
+    let (mut c, _) = kafka_cluster().await;
+    scenario(&mut c, "kcat", &["none"], false, |role, bs, args| {
+        let mut a = vec![
+            "kcat_client.py".to_string(),
+            role.to_string(),
+            bs.to_string(),
+        ];
+        a.extend(args.iter().map(|s| s.to_string()));
+        ClientProc::spawn("python3", &a)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafkajs_client() {
+    let installed = clients_dir().join("node_modules/kafkajs").exists();
+    let probe = if installed { "true" } else { "false" };
+    if !available(
+        "kafkajs (npm install in tests/kafka_clients)",
+        &mut std::process::Command::new(probe),
+    ) {
+        return;
+    }
+    let (mut c, _) = kafka_cluster().await;
+    scenario(&mut c, "kafkajs", &["none"], true, |role, bs, args| {
+        let mut a = vec!["client.js".to_string(), role.to_string(), bs.to_string()];
+        a.extend(args.iter().map(|s| s.to_string()));
+        ClientProc::spawn("node", &a)
     })
     .await;
 }

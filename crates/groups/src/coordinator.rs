@@ -288,7 +288,9 @@ impl Coordinator {
         self.hook.read(|s| {
             for (name, g) in &s.groups {
                 let mut expired = Vec::new();
-                for (id, m) in &g.members {
+                // Classic members are heard from by the classic protocol (its own clocks,
+                // see `classic_expire`), never by native heartbeats.
+                for (id, m) in g.members.iter().filter(|(_, m)| m.classic.is_none()) {
                     let key = (name.clone(), id.clone());
                     let c = *soft.clocks.entry(key).or_insert(Clocks {
                         last_seen: now,

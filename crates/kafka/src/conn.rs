@@ -40,8 +40,10 @@ pub struct Request {
     pub peer: SocketAddr,
 }
 
-/// An answer in the making: `None` for a request that gets none (Produce with acks=0).
-type Pending = JoinHandle<Option<Bytes>>;
+/// An answer in the making: `None` for a request that gets none (Produce with acks=0); an
+/// error (an answer that cannot be encoded) closes the connection, so the client does not
+/// wait for an answer that never comes.
+type Pending = JoinHandle<Result<Option<Bytes>, String>>;
 
 /// Why a frame closes the connection.
 #[derive(Debug)]
@@ -66,13 +68,17 @@ pub async fn run(
     let writer = tokio::spawn(async move {
         while let Some(pending) = rx.recv().await {
             match pending.await {
-                Ok(Some(frame)) => {
+                Ok(Ok(Some(frame))) => {
                     if let Err(e) = wr.write_all(&frame).await {
                         tracing::debug!(%peer, error = %e, "kafka connection: write failed");
                         return;
                     }
                 }
-                Ok(None) => {}
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(%peer, "kafka connection closed: {e}");
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(%peer, error = %e, "kafka request handler failed; closing");
                     return;
@@ -151,7 +157,7 @@ fn encode<R: Encodable + HeaderVersion>(
     version: i16,
     correlation_id: i32,
     body: &R,
-) -> Option<Bytes> {
+) -> Result<Option<Bytes>, String> {
     let header_version = if key == ApiKey::ApiVersions {
         // ApiVersions answers always use header v0, so any client can read them.
         0
@@ -165,12 +171,11 @@ fn encode<R: Encodable + HeaderVersion>(
         .encode(&mut buf, header_version)
         .and_then(|()| body.encode(&mut buf, version));
     if let Err(e) = encoded {
-        tracing::error!(?key, version, error = %e, "cannot encode a kafka response");
-        return None;
+        return Err(format!("cannot encode the {key:?} v{version} answer: {e}"));
     }
     let len = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&len.to_be_bytes());
-    Some(buf.freeze())
+    Ok(Some(buf.freeze()))
 }
 
 /// Decodes the request in `frame` and starts its handler.
@@ -271,7 +276,7 @@ fn dispatch(mut frame: Bytes, peer: SocketAddr, ctx: &Arc<Ctx>) -> Result<Pendin
                 let resp = crate::data::produce(&ctx, &req, r).await;
                 // acks=0: the client reads no answer.
                 if acks == 0 {
-                    return None;
+                    return Ok(None);
                 }
                 encode(key, version, correlation_id, &resp)
             })

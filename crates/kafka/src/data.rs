@@ -296,8 +296,9 @@ pub async fn fetch(ctx: &Ctx, _req: &Request, r: FetchRequest) -> FetchResponse 
 
 /// ListOffsets: earliest (-2), latest (-1), the latest record (-3, max timestamp), or the
 /// first record at or after a time.
-pub async fn list_offsets(ctx: &Ctx, _req: &Request, r: ListOffsetsRequest) -> ListOffsetsResponse {
+pub async fn list_offsets(ctx: &Ctx, req: &Request, r: ListOffsetsRequest) -> ListOffsetsResponse {
     let mut resp = ListOffsetsResponse::default();
+    let version = req.version;
     for t in r.topics {
         let name = t.name.0.to_string();
         let mut tr = list_offsets_response::ListOffsetsTopicResponse::default();
@@ -334,10 +335,12 @@ pub async fn list_offsets(ctx: &Ctx, _req: &Request, r: ListOffsetsRequest) -> L
                             t if t >= 0 && o.offset >= o.high_watermark => -1,
                             _ => o.offset,
                         };
-                        out.leader_epoch = ctx
-                            .broker
-                            .leader_epoch(&name, partition)
-                            .map_or(-1, |e| i32::try_from(e).unwrap_or(i32::MAX));
+                        if version >= 4 {
+                            out.leader_epoch = ctx
+                                .broker
+                                .leader_epoch(&name, partition)
+                                .map_or(-1, |e| i32::try_from(e).unwrap_or(i32::MAX));
+                        }
                     }
                     Err(e) => out.error_code = codes::broker(&e),
                 }
