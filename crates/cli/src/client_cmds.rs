@@ -105,6 +105,33 @@ pub enum AcksArg {
     None,
 }
 
+/// Codec of produced batches (Kafka's `compression.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompressionArg {
+    /// Uncompressed.
+    None,
+    /// gzip.
+    Gzip,
+    /// snappy (xerial framing, as the Java client writes it).
+    Snappy,
+    /// lz4 (frame format).
+    Lz4,
+    /// zstd.
+    Zstd,
+}
+
+impl From<CompressionArg> for strata_record::Compression {
+    fn from(c: CompressionArg) -> strata_record::Compression {
+        match c {
+            CompressionArg::None => strata_record::Compression::None,
+            CompressionArg::Gzip => strata_record::Compression::Gzip,
+            CompressionArg::Snappy => strata_record::Compression::Snappy,
+            CompressionArg::Lz4 => strata_record::Compression::Lz4,
+            CompressionArg::Zstd => strata_record::Compression::Zstd,
+        }
+    }
+}
+
 /// `strata produce`
 #[derive(Debug, clap::Args)]
 pub struct ProduceArgs {
@@ -124,6 +151,9 @@ pub struct ProduceArgs {
     /// Header KEY=VALUE; repeatable.
     #[arg(long = "header", value_name = "KEY=VALUE")]
     pub headers: Vec<String>,
+    /// Compress batches with this codec (batches that would not shrink go uncompressed).
+    #[arg(long, value_enum, default_value_t = CompressionArg::None)]
+    pub compression: CompressionArg,
 }
 
 /// `strata consume`

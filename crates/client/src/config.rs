@@ -122,6 +122,11 @@ pub struct ProducerConfig {
     pub retry_backoff: Duration,
     /// Longest wait between retries. Default 1 s.
     pub retry_backoff_max: Duration,
+    /// Codec of each batch's records (Kafka's `compression.type`): gzip, snappy, lz4 or zstd
+    /// (pure-Rust codecs, readable by every Kafka client). A batch that would not shrink is
+    /// sent uncompressed. The leader stores batches as they come; consumers decompress.
+    /// Default none.
+    pub compression: strata_record::Compression,
 }
 
 impl Default for ProducerConfig {
@@ -137,6 +142,7 @@ impl Default for ProducerConfig {
             delivery_timeout: Duration::from_secs(120),
             retry_backoff: Duration::from_millis(10),
             retry_backoff_max: Duration::from_secs(1),
+            compression: strata_record::Compression::None,
         }
     }
 }

@@ -8,9 +8,8 @@ use crate::header::{ATTR_COMPRESSION_MASK, ATTR_CONTROL, ATTR_TIMESTAMP_TYPE, AT
 
 /// A compression codec, with Kafka's codes (attribute bits 0..=2).
 ///
-/// Only [`Compression::None`] is implemented: the builder refuses the others and the reader
-/// rejects batches that use them with [`RecordError::UnsupportedCompression`]. They are listed so
-/// the error can name the codec a client used.
+/// Every codec Kafka defines is read and written (see [`crate::compression`]); codes 5 to 7 are
+/// [`RecordError::UnsupportedCompression`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Compression {
     /// Code 0: records are stored as they are.
@@ -61,17 +60,6 @@ impl Compression {
             Compression::Zstd => "zstd",
         }
     }
-
-    /// The error for a batch or builder that asks for this codec (or `None` if it is supported).
-    pub(crate) fn unsupported(self) -> Option<RecordError> {
-        match self {
-            Compression::None => None,
-            other => Some(RecordError::UnsupportedCompression {
-                code: other.code(),
-                name: other.name(),
-            }),
-        }
-    }
 }
 
 impl fmt::Display for Compression {
@@ -101,7 +89,9 @@ const KNOWN_BITS: i16 = ATTR_COMPRESSION_MASK | ATTR_TIMESTAMP_TYPE;
 /// Refused, in this order: control batches (brokers write them, never clients), transactional
 /// batches (Strata has no transactions), unknown bits (the delete horizon bit changes what
 /// `baseTimestamp` means; others have no meaning yet), and any codec but none.
-pub(crate) fn check_attributes(attributes: i16) -> Result<TimestampType, RecordError> {
+pub(crate) fn check_attributes(
+    attributes: i16,
+) -> Result<(TimestampType, Compression), RecordError> {
     if attributes & ATTR_CONTROL != 0 {
         return Err(RecordError::ControlBatch);
     }
@@ -112,24 +102,16 @@ pub(crate) fn check_attributes(attributes: i16) -> Result<TimestampType, RecordE
         return Err(RecordError::UnsupportedAttributes { attributes });
     }
     let code = attributes & ATTR_COMPRESSION_MASK;
-    match Compression::from_code(code) {
-        Some(codec) => {
-            if let Some(error) = codec.unsupported() {
-                return Err(error);
-            }
-        }
-        None => {
-            return Err(RecordError::UnsupportedCompression {
-                code,
-                name: "unknown",
-            });
-        }
-    }
-    Ok(if attributes & ATTR_TIMESTAMP_TYPE != 0 {
+    let codec = Compression::from_code(code).ok_or(RecordError::UnsupportedCompression {
+        code,
+        name: "unknown",
+    })?;
+    let timestamps = if attributes & ATTR_TIMESTAMP_TYPE != 0 {
         TimestampType::LogAppendTime
     } else {
         TimestampType::CreateTime
-    })
+    };
+    Ok((timestamps, codec))
 }
 
 #[cfg(test)]
@@ -151,22 +133,32 @@ mod tests {
 
     #[test]
     fn accepts_plain_and_log_append_time() {
-        assert_eq!(check_attributes(0), Ok(TimestampType::CreateTime));
+        assert_eq!(
+            check_attributes(0),
+            Ok((TimestampType::CreateTime, Compression::None))
+        );
         assert_eq!(
             check_attributes(ATTR_TIMESTAMP_TYPE),
-            Ok(TimestampType::LogAppendTime)
+            Ok((TimestampType::LogAppendTime, Compression::None))
         );
     }
 
     #[test]
-    fn refuses_codecs_by_name() {
-        let names = [
-            "gzip", "snappy", "lz4", "zstd", "unknown", "unknown", "unknown",
-        ];
-        for (code, name) in (1..=7).zip(names) {
+    fn takes_kafkas_codecs_and_refuses_the_other_codes() {
+        for code in 1..=4 {
+            assert_eq!(
+                check_attributes(code).map(|(_, c)| c.code()),
+                Ok(code),
+                "code {code}"
+            );
+        }
+        for code in 5..=7 {
             assert_eq!(
                 check_attributes(code),
-                Err(RecordError::UnsupportedCompression { code, name })
+                Err(RecordError::UnsupportedCompression {
+                    code,
+                    name: "unknown"
+                })
             );
         }
     }

@@ -1,14 +1,16 @@
 //! [`Batch`]: a checked, zero-copy reader over the bytes of one RecordBatch v2.
 //!
 //! [`Batch::parse`] checks everything before anything trusts the batch; afterwards iteration
-//! cannot fail and hands out slices of the input [`Bytes`].
+//! cannot fail and hands out slices of the input [`Bytes`] (of the decompressed records, for a
+//! compressed batch: a batch is stored and sent as it came, compressed or not, and decompressed
+//! only to be checked and read).
 
 use std::iter::FusedIterator;
 
 use bytes::Bytes;
 
 use crate::RecordError;
-use crate::attributes::{TimestampType, check_attributes};
+use crate::attributes::{Compression, TimestampType, check_attributes};
 use crate::header::{BATCH_HEADER_LEN, BatchHeader};
 use crate::record::{self, Record, RecordLayout};
 
@@ -25,6 +27,11 @@ pub struct Batch {
     bytes: Bytes,
     header: BatchHeader,
     timestamp_type: TimestampType,
+    compression: Compression,
+    /// The records region: `bytes` itself when uncompressed (records from `start`), else its
+    /// decompressed form (records from 0).
+    records: Bytes,
+    start: usize,
 }
 
 impl Batch {
@@ -48,8 +55,9 @@ impl Batch {
     /// Checked, in order:
     /// - the header ([`BatchHeader::parse_verified`]): length, magic 2, CRC32C, record count
     ///   positive, `lastOffsetDelta = count - 1`;
-    /// - attributes: no control or transactional bit, no unknown bit, codec none
-    ///   (others are [`RecordError::UnsupportedCompression`] naming the codec);
+    /// - attributes: no control or transactional bit, no unknown bit, a codec Kafka defines
+    ///   (others are [`RecordError::UnsupportedCompression`]); a compressed records region
+    ///   decompresses within [`crate::compression::DECOMPRESSED_BYTES_MAX`];
     /// - `baseOffset + lastOffsetDelta` does not overflow;
     /// - the records: exactly `count` of them fill the batch to its last byte, each within its
     ///   declared length, attributes 0, offset delta = index, valid lengths, UTF-8 header keys,
@@ -57,7 +65,7 @@ impl Batch {
     /// - for create time, `maxTimestamp` is the largest record timestamp.
     pub fn parse_prefix(bytes: Bytes) -> Result<(Batch, Bytes), RecordError> {
         let header = BatchHeader::parse_verified(&bytes)?;
-        let timestamp_type = check_attributes(header.attributes)?;
+        let (timestamp_type, compression) = check_attributes(header.attributes)?;
         if header
             .base_offset
             .checked_add(i64::from(header.last_offset_delta))
@@ -71,11 +79,25 @@ impl Batch {
         let rest = bytes.slice(header.total_len()..);
         let mut bytes = bytes;
         bytes.truncate(header.total_len());
-        check_records(&bytes, &header, timestamp_type)?;
+        let (records, start) = match compression {
+            Compression::None => (bytes.clone(), BATCH_HEADER_LEN),
+            codec => (
+                Bytes::from(crate::compression::decompress(
+                    codec,
+                    &bytes[BATCH_HEADER_LEN..],
+                    crate::compression::DECOMPRESSED_BYTES_MAX,
+                )?),
+                0,
+            ),
+        };
+        check_records(&records, start, &header, timestamp_type)?;
         let batch = Batch {
             bytes,
             header,
             timestamp_type,
+            compression,
+            records,
+            start,
         };
         Ok((batch, rest))
     }
@@ -85,7 +107,12 @@ impl Batch {
         &self.header
     }
 
-    /// The batch's bytes, exactly (header and records).
+    /// The codec of the records region.
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
+    /// The batch's bytes, exactly (header and records, compressed as they came).
     pub fn bytes(&self) -> &Bytes {
         &self.bytes
     }
@@ -163,11 +190,11 @@ impl Batch {
     }
 
     /// The records, in offset order; keys, values and header values are slices of
-    /// [`Batch::bytes`].
+    /// [`Batch::bytes`] (of the decompressed records for a compressed batch).
     pub fn records(&self) -> Records<'_> {
         Records {
             batch: self,
-            pos: BATCH_HEADER_LEN,
+            pos: self.start,
             index: 0,
         }
     }
@@ -184,9 +211,9 @@ impl Batch {
         if self.timestamp_type == TimestampType::LogAppendTime {
             return Some(self.header.base_offset);
         }
-        let mut pos = BATCH_HEADER_LEN;
+        let mut pos = self.start;
         for index in 0..self.header.record_count {
-            let layout = checked(record::scan(&self.bytes, pos, index).ok())?;
+            let layout = checked(record::scan(&self.records, pos, index).ok())?;
             if self.record_timestamp(&layout) >= timestamp {
                 return Some(self.header.base_offset + i64::from(index));
             }
@@ -213,21 +240,23 @@ fn checked<T>(value: Option<T>) -> Option<T> {
     value
 }
 
-/// Walks the records of a batch whose header was verified; see [`Batch::parse_prefix`].
+/// Walks the records (in `batch` from `start`) of a batch whose header was verified; see
+/// [`Batch::parse_prefix`].
 fn check_records(
     batch: &[u8],
+    start: usize,
     header: &BatchHeader,
     timestamp_type: TimestampType,
 ) -> Result<(), RecordError> {
     let count = header.record_count;
     // Cheap rejection of a lying count before walking anything.
-    if count as usize > (batch.len() - BATCH_HEADER_LEN) / RECORD_LEN_MIN {
+    if count as usize > batch.len().saturating_sub(start) / RECORD_LEN_MIN {
         return Err(RecordError::BadRecordCount {
             count,
             reason: "more records than the batch has bytes for",
         });
     }
-    let mut pos = BATCH_HEADER_LEN;
+    let mut pos = start;
     let mut max_timestamp = i64::MIN;
     for index in 0..count {
         if pos == batch.len() {
@@ -283,7 +312,7 @@ impl Iterator for Records<'_> {
         if self.index >= batch.header.record_count {
             return None;
         }
-        let bytes = &batch.bytes;
+        let bytes = &batch.records;
         let decoded = record::scan(bytes, self.pos, self.index)
             .ok()
             .and_then(|layout| Some((record::headers(bytes, &layout)?, layout)));

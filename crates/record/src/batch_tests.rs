@@ -280,17 +280,76 @@ fn rejects_transactional_and_control_bits() {
 }
 
 #[test]
-fn rejects_every_compression_codec_by_name() {
-    let names = [
-        "gzip", "snappy", "lz4", "zstd", "unknown", "unknown", "unknown",
-    ];
-    for (code, name) in (1..=7).zip(names) {
+fn refuses_unknown_codecs_and_records_that_do_not_decompress() {
+    // Codes 5 to 7 are no codec.
+    for code in 5..=7 {
         let mut buf = build(&[1]);
         put_i16(&mut buf, ATTRIBUTES_POS, code | ATTR_TIMESTAMP_TYPE);
         reseal(&mut buf);
         let error = parse(&buf).unwrap_err();
-        assert_eq!(error, RecordError::UnsupportedCompression { code, name });
+        assert_eq!(
+            error,
+            RecordError::UnsupportedCompression {
+                code,
+                name: "unknown"
+            }
+        );
+    }
+    // Plain records under a codec's bit: the codec is named in the refusal.
+    let names = ["gzip", "snappy", "lz4", "zstd"];
+    for (code, name) in (1..=4).zip(names) {
+        let mut buf = build(&[1]);
+        put_i16(&mut buf, ATTRIBUTES_POS, code | ATTR_TIMESTAMP_TYPE);
+        reseal(&mut buf);
+        let error = parse(&buf).unwrap_err();
+        assert!(
+            matches!(&error, RecordError::Decompression { codec, .. } if *codec == name),
+            "{error}"
+        );
         assert!(error.to_string().contains(name));
+    }
+}
+
+#[test]
+fn compressed_records_are_checked_like_plain_ones() {
+    use crate::attributes::Compression;
+    for codec in [
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ] {
+        let mut b = crate::BatchBuilder::new().with_compression(codec);
+        for i in 0..20 {
+            b.append(&NewRecord::new(
+                1000 + i,
+                None,
+                Some(Bytes::from_static(b"same value same value same value")),
+            ))
+            .unwrap();
+        }
+        let good = b.build();
+        let batch = Batch::parse(good.clone()).unwrap();
+        assert_eq!(batch.compression(), codec);
+        assert_eq!(batch.first_offset_at_or_after_timestamp(1010), Some(10));
+        // A record count that lies about the compressed records is caught after
+        // decompression.
+        let mut bad = good.to_vec();
+        set_count(&mut bad, 21);
+        reseal(&mut bad);
+        assert!(
+            matches!(parse(&bad), Err(RecordError::BadRecordCount { .. })),
+            "{codec}"
+        );
+        // Decompression past the limit is refused, naming it.
+        let huge = crate::compression::compress(codec, &vec![0u8; 70 << 20]).unwrap();
+        let e = crate::compression::decompress(
+            codec,
+            &huge,
+            crate::compression::DECOMPRESSED_BYTES_MAX,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("DECOMPRESSED_BYTES_MAX"), "{e}");
     }
 }
 

@@ -54,6 +54,7 @@ pub struct BatchBuilder {
     /// Largest record timestamp so far.
     max_timestamp: i64,
     record_count: i32,
+    compression: Compression,
 }
 
 impl Default for BatchBuilder {
@@ -77,6 +78,7 @@ impl BatchBuilder {
             base_timestamp: None,
             max_timestamp: i64::MIN,
             record_count: 0,
+            compression: Compression::None,
         }
     }
 
@@ -94,13 +96,12 @@ impl BatchBuilder {
         self
     }
 
-    /// Sets the compression codec. Only [`Compression::None`] is implemented; any other codec
-    /// is refused with [`RecordError::UnsupportedCompression`].
-    pub fn with_compression(self, compression: Compression) -> Result<BatchBuilder, RecordError> {
-        match compression.unsupported() {
-            None => Ok(self),
-            Some(error) => Err(error),
-        }
+    /// Sets the compression codec of the records region. [`BatchBuilder::build`] compresses
+    /// when it makes the batch smaller, and writes the records uncompressed otherwise (as
+    /// librdkafka does), so a batch never outgrows [`BatchBuilder::estimated_size`].
+    pub fn with_compression(mut self, compression: Compression) -> BatchBuilder {
+        self.compression = compression;
+        self
     }
 
     /// Marks the batch as log-append time (attribute bit 3) and sets `maxTimestamp` to
@@ -186,20 +187,30 @@ impl BatchBuilder {
         Ok(())
     }
 
-    /// Writes the header and CRC32C and returns the batch.
+    /// Compresses the records region (when asked and smaller), writes the header and CRC32C,
+    /// and returns the batch.
     ///
     /// # Panics
     /// If no record was appended: a batch holds at least one record, and building an empty one
     /// is a bug in the caller (check [`BatchBuilder::is_empty`]).
     pub fn build(mut self) -> Bytes {
         assert!(!self.is_empty(), "building a record batch with no records");
+        let mut codec = Compression::None;
+        if self.compression != Compression::None
+            && let Ok(packed) =
+                crate::compression::compress(self.compression, &self.buf[BATCH_HEADER_LEN..])
+            && packed.len() < self.buf.len() - BATCH_HEADER_LEN
+        {
+            self.buf.truncate(BATCH_HEADER_LEN);
+            self.buf.extend_from_slice(&packed);
+            codec = self.compression;
+        }
         let batch_length = (self.buf.len() - LOG_OVERHEAD) as i32;
         let (attributes, max_timestamp) = match self.timestamp_type {
-            TimestampType::CreateTime => (Compression::None.code(), self.max_timestamp),
-            TimestampType::LogAppendTime => (
-                Compression::None.code() | ATTR_TIMESTAMP_TYPE,
-                self.log_append_time,
-            ),
+            TimestampType::CreateTime => (codec.code(), self.max_timestamp),
+            TimestampType::LogAppendTime => {
+                (codec.code() | ATTR_TIMESTAMP_TYPE, self.log_append_time)
+            }
         };
         let mut header = &mut self.buf[..BATCH_HEADER_LEN];
         header.put_i64(0); // base offset: stamped by the log
@@ -287,25 +298,36 @@ mod tests {
 
     #[test]
     fn refuses_compression() {
-        assert!(
-            BatchBuilder::new()
-                .with_compression(Compression::None)
-                .is_ok()
-        );
         for codec in [
             Compression::Gzip,
             Compression::Snappy,
             Compression::Lz4,
             Compression::Zstd,
         ] {
-            let error = BatchBuilder::new().with_compression(codec).unwrap_err();
+            // Compressible records are compressed and read back; one tiny record is not
+            // worth it and stays uncompressed.
+            let mut b = BatchBuilder::new().with_compression(codec);
+            for i in 0..50 {
+                b.append(&record(
+                    i,
+                    "a fairly repetitive value, a fairly repetitive value",
+                ))
+                .unwrap();
+            }
+            let estimated = b.estimated_size();
+            let bytes = b.build();
+            assert!(bytes.len() < estimated, "{codec}");
+            let batch = crate::Batch::parse(bytes).unwrap();
+            assert_eq!(batch.compression(), codec);
+            assert_eq!(batch.records().count(), 50);
             assert_eq!(
-                error,
-                RecordError::UnsupportedCompression {
-                    code: codec.code(),
-                    name: codec.name()
-                }
+                batch.records().nth(7).unwrap().value.unwrap(),
+                Bytes::from_static(b"a fairly repetitive value, a fairly repetitive value")
             );
+            let mut tiny = BatchBuilder::new().with_compression(codec);
+            tiny.append(&record(1, "v")).unwrap();
+            let tiny = crate::Batch::parse(tiny.build()).unwrap();
+            assert_eq!(tiny.compression(), Compression::None);
         }
     }
 

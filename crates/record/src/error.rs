@@ -56,15 +56,22 @@ pub enum RecordError {
         /// 5 for a varint (i32), 10 for a varlong (i64).
         max_bytes: usize,
     },
-    /// The batch is compressed with a codec Strata does not decode (only `none` is supported).
-    #[error(
-        "unsupported compression codec {code} ({name}): only uncompressed batches are supported"
-    )]
+    /// The codec bits name no codec Kafka defines (5 to 7).
+    #[error("unsupported compression codec {code} ({name}): Kafka defines codes 0 to 4")]
     UnsupportedCompression {
         /// The codec bits of `attributes` (0..=7).
         code: i16,
         /// The codec's Kafka name (`gzip`, `snappy`, `lz4`, `zstd`) or `unknown`.
         name: &'static str,
+    },
+    /// The records region does not decompress with the batch's codec, or decompresses to more
+    /// than [`crate::compression::DECOMPRESSED_BYTES_MAX`].
+    #[error("{codec} records do not decompress: {reason}")]
+    Decompression {
+        /// The codec's Kafka name.
+        codec: &'static str,
+        /// What went wrong (names the limit when it was hit).
+        reason: String,
     },
     /// The transactional attribute bit is set; Strata has no transactions.
     #[error("transactional batches are not supported")]

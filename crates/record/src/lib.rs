@@ -4,8 +4,10 @@
 //!   leader epoch (the only fields outside the CRC the broker rewrites).
 //! - [`batch`]: [`Batch`], the checked zero-copy reader: parse verifies every byte, then
 //!   iteration yields [`Record`]s whose bytes are slices of the input.
-//! - [`builder`]: [`BatchBuilder`], which writes uncompressed batches byte-identical to Kafka
-//!   clients'.
+//! - [`builder`]: [`BatchBuilder`], which writes batches byte-identical to Kafka clients'
+//!   (uncompressed), or compressed with any of Kafka's codecs.
+//! - [`compression`]: gzip, snappy, lz4 and zstd for the records region, with a limit on what a
+//!   batch may decompress to.
 //! - [`record`]: the record value types ([`Record`], [`NewRecord`], [`Header`]) and the varint
 //!   layout of one record.
 //! - [`attributes`]: [`Compression`] and [`TimestampType`], and which attribute bits are refused.
@@ -21,6 +23,7 @@
 pub mod attributes;
 pub mod batch;
 pub mod builder;
+pub mod compression;
 pub mod error;
 pub mod header;
 pub mod record;

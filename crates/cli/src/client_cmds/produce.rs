@@ -100,7 +100,9 @@ pub async fn run(brokers: &str, format: Format, args: ProduceArgs) -> anyhow::Re
     match args.value {
         Some(value) => {
             // One record: nothing to wait for, so no linger.
-            let producer = client.producer(producer_config(args.acks, Duration::ZERO))?;
+            let mut config = producer_config(args.acks, Duration::ZERO);
+            config.compression = args.compression.into();
+            let producer = client.producer(config)?;
             let value = Bytes::from(value);
             let outcome = match producer.send(template.record(value.clone())).await {
                 Ok(ack) => ack.await,
@@ -114,8 +116,10 @@ pub async fn run(brokers: &str, format: Format, args: ProduceArgs) -> anyhow::Re
             Ok(ExitCode::SUCCESS)
         }
         None => {
-            let producer =
-                client.producer(producer_config(args.acks, ProducerConfig::default().linger))?;
+            let producer = client.producer(ProducerConfig {
+                compression: args.compression.into(),
+                ..producer_config(args.acks, ProducerConfig::default().linger)
+            })?;
             produce_lines(format, producer, template).await
         }
     }

@@ -170,6 +170,7 @@ impl Sender {
             let stamped = builder
                 .clone()
                 .with_producer(sequence.producer_id, sequence.epoch, sequence.next)
+                .with_compression(self.shared.config.compression)
                 .build();
             self.identity = Identity::Ready(Sequence {
                 next: strata_record::sequence::advance(sequence.next, completions.len() as u64),
@@ -177,7 +178,10 @@ impl Sender {
             });
             stamped
         } else {
-            builder.clone().build()
+            builder
+                .clone()
+                .with_compression(self.shared.config.compression)
+                .build()
         };
         let acks = match self.shared.config.acks {
             Acks::All => pb::Acks::All,
