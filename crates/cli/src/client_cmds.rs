@@ -200,6 +200,9 @@ pub enum BenchCmd {
     /// 16 partitions against a group member's replay, redelivery latency, request/reply
     /// round trip.
     Queues(BenchArgs),
+    /// Produce through the Kafka listener (`--kafka-bootstrap`) with a small pipelined
+    /// idempotent Kafka producer, to set beside `bench produce` on the same cluster.
+    Kafka(BenchArgs),
 }
 
 /// Options of `strata bench`.
@@ -208,6 +211,9 @@ pub struct BenchArgs {
     /// Records to produce (or consume).
     #[arg(long, default_value_t = 100_000)]
     pub records: u64,
+    /// `bench kafka`: a node's Kafka listener.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub kafka_bootstrap: String,
     /// Value size in bytes.
     #[arg(long, default_value_t = 1024)]
     pub record_size: usize,

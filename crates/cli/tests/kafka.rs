@@ -93,6 +93,38 @@ impl Wire {
     }
 }
 
+/// One node holding topic `topic` (one partition) with `lines` produced into it: the
+/// cluster, its client address, its Kafka address.
+async fn one_node_with(topic: &str, lines: &str) -> (ProcCluster, String, String) {
+    let mut c = ProcCluster::empty();
+    let id = c.add_node(Some(1)).await;
+    let b = c.brokers().join(",");
+    strata(
+        &b,
+        &format!("topic create {topic} --partitions 1 --replication-factor 1"),
+    )
+    .await
+    .ok();
+    strata_stdin(&b, &format!("produce {topic}"), lines.to_string())
+        .await
+        .ok();
+    let addr = kafka_addr(&mut c, id);
+    (c, b, addr)
+}
+
+/// A JoinGroup at version `v`, retried as a client does while the group's coordinator is
+/// not serving yet (NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE).
+async fn join_ready(w: &mut Wire, v: i16, req: &JoinGroupRequest) -> JoinGroupResponse {
+    for _ in 0..200 {
+        let r: JoinGroupResponse = w.call(ApiKey::JoinGroup, v, req).await;
+        if r.error_code != 15 && r.error_code != 16 {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the group coordinator did not serve within 10 s");
+}
+
 fn kafka_addr(c: &mut ProcCluster, id: u64) -> String {
     c.node(id).addresses().expect("addresses").kafka_addr
 }
@@ -601,34 +633,18 @@ fn committed_offset(r: &OffsetFetchResponse) -> i64 {
 /// its own offsets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_classic_group_lifecycle_beside_a_native_group() {
-    let mut c = ProcCluster::empty();
-    let id = c.add_node(Some(1)).await;
-    let b = c.brokers().join(",");
-    strata(
-        &b,
-        "topic create classic --partitions 1 --replication-factor 1",
-    )
-    .await
-    .ok();
     let lines: String = (0..10).map(|i| format!("r{i}\n")).collect();
-    strata_stdin(&b, "produce classic", lines).await.ok();
-    let mut w = Wire::connect(&kafka_addr(&mut c, id)).await;
+    let (c, b, addr) = one_node_with("classic", &lines).await;
+    let id = c.ids()[0];
+    let mut w = Wire::connect(&addr).await;
 
     let mut fc = FindCoordinatorRequest::default();
     fc.key = StrBytes::from_static_str("kg");
     let r: FindCoordinatorResponse = w.call(ApiKey::FindCoordinator, 3, &fc).await;
     assert_eq!((r.error_code, r.node_id.0 as u64), (0, id), "{r:?}");
 
-    // The coordinator's partition was created by FindCoordinator: a client retries
-    // NOT_COORDINATOR and COORDINATOR_NOT_AVAILABLE until its leader serves.
-    let mut r: JoinGroupResponse = w.call(ApiKey::JoinGroup, 5, &join_req("kg", "")).await;
-    for _ in 0..200 {
-        if r.error_code != 15 && r.error_code != 16 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        r = w.call(ApiKey::JoinGroup, 5, &join_req("kg", "")).await;
-    }
+    // The coordinator's partition was created by FindCoordinator.
+    let r = join_ready(&mut w, 5, &join_req("kg", "")).await;
     assert_eq!(r.error_code, 79, "MEMBER_ID_REQUIRED");
     let member = r.member_id.to_string();
     assert!(!member.is_empty());
@@ -1050,4 +1066,131 @@ async fn kafka_every_served_version_answers() {
         tested > 120,
         "only {tested} (API, version) pairs could be encoded"
     );
+}
+
+async fn sync(
+    w: &mut Wire,
+    group: &str,
+    member: &str,
+    generation: i32,
+    give: &[(&str, Bytes)],
+) -> SyncGroupResponse {
+    let mut r = SyncGroupRequest::default();
+    r.group_id = StrBytes::from_string(group.to_string()).into();
+    r.member_id = StrBytes::from_string(member.to_string());
+    r.generation_id = generation;
+    r.assignments = give
+        .iter()
+        .map(|(m, a)| {
+            let mut x = sync_group_request::SyncGroupRequestAssignment::default();
+            x.member_id = StrBytes::from_string(m.to_string());
+            x.assignment = a.clone();
+            x
+        })
+        .collect();
+    w.call(ApiKey::SyncGroup, 3, &r).await
+}
+
+fn heartbeat_req(group: &str, member: &str, generation: i32) -> HeartbeatRequest {
+    let mut hb = HeartbeatRequest::default();
+    hb.group_id = StrBytes::from_string(group.to_string()).into();
+    hb.member_id = StrBytes::from_string(member.to_string());
+    hb.generation_id = generation;
+    hb
+}
+
+/// A second member joining a stable classic group: the first learns of the rebalance from
+/// its heartbeat, its commit at the old generation is still taken while members rejoin (as
+/// Kafka takes it), both get the new generation with one leader, and the old generation is
+/// fenced afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_classic_rebalance_takes_commits_and_fences_the_old_generation() {
+    let (_c, _b, addr) = one_node_with("classic", "a\nb\nc\nd\n").await;
+    let mut a = Wire::connect(&addr).await;
+    // JoinGroup v3: no MEMBER_ID_REQUIRED round.
+    let r = join_ready(&mut a, 3, &join_req("rb", "")).await;
+    assert_eq!(r.error_code, 0, "{r:?}");
+    let ma = r.member_id.to_string();
+    let g1 = r.generation_id;
+    let s = sync(
+        &mut a,
+        "rb",
+        &ma,
+        g1,
+        &[(&ma, Bytes::from_static(b"for-a"))],
+    )
+    .await;
+    assert_eq!((s.error_code, &s.assignment[..]), (0, &b"for-a"[..]));
+
+    // B joins: its JoinGroup waits for A to rejoin.
+    let mut bw = Wire::connect(&addr).await;
+    let joining = tokio::spawn(async move {
+        let r: JoinGroupResponse = bw.call(ApiKey::JoinGroup, 3, &join_req("rb", "")).await;
+        (bw, r)
+    });
+    let mut rebalancing = false;
+    for _ in 0..100 {
+        let h: HeartbeatResponse = a
+            .call(ApiKey::Heartbeat, 3, &heartbeat_req("rb", &ma, g1))
+            .await;
+        if h.error_code == 27 {
+            rebalancing = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(rebalancing, "A's heartbeat reports REBALANCE_IN_PROGRESS");
+    let r: OffsetCommitResponse = a
+        .call(ApiKey::OffsetCommit, 8, &commit_req("rb", &ma, g1, 2))
+        .await;
+    assert_eq!(
+        r.topics[0].partitions[0].error_code, 0,
+        "a commit at the current generation is taken while members rejoin"
+    );
+
+    let ra: JoinGroupResponse = a.call(ApiKey::JoinGroup, 3, &join_req("rb", &ma)).await;
+    let (mut bw, rb) = joining.await.expect("join");
+    assert_eq!((ra.error_code, rb.error_code), (0, 0));
+    let g2 = ra.generation_id;
+    assert_eq!(rb.generation_id, g2);
+    assert!(g2 > g1);
+    let mb = rb.member_id.to_string();
+    // One leader, who alone gets the members' metadata.
+    let leader = ra.leader.to_string();
+    assert_eq!(rb.leader.as_str(), leader);
+    let (lw, lid, fw, fid) = if leader == ma {
+        assert_eq!((ra.members.len(), rb.members.len()), (2, 0));
+        (&mut a, ma.clone(), &mut bw, mb.clone())
+    } else {
+        assert_eq!((ra.members.len(), rb.members.len()), (0, 2));
+        (&mut bw, mb.clone(), &mut a, ma.clone())
+    };
+    // Between the join and the leader's sync, commits wait for the assignment.
+    let r: OffsetCommitResponse = fw
+        .call(ApiKey::OffsetCommit, 8, &commit_req("rb", &fid, g2, 3))
+        .await;
+    assert_eq!(
+        r.topics[0].partitions[0].error_code, 27,
+        "REBALANCE_IN_PROGRESS"
+    );
+    let give = [
+        (lid.as_str(), Bytes::from_static(b"L")),
+        (fid.as_str(), Bytes::from_static(b"F")),
+    ];
+    let s = sync(lw, "rb", &lid, g2, &give).await;
+    assert_eq!((s.error_code, &s.assignment[..]), (0, &b"L"[..]));
+    let s = sync(fw, "rb", &fid, g2, &[]).await;
+    assert_eq!((s.error_code, &s.assignment[..]), (0, &b"F"[..]));
+    // The old generation is fenced; the new one commits.
+    let r: OffsetCommitResponse = fw
+        .call(ApiKey::OffsetCommit, 8, &commit_req("rb", &fid, g1, 3))
+        .await;
+    assert_eq!(
+        r.topics[0].partitions[0].error_code, 22,
+        "ILLEGAL_GENERATION"
+    );
+    let r: OffsetCommitResponse = fw
+        .call(ApiKey::OffsetCommit, 8, &commit_req("rb", &fid, g2, 3))
+        .await;
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
 }

@@ -165,8 +165,23 @@ pub struct ClassicDescription {
     pub protocol_type: String,
     /// The chosen protocol.
     pub protocol: String,
-    /// Members: id, client id, host, metadata for the chosen protocol, assignment.
-    pub members: Vec<(String, String, String, Vec<u8>, Vec<u8>)>,
+    /// Its members.
+    pub members: Vec<ClassicMemberView>,
+}
+
+/// A classic member as DescribeGroups shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassicMemberView {
+    /// Its member id.
+    pub member_id: String,
+    /// The client's id.
+    pub client_id: String,
+    /// The client's address.
+    pub host: String,
+    /// Its metadata for the chosen protocol (a `consumer` subscription).
+    pub metadata: Vec<u8>,
+    /// Its assignment from the last sync.
+    pub assignment: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -279,6 +294,21 @@ impl Reader<'_> {
         let b = self.take(usize::try_from(n).ok()?)?;
         String::from_utf8(b.to_vec()).ok()
     }
+}
+
+/// Marks `member_id` of `g` heard from, if it is a member at `generation`.
+fn member_at(g: &mut CGroup, member_id: &str, generation: i32) -> Result<(), ClassicError> {
+    let Some(m) = g.members.get_mut(member_id) else {
+        return Err(ClassicError::UnknownMember(member_id.to_string()));
+    };
+    m.last_seen = Instant::now();
+    if generation != g.generation {
+        return Err(ClassicError::IllegalGeneration {
+            current: g.generation,
+            got: generation,
+        });
+    }
+    Ok(())
 }
 
 fn timeout_of(ms: i32) -> Result<Duration, ClassicError> {
@@ -612,7 +642,8 @@ impl Coordinator {
         let all_joined = g.members.values().all(|m| m.join.is_some());
         let waiting = g.not_before.is_some_and(|nb| nb > now);
         let past_deadline = timer && g.deadline.is_some_and(|d| d <= now);
-        if !(all_joined && !waiting) && !past_deadline {
+        let ready = all_joined && !waiting;
+        if !ready && !past_deadline {
             return;
         }
         let before = g.generation;
@@ -748,16 +779,7 @@ impl Coordinator {
         let rx = {
             let mut cg = self.classic.lock().await;
             let g = self.classic_group(&mut cg, partition, group)?;
-            let Some(m) = g.members.get_mut(member_id) else {
-                return Err(ClassicError::UnknownMember(member_id.to_string()));
-            };
-            m.last_seen = Instant::now();
-            if generation != g.generation {
-                return Err(ClassicError::IllegalGeneration {
-                    current: g.generation,
-                    got: generation,
-                });
-            }
+            member_at(g, member_id, generation)?;
             match g.phase {
                 Phase::Empty | Phase::PreparingRebalance => {
                     return Err(ClassicError::RebalanceInProgress);
@@ -766,13 +788,19 @@ impl Coordinator {
                     return Ok(SyncResponse {
                         protocol_type: g.protocol_type.clone(),
                         protocol: g.protocol.clone(),
-                        assignment: m.assignment.clone(),
+                        assignment: g
+                            .members
+                            .get(member_id)
+                            .map(|m| m.assignment.clone())
+                            .unwrap_or_default(),
                     });
                 }
                 Phase::CompletingRebalance => {}
             }
             let (tx, rx) = oneshot::channel();
-            m.sync = Some(tx);
+            if let Some(m) = g.members.get_mut(member_id) {
+                m.sync = Some(tx);
+            }
             if member_id == g.leader {
                 let mut given: HashMap<String, Vec<u8>> = assignments.into_iter().collect();
                 for (id, m) in g.members.iter_mut() {
@@ -946,16 +974,7 @@ impl Coordinator {
     ) -> Result<(), ClassicError> {
         let mut cg = self.classic.lock().await;
         let g = self.classic_group(&mut cg, partition, group)?;
-        let Some(m) = g.members.get_mut(member_id) else {
-            return Err(ClassicError::UnknownMember(member_id.to_string()));
-        };
-        m.last_seen = Instant::now();
-        if generation != g.generation {
-            return Err(ClassicError::IllegalGeneration {
-                current: g.generation,
-                got: generation,
-            });
-        }
+        member_at(g, member_id, generation)?;
         if g.phase == Phase::CompletingRebalance {
             return Err(ClassicError::RebalanceInProgress);
         }
@@ -988,13 +1007,13 @@ impl Coordinator {
                         .find(|(n, _)| *n == g.protocol)
                         .map(|(_, b)| b.clone())
                         .unwrap_or_default();
-                    (
-                        id.clone(),
-                        m.client_id.clone(),
-                        m.host.clone(),
-                        meta,
-                        m.assignment.clone(),
-                    )
+                    ClassicMemberView {
+                        member_id: id.clone(),
+                        client_id: m.client_id.clone(),
+                        host: m.host.clone(),
+                        metadata: meta,
+                        assignment: m.assignment.clone(),
+                    }
                 })
                 .collect(),
         })

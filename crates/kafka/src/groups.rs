@@ -420,13 +420,13 @@ pub async fn describe_groups(
                 d.members = c
                     .members
                     .into_iter()
-                    .map(|(id, client, host, meta, assignment)| {
+                    .map(|v| {
                         let mut m = describe_groups_response::DescribedGroupMember::default();
-                        m.member_id = str(&id);
-                        m.client_id = str(&client);
-                        m.client_host = str(&host);
-                        m.member_metadata = Bytes::from(meta);
-                        m.member_assignment = Bytes::from(assignment);
+                        m.member_id = str(&v.member_id);
+                        m.client_id = str(&v.client_id);
+                        m.client_host = str(&v.host);
+                        m.member_metadata = Bytes::from(v.metadata);
+                        m.member_assignment = Bytes::from(v.assignment);
                         m
                     })
                     .collect();

@@ -48,6 +48,20 @@ pub(crate) fn kafka_nodes(nodes: &[NodeView]) -> BTreeMap<u64, (String, i32)> {
         .collect()
 }
 
+/// The controller as Kafka clients see it: the controller group's leader when it runs a
+/// Kafka listener, else any node that does (admin clients send controller requests there,
+/// and every node takes them), else -1.
+fn controller(kafka: &BTreeMap<u64, (String, i32)>, id: u64) -> BrokerId {
+    if kafka.contains_key(&id) {
+        broker_id(id).into()
+    } else {
+        kafka
+            .keys()
+            .next()
+            .map_or((-1).into(), |id| broker_id(*id).into())
+    }
+}
+
 fn str(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
@@ -157,16 +171,7 @@ pub async fn metadata(ctx: &Ctx, req: &Request, r: MetadataRequest) -> MetadataR
         })
         .collect();
     resp.cluster_id = Some(str(&m.cluster_id));
-    resp.controller_id = if m.controller_id != 0 && kafka.contains_key(&m.controller_id) {
-        broker_id(m.controller_id).into()
-    } else {
-        // The controller runs no Kafka listener (or is unknown): name any node that does, so
-        // admin clients have somewhere to send controller requests (every node takes them).
-        kafka
-            .keys()
-            .next()
-            .map_or((-1).into(), |id| broker_id(*id).into())
-    };
+    resp.controller_id = controller(&kafka, m.controller_id);
     resp.cluster_authorized_operations = OPERATIONS_OMITTED;
     if all {
         resp.topics = m
@@ -219,14 +224,7 @@ pub async fn describe_cluster(
         return resp;
     }
     resp.cluster_id = str(&m.cluster_id);
-    resp.controller_id = if kafka.contains_key(&m.health.controller_id) {
-        broker_id(m.health.controller_id).into()
-    } else {
-        kafka
-            .keys()
-            .next()
-            .map_or((-1).into(), |id| broker_id(*id).into())
-    };
+    resp.controller_id = controller(&kafka, m.health.controller_id);
     resp.cluster_authorized_operations = OPERATIONS_OMITTED;
     resp.brokers = kafka
         .iter()

@@ -1,5 +1,5 @@
-//! `strata bench produce|consume|e2e|groups`: throughput and latency against a running
-//! cluster (`groups`: see `groups.rs`).
+//! `strata bench produce|consume|e2e|groups|queues|kafka`: throughput and latency against a
+//! running cluster (`groups`, `queues`, `kafka`: see their modules).
 //!
 //! - The topic is `--topic` if it exists, else created (default name `bench-<random>`,
 //!   `--partitions` partitions, replication factor min(3, active nodes)) and kept afterwards,
@@ -33,6 +33,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 mod groups;
+mod kafka;
 mod queues;
 mod report;
 use report::{Percentiles, Report};
@@ -74,6 +75,11 @@ pub async fn run(brokers: &str, format: Format, cmd: BenchCmd) -> anyhow::Result
         BenchCmd::Queues(args) => {
             check(&args)?;
             queues::run(&connect(brokers).await?, format, &args).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        BenchCmd::Kafka(args) => {
+            check(&args)?;
+            kafka::run(&connect(brokers).await?, &args).await?;
             return Ok(ExitCode::SUCCESS);
         }
         BenchCmd::Groups(args) => {
