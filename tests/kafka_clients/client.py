@@ -177,9 +177,12 @@ def ck_verify(bs, topic, n):
 
 def ck_member(bs, topic, group):
     from confluent_kafka import Consumer
+    # The cooperative protocol (incremental rebalances), where kafka-python and kcat use
+    # range and kafkajs roundrobin: the coordinator relays whatever the client assigns.
     c = Consumer({"bootstrap.servers": bs, "group.id": group, "enable.auto.commit": False,
                   "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
-                  "heartbeat.interval.ms": 1000})
+                  "heartbeat.interval.ms": 1000,
+                  "partition.assignment.strategy": "cooperative-sticky"})
     c.subscribe([topic])
     assigned = None
     while True:

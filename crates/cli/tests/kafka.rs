@@ -1194,3 +1194,45 @@ async fn kafka_classic_rebalance_takes_commits_and_fences_the_old_generation() {
         .await;
     assert_eq!(r.topics[0].partitions[0].error_code, 0);
 }
+
+/// With `kafka_auto_create_topics` on, a Metadata request that allows it creates the topics
+/// it names with `kafka_num_partitions` partitions; one that does not allow it, or a node
+/// with the setting off (the default, see `kafka_and_native_clients_share_one_log`), gets
+/// UNKNOWN_TOPIC_OR_PARTITION; an invalid name is INVALID_TOPIC_EXCEPTION.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_metadata_creates_topics_when_allowed() {
+    let config = tempfile::NamedTempFile::new().expect("config file");
+    std::fs::write(
+        config.path(),
+        "kafka_auto_create_topics = true\nkafka_num_partitions = 3\n",
+    )
+    .expect("write the config");
+    let mut c = ProcCluster::empty();
+    let id = c
+        .add_node_with(
+            Some(1),
+            &["--config".to_string(), config.path().display().to_string()],
+            |_| {},
+        )
+        .await;
+    let mut w = Wire::connect(&kafka_addr(&mut c, id)).await;
+    let mut r = metadata_req(&["made-by-kafka"]);
+    r.allow_auto_topic_creation = true;
+    let m: MetadataResponse = w.call(ApiKey::Metadata, 9, &r).await;
+    let t = &m.topics[0];
+    assert_eq!(t.partitions.len(), 3, "{m:?}");
+    let mut r = metadata_req(&["not-made"]);
+    r.allow_auto_topic_creation = false;
+    let m: MetadataResponse = w.call(ApiKey::Metadata, 9, &r).await;
+    assert_eq!(m.topics[0].error_code, 3);
+    let mut r = metadata_req(&["bad/name"]);
+    r.allow_auto_topic_creation = true;
+    let m: MetadataResponse = w.call(ApiKey::Metadata, 9, &r).await;
+    assert_eq!(m.topics[0].error_code, 17, "INVALID_TOPIC_EXCEPTION");
+    let b = c.brokers().join(",");
+    let listed = strata(&b, "topic list -o json").await.ok().stdout;
+    assert!(
+        listed.contains("made-by-kafka") && !listed.contains("not-made"),
+        "{listed}"
+    );
+}
