@@ -3,8 +3,8 @@
 //! [`BrokerError`]. It routes each call to the local replica, enforces every limit (message
 //! size, fetch bytes and wait, partitions per topic, the free-disk floor), proposes metadata
 //! changes to the controller, and resolves leader hints to client addresses. The gRPC adapter
-//! in `strata-node` (and a Kafka listener later) translate to and from their wire types and
-//! nothing more.
+//! in `strata-node` and the Kafka listener in `strata-kafka` translate to and from their wire
+//! types and nothing more.
 
 mod broker;
 pub mod error;

@@ -1066,6 +1066,18 @@ async fn kafka_every_served_version_answers() {
         tested > 120,
         "only {tested} (API, version) pairs could be encoded"
     );
+    // The Kafka listener's produces and fetches count in the node's metrics, as the gRPC
+    // listener's do (topic `sweep` was written and read only through Kafka).
+    let http = c.node(id).addresses().expect("addresses").http_addr;
+    let (_, metrics) = http_get(&http, "/metrics").await.expect("/metrics");
+    for name in ["strata_produce_records_total", "strata_fetch_records_total"] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with(name) && l.contains("topic=\"sweep\"")),
+            "{name} for topic sweep in /metrics"
+        );
+    }
 }
 
 async fn sync(

@@ -250,7 +250,7 @@ pub fn consumer_subscription_topics(metadata: &[u8]) -> Option<Vec<String>> {
 }
 
 /// The partitions of a `consumer` protocol assignment (ConsumerProtocolAssignment: version,
-/// [topic, [partition]], user data), or `None` when the bytes are not one.
+/// `[topic, [partition]]`, user data), or `None` when the bytes are not one.
 pub fn consumer_assignment(assignment: &[u8]) -> Option<Vec<(String, Vec<i32>)>> {
     if assignment.is_empty() {
         return Some(Vec::new());

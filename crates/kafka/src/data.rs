@@ -80,6 +80,7 @@ pub async fn produce(ctx: &Ctx, req: &Request, r: ProduceRequest) -> ProduceResp
                     out.error_code = E::UnknownTopicOrPartition.code();
                     return out;
                 };
+                let started = std::time::Instant::now();
                 match ctx
                     .broker
                     .produce(&name, partition, ProducePayload::Batch(batch), acks)
@@ -87,6 +88,7 @@ pub async fn produce(ctx: &Ctx, req: &Request, r: ProduceRequest) -> ProduceResp
                 {
                     Ok(done) => {
                         out.base_offset = done.base_offset.unwrap_or(-1);
+                        crate::produced(&name, done.record_count, started.elapsed());
                     }
                     Err(e) => {
                         if !matches!(e, BrokerError::NotLeader { .. }) {
@@ -227,6 +229,7 @@ pub async fn fetch(ctx: &Ctx, _req: &Request, r: FetchRequest) -> FetchResponse 
             }
         }
     }
+    let started = std::time::Instant::now();
     let min_bytes = r.min_bytes.max(0) as usize;
     let max_wait = r.max_wait_ms.max(0) as u32;
     let mut got = read_all(ctx, &wants, 0).await;
@@ -259,6 +262,9 @@ pub async fn fetch(ctx: &Ctx, _req: &Request, r: FetchRequest) -> FetchResponse 
     };
     for (w, g) in wants.iter().zip(got.iter()) {
         let d = partition_data(w, g, &mut budget);
+        if let Some(records) = d.records.as_ref().filter(|r| !r.is_empty()) {
+            crate::fetched(&w.name, records, started.elapsed());
+        }
         topics[w.topic_index].partitions.push(d);
     }
     for (ti, p) in unknown {

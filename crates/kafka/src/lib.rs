@@ -108,6 +108,36 @@ pub async fn serve(
     }
 }
 
+/// Counts an acknowledged produce in the node's metrics, as the gRPC listener does
+/// (`strata_produce_*`, leader side, request to acknowledgement).
+pub(crate) fn produced(topic: &str, records: u32, latency: std::time::Duration) {
+    let t = topic.to_string();
+    metrics::counter!("strata_produce_records_total", "topic" => t.clone())
+        .increment(u64::from(records));
+    metrics::counter!("strata_produce_requests_total", "topic" => t.clone()).increment(1);
+    metrics::histogram!("strata_produce_latency_seconds", "topic" => t)
+        .record(latency.as_secs_f64());
+}
+
+/// Counts a partition's fetched batches in the node's metrics, as the gRPC listener does
+/// (`strata_fetch_*`).
+pub(crate) fn fetched(topic: &str, batches: &bytes::Bytes, latency: std::time::Duration) {
+    let mut records = 0u64;
+    let mut rest = &batches[..];
+    while let Ok(h) = strata_record::BatchHeader::parse(rest) {
+        records += u64::try_from(h.record_count).unwrap_or(0);
+        let Some(next) = rest.get(h.total_len()..) else {
+            break;
+        };
+        rest = next;
+    }
+    let t = topic.to_string();
+    metrics::counter!("strata_fetch_records_total", "topic" => t.clone()).increment(records);
+    metrics::counter!("strata_fetch_bytes_total", "topic" => t.clone())
+        .increment(batches.len() as u64);
+    metrics::histogram!("strata_fetch_latency_seconds", "topic" => t).record(latency.as_secs_f64());
+}
+
 /// Host and port of `addr` (`HOST:PORT`, IPv6 hosts in brackets), or `None`.
 pub fn host_port(addr: &str) -> Option<(String, i32)> {
     let (host, port) = addr.rsplit_once(':')?;
