@@ -1248,3 +1248,47 @@ async fn kafka_metadata_creates_topics_when_allowed() {
         "{listed}"
     );
 }
+
+/// Produce requests pipelined on one connection by a producer without idempotence land in
+/// the order they were sent (as Kafka serves a connection), even when a large compressed
+/// batch, slower to check, is followed by a small one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_pipelined_produce_keeps_request_order() {
+    let (_c, _b, addr) = one_node_with("ordered", "first\n").await;
+    let mut w = Wire::connect(&addr).await;
+    let big_values: Vec<String> = (0..400).map(|i| format!("{i:0>1000}")).collect();
+    let big: Vec<&str> = big_values.iter().map(String::as_str).collect();
+    let mut corrs = Vec::new();
+    for i in 0..30 {
+        let records = if i % 2 == 0 {
+            let mut b = BatchBuilder::new().with_compression(strata_record::Compression::Gzip);
+            for v in &big {
+                b.append(&NewRecord::new(
+                    1_700_000_000_000,
+                    None,
+                    Some(Bytes::from(v.to_string())),
+                ))
+                .expect("append");
+            }
+            b.build()
+        } else {
+            batch(&["small"])
+        };
+        corrs.push(
+            w.send(ApiKey::Produce, 9, &produce_req("ordered", 0, -1, records))
+                .await,
+        );
+    }
+    let mut last = 0;
+    for corr in corrs {
+        let (got, r): (i32, ProduceResponse) = w.recv(ApiKey::Produce, 9).await.expect("answer");
+        assert_eq!(got, corr);
+        let (code, base) = produced(&r);
+        assert_eq!(code, 0);
+        assert!(
+            base > last,
+            "request {corr} landed at {base}, after an offset {last} of a later one"
+        );
+        last = base;
+    }
+}

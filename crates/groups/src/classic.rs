@@ -296,6 +296,17 @@ impl Reader<'_> {
     }
 }
 
+/// Forgets every classic group when this replica's term changed: a new leadership (even
+/// this node's again) starts from the replicated state, never from what an older term left
+/// in memory. Waiters of the old term get their answer channel dropped (NOT_COORDINATOR).
+fn sync_term(cg: &mut ClassicGroups, partition: &Partition) {
+    let term = partition.status().term;
+    if cg.term != term {
+        cg.term = term;
+        cg.groups.clear();
+    }
+}
+
 /// Marks `member_id` of `g` heard from, if it is a member at `generation`.
 fn member_at(g: &mut CGroup, member_id: &str, generation: i32) -> Result<(), ClassicError> {
     let Some(m) = g.members.get_mut(member_id) else {
@@ -406,11 +417,7 @@ impl Coordinator {
         partition: &Partition,
         group: &str,
     ) -> Result<&'a mut CGroup, ClassicError> {
-        let term = partition.status().term;
-        if cg.term != term {
-            cg.term = term;
-            cg.groups.clear();
-        }
+        sync_term(cg, partition);
         if !cg.groups.contains_key(group) {
             let replicated: Option<Group> = self.hook.read(|s| s.groups.get(group).cloned());
             let mut g = CGroup::new(replicated.as_ref().map_or(0, |g| g.epoch as i32));
@@ -447,8 +454,15 @@ impl Coordinator {
                     );
                 }
                 if !g.members.is_empty() {
-                    g.phase = Phase::Stable;
                     g.leader = g.members.keys().next().cloned().unwrap_or_default();
+                    if g.members.values().all(|m| m.assignment.is_empty()) {
+                        // The last coordinator replicated a join and died before the sync:
+                        // the members rejoin (their heartbeats and syncs say so), and the
+                        // coordinator's tick closes the barrier.
+                        self.prepare_rebalance(&mut g, false, now);
+                    } else {
+                        g.phase = Phase::Stable;
+                    }
                 }
             }
             cg.groups.insert(group.to_string(), g);
@@ -467,7 +481,16 @@ impl Coordinator {
     ) -> Result<JoinResponse, ClassicError> {
         check_group_name(&req.group)?;
         let session = timeout_of(req.session_timeout_ms)?;
-        let rebalance = timeout_of(req.rebalance_timeout_ms).unwrap_or(session);
+        // A rebalance timeout is Java's max.poll.interval.ms: often larger than the longest
+        // session; it is capped, not refused.
+        let rebalance = if req.rebalance_timeout_ms <= 0 {
+            session
+        } else {
+            Duration::from_millis(
+                (req.rebalance_timeout_ms as u64)
+                    .clamp(u64::from(SESSION_TIMEOUT_MS_MIN), u64::from(TIMEOUT_MS_MAX)),
+            )
+        };
         if req.protocols.is_empty() || req.protocol_type.is_empty() {
             return Err(ClassicError::InconsistentProtocol(
                 "a JoinGroup names a protocol type and at least one protocol".into(),
@@ -477,6 +500,18 @@ impl Coordinator {
             .ensure_serving()
             .await
             .map_err(CoordinatorError::from)?;
+        let native = self.hook.read(|s| {
+            s.groups.get(&req.group).map_or(0, |g| {
+                g.members.values().filter(|m| m.classic.is_none()).count()
+            })
+        });
+        if native > 0 {
+            return Err(ClassicError::InconsistentProtocol(format!(
+                "group {:?} is a native Strata group with {native} members; a Kafka classic \
+                 member cannot join it",
+                req.group
+            )));
+        }
         let rx = {
             let mut cg = self.classic.lock().await;
             let g = self.classic_group(&mut cg, partition, &req.group)?;
@@ -486,22 +521,26 @@ impl Coordinator {
                     g.protocol_type, req.protocol_type
                 )));
             }
-            if !g.members.is_empty() {
-                let theirs: BTreeSet<&str> = g
-                    .members
-                    .values()
-                    .flat_map(|m| m.protocols.iter().map(|(n, _)| n.as_str()))
-                    .collect();
-                if !req
+            // The protocols every other member supports (the member rejoining excepted).
+            let mut common: Option<BTreeSet<&str>> = None;
+            for (_, m) in g.members.iter().filter(|(id, _)| **id != req.member_id) {
+                let names: BTreeSet<&str> = m.protocols.iter().map(|(n, _)| n.as_str()).collect();
+                common = Some(match common {
+                    None => names,
+                    Some(c) => c.intersection(&names).copied().collect(),
+                });
+            }
+            if let Some(common) = common
+                && !req
                     .protocols
                     .iter()
-                    .any(|(n, _)| theirs.contains(n.as_str()))
-                {
-                    return Err(ClassicError::InconsistentProtocol(format!(
-                        "none of the member's protocols {:?} is supported by the group",
-                        req.protocols.iter().map(|(n, _)| n).collect::<Vec<_>>()
-                    )));
-                }
+                    .any(|(n, _)| common.contains(n.as_str()))
+            {
+                return Err(ClassicError::InconsistentProtocol(format!(
+                    "none of the member's protocols {:?} is supported by every member of the \
+                     group ({common:?})",
+                    req.protocols.iter().map(|(n, _)| n).collect::<Vec<_>>()
+                )));
             }
             let member_id = if req.member_id.is_empty() {
                 if g.members.len() >= CLASSIC_MEMBERS_MAX {
@@ -632,6 +671,7 @@ impl Coordinator {
         timer: bool,
     ) {
         let mut cg = self.classic.lock().await;
+        sync_term(&mut cg, partition);
         let Some(g) = cg.groups.get_mut(group) else {
             return;
         };
@@ -776,7 +816,7 @@ impl Coordinator {
             .ensure_serving()
             .await
             .map_err(CoordinatorError::from)?;
-        let rx = {
+        let (rx, wait) = {
             let mut cg = self.classic.lock().await;
             let g = self.classic_group(&mut cg, partition, group)?;
             member_at(g, member_id, generation)?;
@@ -798,8 +838,10 @@ impl Coordinator {
                 Phase::CompletingRebalance => {}
             }
             let (tx, rx) = oneshot::channel();
+            let mut wait = Duration::from_secs(60);
             if let Some(m) = g.members.get_mut(member_id) {
                 m.sync = Some(tx);
+                wait = m.rebalance_timeout;
             }
             if member_id == g.leader {
                 let mut given: HashMap<String, Vec<u8>> = assignments.into_iter().collect();
@@ -843,11 +885,13 @@ impl Coordinator {
                     }
                 }
             }
-            rx
+            (rx, wait)
         };
-        match rx.await {
-            Ok(r) => r,
-            Err(_) => Err(ClassicError::RebalanceInProgress),
+        // Without the leader's sync within the rebalance timeout (or with this coordinator
+        // deposed), the member joins again.
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) | Err(_) => Err(ClassicError::RebalanceInProgress),
         }
     }
 
@@ -1023,6 +1067,7 @@ impl Coordinator {
     /// waiting in a join are heard from). Run by the coordinator's tick.
     pub(crate) async fn classic_expire(&self, partition: &Partition, topics: &Topics) {
         let mut cg = self.classic.lock().await;
+        sync_term(&mut cg, partition);
         let now = Instant::now();
         let expired: Vec<(String, Vec<String>)> = cg
             .groups
@@ -1060,17 +1105,16 @@ impl Coordinator {
         }
     }
 
-    /// Closes barriers whose deadline passed (the timers do it too; this catches a timer
-    /// lost with a cancelled task).
+    /// Closes the barriers that can close: their deadline passed (the timers do it too;
+    /// this catches a timer lost with a cancelled task), or every member left has joined
+    /// (after the one missing expired or left).
     pub(crate) async fn classic_deadlines(&self, partition: &Partition, topics: &Topics) {
         let due: Vec<String> = {
-            let cg = self.classic.lock().await;
-            let now = Instant::now();
+            let mut cg = self.classic.lock().await;
+            sync_term(&mut cg, partition);
             cg.groups
                 .iter()
-                .filter(|(_, g)| {
-                    g.phase == Phase::PreparingRebalance && g.deadline.is_some_and(|d| d <= now)
-                })
+                .filter(|(_, g)| g.phase == Phase::PreparingRebalance)
                 .map(|(n, _)| n.clone())
                 .collect()
         };

@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// The smallest request: API key, version, correlation id, client id length.
@@ -65,6 +65,8 @@ pub async fn run(
     let (mut rd, mut wr) = stream.into_split();
     let depth = ctx.config.in_flight_max.max(1) as usize;
     let (tx, mut rx) = mpsc::channel::<Pending>(depth.saturating_sub(1).max(1));
+    // Produce requests of the connection, in arrival order (see `dispatch`).
+    let mut produce_chain: Option<oneshot::Receiver<()>> = None;
     let writer = tokio::spawn(async move {
         while let Some(pending) = rx.recv().await {
             match pending.await {
@@ -101,7 +103,7 @@ pub async fn run(
                 break;
             }
         };
-        match dispatch(frame, peer, &ctx) {
+        match dispatch(frame, peer, &ctx, &mut produce_chain) {
             Ok(pending) => {
                 if tx.send(pending).await.is_err() {
                     break;
@@ -178,8 +180,34 @@ fn encode<R: Encodable + HeaderVersion>(
     Ok(Some(buf.freeze()))
 }
 
+/// Whether every batch of `r` is an idempotent producer's (producer id set): the partition
+/// orders those by sequence number, whatever order requests reach it in.
+fn idempotent(r: &ProduceRequest) -> bool {
+    r.topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .all(|p| {
+            p.records
+                .as_ref()
+                .and_then(|b| strata_record::BatchHeader::parse(b).ok())
+                .is_some_and(|h| h.producer_id >= 0)
+        })
+}
+
 /// Decodes the request in `frame` and starts its handler.
-fn dispatch(mut frame: Bytes, peer: SocketAddr, ctx: &Arc<Ctx>) -> Result<Pending, String> {
+///
+/// Produce requests of one connection reach the partitions in the order they came, as
+/// Kafka serves them: a request waits for the one before it. A request of idempotent batches
+/// lets the next one start at once (the partition orders those by sequence number, so a
+/// pipelining idempotent producer keeps its requests in flight); any other request holds the
+/// next one until it is answered, so a producer without idempotence never has its batches
+/// reordered.
+fn dispatch(
+    mut frame: Bytes,
+    peer: SocketAddr,
+    ctx: &Arc<Ctx>,
+    produce_chain: &mut Option<oneshot::Receiver<()>>,
+) -> Result<Pending, String> {
     let raw_key = (&frame[..2]).get_i16();
     let version = (&frame[2..4]).get_i16();
     let correlation_id = (&frame[4..8]).get_i32();
@@ -271,9 +299,25 @@ fn dispatch(mut frame: Bytes, peer: SocketAddr, ctx: &Arc<Ctx>) -> Result<Pendin
         }
         ApiKey::Produce => {
             let r: ProduceRequest = body(&mut frame, key, version)?;
+            let before = produce_chain.take();
+            let (after, next) = oneshot::channel();
+            *produce_chain = Some(next);
             tokio::spawn(async move {
+                if let Some(before) = before {
+                    // An error means the task before ended without saying: go on.
+                    let _ = before.await;
+                }
+                let mut after = Some(after);
+                if idempotent(&r)
+                    && let Some(a) = after.take()
+                {
+                    let _ = a.send(());
+                }
                 let acks = r.acks;
                 let resp = crate::data::produce(&ctx, &req, r).await;
+                if let Some(a) = after {
+                    let _ = a.send(());
+                }
                 // acks=0: the client reads no answer.
                 if acks == 0 {
                     return Ok(None);

@@ -234,7 +234,8 @@ pub async fn fetch(ctx: &Ctx, _req: &Request, r: FetchRequest) -> FetchResponse 
     let max_wait = r.max_wait_ms.max(0) as u32;
     let mut got = read_all(ctx, &wants, 0).await;
     let total: usize = got.iter().map(has_data).sum();
-    if total < min_bytes.max(1) && max_wait > 0 && !wants.is_empty() {
+    // min_bytes 0 answers at once, as Kafka does.
+    if total < min_bytes && max_wait > 0 && !wants.is_empty() {
         // Wait for the first partition to have something, within max_wait.
         let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::from(max_wait));
         let mut waits: FuturesUnordered<_> = wants
@@ -308,7 +309,8 @@ pub async fn list_offsets(ctx: &Ctx, req: &Request, r: ListOffsetsRequest) -> Li
                     return out;
                 };
                 let pos = match p.timestamp {
-                    -2 => Position::Earliest,
+                    // -4 (v8+) is the earliest offset on local storage: all of it, here.
+                    -2 | -4 => Position::Earliest,
                     -1 | -3 => Position::Latest,
                     t if t >= 0 => Position::Timestamp(t),
                     t => {

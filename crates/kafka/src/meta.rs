@@ -98,7 +98,12 @@ fn topic_entry(
             } else {
                 (-1).into()
             };
-            e.leader_epoch = i32::try_from(p.leader_term).unwrap_or(i32::MAX);
+            // 0 means not known here (the partition is not hosted on this node): -1, which
+            // clients take as "no epoch" rather than as a stale one.
+            e.leader_epoch = match p.leader_term {
+                0 => -1,
+                t => i32::try_from(t).unwrap_or(i32::MAX),
+            };
             e.replica_nodes = p.replicas.iter().map(|id| broker_id(*id).into()).collect();
             e.isr_nodes = p
                 .voters

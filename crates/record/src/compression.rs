@@ -61,7 +61,12 @@ pub fn decompress(codec: Compression, data: &[u8], limit: usize) -> Result<Vec<u
         Compression::Snappy => snappy_decompress(data, limit),
         Compression::Lz4 => read_limited(codec, lz4_flex::frame::FrameDecoder::new(data), limit),
         Compression::Zstd => {
-            let d = ruzstd::decoding::StreamingDecoder::new(data).map_err(|e| failed(codec, e))?;
+            // A frame declares its window; no window beyond the limit is allocated.
+            let d = ruzstd::decoding::StreamingDecoder::new_with_max_window_size(
+                data,
+                DECOMPRESSED_BYTES_MAX as u64,
+            )
+            .map_err(|e| failed(codec, e))?;
             read_limited(codec, d, limit)
         }
     }

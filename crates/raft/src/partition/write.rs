@@ -61,10 +61,13 @@ impl Partition {
         batch: Bytes,
         acks: Acks,
     ) -> Result<Option<Offset>, PartitionError> {
-        let parsed = Batch::parse(batch.clone()).map_err(|e| PartitionError::InvalidBatch {
-            reason: e.to_string(),
-        })?;
-        let h = *parsed.header();
+        // Only the header is kept: the checked reader of a compressed batch holds its
+        // decompressed records, which must not stay resident while the batch replicates.
+        let h = *Batch::parse(batch.clone())
+            .map_err(|e| PartitionError::InvalidBatch {
+                reason: e.to_string(),
+            })?
+            .header();
         if h.producer_id >= 0 && acks != Acks::All {
             // Kafka refuses the same: with acks=leader the entry's fate is unknown when the
             // answer leaves (a retry could be written twice), and with acks=none nobody would
