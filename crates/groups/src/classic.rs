@@ -197,6 +197,17 @@ struct CMember {
     sync: Option<oneshot::Sender<Result<SyncResponse, ClassicError>>>,
 }
 
+impl CMember {
+    /// Its metadata for `protocol` (empty if it does not support it).
+    fn metadata(&self, protocol: &str) -> Vec<u8> {
+        self.protocols
+            .iter()
+            .find(|(n, _)| n == protocol)
+            .map(|(_, b)| b.clone())
+            .unwrap_or_default()
+    }
+}
+
 #[derive(Debug)]
 struct CGroup {
     phase: Phase,
@@ -370,9 +381,7 @@ fn replicated(
 ) -> Member {
     let mut target = BTreeSet::new();
     let mut subscription = Subscription::default();
-    if let Some((_, meta)) = m.protocols.iter().find(|(n, _)| n == protocol)
-        && let Some(t) = consumer_subscription_topics(meta)
-    {
+    if let Some(t) = consumer_subscription_topics(&m.metadata(protocol)) {
         subscription.topics = t.into_iter().collect();
     }
     if let Some(a) = consumer_assignment(&m.assignment) {
@@ -607,12 +616,11 @@ impl Coordinator {
                 .await;
             rx
         };
-        match rx.await {
-            Ok(r) => r,
-            Err(_) => Err(ClassicError::Coordinator(CoordinatorError::Partition(
+        // A dropped channel: the group was forgotten (a failed replication, a new term).
+        rx.await
+            .unwrap_or(Err(ClassicError::Coordinator(CoordinatorError::Partition(
                 strata_raft::error::PartitionError::Stopped,
-            ))),
-        }
+            ))))
     }
 
     fn prepare_rebalance(&self, g: &mut CGroup, initial: bool, now: Instant) {
@@ -697,6 +705,7 @@ impl Coordinator {
             g.members.remove(id);
         }
         g.generation = before.saturating_add(1);
+        debug_assert!(g.generation > before, "a classic generation only grows");
         g.deadline = None;
         g.not_before = None;
         if g.members.is_empty() {
@@ -719,17 +728,8 @@ impl Coordinator {
         };
         if let Err(e) = result {
             tracing::info!(group, error = %e, "classic rebalance not replicated");
-            let waiters: Vec<_> = g
-                .members
-                .values_mut()
-                .filter_map(|m| m.join.take())
-                .collect();
+            // Dropping the group drops its waiters' channels: they answer NOT_COORDINATOR.
             cg.groups.remove(group);
-            for w in waiters {
-                let _ = w.send(Err(ClassicError::Coordinator(CoordinatorError::Partition(
-                    strata_raft::error::PartitionError::Stopped,
-                ))));
-            }
             return;
         }
         if !gone.is_empty() {
@@ -739,12 +739,7 @@ impl Coordinator {
             .members
             .iter()
             .map(|(id, m)| {
-                let meta = m
-                    .protocols
-                    .iter()
-                    .find(|(n, _)| *n == g.protocol)
-                    .map(|(_, b)| b.clone())
-                    .unwrap_or_default();
+                let meta = m.metadata(&g.protocol);
                 (id.clone(), meta)
             })
             .collect();
@@ -868,19 +863,8 @@ impl Coordinator {
                         }
                     }
                     Err(e) => {
-                        let waiters: Vec<_> = g
-                            .members
-                            .values_mut()
-                            .filter_map(|m| m.sync.take())
-                            .collect();
+                        // The other members' syncs see their channel dropped and rejoin.
                         cg.groups.remove(group);
-                        for w in waiters {
-                            let _ = w.send(Err(ClassicError::Coordinator(
-                                CoordinatorError::Partition(
-                                    strata_raft::error::PartitionError::Stopped,
-                                ),
-                            )));
-                        }
                         return Err(e.into());
                     }
                 }
@@ -1045,12 +1029,7 @@ impl Coordinator {
                 .members
                 .iter()
                 .map(|(id, m)| {
-                    let meta = m
-                        .protocols
-                        .iter()
-                        .find(|(n, _)| *n == g.protocol)
-                        .map(|(_, b)| b.clone())
-                        .unwrap_or_default();
+                    let meta = m.metadata(&g.protocol);
                     ClassicMemberView {
                         member_id: id.clone(),
                         client_id: m.client_id.clone(),
