@@ -11,8 +11,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 NODES=${STRATA_BENCH_NODES:-3}
-cargo build --release -q -p strata-cli
-BIN=$PWD/target/release/strata
+# STRATA_BENCH_BIN=<path>: run that strata binary instead of building this tree's (to compare
+# two builds, alternating, on the same machine).
+if [ -n "${STRATA_BENCH_BIN:-}" ]; then
+  BIN=$STRATA_BENCH_BIN
+else
+  cargo build --release -q -p strata-cli
+  BIN=$PWD/target/release/strata
+fi
 ROOT=$PWD/target/bench-tmp/cluster-$$
 OUT=$PWD/target/bench-results
 mkdir -p "$ROOT" "$OUT"
@@ -77,6 +83,12 @@ elections() {
 if [ $# -gt 0 ]; then
   run custom "$@"
   elections
+  # STRATA_BENCH_METRICS=1: keep each node's /metrics after the run (target/bench-results/).
+  if [ "${STRATA_BENCH_METRICS:-0}" = 1 ]; then
+    for i in $(seq 1 "$NODES"); do
+      python3 -c 'import sys,urllib.request; print(urllib.request.urlopen("http://127.0.0.1:"+sys.argv[1]+"/metrics").read().decode())' "${HP[$i]}" >"$OUT/metrics-node-$i.txt"
+    done
+  fi
   exit 0
 fi
 for parts in 1 16; do

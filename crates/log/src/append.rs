@@ -85,6 +85,26 @@ impl Log {
         Ok(out)
     }
 
+    /// Whether appending entries whose payloads total `payload_bytes` (`count` entries) would
+    /// write into space already reserved in the active segment, with no roll, no `fallocate`
+    /// and no zeros to write ahead: then [`Log::append`] is one `pwritev` into the page cache
+    /// and returns in microseconds, so a caller may run it on an async worker instead of a
+    /// blocking thread.
+    pub fn fits_in_place(&self, payload_bytes: u64, count: usize) -> bool {
+        let config = &self.shared.config;
+        let Some(a) = &self.active else {
+            return false;
+        };
+        let end = a.len + payload_bytes + (count * FRAME_HEADER_LEN) as u64;
+        let aged = config.segment_ms_max > 0
+            && a.created.elapsed().as_millis() as u64 >= config.segment_ms_max;
+        count > 0
+            && !aged
+            && end <= a.alloc
+            && end <= config.segment_bytes_max
+            && !needs_zeros(end, a.written, a.alloc)
+    }
+
     /// Checks every entry and computes its frame, before anything is written.
     /// `end` is where the log ends before them.
     fn plan(&self, entries: &[NewEntry<'_>], end: LogEnd) -> Result<Vec<Plan>> {
@@ -221,6 +241,14 @@ impl Log {
             active.alloc = target;
             self.prealloc_step = (step * 2).min(config.preallocate_bytes_step);
         }
+        // The data about to be written covers `len..end`; zeros go after it.
+        let want = (end + ZERO_AHEAD_BYTES).min(active.alloc);
+        let from = active.written.max(end);
+        if needs_zeros(end, active.written, active.alloc) && from < want {
+            write_zeros(&*self.shared.disk, &active.file, from, want)
+                .map_err(|e| LogError::io("write zeros ahead in segment", &active.path, e))?;
+            active.written = want;
+        }
         Ok(n)
     }
 
@@ -260,6 +288,7 @@ impl Log {
             );
         }
         active.len = pos;
+        active.written = active.written.max(pos);
         let last = &plans[plans.len() - 1].frame;
         view.next_index = last.index.next();
         view.next_offset = last.next_offset();
@@ -277,6 +306,44 @@ impl Log {
         }
         Ok(())
     }
+}
+
+/// How far ahead of its data the writer keeps zeros written in the active segment. A sync
+/// of an append into fallocated, never-written space must also commit the extent's change
+/// from unwritten to written (on ext4 and XFS, a journal commit); into blocks already written
+/// it flushes data only. Measured on this project's test machine (ext4, 26 KiB appends, each
+/// followed by `fdatasync`): mean 0.20 ms with zeros kept 1 MiB ahead against 0.31-0.48 ms
+/// into fallocated space. The zeros cost one extra write of each segment byte, spread over
+/// the appends; they stay within the allocation, so an idle log's disk use is unchanged.
+pub(crate) const ZERO_AHEAD_BYTES: u64 = 1 << 20;
+
+/// Whether a segment whose data will end at `end`, written up to `written`, with `alloc`
+/// bytes allocated, should have zeros written further ahead: when fewer than half of
+/// [`ZERO_AHEAD_BYTES`] stay written ahead of the data (and allocated space remains). The
+/// writer then writes them up to `ZERO_AHEAD_BYTES` ahead, so one append in about every
+/// 512 KiB of data pays for the zeros.
+fn needs_zeros(end: u64, written: u64, alloc: u64) -> bool {
+    written < (end + ZERO_AHEAD_BYTES / 2).min(alloc)
+}
+
+/// Writes zeros over `from..to` of `file` (space the segment's data has not reached).
+fn write_zeros(
+    disk: &dyn crate::disk::Disk,
+    file: &std::fs::File,
+    from: u64,
+    to: u64,
+) -> std::io::Result<()> {
+    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+    let mut pos = from;
+    while pos < to {
+        let n = ((to - pos) as usize).min(ZERO_AHEAD_BYTES as usize);
+        let iov: Vec<IoSlice<'_>> = (0..n.div_ceil(ZEROS.len()))
+            .map(|i| IoSlice::new(&ZEROS[..(n - i * ZEROS.len()).min(ZEROS.len())]))
+            .collect();
+        disk.write_at(file, &iov, pos)?;
+        pos += n as u64;
+    }
+    Ok(())
 }
 
 /// A log that never held an entry (no segment, no purge point) starts at whatever index

@@ -6,7 +6,9 @@
 //!    data entries the batch header and its CRC32C), stamps the base offset and leader epoch
 //!    into the batch header copy it writes, frames the entries and writes them with one
 //!    `pwritev` per segment touched (more only after a short write, or past 1,024 buffers) into
-//!    space reserved by `fallocate`. The entries are readable at once. When there is no active
+//!    space reserved by `fallocate` and already overwritten with zeros: the writer keeps
+//!    zeros written up to 1 MiB ahead of its data, so the sync of an append rewrites blocks
+//!    instead of converting unwritten extents (a file-system metadata change per sync). The entries are readable at once. When there is no active
 //!    segment, or it is full or old, it first rolls: creates the next segment file and queues,
 //!    for the flusher, the sealing of the old one and a manifest that lists the new one.
 //! 2. [`Log::flush`] queues a completion with the [`crate::Flusher`] and returns.
@@ -126,6 +128,11 @@ pub(crate) struct Active {
     pub len: u64,
     /// Allocated size of the file.
     pub alloc: u64,
+    /// Bytes below this were written (data, or zeros written ahead of the data): an append
+    /// below it overwrites written blocks, so its `fdatasync` has no extent to convert and no
+    /// file-system journal commit to wait for (see `append::ZERO_AHEAD_BYTES`). Never below
+    /// `len`, never above `alloc`.
+    pub written: u64,
     /// When the segment was created (or opened), for rolling by age.
     pub created: Instant,
 }

@@ -88,6 +88,16 @@ impl LogReader {
         v.segments.get(i).is_some_and(|s| s.first_index == index)
     }
 
+    /// Whether log index `index` lies in the last segment, the one appends go to: its pages
+    /// were written recently and are in the page cache, so reading them does not wait on the
+    /// disk (a caller may read them on an async worker).
+    pub fn is_in_last_segment(&self, index: LogIndex) -> bool {
+        let v = self.shared.read_view();
+        v.segments
+            .last()
+            .is_some_and(|s| !s.sealed && index >= s.first_index)
+    }
+
     /// Each segment's base offset and the bytes of data it holds (not its preallocated
     /// length), oldest first: what retention by size counts.
     pub fn segment_sizes(&self) -> Vec<(Offset, u64)> {

@@ -333,6 +333,7 @@ pub(crate) fn open(
             file: seg.file.clone(),
             path: seg.path.clone(),
             len: seg.len,
+            written: seg.len,
             alloc: seg
                 .file
                 .metadata()

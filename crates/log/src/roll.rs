@@ -74,6 +74,7 @@ impl Log {
             file,
             path,
             len: 0,
+            written: 0,
             alloc: step,
             created,
         });
