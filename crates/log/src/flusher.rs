@@ -24,10 +24,10 @@ struct Inner {
     wake: Condvar,
 }
 
-/// The flusher thread; dropping it finishes queued rounds and stops the thread.
+/// The flusher's threads; dropping it finishes queued rounds and stops them.
 pub struct Flusher {
     handle: FlusherHandle,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 /// A cheap handle logs use to queue work with a [`Flusher`].
@@ -49,20 +49,33 @@ impl std::fmt::Debug for Flusher {
 }
 
 impl Flusher {
-    /// Starts a flusher thread named `strata-flush-{name}`.
+    /// Starts one flusher thread named `strata-flush-{name}`.
     pub fn start(name: &str) -> std::io::Result<Flusher> {
+        Flusher::start_pool(name, 1)
+    }
+
+    /// Starts `threads` flusher threads (at least one) sharing one queue: up to that many
+    /// logs sync at once. One log's rounds never overlap (a round waits for the previous one
+    /// to finish), so a pool only helps when several logs have appends to sync.
+    pub fn start_pool(name: &str, threads: usize) -> std::io::Result<Flusher> {
         let inner = Arc::new(Inner {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
         });
-        let worker = inner.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("strata-flush-{name}"))
-            .spawn(move || run(&worker))?;
-        Ok(Flusher {
-            handle: FlusherHandle { inner },
-            thread: Some(thread),
-        })
+        let mut flusher = Flusher {
+            handle: FlusherHandle {
+                inner: inner.clone(),
+            },
+            threads: Vec::new(),
+        };
+        for i in 0..threads.max(1) {
+            let worker = inner.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("strata-flush-{name}-{i}"))
+                .spawn(move || run(&worker))?;
+            flusher.threads.push(thread);
+        }
+        Ok(flusher)
     }
 
     /// A handle for [`crate::Log::open`].
@@ -75,7 +88,7 @@ impl Drop for Flusher {
     fn drop(&mut self) {
         lock(&self.handle.inner.queue).shutdown = true;
         self.handle.inner.wake.notify_all();
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }

@@ -70,6 +70,9 @@ pub struct NodeConfig {
     pub disk_free_bytes_min: u64,
     /// How often leaders apply retention.
     pub retention_check_interval_ms: u64,
+    /// Threads that make appends durable (`fdatasync`), shared by every partition log of the
+    /// node: up to this many logs sync at once. One log's syncs never overlap.
+    pub flush_threads: u32,
     /// Raft heartbeat interval.
     pub heartbeat_ms: u64,
     /// Raft election timeout, lower bound.
@@ -144,6 +147,7 @@ impl Default for NodeConfig {
             request_timeout_ms: 30_000,
             disk_free_bytes_min: 100 << 20,
             retention_check_interval_ms: 5_000,
+            flush_threads: 4,
             heartbeat_ms: 300,
             election_timeout_min_ms: 1_500,
             election_timeout_max_ms: 3_000,
@@ -192,6 +196,7 @@ const ENV_KEYS: &[&str] = &[
     "request_timeout_ms",
     "disk_free_bytes_min",
     "retention_check_interval_ms",
+    "flush_threads",
     "heartbeat_ms",
     "election_timeout_min_ms",
     "election_timeout_max_ms",
@@ -412,6 +417,9 @@ impl NodeConfig {
             .map_err(|e| ConfigError(format!("group_offsets_segment_bytes: {e}")))?;
         if self.group_offsets_partitions == 0 {
             return bad("group_offsets_partitions must be at least 1".into());
+        }
+        if !(1..=64).contains(&self.flush_threads) {
+            return bad("flush_threads must be between 1 and 64".into());
         }
         if self.group_heartbeat_interval_ms < 10 {
             return bad("group_heartbeat_interval_ms must be at least 10".into());

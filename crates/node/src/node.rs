@@ -202,8 +202,11 @@ impl Node {
                 silence_ms: config.election_timeout_min_ms,
             },
         );
-        let flusher = Flusher::start(&format!("strata-{}", identity.node_id))
-            .map_err(io("start the flusher"))?;
+        let flusher = Flusher::start_pool(
+            &format!("{}", identity.node_id),
+            config.flush_threads as usize,
+        )
+        .map_err(io("start the flusher"))?;
         let timing = RaftTiming {
             heartbeat_ms: config.heartbeat_ms,
             election_timeout_min_ms: config.election_timeout_min_ms,
