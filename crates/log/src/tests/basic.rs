@@ -377,3 +377,117 @@ fn a_batch_verified_by_its_caller_is_not_checked_again() {
         .unwrap();
     assert_eq!(appended[0].base_offset.get(), 0);
 }
+
+/// The writer keeps zeros written ahead of its data in the active segment (so a sync of an
+/// append rewrites blocks instead of converting unwritten extents), in steps: about half of
+/// `ZERO_AHEAD_BYTES` of data between two zero writes, never past the allocation, never over
+/// data. `fits_in_place` says yes exactly when an append needs no roll, no extension and no
+/// zeros.
+#[test]
+fn zeros_are_written_ahead_of_the_data_in_steps() {
+    use crate::append::ZERO_AHEAD_BYTES;
+    let config = LogConfig {
+        segment_bytes_max: 16 << 20,
+        segment_ms_max: 0,
+        preallocate_bytes_step: 8 << 20,
+        preallocate_bytes_min: 4 << 20,
+        index_interval_bytes: 4096,
+        entry_bytes_max: 64 << 10,
+    };
+    let h = Harness::new(config);
+    let mut log = h.open().unwrap();
+    assert!(!log.fits_in_place(100, 1), "no active segment yet");
+    let big = batch(1, 30_000, 2, 0);
+    log.append(&[data(1, 1, &big)]).unwrap();
+    let state = |log: &Log| {
+        let a = log.active.as_ref().unwrap();
+        (a.len, a.written, a.alloc)
+    };
+    let (len, written, alloc) = state(&log);
+    assert_eq!(alloc, 4 << 20);
+    assert_eq!(
+        written,
+        len + ZERO_AHEAD_BYTES,
+        "zeros 1 MiB ahead of the data"
+    );
+    let path = log.shared.read_view().segments[0].path.clone();
+    let mut zero_writes = 0;
+    let mut last_written = written;
+    for i in 2..=150u64 {
+        let (len, written, alloc) = state(&log);
+        let end = len + (big.len() + crate::frame::FRAME_HEADER_LEN) as u64;
+        let in_place = log.fits_in_place(big.len() as u64, 1);
+        assert_eq!(
+            in_place,
+            end <= alloc && (end + ZERO_AHEAD_BYTES / 2).min(alloc) <= written,
+            "in place while half the zeros remain ahead, or zeros reach the allocation (entry {i})"
+        );
+        log.append(&[data(1, i, &big)]).unwrap();
+        let (len, written, alloc) = state(&log);
+        assert!(len <= written && written <= alloc);
+        if written != last_written {
+            zero_writes += 1;
+            assert!(!in_place, "an append in place writes no zeros");
+            last_written = written;
+        }
+        // Everything between the data and the frontier reads as zeros.
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            bytes[len as usize..written as usize]
+                .iter()
+                .all(|b| *b == 0)
+        );
+    }
+    let (len, ..) = state(&log);
+    // About one zero write per half step of data.
+    let expected = len / (ZERO_AHEAD_BYTES / 2);
+    assert!(
+        zero_writes >= expected.saturating_sub(2) && zero_writes <= expected + 2,
+        "{zero_writes} zero writes for {len} bytes"
+    );
+    // The data reads back, and survives a crash and a reopen with zeros after it.
+    log.flush_wait().unwrap();
+    drop(log);
+    h.sim.crash(CrashMode::DropAll).unwrap();
+    let mut log = h.open().unwrap();
+    assert_eq!(log.next_index(), ix(151));
+    let b = batch(1, 100, 3, 0);
+    log.append(&[data(1, 151, &b)]).unwrap();
+    let all = log.reader().entries(ix(1), ix(152), usize::MAX).unwrap();
+    assert_eq!(all.len(), 151);
+}
+
+/// A pool of flusher threads serves many logs at once; every completion fires, in order per
+/// log, and each log's durable index reaches its end.
+#[test]
+fn a_flusher_pool_syncs_many_logs() {
+    let root = tempfile::tempdir().unwrap();
+    let flusher = Flusher::start_pool("pool", 3).unwrap();
+    let mut threads = Vec::new();
+    for p in 0..8u64 {
+        let handle = flusher.handle();
+        let dir = root.path().join(format!("p{p}"));
+        threads.push(std::thread::spawn(move || {
+            let disk: Arc<dyn Disk> = Arc::new(crate::RealDisk);
+            let mut log = Log::open(dir, small_config(), disk, &handle).unwrap();
+            let done = Arc::new(std::sync::Mutex::new(Vec::new()));
+            for i in 1..=200u64 {
+                let b = batch(1, 50, p * 1000 + i, 0);
+                log.append(&[data(1, i, &b)]).unwrap();
+                let done = done.clone();
+                log.flush(move |r| {
+                    r.unwrap();
+                    done.lock().unwrap().push(i);
+                });
+            }
+            log.flush_wait().unwrap();
+            assert_eq!(log.durable_index(), ix(200));
+            let done = done.lock().unwrap().clone();
+            assert_eq!(done, (1..=200).collect::<Vec<_>>(), "completions in order");
+            log.close().unwrap();
+        }));
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+}
