@@ -167,9 +167,18 @@ async fn supervise<N, F>(
             let _ = status.send(ReplicaStatus::Stopped);
             return;
         };
-        let mut metrics = p.raft().metrics();
+        // The full metrics change with every entry appended or applied; waking on each would
+        // cost this task a wake-up per write. The server metrics change only with the vote,
+        // the role or the membership, and close when the Raft core ends, which is how a fatal
+        // error shows; the full metrics then hold its reason.
+        let metrics = p.raft().metrics();
+        let mut server = p.raft().server_metrics();
         let mut damage = p.watch_damage();
         drop(p);
+        let stopped = || match &metrics.borrow_watched().running_state {
+            Err(e) => e.to_string(),
+            Ok(()) => "the replica stopped".to_string(),
+        };
         let reason = loop {
             if let Err(e) = &metrics.borrow_watched().running_state {
                 break e.to_string();
@@ -178,7 +187,7 @@ async fn supervise<N, F>(
                 break format!("damaged data: {d}");
             }
             tokio::select! {
-                r = metrics.changed() => if r.is_err() { break "the replica stopped".to_string() },
+                r = server.changed() => if r.is_err() { break stopped() },
                 r = damage.changed() => if r.is_err() { break "the replica stopped".to_string() },
                 _ = stop.changed() => {
                     let _ = status.send(ReplicaStatus::Stopped);
