@@ -247,6 +247,21 @@ impl Cluster {
             .and_then(|r| r.partition())
     }
 
+    /// Node `id`'s replica, waiting while its supervisor reopens it after a failure (the
+    /// slot is empty meanwhile); panics at `deadline`.
+    pub async fn wait_partition(&self, id: NodeId, deadline: Instant) -> Arc<Partition> {
+        loop {
+            if let Some(p) = self.try_partition(id) {
+                return p;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id}'s replica did not come back up"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Node `id`'s replica.
     pub fn partition(&self, id: NodeId) -> Arc<Partition> {
         lock(&self.nodes)[&id]
@@ -392,15 +407,17 @@ impl Cluster {
     pub async fn check_replicas_agree(&self, timeout: Duration) {
         // Let followers catch up to the leader's commit point first.
         let leader = self.leader(timeout).await;
+        let deadline = Instant::now() + timeout;
         let target = self
-            .partition(leader)
+            .wait_partition(leader, deadline)
+            .await
             .metrics()
             .local_committed
             .map(|c| c.index);
-        let deadline = Instant::now() + timeout;
         for id in self.ids().into_iter().filter(|id| self.is_up(*id)) {
             loop {
-                let m = self.partition(id).metrics();
+                // A replica that failed is reopened by its supervisor: wait for it.
+                let m = self.wait_partition(id, deadline).await.metrics();
                 if m.local_committed.map(|c| c.index) >= target {
                     break;
                 }
@@ -411,7 +428,7 @@ impl Cluster {
         let Some(target) = target else { return };
         let mut reference: Option<(NodeId, Vec<strata_log::Entry>)> = None;
         for id in self.ids().into_iter().filter(|id| self.is_up(*id)) {
-            let reader = self.partition(id).log_reader();
+            let reader = self.wait_partition(id, deadline).await.log_reader();
             let first = reader.bounds().first_index;
             // Up to the log index after the target's (log index = Raft index + 1).
             let end = strata_raft::codec::log_index(RaftIndex::new(target)).next();

@@ -14,9 +14,10 @@
 //!   see [`crate::codec`]).
 //!
 //! Every call that may wait on the disk runs on a blocking thread, never on a tokio worker. Two
-//! hot calls run in place instead, when they cannot wait: an append into space the active
-//! segment already reserved (one `pwritev` into the page cache), and a replication read from
-//! the last segment (pages just written).
+//! hot calls run in place instead, when they do not wait on the disk (short of the kernel
+//! throttling writers for dirty memory): an append into space the active segment already
+//! reserved and zeroed (one `pwritev` into the page cache), and a replication read from the
+//! last segment (pages just written).
 
 use crate::codec::{self, log_index, log_index_of, raft_index, to_raft_log_id, to_store_log_id};
 use crate::numbers::RaftIndex;
