@@ -50,6 +50,7 @@ async fn a_thousand_groups_on_three_nodes_commit_then_sleep() {
                 interval_ms: 100,
                 idle_ms: 500,
                 silence_ms: 600,
+                lease_ms: 600,
             },
         );
         livenesses.lock().unwrap().insert(id, l.clone());

@@ -39,6 +39,7 @@ pub fn fast_liveness() -> LivenessConfig {
         interval_ms: 50,
         idle_ms: 300,
         silence_ms: 300,
+        lease_ms: 400,
     }
 }
 

@@ -200,6 +200,7 @@ impl Node {
                     config.idle_group_sleep_ms
                 },
                 silence_ms: config.election_timeout_min_ms,
+                lease_ms: config.election_timeout_max_ms,
             },
         );
         let flusher = Flusher::start_pool(

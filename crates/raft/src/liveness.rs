@@ -63,6 +63,10 @@ pub struct LivenessConfig {
     /// Followers of a sleeping leader wake when its node is silent this long (the election
     /// timeout's lower bound).
     pub silence_ms: u64,
+    /// How long openraft refuses to stand for election after it last heard its leader (the
+    /// election timeout's upper bound). The voters' turns to stand are counted from the end
+    /// of this lease, so that they fall in different ticks.
+    pub lease_ms: u64,
 }
 
 impl Default for LivenessConfig {
@@ -71,6 +75,7 @@ impl Default for LivenessConfig {
             interval_ms: 300,
             idle_ms: 3_000,
             silence_ms: 1_500,
+            lease_ms: 3_000,
         }
     }
 }
@@ -192,11 +197,16 @@ impl Liveness {
     /// The followers of one group do not all stand at once: two candidates asking in the same
     /// tick split the vote and then wait out a whole randomized election timeout (the
     /// multi-process drill saw 5.5 s to a new leader). The voters other than the silent leader
-    /// stand in order of node id, one tick apart: the first at `silence`, the next a tick
+    /// stand in order of node id, one tick apart: the first at the later of `silence` and
+    /// the leader lease (`lease_ms`: before it ends openraft refuses to stand, so turns
+    /// counted from `silence` alone all fell due in the same tick), the next a tick
     /// later if no leader is known by then (the first may have been refused by a longer log,
     /// or be down itself).
     pub fn orphaned(&self) -> Vec<Arc<Partition>> {
-        let silence = Duration::from_millis(self.config.silence_ms);
+        // Openraft does nothing before its leader lease ends, so turns counted from `silence`
+        // alone would all fall due at once when the lease is longer: count them from the end
+        // of whichever is later.
+        let first = Duration::from_millis(self.config.silence_ms.max(self.config.lease_ms));
         let tick = Duration::from_millis(self.config.interval_ms);
         let heard = strata_record::sync::lock(&self.last_heard).clone();
         self.local()
@@ -214,7 +224,7 @@ impl Liveness {
                             leader != self.me
                                 && heard
                                     .get(&leader)
-                                    .is_some_and(|t| t.elapsed() > silence + tick * rank)
+                                    .is_some_and(|t| t.elapsed() > first + tick * rank)
                         })
                 })
             })
