@@ -96,10 +96,8 @@ impl Log {
             return false;
         };
         let end = a.len + payload_bytes + (count * FRAME_HEADER_LEN) as u64;
-        let aged = config.segment_ms_max > 0
-            && a.created.elapsed().as_millis() as u64 >= config.segment_ms_max;
         count > 0
-            && !aged
+            && !a.aged(config.segment_ms_max)
             && end <= a.alloc
             && end <= config.segment_bytes_max
             && !needs_zeros(end, a.written, a.alloc)
@@ -203,8 +201,7 @@ impl Log {
         let must_roll = match &self.active {
             None => true,
             Some(a) => {
-                aged = config.segment_ms_max > 0
-                    && a.created.elapsed().as_millis() as u64 >= config.segment_ms_max;
+                aged = a.aged(config.segment_ms_max);
                 a.len > 0 && (a.len + first_len > config.segment_bytes_max || aged)
             }
         };
@@ -289,6 +286,10 @@ impl Log {
         }
         active.len = pos;
         active.written = active.written.max(pos);
+        debug_assert!(
+            active.written <= active.alloc,
+            "zeros and data stay within the allocation"
+        );
         let last = &plans[plans.len() - 1].frame;
         view.next_index = last.index.next();
         view.next_offset = last.next_offset();

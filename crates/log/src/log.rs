@@ -137,6 +137,13 @@ pub(crate) struct Active {
     pub created: Instant,
 }
 
+impl Active {
+    /// Whether the segment is older than `segment_ms_max` (0: never), so the next append rolls.
+    pub(crate) fn aged(&self, segment_ms_max: u64) -> bool {
+        segment_ms_max > 0 && self.created.elapsed().as_millis() as u64 >= segment_ms_max
+    }
+}
+
 impl Log {
     /// Damage a verified open found in data the log had recorded as written (sealed segments,
     /// the checkpointed prefix): unlike a torn tail after a crash, entries up to

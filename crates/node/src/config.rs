@@ -71,9 +71,9 @@ pub struct NodeConfig {
     /// How often leaders apply retention.
     pub retention_check_interval_ms: u64,
     /// Threads that make appends durable (`fdatasync`), shared by every partition log of the
-    /// node: up to this many logs sync at once. One log's syncs never overlap. 1 by default:
-    /// with 4, the paused-leader drill saw a successor elected after 5.3-6.0 s in 3 runs of 12
-    /// (3.0-3.4 s otherwise), a cause not yet found (docs/benchmarks.md).
+    /// node: up to this many logs sync at once. One log's syncs never overlap. 1 by default
+    /// until a pool is measured again against the paused-leader drill: its slow elections,
+    /// first blamed on the pool, came from the liveness turns (fixed), and 4 was not rerun.
     pub flush_threads: u32,
     /// Raft heartbeat interval.
     pub heartbeat_ms: u64,
