@@ -71,9 +71,8 @@ pub struct NodeConfig {
     /// How often leaders apply retention.
     pub retention_check_interval_ms: u64,
     /// Threads that make appends durable (`fdatasync`), shared by every partition log of the
-    /// node: up to this many logs sync at once. One log's syncs never overlap. 1 by default
-    /// until a pool is measured again against the paused-leader drill: its slow elections,
-    /// first blamed on the pool, came from the liveness turns (fixed), and 4 was not rerun.
+    /// node: up to this many logs sync at once. One log's syncs never overlap, so more than
+    /// one only helps with several busy partitions (4 by default).
     pub flush_threads: u32,
     /// Raft heartbeat interval.
     pub heartbeat_ms: u64,
@@ -149,7 +148,7 @@ impl Default for NodeConfig {
             request_timeout_ms: 30_000,
             disk_free_bytes_min: 100 << 20,
             retention_check_interval_ms: 5_000,
-            flush_threads: 1,
+            flush_threads: 4,
             heartbeat_ms: 300,
             election_timeout_min_ms: 1_500,
             election_timeout_max_ms: 3_000,

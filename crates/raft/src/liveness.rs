@@ -8,9 +8,10 @@
 //! 3. wakes every follower replica whose sleeping leader's node has been silent for `silence`
 //!    (its timers resume and, the leader being gone, an election follows);
 //! 4. asks every follower replica whose leader's node has been silent for `silence` to stand for
-//!    election ([`Partition::elect`], with a pre-vote), every tick until a new leader is known;
-//!    the voters of one group stand one tick apart, in order of node id, so that two
-//!    candidates do not split the vote ([`Liveness::orphaned`]).
+//!    election ([`Partition::elect`], with a pre-vote) until a new leader is known; the voters
+//!    of one group take turns, one tick each, in order of node id and round after round, so
+//!    that two candidates never stand in the same tick and split the vote
+//!    ([`Liveness::orphaned`], [`stands_now`]).
 //!    openraft itself does nothing while the replica's leader lease (the election timeout's
 //!    upper bound since the leader was last heard) runs, and the pre-vote fails while the other
 //!    voters still hear the leader, so this never disturbs a live leader. What it saves: a
@@ -191,17 +192,8 @@ impl Liveness {
     }
 
     /// Follower replicas whose leader's node has been silent (no liveness message) for
-    /// `silence` although it was heard before: they should stand for election (see the module
-    /// docs, step 4).
-    ///
-    /// The followers of one group do not all stand at once: two candidates asking in the same
-    /// tick split the vote and then wait out a whole randomized election timeout (the
-    /// multi-process drill saw 5.5 s to a new leader). The voters other than the silent leader
-    /// stand in order of node id, one tick apart: the first at the later of `silence` and
-    /// the leader lease (`lease_ms`: before it ends openraft refuses to stand, so turns
-    /// counted from `silence` alone all fell due in the same tick), the next a tick
-    /// later if no leader is known by then (the first may have been refused by a longer log,
-    /// or be down itself).
+    /// `silence` although it was heard before, and whose turn it is to stand for election (see
+    /// the module docs, step 4, and [`stands_now`]).
     pub fn orphaned(&self) -> Vec<Arc<Partition>> {
         // Openraft does nothing before its leader lease ends, so turns counted from `silence`
         // alone would all fall due at once when the lease is longer: count them from the end
@@ -215,16 +207,15 @@ impl Liveness {
                 p.with_metrics(|m| {
                     m.state == openraft::ServerState::Follower
                         && m.current_leader.is_some_and(|leader| {
-                            let rank = m
-                                .membership_config
-                                .membership()
-                                .voter_ids()
-                                .filter(|v| *v != leader && *v < self.me)
-                                .count() as u32;
+                            let voters = m.membership_config.membership();
+                            let others = voters.voter_ids().filter(|v| *v != leader);
+                            let (rank, candidates) = others.fold((0u32, 0u32), |(r, n), v| {
+                                (r + u32::from(v < self.me), n + 1)
+                            });
                             leader != self.me
-                                && heard
-                                    .get(&leader)
-                                    .is_some_and(|t| t.elapsed() > first + tick * rank)
+                                && heard.get(&leader).is_some_and(|t| {
+                                    stands_now(t.elapsed(), first, tick, rank, candidates)
+                                })
                         })
                 })
             })
@@ -259,5 +250,72 @@ impl Liveness {
                 });
             }
         }
+    }
+}
+
+/// Whether the voter of rank `rank` (its place by node id among the `candidates` voters other
+/// than the silent leader) stands for election `elapsed` after the leader was last heard,
+/// counting turns from `first`.
+///
+/// Time after `first` is cut into windows of one `tick`, taken by the candidates in turn,
+/// round after round: rank 0 owns windows 0, n, 2n, ..., rank 1 windows 1, n + 1, ..., for
+/// `n` candidates. Each node's ticker fires about once per window, so two candidates never
+/// stand in the same tick: two candidates asking at once split the vote, and both then wait
+/// out a whole randomized election timeout (the multi-process drill saw a successor after
+/// 5.5 s when both voters stood every tick once their turns had come). A candidate that is
+/// refused (a longer log elsewhere, or its own lease still running) or is down just loses its
+/// window; the next candidate stands one tick later.
+pub(crate) fn stands_now(
+    elapsed: Duration,
+    first: Duration,
+    tick: Duration,
+    rank: u32,
+    candidates: u32,
+) -> bool {
+    if elapsed <= first || candidates == 0 || tick.is_zero() {
+        return false;
+    }
+    let window = (elapsed - first).as_millis() / tick.as_millis().max(1);
+    window % u128::from(candidates) == u128::from(rank % candidates)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stands_now;
+    use std::time::Duration;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// No voter stands before the turns begin; after, the windows go round the candidates and
+    /// exactly one candidate owns each window.
+    #[test]
+    fn voters_stand_in_turn_one_window_each() {
+        let (first, tick) = (ms(3_000), ms(300));
+        for candidates in 1..=4u32 {
+            for rank in 0..candidates {
+                assert!(!stands_now(ms(0), first, tick, rank, candidates));
+                assert!(!stands_now(first, first, tick, rank, candidates));
+            }
+            for at in (3_001..9_000).step_by(37) {
+                let standing: Vec<u32> = (0..candidates)
+                    .filter(|r| stands_now(ms(at), first, tick, *r, candidates))
+                    .collect();
+                assert_eq!(standing.len(), 1, "one candidate per window (at {at} ms)");
+                let window = (at - 3_000) / 300;
+                assert_eq!(standing[0] as u64, window % candidates as u64);
+            }
+        }
+        // Two candidates: the first stands right after the lease, the second a tick later,
+        // then the first again, never both.
+        assert!(stands_now(ms(3_100), first, tick, 0, 2));
+        assert!(!stands_now(ms(3_100), first, tick, 1, 2));
+        assert!(stands_now(ms(3_400), first, tick, 1, 2));
+        assert!(stands_now(ms(3_700), first, tick, 0, 2));
+        assert!(!stands_now(ms(3_700), first, tick, 1, 2));
+        // No candidates (this node is not a voter) or no tick: never.
+        assert!(!stands_now(ms(5_000), first, tick, 0, 0));
+        assert!(!stands_now(ms(5_000), first, ms(0), 0, 1));
     }
 }
