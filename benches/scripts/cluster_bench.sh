@@ -102,6 +102,7 @@ elections() {
 
 if [ $# -gt 0 ]; then
   memory_probe
+  fsync_probe
   run custom "$@"
   elections
   # STRATA_BENCH_METRICS=1: keep each node's /metrics after the run (target/bench-results/).

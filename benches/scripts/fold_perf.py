@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Folds `perf script` output (recorded with -g) into stacks, and sums samples by component.
 
-    perf script -i perf.data | benches/scripts/fold_perf.py folded.txt
+    perf script -i perf.data | benches/scripts/fold_perf.py folded.txt [--pid N] [--svg out.svg]
+
+`--pid N` keeps the samples of one process (for a system-wide `perf record -a`); `--svg`
+also draws the flame graph itself (an SVG with a tooltip per frame, no other tool needed).
 
 Writes one line per distinct stack (root first, frames joined by ';', then the sample count:
 the input format of flamegraph.pl, inferno-flamegraph and speedscope) to the named file, and
@@ -9,9 +12,12 @@ prints the share of samples in each component of the produce path. A sample coun
 first component matched walking from the leaf toward the root, so a component's share is its
 own work and the library code it calls (allocation, copies, system calls).
 """
+import argparse
 import collections
+import html
 import re
 import sys
+import zlib
 
 # (component, pattern on a frame's symbol), tried leaf to root; the first match wins.
 COMPONENTS = [
@@ -32,25 +38,89 @@ COMPONENTS = [
 ]
 
 
+def svg(folded: collections.Counter, path: str, title: str) -> None:
+    """Draws `folded` as a flame graph: root at the bottom, one row per stack depth, each
+    frame as wide as its share of the samples; frames under 0.05% are left out."""
+    total = sum(folded.values())
+    tree: dict = {}
+    for stack, n in folded.items():
+        node = tree
+        for frame in stack.split(";"):
+            child = node.setdefault(frame, [0, {}])
+            child[0] += n
+            node = child[1]
+    width, row, pad = 1200.0, 16, 30
+    rects: list[tuple[float, int, float, str, int]] = []
+    depth_max = 0
+
+    def walk(children: dict, x: float, depth: int) -> None:
+        nonlocal depth_max
+        for name, (n, grand) in sorted(children.items()):
+            w = width * n / total
+            if w >= width * 0.002:
+                rects.append((x, depth, w, name, n))
+                depth_max = max(depth_max, depth)
+                walk(grand, x, depth + 1)
+            x += w
+
+    walk(tree, 0.0, 0)
+    height = (depth_max + 1) * row + 2 * pad
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{int(width) + 20}" height="{height}" '
+        f'font-family="monospace" font-size="11">',
+        f'<text x="10" y="18" font-size="14">{html.escape(title)} ({total} samples)</text>',
+    ]
+    for x, depth, w, name, n in rects:
+        y = height - pad - (depth + 1) * row
+        hue = zlib.crc32(name.split("::")[0].encode()) % 60
+        name = name if len(name) <= 160 else name[:157] + "..."
+        label = html.escape(name)
+        out.append(
+            f'<g><title>{label} ({n} samples, {100 * n / total:.2f}%)</title>'
+            f'<rect x="{10 + x:.1f}" y="{y}" width="{max(w - 0.5, 0.1):.1f}" height="{row - 1}" '
+            f'fill="hsl({hue},80%,{55 + hue % 20}%)"/>'
+        )
+        chars = int(w / 6.6)
+        if chars >= 3:
+            text = name if len(name) <= chars else name[: chars - 2] + ".."
+            out.append(f'<text x="{12 + x:.1f}" y="{y + row - 4}">{html.escape(text)}</text>')
+        out.append("</g>")
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("folded", help="where to write the folded stacks")
+    ap.add_argument("--pid", type=int, help="keep only this process's samples")
+    ap.add_argument("--svg", help="also draw the flame graph into this SVG file")
+    ap.add_argument("--title", default="Flame graph", help="the SVG's title")
+    args = ap.parse_args()
     folded = collections.Counter()
     stack: list[str] = []
+    keep = True
     for line in sys.stdin:
         line = line.rstrip("\n")
         if not line.strip():
-            if stack:
+            if stack and keep:
                 folded[";".join(reversed(stack))] += 1
             stack = []
             continue
         if line[0] not in " \t":
-            continue  # the sample's header line
+            # The sample's header line: "comm pid/tid ..." or "comm pid ...".
+            m = re.match(r"\s*\S.*?\s(\d+)(?:/\d+)?\s", line + " ")
+            keep = args.pid is None or (m is not None and int(m.group(1)) == args.pid)
+            continue
         parts = line.strip().split(" ", 1)
         if len(parts) == 2:
             sym = re.sub(r"\+0x[0-9a-f]+$", "", parts[1].rsplit(" (", 1)[0])
             stack.append(sym)
-    if stack:
+    if stack and keep:
         folded[";".join(reversed(stack))] += 1
-    with open(sys.argv[1], "w") as out:
+    if args.svg:
+        svg(folded, args.svg, args.title)
+    with open(args.folded, "w") as out:
         for s, n in folded.most_common():
             out.write(f"{s} {n}\n")
     by = collections.Counter()
