@@ -229,15 +229,18 @@ impl Broker {
                 }
             }
         };
+        let opened = std::time::Instant::now();
         tokio::spawn(async move {
             loop {
                 if tx.is_closed() {
                     return;
                 }
                 let changed = engine.hook().changed();
-                let msg = match engine.acquire(&p, &spec).await {
-                    Ok(d) if d.is_empty() => None,
-                    Ok(d) => Some(Ok(d)),
+                let msg = match engine.acquire_streaming(&p, &spec, opened).await {
+                    // The consumer closed (it gave back what it held): acquire nothing more.
+                    Ok(None) => return,
+                    Ok(Some(d)) if d.is_empty() => None,
+                    Ok(Some(d)) => Some(Ok(d)),
                     Err(e) => Some(Err(resolve(e))),
                 };
                 match msg {

@@ -14,6 +14,7 @@ use super::state::{
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use strata_raft::GroupId;
 use strata_raft::error::PartitionError;
 use strata_raft::partition::Partition;
@@ -207,7 +208,15 @@ pub struct QueueEngine {
     hook: Arc<QueueHook>,
     /// Serializes acquisitions and the leader's own commands.
     plan: tokio::sync::Mutex<()>,
+    /// Consumers that closed here (a settle with `return_held`), by group and consumer id,
+    /// with when: an acquisition stream opened before that acquires nothing more for them.
+    /// Kept for [`CLOSED_KEPT`].
+    closed: std::sync::Mutex<HashMap<(String, String), Instant>>,
 }
+
+/// How long the engine remembers that a consumer closed: longer than a stream of the closed
+/// consumer can go on acquiring before the leader notices that its reader is gone.
+const CLOSED_KEPT: Duration = Duration::from_secs(600);
 
 impl QueueEngine {
     /// An engine over `hook`.
@@ -215,6 +224,7 @@ impl QueueEngine {
         QueueEngine {
             hook,
             plan: tokio::sync::Mutex::new(()),
+            closed: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -264,8 +274,41 @@ impl QueueEngine {
         partition: &Partition,
         spec: &AcquireSpec,
     ) -> Result<Vec<Delivery>, EngineError> {
+        Ok(self
+            .acquire_for(partition, spec, None)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// [`QueueEngine::acquire`] for a stream opened at `opened`: `None` once the consumer
+    /// closed after that (the stream should end). A consumer's close (a settle with
+    /// `return_held`) waits for any acquisition in progress and is then final for the
+    /// streams opened before it, so no record is locked to a consumer that is gone: one
+    /// acquired while it closed would otherwise wait out its whole lock.
+    pub async fn acquire_streaming(
+        &self,
+        partition: &Partition,
+        spec: &AcquireSpec,
+        opened: Instant,
+    ) -> Result<Option<Vec<Delivery>>, EngineError> {
+        self.acquire_for(partition, spec, Some(opened)).await
+    }
+
+    async fn acquire_for(
+        &self,
+        partition: &Partition,
+        spec: &AcquireSpec,
+        opened: Option<Instant>,
+    ) -> Result<Option<Vec<Delivery>>, EngineError> {
         spec.config.check()?;
         let _plan = self.plan.lock().await;
+        if let Some(opened) = opened {
+            let closed = strata_record::sync::lock(&self.closed);
+            let key = (spec.group.clone(), spec.consumer.clone());
+            if closed.get(&key).is_some_and(|at| *at >= opened) {
+                return Ok(None);
+            }
+        }
         partition.ensure_serving().await?;
         // One look at the log's bounds for the whole plan: retention moving the start later
         // only makes some records unreadable (skipped), never a hole in the window.
@@ -302,7 +345,7 @@ impl QueueEngine {
             (create, redeliver, g.window_end(), g.settled_below, credit)
         });
         if credit == 0 && create.is_none() {
-            return Ok(Vec::new());
+            return Ok(Some(Vec::new()));
         }
         let size = |r: &Record| {
             r.key.as_ref().map_or(0, Bytes::len) + r.value.as_ref().map_or(0, Bytes::len)
@@ -338,7 +381,7 @@ impl QueueEngine {
             next += 1;
         }
         if deliveries.is_empty() && delayed.is_empty() && create.is_none() {
-            return Ok(Vec::new());
+            return Ok(Some(Vec::new()));
         }
         deliveries.sort_by_key(|(r, _)| r.offset);
         let offsets: Vec<i64> = deliveries.iter().map(|(r, _)| r.offset).collect();
@@ -365,15 +408,17 @@ impl QueueEngine {
                 );
             }
         };
-        Ok(deliveries
-            .into_iter()
-            .filter(|(r, _)| taken.contains(&r.offset))
-            .map(|(record, deliveries)| Delivery {
-                record,
-                deliveries,
-                lock_until_ms: until_ms,
-            })
-            .collect())
+        Ok(Some(
+            deliveries
+                .into_iter()
+                .filter(|(r, _)| taken.contains(&r.offset))
+                .map(|(record, deliveries)| Delivery {
+                    record,
+                    deliveries,
+                    lock_until_ms: until_ms,
+                })
+                .collect(),
+        ))
     }
 
     /// Acknowledges, releases, rejects, extends or returns records `consumer` holds; each
@@ -390,6 +435,19 @@ impl QueueEngine {
         if items.is_empty() && !return_held {
             return Ok(Vec::new());
         }
+        // A consumer closing: wait for any acquisition in progress (it is then applied before
+        // this settle, which gives it back), and stop the consumer's open streams from
+        // acquiring for it again (see `QueueEngine::acquire_streaming`).
+        let _plan = if return_held {
+            let plan = self.plan.lock().await;
+            let now = Instant::now();
+            let mut closed = strata_record::sync::lock(&self.closed);
+            closed.retain(|_, at| now.duration_since(*at) < CLOSED_KEPT);
+            closed.insert((group.to_string(), consumer.to_string()), now);
+            Some(plan)
+        } else {
+            None
+        };
         let n = items.len();
         let cmd = QueueCommand::Settle {
             group: group.to_string(),
