@@ -11,7 +11,7 @@
 //!    election ([`Partition::elect`], with a pre-vote) until a new leader is known; the voters
 //!    of one group take turns, one tick each, in order of node id and round after round, so
 //!    that two candidates never stand in the same tick and split the vote
-//!    ([`Liveness::orphaned`], [`stands_now`]).
+//!    ([`Liveness::orphaned`], `stands_now`).
 //!    openraft itself does nothing while the replica's leader lease (the election timeout's
 //!    upper bound since the leader was last heard) runs, and the pre-vote fails while the other
 //!    voters still hear the leader, so this never disturbs a live leader. What it saves: a
@@ -193,7 +193,7 @@ impl Liveness {
 
     /// Follower replicas whose leader's node has been silent (no liveness message) for
     /// `silence` although it was heard before, and whose turn it is to stand for election (see
-    /// the module docs, step 4, and [`stands_now`]).
+    /// the module docs, step 4, and `stands_now`).
     pub fn orphaned(&self) -> Vec<Arc<Partition>> {
         // Openraft does nothing before its leader lease ends, so turns counted from `silence`
         // alone would all fall due at once when the lease is longer: count them from the end
