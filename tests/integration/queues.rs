@@ -31,6 +31,20 @@ fn queue_config(
     }
 }
 
+/// One node with topic `t` (1 partition, RF 1) holding `records` records `m-0`, `m-1`, ...,
+/// and a client of it.
+async fn one_node_with_topic(records: usize) -> (NodeCluster, Client) {
+    let c = NodeCluster::start(1, strata_tests::test_seed()).await;
+    let client = Client::connect(c.brokers()).await.expect("connect");
+    client
+        .admin()
+        .create_topic("t", 1, 1, Default::default())
+        .await
+        .expect("create");
+    produce(&c.brokers(), "t", &values("m", records)).await;
+    (c, client)
+}
+
 /// The leader of `topic`/`partition` as the cluster reports it.
 async fn leader(client: &Client, topic: &str, partition: u32) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -308,14 +322,7 @@ async fn queue_guarantees_hold_through_a_power_loss_of_every_node() {
 /// documented headers; a rejected one goes there at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redelivery_after_the_lock_and_dead_letters_after_max_deliveries() {
-    let c = NodeCluster::start(1, strata_tests::test_seed()).await;
-    let client = Client::connect(c.brokers()).await.expect("connect");
-    client
-        .admin()
-        .create_topic("t", 1, 1, Default::default())
-        .await
-        .expect("create");
-    produce(&c.brokers(), "t", &values("m", 3)).await;
+    let (c, client) = one_node_with_topic(3).await;
     let lock = Duration::from_millis(1000);
     let mut a = client
         .queue_consumer(QueueConsumerConfig {
@@ -473,14 +480,7 @@ fn fake(offset: i64) -> QueueMessage {
 /// group, and too many at once: each refused with its reason, the state unchanged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_settles_are_refused_and_change_nothing() {
-    let c = NodeCluster::start(1, strata_tests::test_seed()).await;
-    let client = Client::connect(c.brokers()).await.expect("connect");
-    client
-        .admin()
-        .create_topic("t", 1, 1, Default::default())
-        .await
-        .expect("create");
-    produce(&c.brokers(), "t", &values("m", 5)).await;
+    let (c, client) = one_node_with_topic(5).await;
     let reason = |r: Result<(), Error>| match r {
         Err(Error::Queue { reason, .. }) => reason,
         other => panic!("expected a queue refusal, got {other:?}"),
@@ -762,14 +762,7 @@ async fn request_reply_across_servers_and_requesters() {
 /// until it settles some.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_holds_at_most_its_in_flight_limit() {
-    let c = NodeCluster::start(1, strata_tests::test_seed()).await;
-    let client = Client::connect(c.brokers()).await.expect("connect");
-    client
-        .admin()
-        .create_topic("t", 1, 1, Default::default())
-        .await
-        .expect("create");
-    produce(&c.brokers(), "t", &values("m", 50)).await;
+    let (c, client) = one_node_with_topic(50).await;
     let mut q: QueueConsumer = client
         .queue_consumer(QueueConsumerConfig {
             max_in_flight: 5,
@@ -932,14 +925,7 @@ async fn sigkilled_consumer_processes_lose_nothing() {
 /// five).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_consumer_gets_nothing_more_from_streams_opened_before() {
-    let c = NodeCluster::start(1, strata_tests::test_seed()).await;
-    let client = Client::connect(c.brokers()).await.expect("connect");
-    client
-        .admin()
-        .create_topic("t", 1, 1, Default::default())
-        .await
-        .expect("create");
-    produce(&c.brokers(), "t", &values("m", 10)).await;
+    let (c, client) = one_node_with_topic(10).await;
     let config = |id: &str| QueueConsumerConfig {
         max_in_flight: 1,
         consumer_id: Some(id.to_string()),
